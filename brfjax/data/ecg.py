@@ -1,0 +1,83 @@
+"""ECG-QTDB (Yin et al. 2021 preprocessing of the PhysioNet QT database), spec §7.
+
+The two MATLAB v5 files ship inside the package (``brfjax/data/ecg_qtdb``); pass
+``data_dir`` to read copies from elsewhere. Loader rule (spec §7): cast to float32,
+drop the last (sentinel) step of ``x`` and ``y`` (1301 -> 1300 steps), target =
+``argmax`` of the per-step one-hot row (an unlabelled all-zero row becomes class 0).
+
+Arrays are batch-major: inputs ``(N, 1300, 4)`` float32, targets ``(N, 1300)`` int32.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from brfjax.data import DataError, sha256_of_file
+
+BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "ecg_qtdb")
+FILES = {
+    "train": ("QTDB_train.mat", "72d1a10c96f1540880447e07256835d66da419c0b34f3dff495731a7928c5bc7"),
+    "test": ("QTDB_test.mat", "916f11e21679a5b61988305bbb7cd1e6df8b34f1ed4a157a7a4e295d400ef232"),
+}
+NUM_STEPS = 1300
+NUM_CHANNELS = 4
+NUM_CLASSES = 6
+
+
+class SequenceData(NamedTuple):
+    """Batch-major samples: ``inputs (N, T, I)`` float32, ``targets`` int32 of shape
+    ``(N, T)`` (per-step labels) or ``(N,)`` (one label per sequence)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+
+
+def ecg_file(split: str, data_dir: Optional[str] = None) -> str:
+    """Path of the ``split`` (``"train"`` or ``"test"``) file, bundled unless ``data_dir``."""
+    if split not in FILES:
+        raise DataError(f"unknown ECG split {split!r}; expected one of {sorted(FILES)}")
+    path = os.path.join(data_dir or BUNDLED_DIR, FILES[split][0])
+    if not os.path.isfile(path):
+        raise DataError(
+            f"ECG file {path!r} not found; pass --data-dir pointing to a folder with "
+            f"{FILES[split][0]}, or omit --data-dir to use the files bundled with brfjax"
+        )
+    return path
+
+
+def load_ecg(split: str, data_dir: Optional[str] = None, verify: bool = True) -> SequenceData:
+    """Load and decode one split (checksum-verified unless ``verify=False``)."""
+    import scipy.io  # imported here: only ECG needs scipy
+
+    path = ecg_file(split, data_dir)
+    if verify:
+        digest = sha256_of_file(path)
+        if digest != FILES[split][1]:
+            raise DataError(
+                f"ECG file {path!r} has sha256 {digest}, expected {FILES[split][1]}: "
+                "the file is corrupt or a different version; restore it (it ships with brfjax)"
+            )
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as error:  # scipy raises several types for a bad file
+        raise DataError(f"ECG file {path!r} is not a readable MATLAB file: {error}") from None
+    return decode_ecg(mat, path)
+
+
+def decode_ecg(mat: dict, source: str = "<memory>") -> SequenceData:
+    """Apply the loader rule of spec §7 to the ``x``/``y`` arrays of a QTDB ``.mat``."""
+    for key in ("x", "y"):
+        if key not in mat:
+            raise DataError(f"ECG file {source!r} has no {key!r} array")
+    x, y = mat["x"], mat["y"]
+    if x.ndim != 3 or x.shape[2] != NUM_CHANNELS or y.shape != (*x.shape[:2], NUM_CLASSES):
+        raise DataError(
+            f"ECG file {source!r}: expected x (N, T+1, {NUM_CHANNELS}) and y (N, T+1, {NUM_CLASSES}), "
+            f"got x {x.shape} and y {y.shape}"
+        )
+    inputs = np.ascontiguousarray(x[:, :-1].astype(np.float32))
+    targets = np.argmax(y[:, :-1], axis=-1).astype(np.int32)
+    return SequenceData(inputs, targets)

@@ -1,0 +1,111 @@
+"""Loss objectives, predictions and the paper's model statistics (spec §4.1, §4.7).
+
+Readouts are time-major ``(T', B, C)`` (the recorded steps). Targets are either
+per-step ``(T', B)`` (ECG) or one label per sequence ``(B,)`` (MNIST, SHD), which is
+scored at every recorded step.
+
+    ℓ_t = mean_b NLL(log_softmax(o_t)[b], target_t[b])        loss L = Σ_t ℓ_t
+
+Predictions: per-step ``argmax_c o_t`` (ECG), or per sequence
+``argmax_c mean_t o_t`` (MNIST, SHD; under label-last the mean is over one step).
+``argmax`` takes the first maximal index and treats NaN as maximal (as the original).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PER_STEP = "per_step"
+SEQUENCE = "sequence"
+OBJECTIVES = (PER_STEP, SEQUENCE)
+
+
+def check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+
+
+def step_targets(targets: jax.Array, num_steps: int) -> jax.Array:
+    """Targets as ``(T', B)``: per-step targets unchanged, sequence labels repeated."""
+    if targets.ndim == 1:
+        return jnp.broadcast_to(targets, (num_steps, targets.shape[0]))
+    return targets
+
+
+def nll_per_sample_step(readouts: jax.Array, targets: jax.Array) -> jax.Array:
+    """``(T', B)`` negative log-likelihood of each target under ``log_softmax(o_t)``."""
+    log_probs = jax.nn.log_softmax(readouts, axis=-1)
+    labels = step_targets(targets, readouts.shape[0])
+    return -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+
+
+def summed_loss(readouts: jax.Array, targets: jax.Array) -> jax.Array:
+    """The training loss L = Σ_t mean_b NLL_t (spec §4.1; not divided by the steps)."""
+    return jnp.sum(jnp.mean(nll_per_sample_step(readouts, targets), axis=1))
+
+
+def predictions(readouts: jax.Array, objective: str) -> jax.Array:
+    """``(T', B)`` per-step predictions or ``(B,)`` sequence predictions."""
+    check_objective(objective)
+    if objective == PER_STEP:
+        return jnp.argmax(readouts, axis=-1)
+    return jnp.argmax(jnp.mean(readouts, axis=0), axis=-1)
+
+
+def correct_count(readouts: jax.Array, targets: jax.Array, objective: str) -> jax.Array:
+    """Number of correct predictions (steps for per-step, sequences otherwise)."""
+    predicted = predictions(readouts, objective)
+    if objective == PER_STEP:
+        return jnp.sum(predicted == step_targets(targets, readouts.shape[0]))
+    return jnp.sum(predicted == targets)
+
+
+class BatchSums(NamedTuple):
+    """Additive per-batch sums from which the statistics of a whole set follow."""
+
+    nll: jax.Array  # Σ_samples Σ_recorded-steps NLL (or the last step's under label-last)
+    correct: jax.Array
+    scored: jax.Array  # number of scored predictions
+    spikes: jax.Array  # (B,) hidden spikes per sample over all steps
+
+
+def batch_sums(readouts, targets, spike_counts, objective: str) -> BatchSums:
+    nll = nll_per_sample_step(readouts, targets)
+    correct = correct_count(readouts, targets, objective)
+    scored = nll.size if objective == PER_STEP else readouts.shape[1]
+    return BatchSums(jnp.sum(nll), correct, jnp.asarray(scored), spike_counts)
+
+
+def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:
+    """Add one batch's sums on the host in float64 (spike totals stay exact)."""
+    sums = BatchSums(*(np.sum(np.asarray(value, np.float64)) for value in sums))
+    if total is None:
+        return sums
+    return BatchSums(*(a + b for a, b in zip(total, sums)))
+
+
+def model_statistics(
+    sums: BatchSums, num_samples: int, num_steps: int, hidden_size: int, scored_steps: int
+) -> dict:
+    """The statistics of the original stats scripts (spec §4.7).
+
+    loss = Σ_t ℓ_t / scored_steps (ℓ_t mean over samples), accuracy in percent,
+    SOP = S/N, SOP per step = S/(N·T), firing rate = S/(N·T·H), with S the total hidden
+    spike count and T the full sequence length (also when leading steps are unscored).
+    """
+    nll, correct, scored, spikes = (float(value) for value in sums)
+    return {
+        "accuracy": float(100.0 * correct / scored),
+        "loss": float(nll / num_samples / scored_steps),
+        "correct": int(correct),
+        "total": int(scored),
+        "spikes": spikes,
+        "sop": spikes / num_samples,
+        "sop_per_step": spikes / (num_samples * num_steps),
+        "firing_rate": spikes / (num_samples * num_steps * hidden_size),
+        "num_samples": int(num_samples),
+    }
