@@ -13,9 +13,12 @@ Every hidden neuron is a pair of pure functions:
 backward). All constants are float32; expressions are parenthesised exactly as in the
 spec so that the float32 roundings match the original implementation.
 
-``exact=True`` in the coefficient functions evaluates ``p(ω)`` and the ``exp`` decays
-correctly rounded on the host (:mod:`brfjax.exactmath`); ``exact=False`` uses plain XLA
-float32 (``/δ`` becomes ``·100``, XLA's exp), which is what training needs.
+``exact=True`` (the reference path, default) reproduces the original's float32
+roundings: the coefficient functions evaluate ``p(ω)`` and the ``exp`` decays correctly
+rounded on the host (:mod:`brfjax.exactmath`), and the step functions round every
+product before it is added (:func:`unfused_add`). ``exact=False`` lets XLA rewrite
+``/δ`` as ``·100``, use its own ``exp`` and fuse multiply-adds: each a one-ulp change
+that can flip a spike late in a long sequence.
 """
 
 from __future__ import annotations
@@ -40,6 +43,30 @@ Array = jax.Array
 
 def _default_spike(x: Array) -> Array:
     return heaviside(x)
+
+
+# ----------------------------------------------------------------- float32 rounding
+
+
+def unfused_add(x: Array, y: Array) -> Array:
+    """x + y with each operand rounded to float32 first (no fused multiply-add).
+
+    XLA contracts a product that feeds an addition into one fused multiply-add with a
+    single rounding; the original rounds the product first. Selecting each operand on
+    the other's NaN-ness keeps every value (NaN and inf cases included: a NaN operand
+    makes the sum NaN either way) and hides the product from the contraction.
+    """
+    return jnp.where(jnp.isnan(y), y, x) + jnp.where(jnp.isnan(x), x, y)
+
+
+def unfused_subtract(x: Array, y: Array) -> Array:
+    """x - y = x + (-y), with each operand rounded to float32 first."""
+    return unfused_add(x, -y)
+
+
+def _arithmetic(exact: bool):
+    """(add, subtract) of the reference path (unfused) or XLA's plain ones."""
+    return (unfused_add, unfused_subtract) if exact else (jnp.add, jnp.subtract)
 
 
 # --------------------------------------------------------------------------- decays
@@ -90,14 +117,15 @@ def brf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = False)
     return ResonatorCoefficients(omega, jnp.abs(b_offset_raw), divergence_boundary(omega, exact))
 
 
-def _euler_resonator(u: Array, v: Array, damping: Array, omega: Array, current: Array, dt: float):
+def _euler_resonator(u, v, damping, omega, current, dt: float, exact: bool):
     """Explicit Euler of du/dt = (b + iω)·u + I on u + i·v, both from the old (u, v).
 
     u_t = ((u + (b·u)·δ) - (ω·v)·δ) + I·δ
     v_t = (v + (ω·u)·δ) + (b·v)·δ
     """
-    u_new = ((u + (damping * u) * dt) - (omega * v) * dt) + current * dt
-    v_new = (v + (omega * u) * dt) + (damping * v) * dt
+    add, subtract = _arithmetic(exact)
+    u_new = add(subtract(add(u, (damping * u) * dt), (omega * v) * dt), current * dt)
+    v_new = add(add(v, (omega * u) * dt), (damping * v) * dt)
     return u_new, v_new
 
 
@@ -107,6 +135,7 @@ def brf_step(
     current: Array,
     spike: SurrogateFn = _default_spike,
     dt: float = DT,
+    exact: bool = True,
 ) -> BRFState:
     """One balanced-RF step (spec §1.1, paper Algorithm 1).
 
@@ -116,10 +145,15 @@ def brf_step(
     q_t = γ·q_{t-1} + z_t
     """
     damping = (coefficients.boundary - coefficients.b_offset) - state.q
-    u, v = _euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt)
+    u, v = _euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt, exact)
     z = spike((u - BRF_THRESHOLD) - state.q)
-    q = state.q * BRF_REFRACTORY_DECAY + z
-    return BRFState(z, u, v, q)
+    return BRFState(z, u, v, _refractory_update(state.q, z, exact))
+
+
+def _refractory_update(q: Array, z: Array, exact: bool) -> Array:
+    """q_t = q_{t-1}·γ + z_t."""
+    add, _ = _arithmetic(exact)
+    return add(q * BRF_REFRACTORY_DECAY, z)
 
 
 # ------------------------------------------------------------------------ vanilla RF
@@ -146,10 +180,11 @@ def rf_step(
     current: Array,
     spike: SurrogateFn = _default_spike,
     dt: float = DT,
+    exact: bool = True,
 ) -> RFState:
     """One vanilla-RF step (spec §1.2): damping b = -|b̃'|, z_t = Θ(u_t - 1)."""
     damping = -coefficients.b_offset
-    u, v = _euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt)
+    u, v = _euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt, exact)
     z = spike(u - RF_THRESHOLD)
     return RFState(z, u, v)
 
@@ -163,6 +198,7 @@ def bhrf_step(
     current: Array,
     spike: SurrogateFn = _default_spike,
     dt: float = DT,
+    exact: bool = True,
 ) -> BRFState:
     """One balanced harmonic-RF step (spec §1.5, the code's semi-implicit Euler).
 
@@ -171,13 +207,13 @@ def bhrf_step(
     u_t = ((u_{t-1} + I_t·δ) - (b_t·u_{t-1})·(2δ)) - (ω²·v_t)·δ
     z_t = Θ((u_t - 1) - q_{t-1}),  q_t = 0.9·q_{t-1} + z_t
     """
+    add, subtract = _arithmetic(exact)
     omega_squared = coefficients.omega * coefficients.omega
-    damping = (omega_squared * 0.005 + coefficients.b_offset) + state.q
-    v = state.v + state.u * dt
-    u = ((state.u + current * dt) - (damping * state.u) * (2.0 * dt)) - (omega_squared * v) * dt
+    damping = add(add(omega_squared * 0.005, coefficients.b_offset), state.q)
+    v = add(state.v, state.u * dt)
+    u = subtract(subtract(add(state.u, current * dt), (damping * state.u) * (2.0 * dt)), (omega_squared * v) * dt)
     z = spike((u - BRF_THRESHOLD) - state.q)
-    q = state.q * BRF_REFRACTORY_DECAY + z
-    return BRFState(z, u, v, q)
+    return BRFState(z, u, v, _refractory_update(state.q, z, exact))
 
 
 # ----------------------------------------------------------------------------- ALIF
@@ -208,6 +244,7 @@ def alif_step(
     current: Array,
     spike: SurrogateFn = _default_spike,
     dt: float = DT,
+    exact: bool = True,
 ) -> ALIFState:
     """One ALIF step (spec §1.3, Yin et al. 2021).
 
@@ -217,21 +254,23 @@ def alif_step(
     z_t  = Θ(u'_t - ϑ_t),  u_t = u'_t - z_t·ϑ_t
     """
     del dt  # discrete-time neuron
+    add, subtract = _arithmetic(exact)
     alpha, rho = coefficients
-    a = state.a * rho + state.z * (1.0 - rho)
-    threshold = ALIF_BASE_THRESHOLD + a * ALIF_ADAPTATION_STRENGTH
-    u_pre = state.u * alpha + current * (1.0 - alpha)
+    a = add(state.a * rho, state.z * (1.0 - rho))
+    threshold = add(ALIF_BASE_THRESHOLD, a * ALIF_ADAPTATION_STRENGTH)
+    u_pre = add(state.u * alpha, current * (1.0 - alpha))
     z = spike(u_pre - threshold)
-    u = u_pre - z * threshold
+    u = subtract(u_pre, z * threshold)
     return ALIFState(z, u, a)
 
 
 # ------------------------------------------------------------------------ LI readout
 
 
-def li_step(alpha: Array, potential: Array, current: Array) -> Array:
+def li_step(alpha: Array, potential: Array, current: Array, exact: bool = True) -> Array:
     """Leaky-integrator readout (spec §1.4): o_t = o_{t-1}·α + I_t·(1 - α)."""
-    return potential * alpha + current * (1.0 - alpha)
+    add, _ = _arithmetic(exact)
+    return add(potential * alpha, current * (1.0 - alpha))
 
 
 # --------------------------------------------------------------------------- registry
