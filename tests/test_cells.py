@@ -1,0 +1,92 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from brfjax import cells, neurons
+
+
+@pytest.mark.parametrize("name", sorted(cells.CELLS))
+def test_cells_follow_the_rnn_cell_contract(name):
+    cell = cells.get_cell(name)(features=7)
+    assert isinstance(cell, nn.RNNCellBase)
+    x = jnp.ones((3, 2))
+    carry = cell.initialize_carry(jax.random.PRNGKey(0), x.shape)
+    assert isinstance(carry, neurons.get_neuron(name).state)
+    assert all(field.shape == (3, 7) and field.dtype == jnp.float32 for field in carry)
+    variables = cell.init(jax.random.PRNGKey(0), carry, x)
+    new_carry, spikes = cell.apply(variables, carry, x)
+    assert type(new_carry) is type(carry)
+    assert spikes.shape == (3, 7)
+    assert cell.num_feature_axes == 1
+    sequence = nn.RNN(cell, time_major=True).apply({"params": {"cell": variables["params"]}}, jnp.ones((5, 3, 2)))
+    assert sequence.shape == (5, 3, 7)
+
+
+def test_readout_follows_the_rnn_cell_contract():
+    readout = cells.LIReadout(features=4)
+    carry = readout.initialize_carry(None, (2, 9))
+    assert carry.shape == (2, 4)
+    variables = readout.init(jax.random.PRNGKey(0), carry, jnp.ones((2, 9)))
+    assert set(variables["params"]) == {"kernel", "tau"}
+    potential, output = readout.apply(variables, carry, jnp.ones((2, 9)))
+    np.testing.assert_array_equal(potential, output)
+
+
+def init_cell(cell, in_features=4, seed=0):
+    x = jnp.zeros((1, in_features))
+    return cell.init(jax.random.PRNGKey(seed), cell.initialize_carry(None, x.shape), x)
+
+
+def test_default_initialisers_are_the_papers():
+    params = init_cell(cells.BRFCell(features=256), in_features=1)["params"]
+    bound = np.sqrt(6 / (257 + 256))  # Xavier uniform, 0.1081 for MNIST
+    kernel = np.asarray(params["kernel"])
+    assert kernel.shape == (257, 256)
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.99 * bound
+    assert 5.0 <= params["omega"].min() and params["omega"].max() <= 10.0
+    assert 0.0 <= params["b_offset"].min() and params["b_offset"].max() <= 1.0
+    alif = init_cell(cells.ALIFCell(features=2000))["params"]
+    assert abs(float(alif["tau_mem"].mean()) - 20) < 0.5 and abs(float(alif["tau_mem"].std()) - 5) < 0.5
+    readout = cells.LIReadout(features=10).init(jax.random.PRNGKey(0), jnp.zeros((1, 10)), jnp.zeros((1, 256)))
+    assert np.abs(np.asarray(readout["params"]["kernel"])).max() <= np.sqrt(6 / (256 + 10))
+    bhrf = init_cell(cells.BHRFCell(features=500))["params"]
+    assert 10 <= bhrf["omega"].min() and bhrf["omega"].max() <= 50
+
+
+def test_task_initialisers_can_be_overridden():
+    cell = cells.BRFCell(features=50, omega_init=cells.uniform_init(15.0, 85.0), b_offset_init=cells.uniform_init(0.1, 1.0))
+    params = init_cell(cell)["params"]
+    assert 15 <= params["omega"].min() and params["omega"].max() <= 85
+    assert 0.1 <= params["b_offset"].min()
+
+
+def test_pruning_mask_prunes_only_recurrent_weights():
+    cell = cells.BRFCell(features=100, mask_prob=0.3)
+    variables = init_cell(cell, in_features=4)
+    mask = np.asarray(variables["mask"]["mask"])
+    assert mask.shape == (104, 100)
+    np.testing.assert_array_equal(mask[:4], 1)
+    assert 0.25 < 1 - mask[4:].mean() < 0.35
+    # the mask is applied to the kernel in the forward pass
+    x = jnp.ones((1, 4))
+    carry = cell.initialize_carry(None, x.shape)._replace(z=jnp.ones((1, 100)))
+    zero_recurrent = {"params": variables["params"], "mask": {"mask": jnp.asarray(mask).at[4:].set(0.0)}}
+    _, kernel, _ = cell.apply(zero_recurrent, 4, method=cell.layer)
+    np.testing.assert_array_equal(kernel[4:], 0)
+    new, _ = cell.apply(zero_recurrent, carry, x)
+    free, _ = cell.apply(zero_recurrent, carry._replace(z=jnp.zeros((1, 100))), x)
+    np.testing.assert_array_equal(new.u, free.u)
+
+
+def test_non_recurrent_cell_with_bias():
+    cell = cells.ALIFCell(features=6, recurrent=False, use_bias=True, bias_init=nn.initializers.ones)
+    params = init_cell(cell, in_features=3)["params"]
+    assert params["kernel"].shape == (3, 6)
+    np.testing.assert_array_equal(params["bias"], 1)
+
+
+def test_unknown_cell_name():
+    with pytest.raises(ValueError, match="alif"):
+        cells.get_cell("lstm")

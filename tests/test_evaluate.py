@@ -1,0 +1,127 @@
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import TRAINING_CURVES, checkpoint
+
+from brfjax import evaluate
+from brfjax.data import DataError, ecg
+
+KEYS = {"task", "neuron", "accuracy", "loss", "correct", "total", "spikes", "sop", "sop_per_step", "firing_rate", "num_samples"}
+
+
+def logged_test_results(neuron):
+    """(test accuracy, test loss) of each original ECG run at its saved (min-val) epoch."""
+    if not TRAINING_CURVES.exists():
+        pytest.skip("needs ../shared/reference/training_curves")
+    runs = [r for r in csv.DictReader(open(TRAINING_CURVES / "runs_summary.csv")) if r["task"] == "ECG-QTDB" and r["neuron"] == neuron]
+    epochs = list(csv.DictReader(open(TRAINING_CURVES / "epoch_curves.csv")))
+    results = []
+    for run in runs:
+        row = next(
+            e for e in epochs
+            if e["task"] == "ECG-QTDB" and e["neuron"] == neuron and e["run"] == run["run"] and e["epoch"] == run["min_val_loss_epoch"]
+        )
+        results.append((float(row["test_acc"]), float(row["test_loss"])))
+    return results
+
+
+@pytest.fixture(scope="module")
+def ecg_stats():
+    return {
+        neuron: evaluate.evaluate_reference_checkpoint("ecg", neuron, str(checkpoint(f"ecg_{neuron}")))
+        for neuron in ("brf", "vrf", "alif")
+    }
+
+
+@pytest.mark.parametrize("neuron", ["brf", "vrf", "alif"])
+def test_ecg_checkpoints_reproduce_the_original_training_logs(ecg_stats, neuron):
+    """The shipped checkpoint is the saved (min-validation-loss) state of one of the five
+    logged runs: its test accuracy and loss, measured by the original code during
+    training, must be reproduced (accuracy within 0.01 pp, loss within 0.05 %)."""
+    stats = ecg_stats[neuron]
+    matches = [
+        (acc, loss) for acc, loss in logged_test_results(neuron)
+        if abs(acc - stats["accuracy"]) < 0.01 and abs(loss - stats["loss"]) < 5e-4 * loss
+    ]
+    assert len(matches) == 1, (stats, logged_test_results(neuron))
+
+
+def test_ecg_statistics_are_consistent(ecg_stats):
+    for neuron, stats in ecg_stats.items():
+        assert set(stats) == KEYS
+        sub = 10 if neuron == "alif" else 0
+        assert stats["num_samples"] == 141 and stats["total"] == 141 * (1300 - sub)
+        assert stats["accuracy"] == pytest.approx(100 * stats["correct"] / stats["total"])
+        assert stats["sop"] == pytest.approx(stats["spikes"] / 141)
+        assert stats["sop_per_step"] == pytest.approx(stats["spikes"] / (141 * 1300))
+        assert stats["firing_rate"] == pytest.approx(stats["spikes"] / (141 * 1300 * 36))
+        assert stats["spikes"] == int(stats["spikes"]) > 0
+    # the paper's sparsity ordering (Table 1): BRF spikes less than vanilla RF
+    assert ecg_stats["brf"]["sop"] < ecg_stats["vrf"]["sop"]
+
+
+def test_statistics_do_not_depend_on_the_evaluation_batch(ecg_stats):
+    batched = evaluate.evaluate_reference_checkpoint("ecg", "vrf", str(checkpoint("ecg_vrf")), batch_size=50)
+    whole = ecg_stats["vrf"]
+    for key in ("correct", "total", "spikes", "num_samples"):
+        assert batched[key] == whole[key]
+    assert batched["loss"] == pytest.approx(whole["loss"], rel=1e-6)
+
+
+def test_cli_prints_one_line_and_writes_json(tmp_path):
+    out = tmp_path / "stats.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "brfjax.evaluate", "--task", "ecg", "--neuron", "alif",
+         "--checkpoint", str(checkpoint("ecg_alif")), "--json", str(out)],
+        capture_output=True, text=True, check=True,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ecg alif: accuracy")
+    stats = json.loads(out.read_text())
+    assert set(stats) == KEYS
+    assert stats["task"] == "ecg" and stats["neuron"] == "alif"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "brfjax.evaluate", *args], capture_output=True, text=True)
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    missing = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(tmp_path / "nope.npz"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    wrong_family = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_alif")))
+    assert wrong_family.returncode == 1 and "hidden.omega" in wrong_family.stderr
+    unknown = run_cli("--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz")
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+    bad_batch = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0")
+    assert bad_batch.returncode == 2 and "--batch-size" in bad_batch.stderr
+    no_data = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_brf")), "--data-dir", str(tmp_path))
+    assert no_data.returncode == 1 and "--data-dir" in no_data.stderr
+
+
+def test_ecg_loader_follows_the_spec():
+    data = ecg.load_ecg("test")
+    assert data.inputs.shape == (141, 1300, 4) and data.inputs.dtype == np.float32
+    assert data.targets.shape == (141, 1300) and data.targets.dtype == np.int32
+    assert set(np.unique(data.inputs)) == {0.0, 1.0}  # the -1 sentinel step is dropped
+    np.testing.assert_array_equal(np.bincount(data.targets.ravel(), minlength=6), [43175, 10135, 9835, 9056, 55849, 55250])
+    train = ecg.load_ecg("train")
+    assert train.inputs.shape == (618, 1300, 4)
+    np.testing.assert_array_equal(np.bincount(train.targets.ravel(), minlength=6), [166171, 49448, 46481, 35742, 242613, 262945])
+
+
+def test_ecg_loader_rejects_corrupt_and_missing_files(tmp_path):
+    corrupt = tmp_path / "QTDB_test.mat"
+    corrupt.write_bytes(open(ecg.ecg_file("test"), "rb").read()[:5000])
+    with pytest.raises(DataError, match="sha256"):
+        ecg.load_ecg("test", str(tmp_path))
+    with pytest.raises(DataError, match="not a readable MATLAB file"):
+        ecg.load_ecg("test", str(tmp_path), verify=False)
+    with pytest.raises(DataError, match="--data-dir"):
+        ecg.load_ecg("train", str(tmp_path))
+    with pytest.raises(DataError, match="unknown ECG split"):
+        ecg.load_ecg("validation")
