@@ -1,25 +1,26 @@
 """Model statistics of a trained network on a task's test set (spec §4.7).
 
     python -m brfjax.evaluate --task ecg --neuron brf --checkpoint ecg_brf.npz [--json out.json]
+    python -m brfjax.evaluate --task psmnist --neuron brf --checkpoint runs/psmnist_brf   # brfjax workdir
 
 accuracy (percent), loss (Σ_t ℓ_t / scored steps), SOP = S/N, SOP per step = S/(N·T),
 firing rate = S/(N·T·H), with S the total hidden spike count over all steps and samples.
-The reference path is used: float32, correctly rounded ``p(ω)`` and decays (``exact``).
+The reference float32 path is used (``exact``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from typing import Optional, Sequence
 
 import jax
 import numpy as np
 
-from brfjax import interop, metrics, tasks
-from brfjax.data import DataError
-from brfjax.data.ecg import SequenceData
+from brfjax import checkpoint, interop, metrics, tasks
+from brfjax.data import DataError, SequenceData, mnist
+from brfjax.data.pipeline import batch_slices
 from brfjax.models import RecurrentSNN
 
 
@@ -34,51 +35,68 @@ def make_eval_step(model: RecurrentSNN, objective: str):
     return eval_step
 
 
-def scored_targets(targets: np.ndarray, sub_seq_length: int, label_last: bool) -> np.ndarray:
-    """Slice per-step targets ``(B, T)`` like the readouts, time-major ``(T', B)``."""
-    if targets.ndim == 1:
-        return targets
-    sliced = targets[:, sub_seq_length:]
-    if label_last:
-        sliced = sliced[:, -1:]
-    return np.ascontiguousarray(sliced.T)
-
-
-def evaluate_arrays(
+def evaluate_dataset(
     model: RecurrentSNN,
     variables: dict,
     data: SequenceData,
-    objective: str,
+    task: tasks.TaskSpec,
     batch_size: Optional[int] = None,
+    permutation: Optional[np.ndarray] = None,
+    max_batches: Optional[int] = None,
+    eval_step=None,
 ) -> dict:
-    """Statistics of ``model`` on batch-major ``data`` (evaluated in batches)."""
-    num_samples, num_steps = data.inputs.shape[:2]
-    batch_size = batch_size or num_samples
-    eval_step = make_eval_step(model, objective)
+    """Statistics of ``model`` on the raw batch-major ``data`` of ``task``."""
+    eval_step = eval_step or make_eval_step(model, task.objective)
+    slices = batch_slices(len(data.targets), batch_size or len(data.targets), max_batches)
     total = None
-    for start in range(0, num_samples, batch_size):
-        inputs = np.ascontiguousarray(data.inputs[start : start + batch_size].transpose(1, 0, 2))
-        targets = scored_targets(data.targets[start : start + batch_size], model.sub_seq_length, model.label_last)
+    for part in slices:
+        inputs = tasks.model_inputs(task, data.inputs[part], permutation)
+        targets = tasks.scored_targets(data.targets[part], model.sub_seq_length, model.label_last)
         total = metrics.accumulate(total, eval_step(variables, inputs, targets))
+    num_samples = slices[-1].stop
+    num_steps = data.inputs.shape[1]
     scored_steps = 1 if model.label_last else num_steps - model.sub_seq_length
     return metrics.model_statistics(total, num_samples, num_steps, model.hidden.features, scored_steps)
 
 
-def evaluate_reference_checkpoint(
+def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> tuple[RecurrentSNN, dict, Optional[np.ndarray]]:
+    """``(model, variables, permutation)`` from a reference ``.npz`` or a brfjax workdir
+    (its best checkpoint and, for PS-MNIST, its saved permutation)."""
+    if os.path.isdir(path):
+        from brfjax import train
+
+        model, variables, config = train.load_best(path)
+        if config.task != task.name or config.neuron != neuron:
+            raise interop.CheckpointError(
+                f"workdir {path!r} holds a {config.task}/{config.neuron} run, not {task.name}/{neuron}"
+            )
+        return model, variables, train.load_permutation(path, task)
+    model, variables = interop.load_reference_network(path, neuron, exact=True, **tasks.network_options(task, neuron))
+    shape = interop.inspect_state_dict(interop.load_state_dict(path), neuron)
+    if (shape.input_size, shape.num_classes) != (task.input_size, task.num_classes):
+        raise interop.CheckpointError(
+            f"checkpoint {path!r} has input width {shape.input_size} and {shape.num_classes} classes; "
+            f"task {task.name} needs {task.input_size} and {task.num_classes}"
+        )
+    return model, variables, None
+
+
+def evaluate_checkpoint(
     task_name: str,
     neuron: str,
-    checkpoint: str,
+    path: str,
     data_dir: Optional[str] = None,
     batch_size: Optional[int] = None,
+    permutation_file: Optional[str] = None,
 ) -> dict:
-    """Load a reference ``.npz`` and evaluate it on the task's test set."""
+    """Load a checkpoint (reference ``.npz`` or workdir) and evaluate it on the test set."""
     task = tasks.get_task(task_name)
-    options = tasks.network_options(task, neuron)
-    model, variables = interop.load_reference_network(checkpoint, neuron, exact=True, **options)
-    data = task.load("test", data_dir)
-    if data.inputs.shape[-1] != task.input_size:
-        raise DataError(f"{task_name} data has {data.inputs.shape[-1]} input channels, expected {task.input_size}")
-    stats = evaluate_arrays(model, variables, data, task.objective, batch_size)
+    tasks.check_neuron(neuron)
+    model, variables, permutation = load_for_evaluation(task, neuron, path)
+    if permutation_file is not None:
+        permutation = mnist.load_permutation(permutation_file)
+    data = tasks.load_split(task, "test", data_dir)
+    stats = evaluate_dataset(model, variables, data, task, batch_size or task.eval_batch_sizes[1], permutation)
     return {"task": task_name, "neuron": neuron, **stats}
 
 
@@ -98,28 +116,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
     parser.add_argument("--neuron", required=True, choices=list(tasks.NEURON_NAMES))
-    parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz)")
+    parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
     parser.add_argument("--data-dir", default=None, help="folder with the task's data files")
-    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: whole set)")
+    parser.add_argument("--permutation", default=None, help="PS-MNIST pixel permutation (.npy) for reference models")
+    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: the original's)")
     parser.add_argument("--json", default=None, help="also write the statistics as one JSON object here")
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size <= 0:
         parser.error(f"--batch-size must be positive, got {args.batch_size}")
+    if args.permutation is not None and args.task != "psmnist":
+        parser.error("--permutation applies to --task psmnist only")
     return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        stats = evaluate_reference_checkpoint(args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size)
+        stats = evaluate_checkpoint(
+            args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation
+        )
     except (interop.CheckpointError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(summary_line(stats))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(stats, handle, indent=2)
-            handle.write("\n")
+        checkpoint.write_json(args.json, stats)
     return 0
 
 

@@ -48,15 +48,23 @@ def _default_spike(x: Array) -> Array:
 # ----------------------------------------------------------------- float32 rounding
 
 
+@jax.custom_jvp
 def unfused_add(x: Array, y: Array) -> Array:
     """x + y with each operand rounded to float32 first (no fused multiply-add).
 
     XLA contracts a product that feeds an addition into one fused multiply-add with a
     single rounding; the original rounds the product first. Selecting each operand on
     the other's NaN-ness keeps every value (NaN and inf cases included: a NaN operand
-    makes the sum NaN either way) and hides the product from the contraction.
+    makes the sum NaN either way) and hides the product from the contraction. The
+    derivative is that of x + y (the selects are value-preserving), so the backward
+    pass carries none of them.
     """
     return jnp.where(jnp.isnan(y), y, x) + jnp.where(jnp.isnan(x), x, y)
+
+
+@unfused_add.defjvp
+def _unfused_add_jvp(primals, tangents):
+    return unfused_add(*primals), tangents[0] + tangents[1]
 
 
 def unfused_subtract(x: Array, y: Array) -> Array:

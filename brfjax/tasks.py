@@ -1,17 +1,23 @@
-"""The paper's tasks: data shapes, objective and per-neuron network options (spec §4).
+"""The paper's tasks and training configurations (spec §4.5), as data.
 
-``TASKS[name]`` describes a task; :func:`network_options` gives the
-:func:`brfjax.models.build_network` options the paper used for a task x neuron.
+``TASKS[name]``: the shape and protocol of a task. ``config_for(task, neuron)``: the
+frozen :class:`TrainConfig` of the paper's run for that task x neuron (12 rows of the
+spec's table, plus BHRF, which the original code has but never trained: it takes the
+BRF row with the harmonic cell's default initialisers). The CLI only overrides fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
-from brfjax import metrics
-from brfjax.data import ecg
-from brfjax.data.ecg import SequenceData
+import numpy as np
+
+from brfjax import cells, metrics, models
+from brfjax.data import SequenceData, ecg, mnist, shd
+
+NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
 
 
 @dataclass(frozen=True)
@@ -19,35 +25,28 @@ class TaskSpec:
     """Shape and protocol of one task.
 
     ``alif_sub_seq_length``: leading steps run but not scored for ALIF (0 otherwise).
-    ``load``: ``(split, data_dir) -> SequenceData`` for ``split`` in train/test.
+    ``eval_batch_sizes``: (validation, test) batch sizes of the original scripts.
     """
 
     name: str
+    source: str  # "ecg" | "mnist" | "shd"
     input_size: int
     hidden_size: int
     num_classes: int
     num_steps: int
     objective: str
     label_last: bool
+    permuted: bool
     alif_sub_seq_length: int
-    load: Callable[[str, Optional[str]], SequenceData]
+    eval_batch_sizes: tuple[int, int]
 
 
 TASKS: dict[str, TaskSpec] = {
-    "ecg": TaskSpec(
-        name="ecg",
-        input_size=ecg.NUM_CHANNELS,
-        hidden_size=36,
-        num_classes=ecg.NUM_CLASSES,
-        num_steps=ecg.NUM_STEPS,
-        objective=metrics.PER_STEP,
-        label_last=False,
-        alif_sub_seq_length=10,
-        load=ecg.load_ecg,
-    ),
+    "smnist": TaskSpec("smnist", "mnist", 1, 256, 10, 784, metrics.SEQUENCE, True, False, 0, (256, 256)),
+    "psmnist": TaskSpec("psmnist", "mnist", 1, 256, 10, 784, metrics.SEQUENCE, False, True, 0, (256, 256)),
+    "ecg": TaskSpec("ecg", "ecg", 4, 36, 6, 1300, metrics.PER_STEP, False, False, 10, (61, 141)),
+    "shd": TaskSpec("shd", "shd", 700, 128, 20, 250, metrics.SEQUENCE, False, False, 10, (256, 256)),
 }
-
-NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
 
 
 def get_task(name: str) -> TaskSpec:
@@ -57,11 +56,143 @@ def get_task(name: str) -> TaskSpec:
         raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASKS)}") from None
 
 
-def network_options(task: TaskSpec, neuron: str) -> dict:
-    """``sub_seq_length`` and ``label_last`` of the paper's network for ``task`` x ``neuron``."""
+def check_neuron(neuron: str) -> None:
     if neuron not in NEURON_NAMES:
         raise ValueError(f"unknown neuron {neuron!r}; expected one of {list(NEURON_NAMES)}")
+
+
+def network_options(task: TaskSpec, neuron: str) -> dict:
+    """``sub_seq_length`` and ``label_last`` of the paper's network for ``task`` x ``neuron``."""
+    check_neuron(neuron)
     return {
         "sub_seq_length": task.alif_sub_seq_length if neuron == "alif" else 0,
         "label_last": task.label_last,
     }
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_split(task: TaskSpec, split: str, data_dir: Optional[str] = None) -> SequenceData:
+    """The raw ``train`` or ``test`` split (batch-major, see the data modules)."""
+    loader = {"ecg": ecg.load_ecg, "mnist": mnist.load_mnist, "shd": shd.load_shd}[task.source]
+    return loader(split, data_dir)
+
+
+def model_inputs(task: TaskSpec, raw: np.ndarray, permutation: Optional[np.ndarray] = None) -> np.ndarray:
+    """A raw batch ``(B, T, I)`` as the float32 time-major ``(T, B, I)`` network input.
+
+    MNIST pixels are scaled to [0, 1] and, for PS-MNIST, reordered so that step t gets
+    pixel ``permutation[t]``; ECG and SHD spikes become float32.
+    """
+    if task.source == "mnist":
+        values = mnist.scale_pixels(raw)
+        if permutation is not None:
+            values = values[:, permutation]
+    else:
+        values = raw.astype(np.float32, copy=False)
+    return np.ascontiguousarray(values.transpose(1, 0, 2))
+
+
+def scored_targets(targets: np.ndarray, sub_seq_length: int, label_last: bool) -> np.ndarray:
+    """Targets shaped like the readouts: per-step ``(B, T)`` -> time-major ``(T', B)``
+    after dropping the first ``sub_seq_length`` steps (only the last under label-last);
+    sequence labels ``(B,)`` unchanged."""
+    if targets.ndim == 1:
+        return targets
+    sliced = targets[:, sub_seq_length:]
+    if label_last:
+        sliced = sliced[:, -1:]
+    return np.ascontiguousarray(sliced.T)
+
+
+# ------------------------------------------------------------------------ training
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (spec §4.1, §4.5). Initialisers: ``(low, high)`` for uniform
+    (ω, b'), ``(mean, std)`` for normal (τ). ``selection_inclusive``: a validation loss
+    equal to the best so far also replaces the best checkpoint (``<=``)."""
+
+    task: str
+    neuron: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    grad_clip_norm: Optional[float] = None
+    tbptt_length: Optional[int] = None
+    omega_init: Optional[tuple[float, float]] = None
+    b_offset_init: Optional[tuple[float, float]] = None
+    tau_mem_init: Optional[tuple[float, float]] = None
+    tau_adp_init: Optional[tuple[float, float]] = None
+    tau_out_init: tuple[float, float] = (20.0, 5.0)
+    selection_inclusive: bool = True
+    seed: int = 0
+    val_fraction: float = 0.1
+    max_train_batches: Optional[int] = None
+    max_eval_batches: Optional[int] = None
+    exact: bool = True
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+        return cls(**values)
+
+
+_RESONATOR = {
+    "smnist": dict(epochs=300, batch_size=256, learning_rate=0.1, grad_clip_norm=1.0, omega_init=(15.0, 50.0), b_offset_init=(0.1, 1.0), tau_out_init=(20.0, 5.0), selection_inclusive=False),
+    "psmnist": dict(epochs=300, batch_size=256, learning_rate=0.1, grad_clip_norm=1.0, omega_init=(15.0, 85.0), b_offset_init=(0.1, 1.0), tau_out_init=(20.0, 1.0), selection_inclusive=False),
+    "ecg": dict(epochs=400, batch_size=16, learning_rate=0.1, omega_init=(3.0, 5.0), b_offset_init=(0.1, 1.0), tau_out_init=(20.0, 1.0), selection_inclusive=True),
+    "shd": dict(epochs=20, batch_size=32, learning_rate=0.075, omega_init=(5.0, 10.0), b_offset_init=(2.0, 3.0), tau_out_init=(20.0, 5.0), selection_inclusive=False),
+}
+_ALIF = {
+    "smnist": dict(epochs=300, batch_size=256, learning_rate=0.001, tbptt_length=50, tau_mem_init=(20.0, 5.0), tau_adp_init=(200.0, 50.0), tau_out_init=(20.0, 5.0), selection_inclusive=True),
+    "psmnist": dict(epochs=300, batch_size=256, learning_rate=0.001, tbptt_length=50, tau_mem_init=(20.0, 5.0), tau_adp_init=(200.0, 50.0), tau_out_init=(20.0, 5.0), selection_inclusive=True),
+    "ecg": dict(epochs=400, batch_size=64, learning_rate=0.05, tau_mem_init=(20.0, 0.5), tau_adp_init=(7.0, 0.2), tau_out_init=(20.0, 0.5), selection_inclusive=True),
+    "shd": dict(epochs=20, batch_size=32, learning_rate=0.075, tau_mem_init=(20.0, 5.0), tau_adp_init=(150.0, 10.0), tau_out_init=(20.0, 5.0), selection_inclusive=True),
+}
+_HARMONIC_INIT = dict(omega_init=(10.0, 50.0), b_offset_init=(1.0, 6.0))
+
+
+def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
+    """The paper's configuration for ``task`` x ``neuron``, with ``overrides`` applied."""
+    get_task(task)
+    check_neuron(neuron)
+    if neuron == "alif":
+        values = _ALIF[task]
+    elif neuron == "bhrf":
+        values = {**_RESONATOR[task], **_HARMONIC_INIT}
+    else:
+        values = _RESONATOR[task]
+    return TrainConfig(task=task, neuron=neuron, **values).replace(**overrides)
+
+
+def build_model(config: TrainConfig) -> models.RecurrentSNN:
+    """The network of ``config`` with its initialisers."""
+    task = get_task(config.task)
+    hidden_kwargs = {}
+    if config.neuron == "alif":
+        hidden_kwargs["tau_mem_init"] = cells.normal_init(*config.tau_mem_init)
+        hidden_kwargs["tau_adp_init"] = cells.normal_init(*config.tau_adp_init)
+    else:
+        hidden_kwargs["omega_init"] = cells.uniform_init(*config.omega_init)
+        hidden_kwargs["b_offset_init"] = cells.uniform_init(*config.b_offset_init)
+    return models.build_network(
+        config.neuron,
+        task.hidden_size,
+        task.num_classes,
+        exact=config.exact,
+        readout_kwargs={"tau_init": cells.normal_init(*config.tau_out_init)},
+        **network_options(task, config.neuron),
+        **hidden_kwargs,
+    )

@@ -32,7 +32,7 @@ def logged_test_results(neuron):
 @pytest.fixture(scope="module")
 def ecg_stats():
     return {
-        neuron: evaluate.evaluate_reference_checkpoint("ecg", neuron, str(checkpoint(f"ecg_{neuron}")))
+        neuron: evaluate.evaluate_checkpoint("ecg", neuron, str(checkpoint(f"ecg_{neuron}")))
         for neuron in ("brf", "vrf", "alif")
     }
 
@@ -65,7 +65,7 @@ def test_ecg_statistics_are_consistent(ecg_stats):
 
 
 def test_statistics_do_not_depend_on_the_evaluation_batch(ecg_stats):
-    batched = evaluate.evaluate_reference_checkpoint("ecg", "vrf", str(checkpoint("ecg_vrf")), batch_size=50)
+    batched = evaluate.evaluate_checkpoint("ecg", "vrf", str(checkpoint("ecg_vrf")), batch_size=50)
     whole = ecg_stats["vrf"]
     for key in ("correct", "total", "spikes", "num_samples"):
         assert batched[key] == whole[key]

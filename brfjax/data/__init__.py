@@ -1,16 +1,27 @@
 """Data sources: one module per dataset; NumPy only, no JAX inside."""
 
-import hashlib
 import os
+from typing import NamedTuple
+
+import numpy as np
 
 
 class DataError(ValueError):
     """Missing, corrupt or malformed data; the message says how to fix it."""
 
 
-def sha256_of_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def sha256_of_file(path: str | os.PathLike) -> str:
+    from brfjax.data.download import file_digest
+
+    return file_digest(os.fspath(path), "sha256")
+
+
+class SequenceData(NamedTuple):
+    """Batch-major samples: ``inputs (N, T, I)`` (float32 or uint8, see the loader) and
+    int32 ``targets`` of shape ``(N, T)`` (per-step labels) or ``(N,)`` (per sequence)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    def subset(self, indices: np.ndarray) -> "SequenceData":
+        return SequenceData(self.inputs[indices], self.targets[indices])

@@ -11,11 +11,11 @@ Arrays are batch-major: inputs ``(N, 1300, 4)`` float32, targets ``(N, 1300)`` i
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 
-from brfjax.data import DataError, sha256_of_file
+from brfjax.data import DataError, SequenceData, sha256_of_file
 
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "ecg_qtdb")
 FILES = {
@@ -25,14 +25,6 @@ FILES = {
 NUM_STEPS = 1300
 NUM_CHANNELS = 4
 NUM_CLASSES = 6
-
-
-class SequenceData(NamedTuple):
-    """Batch-major samples: ``inputs (N, T, I)`` float32, ``targets`` int32 of shape
-    ``(N, T)`` (per-step labels) or ``(N,)`` (one label per sequence)."""
-
-    inputs: np.ndarray
-    targets: np.ndarray
 
 
 def ecg_file(split: str, data_dir: Optional[str] = None) -> str:

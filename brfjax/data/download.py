@@ -1,0 +1,59 @@
+"""Cached, checksum-verified downloads (standard library only)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from typing import Optional
+
+from brfjax.data import DataError
+
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "brfjax")
+
+
+def cache_dir(name: str, root: Optional[str] = None) -> str:
+    """``$BRFJAX_CACHE/<name>`` (default ``~/.cache/brfjax/<name>``), created if needed."""
+    path = os.path.join(root or os.environ.get("BRFJAX_CACHE", DEFAULT_CACHE), name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def fetch(url: str, destination: str, timeout: float = 60.0) -> None:
+    """Download ``url`` to ``destination`` atomically (a partial download never remains)."""
+    folder = os.path.dirname(destination) or "."
+    handle, partial = tempfile.mkstemp(dir=folder, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            shutil.copyfileobj(response, out)
+        os.replace(partial, destination)
+    except OSError as error:
+        raise DataError(f"could not download {url}: {error}; download it by hand and pass --data-dir") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def gunzip(source: str, destination: str) -> None:
+    """Decompress ``source`` (.gz) to ``destination`` atomically."""
+    partial = destination + ".part"
+    try:
+        with gzip.open(source, "rb") as compressed, open(partial, "wb") as out:
+            shutil.copyfileobj(compressed, out)
+        os.replace(partial, destination)
+    except (OSError, EOFError) as error:
+        raise DataError(f"{source!r} is not a valid gzip file ({error}); delete it and retry") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,147 @@
+"""MNIST for S-MNIST and PS-MNIST (spec §4.2), NumPy only.
+
+Reads the original IDX files, raw or ``.gz``. Without ``data_dir`` the ``.gz`` files
+are downloaded once from a public mirror into the cache (``~/.cache/brfjax/mnist``,
+or ``$BRFJAX_CACHE``); every file is checked against the SHA-256 of its *decoded*
+bytes before use, so a truncated or corrupted file is never read.
+
+Each 28×28 image becomes a sequence of T = 784 steps of one pixel, row-major
+(step t gets row t//28, column t%28); PS-MNIST feeds step t the pixel at flattened
+position ``permutation[t]``. Pixels are stored as uint8 and scaled to
+``float32(pixel) / 255`` per batch (:func:`scale_pixels`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from typing import Optional
+
+import numpy as np
+
+from brfjax.data import DataError, SequenceData, download
+
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+# SHA-256 of the decoded (uncompressed) IDX files
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+NUM_STEPS = 784
+NUM_CLASSES = 10
+
+
+def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decode an IDX file: magic (0, 0, dtype code, ndim), big-endian int32 dims, data."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{source!r} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{source!r} is truncated (header)")
+    shape = tuple(int(d) for d in np.frombuffer(data, ">i4", ndim, 4))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise DataError(f"{source!r} has {len(data)} bytes, expected {expected} for shape {shape}")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def _find(folder: str, name: str) -> Optional[str]:
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_verified(path: str, name: str, verify: bool = True) -> bytes:
+    """Decoded bytes of an IDX file (raw or .gz), checked against its SHA-256."""
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"MNIST file {path!r} cannot be read ({error}); delete it and retry") from None
+    if verify:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != SHA256[name]:
+            raise DataError(
+                f"MNIST file {path!r} decodes to sha256 {digest}, expected {SHA256[name]}: "
+                "the file is corrupt or truncated; delete it (it is downloaded again) or fix --data-dir"
+            )
+    return data
+
+
+def locate(name: str, data_dir: Optional[str] = None) -> str:
+    """Path of IDX file ``name``: in ``data_dir`` if given, else in the cache (downloaded)."""
+    if data_dir is not None:
+        path = _find(data_dir, name)
+        if path is None:
+            raise DataError(
+                f"MNIST file {name} (or {name}.gz) not found in --data-dir {data_dir!r}; "
+                f"get it from {MIRRORS[0]} or omit --data-dir to download it"
+            )
+        return path
+    folder = download.cache_dir("mnist")
+    path = _find(folder, name)
+    if path is not None:
+        return path
+    destination = os.path.join(folder, name + ".gz")
+    errors = []
+    for mirror in MIRRORS:
+        try:
+            download.fetch(mirror + name + ".gz", destination)
+            return destination
+        except DataError as error:
+            errors.append(str(error))
+    raise DataError("; ".join(errors))
+
+
+def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True) -> SequenceData:
+    """``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)`` of a split."""
+    if split not in SPLIT_FILES:
+        raise DataError(f"unknown MNIST split {split!r}; expected one of {sorted(SPLIT_FILES)}")
+    image_name, label_name = SPLIT_FILES[split]
+    images = parse_idx(read_verified(locate(image_name, data_dir), image_name, verify), image_name)
+    labels = parse_idx(read_verified(locate(label_name, data_dir), label_name, verify), label_name)
+    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        raise DataError(f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match")
+    return SequenceData(images.reshape(-1, NUM_STEPS, 1), labels.astype(np.int32))
+
+
+def scale_pixels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32(pixel) / 255 in [0, 1] (no mean/std normalisation)."""
+    return pixels.astype(np.float32) / np.float32(255.0)
+
+
+def make_permutation(seed: int) -> np.ndarray:
+    """A fixed pixel permutation of 0..783 drawn from ``seed``."""
+    return np.random.default_rng([seed, 784]).permutation(NUM_STEPS)
+
+
+def load_permutation(path: str) -> np.ndarray:
+    """Read a ``.npy`` permutation and check it is a permutation of 0..783."""
+    try:
+        permutation = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"permutation file {path!r} cannot be read: {error}") from None
+    check_permutation(permutation, path)
+    return permutation.astype(np.int64)
+
+
+def check_permutation(permutation: np.ndarray, source: str = "permutation") -> None:
+    if permutation.shape != (NUM_STEPS,) or not np.issubdtype(permutation.dtype, np.integer):
+        raise DataError(
+            f"{source}: expected an integer array of shape ({NUM_STEPS},), got {permutation.dtype} {permutation.shape}"
+        )
+    if not np.array_equal(np.sort(permutation), np.arange(NUM_STEPS)):
+        raise DataError(f"{source}: not a permutation of 0..{NUM_STEPS - 1}")

@@ -1,0 +1,119 @@
+"""Spiking Heidelberg Digits (Cramer et al. 2020), binned as in the paper (spec §4.4).
+
+Files: ``shd_train.h5`` (8,156 samples) and ``shd_test.h5`` (2,264) with
+``spikes/times`` (per-sample spike times in seconds, float16 in the official files),
+``spikes/units`` (unit ids 0..699) and ``labels`` (0..19). Without ``data_dir`` the
+``.h5.gz`` files are downloaded once from the official server into the cache
+(``~/.cache/brfjax/shd``) and checked against the server's ``md5sums.txt``.
+
+Binning to T = 250 bins of 4 ms, compared in float16 as the original did:
+
+    θ_i = float16(i · 0.004),  bin(t) = min{ i : t <= θ_i }  (i = 0..249)
+
+spikes later than θ_249 are dropped; unit k > 0 sets channel ``700 - k`` of its bin to 1
+(channel order reversed, unit 0 dropped, channel 0 always 0).
+Inputs are uint8 ``(N, 250, 700)`` (cast to float32 per batch), labels int32.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from typing import Optional
+
+import numpy as np
+
+from brfjax.data import DataError, SequenceData, download
+
+BASE_URL = "https://zenkelab.org/datasets/"
+SPLITS = ("train", "test")
+NUM_STEPS = 250
+NUM_CHANNELS = 700
+NUM_CLASSES = 20
+BIN_WIDTH = 0.004
+
+
+def bin_thresholds() -> np.ndarray:
+    """θ_i = float16(i · 0.004), i = 0..249."""
+    return (np.arange(NUM_STEPS) * BIN_WIDTH).astype(np.float16)
+
+
+def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> None:
+    """Write one sample's spikes into ``out`` (T, 700), binned as described above."""
+    times = np.asarray(times).astype(np.float16)
+    units = np.asarray(units).astype(np.int64)
+    bins = np.searchsorted(bin_thresholds(), times, side="left")
+    keep = (bins < NUM_STEPS) & (units > 0) & (units < NUM_CHANNELS)
+    out[bins[keep], NUM_CHANNELS - units[keep]] = 1
+
+
+def read_shd(path: str) -> SequenceData:
+    """Decode and bin an SHD HDF5 file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            times, units, labels = handle["spikes"]["times"], handle["spikes"]["units"], handle["labels"][()]
+            if len(times) != len(labels) or len(units) != len(labels):
+                raise DataError(f"SHD file {path!r}: {len(times)} spike trains for {len(labels)} labels")
+            inputs = np.zeros((len(labels), NUM_STEPS, NUM_CHANNELS), np.uint8)
+            for index in range(len(labels)):
+                sample_times, sample_units = times[index], units[index]
+                if len(sample_times) != len(sample_units):
+                    raise DataError(f"SHD file {path!r}: sample {index} has times and units of different lengths")
+                bin_sample(sample_times, sample_units, inputs[index])
+    except (OSError, KeyError) as error:
+        raise DataError(
+            f"SHD file {path!r} is not a readable SHD HDF5 file ({error}); "
+            "delete it (it is downloaded again) or fix --data-dir"
+        ) from None
+    return SequenceData(inputs, np.asarray(labels, np.int32))
+
+
+def _server_md5(name: str) -> str:
+    try:
+        with urllib.request.urlopen(BASE_URL + "md5sums.txt", timeout=60) as response:
+            lines = response.read().decode("utf-8").splitlines()
+    except OSError as error:
+        raise DataError(f"could not fetch {BASE_URL}md5sums.txt: {error}; pass --data-dir") from None
+    sums = {parts[1]: parts[0] for parts in (line.split() for line in lines) if len(parts) == 2}
+    if name not in sums:
+        raise DataError(f"{BASE_URL}md5sums.txt lists no checksum for {name}")
+    return sums[name]
+
+
+def locate(split: str, data_dir: Optional[str] = None) -> str:
+    """Path of ``shd_<split>.h5``: from ``data_dir`` (.h5 or .h5.gz) or downloaded."""
+    if split not in SPLITS:
+        raise DataError(f"unknown SHD split {split!r}; expected one of {list(SPLITS)}")
+    name = f"shd_{split}.h5"
+    cache = download.cache_dir("shd")
+    if data_dir is not None:
+        if os.path.isfile(os.path.join(data_dir, name)):
+            return os.path.join(data_dir, name)
+        compressed = os.path.join(data_dir, name + ".gz")
+        if not os.path.isfile(compressed):
+            raise DataError(
+                f"SHD file {name} (or {name}.gz) not found in --data-dir {data_dir!r}; "
+                f"get it from {BASE_URL} or omit --data-dir to download it"
+            )
+        target = os.path.join(cache, name)
+        download.gunzip(compressed, target)
+        return target
+    target = os.path.join(cache, name)
+    if os.path.isfile(target):
+        return target
+    compressed = target + ".gz"
+    download.fetch(BASE_URL + name + ".gz", compressed)
+    expected = _server_md5(name + ".gz")
+    digest = download.file_digest(compressed, "md5")
+    if digest != expected:
+        os.remove(compressed)
+        raise DataError(f"downloaded {name}.gz has md5 {digest}, the server lists {expected}; retry")
+    download.gunzip(compressed, target)
+    os.remove(compressed)
+    return target
+
+
+def load_shd(split: str, data_dir: Optional[str] = None) -> SequenceData:
+    return read_shd(locate(split, data_dir))

@@ -1,0 +1,386 @@
+"""The paper's training protocol (spec §4.1), resumable: ``python -m brfjax.train``.
+
+For epochs e = 0..E (E + 1 evaluations):
+
+1. if e > 0: one training epoch over shuffled minibatches at ``lr0 · (1 - (e-1)/E)``
+   (Adam with PyTorch's defaults; global-norm clipping where the paper used it;
+   truncated BPTT for ALIF on (PS-)MNIST), minimising L = Σ_t mean_b NLL_t;
+2. validation loss/accuracy; if it improved (``<=`` or ``<`` as in the paper's script)
+   the parameters become the ``best`` checkpoint (model selection over E + 1 states,
+   including the untrained one);
+3. test loss/accuracy/spikes; one row of ``metrics.csv`` and TensorBoard scalars;
+4. the ``latest`` checkpoint (parameters, optimizer state, bookkeeping).
+
+Running the same command on the same workdir resumes after the last completed epoch;
+data split, shuffling and the PS-MNIST permutation follow from the seed, so a resumed
+run ends exactly where an uninterrupted one does. At the end the best checkpoint is
+evaluated on the test set into ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from typing import Any, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from brfjax import checkpoint, evaluate, metrics, models, tasks
+from brfjax.data import DataError, SequenceData, ecg, mnist, pipeline
+from brfjax.interop import CheckpointError
+from brfjax.summaries import EventWriter, MetricsCSV, ProgressBar
+
+METRIC_COLUMNS = [
+    "epoch", "learning_rate", "train_loss", "train_accuracy", "train_spike_rate",
+    "val_loss", "val_accuracy", "test_loss", "test_accuracy", "test_spike_rate",
+    "test_sop_per_step", "epoch_seconds",
+]
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot continue: diverged, or a workdir that belongs to another run."""
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+
+
+class StepResult(NamedTuple):
+    loss: jax.Array  # L = Σ_t mean_b NLL_t of the batch (or chunk)
+    sums: metrics.BatchSums
+    final_state: Any
+    readout_sum: jax.Array  # Σ_t o_t over the recorded steps, (B, C)
+
+
+def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
+    """Adam's direction (β = 0.9/0.999, ε = 1e-8, PyTorch's defaults), after global-norm
+    clipping where configured; the learning rate is applied by the train step."""
+    adam = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
+    if config.grad_clip_norm is None:
+        return adam
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+
+
+def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransformation, objective: str, constants: dict):
+    """One jitted update ``(state, inputs, targets, lr, initial_state) -> (state, StepResult)``.
+
+    ``initial_state`` is None for full BPTT, or the (gradient-free) network state at
+    the start of a truncated-BPTT chunk.
+    """
+
+    def loss_fn(params, inputs, targets, initial_state):
+        output = model.apply({"params": params, **constants}, inputs, initial_state)
+        return metrics.summed_loss(output.readouts, targets), output
+
+    def train_step(state: TrainState, inputs, targets, learning_rate, initial_state=None):
+        (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, inputs, targets, initial_state)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, state.params, updates)
+        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective)
+        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0))
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
+def tbptt_chunks(num_steps: int, length: int) -> list[tuple[int, int]]:
+    """Chunks ``[start, stop)`` of truncated BPTT: an update after every step t with
+    ``t % length == 0`` (t = 0 included) and after the last step (spec §4.6)."""
+    update_after = sorted({t for t in range(0, num_steps, length)} | {num_steps - 1})
+    starts = [0] + [t + 1 for t in update_after[:-1]]
+    return [(start, stop + 1) for start, stop in zip(starts, update_after)]
+
+
+# ---------------------------------------------------------------------------- data
+
+
+class RunData(NamedTuple):
+    train: SequenceData
+    val: SequenceData
+    test: SequenceData
+    permutation: Optional[np.ndarray]
+    checksums: dict
+
+
+def data_checksums(task: tasks.TaskSpec, data_dir: Optional[str]) -> dict:
+    """The checksums the loaders verified (ECG, MNIST) or of the files read (SHD)."""
+    if task.source == "ecg":
+        return {name: digest for name, digest in ecg.FILES.values()}
+    if task.source == "mnist":
+        return dict(mnist.SHA256)
+    from brfjax.data import download, shd
+
+    return {os.path.basename(p): download.file_digest(p) for p in (shd.locate(s, data_dir) for s in shd.SPLITS)}
+
+
+def permutation_path(workdir: str) -> str:
+    return os.path.join(workdir, "permutation.npy")
+
+
+def load_permutation(workdir: str, task: tasks.TaskSpec) -> Optional[np.ndarray]:
+    """The PS-MNIST permutation saved with a run (None for other tasks)."""
+    if not task.permuted:
+        return None
+    path = permutation_path(workdir)
+    if not os.path.exists(path):
+        raise CheckpointError(f"workdir {workdir!r} has no {os.path.basename(path)} for its PS-MNIST run")
+    return mnist.load_permutation(path)
+
+
+def prepare_data(config: tasks.TrainConfig, workdir: str, data_dir: Optional[str], permutation_file: Optional[str]) -> RunData:
+    task = tasks.get_task(config.task)
+    full_train = tasks.load_split(task, "train", data_dir)
+    test = tasks.load_split(task, "test", data_dir)
+    train_idx, val_idx = pipeline.train_val_split(len(full_train.targets), config.val_fraction, config.seed)
+    permutation = None
+    if task.permuted:
+        if os.path.exists(permutation_path(workdir)):
+            permutation = mnist.load_permutation(permutation_path(workdir))
+        else:
+            permutation = mnist.load_permutation(permutation_file) if permutation_file else mnist.make_permutation(config.seed)
+            np.save(permutation_path(workdir), permutation)
+    return RunData(full_train.subset(train_idx), full_train.subset(val_idx), test, permutation, data_checksums(task, data_dir))
+
+
+# ------------------------------------------------------------------------ training
+
+
+def init_state(config: tasks.TrainConfig, model: models.RecurrentSNN, optimizer) -> tuple[TrainState, dict]:
+    task = tasks.get_task(config.task)
+    dummy = jnp.zeros((1, 1, task.input_size), jnp.float32)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed), dummy)
+    params = variables["params"]
+    constants = {k: v for k, v in variables.items() if k != "params"}
+    return TrainState(params, optimizer.init(params)), constants
+
+
+def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
+    """lr0 · (1 - e/E) for training epoch e = 0..E-1 (PyTorch's LinearLR per epoch)."""
+    return config.learning_rate * (1.0 - epoch_index / config.epochs)
+
+
+def train_epoch(config, task, model, train_step, state, data: RunData, epoch_index: int, lr: float):
+    """One pass over the shuffled training set; returns the new state and epoch metrics."""
+    order = pipeline.epoch_order(np.arange(len(data.train.targets)), config.seed, epoch_index)
+    batches = list(pipeline.batches(order, config.batch_size, config.max_train_batches))
+    bar = ProgressBar(len(batches), f"epoch {epoch_index + 1}/{config.epochs}")
+    total_loss, total_steps, correct, scored, spikes, neuron_steps = 0.0, 0, 0.0, 0.0, 0.0, 0
+    lr = jnp.float32(lr)
+    for step, indices in enumerate(batches):
+        inputs = tasks.model_inputs(task, data.train.inputs[indices], data.permutation)
+        targets = tasks.scored_targets(data.train.targets[indices], model.sub_seq_length, model.label_last)
+        if config.tbptt_length:
+            state, loss, sums = _tbptt_batch(model, train_step, state, inputs, targets, lr, config.tbptt_length, task)
+        else:
+            state, result = train_step(state, inputs, targets, lr)
+            loss, sums = float(result.loss), result.sums
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}; "
+                "the run stops here, the best checkpoint is unchanged (lower --lr or check the data)"
+            )
+        batch_size, num_steps = inputs.shape[1], inputs.shape[0]
+        total_loss += loss / (1 if model.label_last else num_steps - model.sub_seq_length)
+        total_steps += 1
+        correct += float(sums.correct)
+        scored += float(sums.scored)
+        spikes += float(np.sum(np.asarray(sums.spikes, np.float64)))
+        neuron_steps += batch_size * num_steps * model.hidden.features
+        bar.update(loss=total_loss / total_steps, acc=100 * correct / scored, rate=spikes / neuron_steps)
+    return state, {
+        "train_loss": total_loss / total_steps,
+        "train_accuracy": 100.0 * correct / scored,
+        "train_spike_rate": spikes / neuron_steps,
+    }
+
+
+def _tbptt_batch(model, train_step, state, inputs, targets, lr, length, task):
+    """Truncated BPTT over one minibatch: an optimizer step after each chunk, the
+    network state carried (without gradient) into the next chunk."""
+    carry = model.initial_state(inputs.shape[1])
+    loss, spikes, readout_sum, last = 0.0, 0.0, 0.0, None
+    for start, stop in tbptt_chunks(inputs.shape[0], length):
+        state, result = train_step(state, inputs[start:stop], targets, lr, carry)
+        carry = jax.lax.stop_gradient(result.final_state)
+        loss += float(result.loss)
+        spikes = spikes + result.sums.spikes
+        readout_sum = readout_sum + result.readout_sum
+        last = result.readout_sum
+    readouts = (last if model.label_last else readout_sum / inputs.shape[0])[None]
+    sums = metrics.batch_sums(readouts, targets, spikes, task.objective)
+    return state, loss, sums
+
+
+def load_best(workdir: str) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfig]:
+    """``(model, variables, config)`` of a workdir's best checkpoint."""
+    config_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{workdir!r} is not a brfjax workdir (no {checkpoint.CONFIG_FILE})")
+    config = tasks.TrainConfig.from_dict(checkpoint.read_json(config_path))
+    model = tasks.build_model(config)
+    state, constants = init_state(config, model, make_optimizer(config))
+    restored = checkpoint.RunCheckpoints(workdir).restore_best(state.params)
+    if restored is None:
+        raise CheckpointError(f"workdir {workdir!r} has no complete best checkpoint yet")
+    return model, {"params": restored[1], **constants}, config
+
+
+def check_workdir(workdir: str, config: tasks.TrainConfig) -> None:
+    """Create the workdir or verify that it belongs to this very configuration."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+    if os.path.exists(path):
+        existing = checkpoint.read_json(path)
+        if existing != config.to_dict():
+            changed = sorted(k for k in set(existing) | set(config.to_dict()) if existing.get(k) != config.to_dict().get(k))
+            raise TrainingError(
+                f"workdir {workdir!r} belongs to a different run (differs in {changed}); "
+                "use another --workdir, or repeat the original command to resume"
+            )
+    else:
+        checkpoint.write_json(path, config.to_dict())
+
+
+def train_and_evaluate(
+    config: tasks.TrainConfig,
+    workdir: str,
+    data_dir: Optional[str] = None,
+    permutation_file: Optional[str] = None,
+    stop_after_epoch: Optional[int] = None,
+) -> dict:
+    """Train ``config`` in ``workdir`` (resuming if it holds a partial run) and return
+    the test statistics of the best checkpoint (also written to ``results.json``).
+
+    ``stop_after_epoch`` ends the call after that epoch's checkpoint, as an
+    interruption would (used to test resumption); it returns ``{}`` then.
+    """
+    task = tasks.get_task(config.task)
+    check_workdir(workdir, config)
+    data = prepare_data(config, workdir, data_dir, permutation_file)
+    model = tasks.build_model(config)
+    optimizer = make_optimizer(config)
+    state, constants = init_state(config, model, optimizer)
+    checkpoint.write_json(
+        os.path.join(workdir, checkpoint.MANIFEST_FILE),
+        {"config": config.to_dict(), "seed": config.seed, "versions": checkpoint.package_versions(),
+         "data_checksums": data.checksums, "devices": [str(d) for d in jax.devices()],
+         "parameter_count": models.count_parameters(state.params)},
+    )
+    checkpoints = checkpoint.RunCheckpoints(workdir)
+    bookkeeping = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
+    restored = checkpoints.restore_latest({"state": state, **bookkeeping})
+    if restored is not None:
+        saved = restored[1]
+        state = saved["state"]
+        bookkeeping = {key: float(saved[key]) for key in bookkeeping}
+        print(f"resuming {workdir} after epoch {int(bookkeeping['epoch'])}", file=sys.stderr)
+    first_epoch = int(bookkeeping["epoch"]) + 1
+    csv_log = MetricsCSV(os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1)
+    events = EventWriter(os.path.join(workdir, "tensorboard"))
+    train_step = make_train_step(model, optimizer, task.objective, constants)
+    eval_step = evaluate.make_eval_step(model, task.objective)
+    val_batch, test_batch = task.eval_batch_sizes
+
+    for epoch in range(first_epoch, config.epochs + 1):
+        started = time.time()
+        row = {"epoch": epoch}
+        if epoch > 0:
+            lr = learning_rate(config, epoch - 1)
+            state, train_metrics = train_epoch(config, task, model, train_step, state, data, epoch - 1, lr)
+            row.update(train_metrics, learning_rate=lr)
+        variables = {"params": state.params, **constants}
+        val = evaluate.evaluate_dataset(model, variables, data.val, task, val_batch, data.permutation, config.max_eval_batches, eval_step)
+        improved = val["loss"] <= bookkeeping["best_val_loss"] if config.selection_inclusive else val["loss"] < bookkeeping["best_val_loss"]
+        if improved:
+            checkpoints.save_best(epoch, state.params)
+            bookkeeping.update(best_val_loss=val["loss"], best_epoch=epoch)
+        test = evaluate.evaluate_dataset(model, variables, data.test, task, test_batch, data.permutation, config.max_eval_batches, eval_step)
+        row.update(
+            val_loss=val["loss"], val_accuracy=val["accuracy"], test_loss=test["loss"], test_accuracy=test["accuracy"],
+            test_spike_rate=test["firing_rate"], test_sop_per_step=test["sop_per_step"], epoch_seconds=time.time() - started,
+        )
+        csv_log.append(row)
+        events.scalars(epoch, {
+            "Loss/train": row.get("train_loss"), "Accuracy/train": row.get("train_accuracy"),
+            "Loss/val": row["val_loss"], "Accuracy/val": row["val_accuracy"],
+            "Loss/test": row["test_loss"], "Accuracy/test": row["test_accuracy"],
+            "SpikeRate/test": row["test_spike_rate"], "SOPPerStep/test": row["test_sop_per_step"],
+            "LearningRate": row.get("learning_rate"),
+        })
+        print(
+            f"epoch {epoch}: val loss {val['loss']:.4f} acc {val['accuracy']:.2f} | test acc {test['accuracy']:.2f} "
+            f"rate {test['firing_rate']:.3f}{' *' if improved else ''} ({row['epoch_seconds']:.1f}s)",
+            file=sys.stderr,
+        )
+        bookkeeping.update(epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"])
+        checkpoints.save_latest(epoch, {"state": state, **bookkeeping})
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
+            events.close()
+            return {}
+    events.close()
+
+    best_model, best_variables, _ = load_best(workdir)
+    results = evaluate.evaluate_dataset(best_model, best_variables, data.test, task, test_batch, data.permutation, config.max_eval_batches)
+    results = {"task": config.task, "neuron": config.neuron, **results,
+               "best_epoch": int(bookkeeping["best_epoch"]), "train_seconds": bookkeeping["train_seconds"]}
+    checkpoint.write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m brfjax.train", description="Train a BRF/RF/ALIF network with the paper's protocol.")
+    parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
+    parser.add_argument("--neuron", default="brf", choices=list(tasks.NEURON_NAMES))
+    parser.add_argument("--epochs", type=int, help="number of training epochs (paper: 300 MNIST, 400 ECG, 20 SHD)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="initial learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help="folder with the data files (default: bundled ECG / download)")
+    parser.add_argument("--workdir", default=None, help="run folder (default runs/<task>_<neuron>_seed<seed>)")
+    parser.add_argument("--permutation", default=None, help="PS-MNIST permutation .npy (default: drawn from the seed)")
+    parser.add_argument("--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)")
+    parser.add_argument("--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "max_train_batches", "max_eval_batches"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if args.permutation is not None and args.task != "psmnist":
+        parser.error("--permutation applies to --task psmnist only")
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
+    overrides = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+        "max_train_batches": args.max_train_batches, "max_eval_batches": args.max_eval_batches,
+    }
+    return tasks.config_for(args.task, args.neuron, seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    config = config_from_args(args)
+    workdir = args.workdir or os.path.join("runs", f"{config.task}_{config.neuron}_seed{config.seed}")
+    try:
+        results = train_and_evaluate(config, workdir, args.data_dir, args.permutation)
+    except (TrainingError, DataError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(evaluate.summary_line(results) + f", best epoch {results['best_epoch']}, {results['train_seconds']:.0f}s training")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
