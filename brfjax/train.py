@@ -236,9 +236,9 @@ def check_workdir(workdir: str, config: tasks.TrainConfig) -> None:
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, checkpoint.CONFIG_FILE)
     if os.path.exists(path):
-        existing = checkpoint.read_json(path)
+        existing = tasks.TrainConfig.from_dict(checkpoint.read_json(path)).to_dict()
         if existing != config.to_dict():
-            changed = sorted(k for k in set(existing) | set(config.to_dict()) if existing.get(k) != config.to_dict().get(k))
+            changed = sorted(k for k in existing if existing[k] != config.to_dict()[k])
             raise TrainingError(
                 f"workdir {workdir!r} belongs to a different run (differs in {changed}); "
                 "use another --workdir, or repeat the original command to resume"

@@ -1,0 +1,144 @@
+import gzip
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from conftest import SHARED
+
+from brfjax import tasks
+from brfjax.data import DataError, mnist, pipeline, shd
+
+MNIST_DIR = SHARED / "data" / "mnist"
+
+
+def mnist_dir():
+    if not MNIST_DIR.exists():
+        pytest.skip("needs ../shared/data/mnist")
+    return str(MNIST_DIR)
+
+
+def test_mnist_test_split_reads_and_verifies():
+    data = mnist.load_mnist("test", mnist_dir())
+    assert data.inputs.shape == (10000, 784, 1) and data.inputs.dtype == np.uint8
+    assert data.targets.shape == (10000,) and data.targets.dtype == np.int32
+    assert np.bincount(data.targets)[0] == 980  # spec §5.2: 980 test zeros
+    # row-major flattening: step t is row t // 28, column t % 28
+    image = data.inputs[0, :, 0].reshape(28, 28)
+    raw = np.frombuffer(open(MNIST_DIR / "t10k-images-idx3-ubyte", "rb").read(), np.uint8, 784, 16).reshape(28, 28)
+    np.testing.assert_array_equal(image, raw)
+
+
+def test_mnist_reads_gzip_and_rejects_corrupt_files(tmp_path):
+    source = mnist_dir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        with open(f"{source}/{name}", "rb") as raw, gzip.open(tmp_path / f"{name}.gz", "wb") as out:
+            shutil.copyfileobj(raw, out)
+    assert mnist.load_mnist("test", str(tmp_path)).inputs.shape == (10000, 784, 1)
+    # a flipped byte inside the pixels
+    data = bytearray(open(f"{source}/t10k-images-idx3-ubyte", "rb").read())
+    data[5000] ^= 0xFF
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="sha256"):
+        mnist.load_mnist("test", str(tmp_path))
+    # a truncated file is caught even without checksum verification
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(bytes(data[:-100]))
+    with pytest.raises(DataError, match="expected 7840016"):
+        mnist.load_mnist("test", str(tmp_path), verify=False)
+
+
+def test_mnist_missing_file_names_the_fix(tmp_path):
+    with pytest.raises(DataError, match="--data-dir"):
+        mnist.load_mnist("train", str(tmp_path))
+
+
+def test_pixel_scaling_and_permutation():
+    task = tasks.get_task("psmnist")
+    raw = np.arange(2 * 784, dtype=np.int64).reshape(2, 784, 1) % 256
+    permutation = mnist.make_permutation(3)
+    x = tasks.model_inputs(task, raw.astype(np.uint8), permutation)
+    assert x.shape == (784, 2, 1) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, 1, 0], raw[1, permutation, 0].astype(np.float32) / np.float32(255))
+    assert x.max() <= 1.0 and x.min() >= 0.0
+
+
+def test_permutation_files_round_trip_and_are_validated(tmp_path):
+    permutation = mnist.make_permutation(7)
+    np.testing.assert_array_equal(permutation, mnist.make_permutation(7))
+    assert not np.array_equal(permutation, mnist.make_permutation(8))
+    np.save(tmp_path / "p.npy", permutation)
+    np.testing.assert_array_equal(mnist.load_permutation(str(tmp_path / "p.npy")), permutation)
+    np.save(tmp_path / "short.npy", permutation[:100])
+    with pytest.raises(DataError, match=r"shape \(784,\)"):
+        mnist.load_permutation(str(tmp_path / "short.npy"))
+    repeated = permutation.copy()
+    repeated[0] = repeated[1]
+    np.save(tmp_path / "repeated.npy", repeated)
+    with pytest.raises(DataError, match="not a permutation"):
+        mnist.load_permutation(str(tmp_path / "repeated.npy"))
+
+
+def test_reference_permutations_are_valid():
+    path = SHARED / "reference" / "checkpoints" / "psmnist_brf_permutation.npy"
+    if not path.exists():
+        pytest.skip("needs ../shared")
+    np.testing.assert_array_equal(mnist.load_permutation(str(path))[:10], [78, 20, 137, 434, 600, 516, 646, 127, 640, 568])
+
+
+def write_shd(path, samples):
+    """An HDF5 file in the official SHD layout: spikes/times, spikes/units (ragged), labels."""
+    with h5py.File(path, "w") as handle:
+        spikes = handle.create_group("spikes")
+        times = spikes.create_dataset("times", (len(samples),), dtype=h5py.vlen_dtype(np.float16))
+        units = spikes.create_dataset("units", (len(samples),), dtype=h5py.vlen_dtype(np.uint16))
+        for index, (t, u, _) in enumerate(samples):
+            times[index] = np.asarray(t, np.float16)
+            units[index] = np.asarray(u, np.uint16)
+        handle.create_dataset("labels", data=np.array([label for _, _, label in samples], np.uint8))
+
+
+def test_shd_binning_follows_the_spec(tmp_path):
+    thresholds = shd.bin_thresholds()
+    assert thresholds.dtype == np.float16 and len(thresholds) == 250
+    # 126 of the 250 float16 thresholds round up (spec §4.4)
+    assert int(np.sum(thresholds.astype(np.float64) > np.arange(250) * 0.004)) == 126
+    t5 = thresholds[5]
+    times = [0.0, t5, np.nextafter(t5, np.float16(1)), 0.5, 0.99, 1.2, 0.3]
+    units = [699, 1, 2, 3, 0, 5, 3]
+    write_shd(tmp_path / "shd_test.h5", [(times, units, 7), ([], [], 19)])
+    data = shd.read_shd(str(tmp_path / "shd_test.h5"))
+    assert data.inputs.shape == (2, 250, 700) and data.inputs.dtype == np.uint8
+    np.testing.assert_array_equal(data.targets, [7, 19])
+    x = data.inputs[0]
+    assert x[0, 1] == 1  # t = 0 -> bin 0, unit 699 -> channel 1
+    assert x[5, 699] == 1  # t == θ_5 -> bin 5, unit 1 -> channel 699
+    assert x[6, 698] == 1  # just above θ_5 -> bin 6
+    bin_half = int(np.searchsorted(thresholds, np.float16(0.5)))
+    assert x[bin_half, 697] == 1
+    assert x[:, 700 - 5].sum() == 0  # t = 1.2 s is beyond the last bin: dropped
+    assert x[:, 0].sum() == 0  # unit 0 is dropped, channel 0 stays 0
+    assert x.sum() == 5
+    assert data.inputs[1].sum() == 0
+
+
+def test_shd_rejects_a_corrupt_file(tmp_path):
+    (tmp_path / "shd_train.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(DataError, match="not a readable SHD"):
+        shd.load_shd("train", str(tmp_path))
+    with pytest.raises(DataError, match="--data-dir"):
+        shd.load_shd("test", str(tmp_path))
+
+
+def test_split_and_epoch_order_follow_the_seed():
+    train, val = pipeline.train_val_split(618, 0.1, seed=0)
+    assert len(val) == 61 and len(train) == 557
+    assert not set(train) & set(val) and set(train) | set(val) == set(range(618))
+    again_train, again_val = pipeline.train_val_split(618, 0.1, seed=0)
+    np.testing.assert_array_equal(val, again_val)
+    assert not np.array_equal(val, pipeline.train_val_split(618, 0.1, seed=1)[1])
+    first = pipeline.epoch_order(train, seed=0, epoch=0)
+    np.testing.assert_array_equal(first, pipeline.epoch_order(train, seed=0, epoch=0))
+    assert not np.array_equal(first, pipeline.epoch_order(train, seed=0, epoch=1))
+    sizes = [len(b) for b in pipeline.batches(first, 16)]
+    assert len(sizes) == 35 and sizes[-1] == 557 - 34 * 16  # the last partial batch is kept

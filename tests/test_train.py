@@ -1,0 +1,191 @@
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import SHARED
+from test_data import write_shd
+
+from brfjax import checkpoint, evaluate, tasks, train
+from brfjax.summaries import read_metrics
+
+RESULT_KEYS = {"task", "neuron", "accuracy", "loss", "correct", "total", "spikes", "sop", "sop_per_step",
+               "firing_rate", "num_samples", "best_epoch", "train_seconds"}
+MNIST_DIR = str(SHARED / "data" / "mnist")
+
+
+def quick_ecg(**overrides):
+    values = dict(epochs=2, max_train_batches=3)
+    values.update(overrides)
+    return tasks.config_for("ecg", values.pop("neuron", "brf"), **values)
+
+
+def latest_params(workdir, config):
+    model = tasks.build_model(config)
+    state, _ = train.init_state(config, model, train.make_optimizer(config))
+    template = {"state": state, "epoch": -1, "best_val_loss": 0.0, "best_epoch": -1, "train_seconds": 0.0}
+    return checkpoint.RunCheckpoints(workdir).restore_latest(template)[1]["state"].params
+
+
+def without_times(rows):
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in rows]
+
+
+def test_tbptt_makes_17_updates_per_mnist_sequence():
+    chunks = train.tbptt_chunks(784, 50)
+    assert len(chunks) == 17
+    assert [stop - 1 for _, stop in chunks] == list(range(0, 751, 50)) + [783]
+    assert chunks[0] == (0, 1) and chunks[1] == (1, 51) and chunks[-1] == (751, 784)
+
+
+def test_ecg_run_writes_everything_and_is_deterministic(tmp_path):
+    config = quick_ecg()
+    results = train.train_and_evaluate(config, str(tmp_path / "a"))
+    assert set(results) == RESULT_KEYS
+    workdir = tmp_path / "a"
+    for name in ("config.json", "manifest.json", "metrics.csv", "results.json"):
+        assert (workdir / name).exists(), name
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert tasks.TrainConfig.from_dict(manifest["config"]) == config and manifest["parameter_count"] == 1734
+    assert manifest["versions"]["jax"] == jax.__version__
+    assert "QTDB_test.mat" in manifest["data_checksums"]
+    rows = read_metrics(str(workdir / "metrics.csv"))
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert rows[0]["train_loss"] is None and rows[2]["learning_rate"] == pytest.approx(0.05)
+    assert rows[1]["train_loss"] > 0 and 0 <= rows[2]["test_accuracy"] <= 100
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard"))
+    # the best checkpoint is the one of the lowest validation loss (ties: the later, "<=")
+    losses = [row["val_loss"] for row in rows]
+    assert results["best_epoch"] == max(i for i, loss in enumerate(losses) if loss == min(losses))
+    # it is what `brfjax.evaluate` reports for the workdir
+    again = evaluate.evaluate_checkpoint("ecg", "brf", str(workdir))
+    for key in ("accuracy", "loss", "spikes", "correct"):
+        assert again[key] == results[key]
+    # same seed, same everything
+    twin = train.train_and_evaluate(config, str(tmp_path / "b"))
+    assert {k: v for k, v in twin.items() if k != "train_seconds"} == {k: v for k, v in results.items() if k != "train_seconds"}
+    assert without_times(read_metrics(str(tmp_path / "b" / "metrics.csv"))) == without_times(rows)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, latest_params(str(tmp_path / "b"), config), latest_params(str(workdir), config))
+    other = train.train_and_evaluate(config.replace(seed=1), str(tmp_path / "c"))
+    assert other["loss"] != results["loss"]
+
+
+def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
+    config = quick_ecg(epochs=3, neuron="alif")
+    full = train.train_and_evaluate(config, str(tmp_path / "full"))
+    assert train.train_and_evaluate(config, str(tmp_path / "split"), stop_after_epoch=1) == {}
+    assert [row["epoch"] for row in read_metrics(str(tmp_path / "split" / "metrics.csv"))] == [0, 1]
+    resumed = train.train_and_evaluate(config, str(tmp_path / "split"))
+    drop = lambda r: {k: v for k, v in r.items() if k != "train_seconds"}  # noqa: E731
+    assert drop(resumed) == drop(full)
+    assert without_times(read_metrics(str(tmp_path / "split" / "metrics.csv"))) == without_times(
+        read_metrics(str(tmp_path / "full" / "metrics.csv"))
+    )
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal, latest_params(str(tmp_path / "split"), config), latest_params(str(tmp_path / "full"), config)
+    )
+
+
+def test_a_workdir_of_another_configuration_is_refused(tmp_path):
+    train.train_and_evaluate(quick_ecg(epochs=1, max_train_batches=1), str(tmp_path))
+    before = (tmp_path / "metrics.csv").read_text()
+    with pytest.raises(train.TrainingError, match=r"differs in \['learning_rate'\]"):
+        train.train_and_evaluate(quick_ecg(epochs=1, max_train_batches=1, learning_rate=0.2), str(tmp_path))
+    assert (tmp_path / "metrics.csv").read_text() == before
+
+
+def needs_mnist():
+    if not os.path.exists(MNIST_DIR):
+        pytest.skip("needs ../shared/data/mnist")
+
+
+def test_smnist_one_epoch(tmp_path):
+    needs_mnist()
+    config = tasks.config_for("smnist", "brf", epochs=1, batch_size=8, max_train_batches=2, max_eval_batches=1)
+    results = train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR)
+    assert results["num_samples"] == 256 and results["total"] == 256
+    assert not (tmp_path / "permutation.npy").exists()
+
+
+def test_psmnist_alif_uses_tbptt_and_saves_its_permutation(tmp_path):
+    needs_mnist()
+    config = tasks.config_for("psmnist", "alif", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1)
+    train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR)
+    saved = np.load(tmp_path / "permutation.npy")
+    np.testing.assert_array_equal(saved, tasks.mnist.make_permutation(0))
+    model = tasks.build_model(config)
+    template, _ = train.init_state(config, model, train.make_optimizer(config))
+    restored = checkpoint.RunCheckpoints(str(tmp_path)).restore_latest(
+        {"state": template, "epoch": -1, "best_val_loss": 0.0, "best_epoch": -1, "train_seconds": 0.0}
+    )[1]
+    assert int(restored["state"].opt_state.count) == 17  # spec §8.12: 17 Adam steps per minibatch
+
+
+def test_psmnist_permutation_file_is_used_and_kept(tmp_path):
+    needs_mnist()
+    permutation = SHARED / "reference" / "checkpoints" / "psmnist_brf_permutation.npy"
+    config = tasks.config_for("psmnist", "brf", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1)
+    train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR, permutation_file=str(permutation))
+    np.testing.assert_array_equal(np.load(tmp_path / "permutation.npy"), np.load(permutation))
+    np.testing.assert_array_equal(train.load_permutation(str(tmp_path), tasks.get_task("psmnist")), np.load(permutation))
+
+
+def test_diverging_vanilla_rf_stops_with_a_clear_message(tmp_path):
+    """PS-MNIST vanilla RF diverges to NaN (as in the paper): the run stops, naming where."""
+    needs_mnist()
+    config = tasks.config_for("psmnist", "vrf", epochs=2, batch_size=8, max_train_batches=2, max_eval_batches=1)
+    with pytest.raises(train.TrainingError, match=r"non-finite training loss \(nan\) in epoch 1, step 1"):
+        train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_shd_one_epoch_from_generated_files(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def samples(count):
+        return [
+            (np.sort(rng.uniform(0, 1.1, 300)), rng.integers(0, 700, 300), int(rng.integers(0, 20)))
+            for _ in range(count)
+        ]
+
+    data_dir = tmp_path / "shd"
+    data_dir.mkdir()
+    write_shd(data_dir / "shd_train.h5", samples(40))
+    write_shd(data_dir / "shd_test.h5", samples(12))
+    config = tasks.config_for("shd", "vrf", epochs=1, batch_size=8, max_train_batches=2)
+    results = train.train_and_evaluate(config, str(tmp_path / "run"), data_dir=str(data_dir))
+    assert results["num_samples"] == 12 and results["total"] == 12
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert set(manifest["data_checksums"]) == {"shd_train.h5", "shd_test.h5"}
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "brfjax.train", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--task", "mnist"], "invalid choice"),
+        (["--task", "ecg", "--neuron", "lif"], "invalid choice"),
+        (["--task", "ecg", "--epochs", "0"], "--epochs must be a positive integer"),
+        (["--task", "ecg", "--batch-size", "-3"], "--batch-size must be a positive integer"),
+        (["--task", "ecg", "--lr", "0"], "--lr must be a positive number"),
+        (["--task", "ecg", "--permutation", "p.npy"], "--permutation applies to --task psmnist only"),
+    ],
+)
+def test_cli_misuse_exits_2_with_one_line(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_trains_and_reports(tmp_path):
+    result = run_cli("--task", "ecg", "--epochs", "1", "--max-train-batches", "2", "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ecg brf: accuracy") and "best epoch" in result.stdout
+    assert "epoch 1/1 [" in result.stderr
+    missing = run_cli("--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "m"))
+    assert missing.returncode == 1 and "--data-dir" in missing.stderr and "Traceback" not in missing.stderr
