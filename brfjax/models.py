@@ -20,8 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from brfjax import cells, neurons
-from brfjax.cells import synaptic_current
+from brfjax import cells, neurons, scan
 
 
 class NetworkState(NamedTuple):
@@ -57,6 +56,10 @@ class RecurrentSNN(nn.Module):
       sub_seq_length: number of leading steps that are run but not returned.
       label_last: return only the last readout.
       return_trajectory: also return the hidden state at every step.
+      backward: ``"manual"`` (default) uses the hand-written reverse pass of
+        :mod:`brfjax.scan` for BRF, RF and ALIF (same forward, bit for bit; gradients
+        equal to JAX's up to float32 summation order, much faster); ``"autodiff"``
+        lets JAX differentiate the scan. BHRF and trajectories always use autodiff.
     """
 
     hidden: cells.SpikingCell
@@ -64,6 +67,7 @@ class RecurrentSNN(nn.Module):
     sub_seq_length: int = 0
     label_last: bool = False
     return_trajectory: bool = False
+    backward: str = "manual"
 
     @nn.nowrap
     def initial_state(self, batch_size: int) -> NetworkState:
@@ -85,25 +89,24 @@ class RecurrentSNN(nn.Module):
             initial_state = self.initial_state(inputs.shape[1])
         hidden_coefficients, hidden_kernel, hidden_bias = self.hidden.layer(inputs.shape[-1])
         readout_alpha, readout_kernel, readout_bias = self.readout.layer(self.hidden.features)
-        hidden_step = self.hidden.step_function()
-        cell_input = self.hidden.cell_input
-        keep_trajectory = self.return_trajectory
-        exact = self.readout.exact
-
-        def time_step(carry, x_t):
-            state, potential, spike_counts = carry
-            current = synaptic_current(cell_input(x_t, state.z), hidden_kernel, hidden_bias)
-            state = hidden_step(hidden_coefficients, state, current)
-            potential = neurons.li_step(
-                readout_alpha, potential, synaptic_current(state.z, readout_kernel, readout_bias), exact
-            )
-            spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
-            return (state, potential, spike_counts), (potential, state if keep_trajectory else None)
-
-        counts = jnp.zeros(inputs.shape[1], jnp.float32)
-        (state, potential, counts), (readouts, trajectory) = jax.lax.scan(
-            time_step, (initial_state.hidden, initial_state.readout, counts), inputs
+        params = scan.NetworkParams(
+            hidden_coefficients, hidden_kernel, hidden_bias, readout_alpha, readout_kernel, readout_bias
         )
+        spec = scan.ScanSpec(
+            self.hidden.neuron, self.hidden.surrogate, self.hidden.spike_form, self.hidden.dt,
+            self.hidden.exact, self.hidden.recurrent,
+        )
+        manual = (
+            self.backward == "manual"
+            and spec.neuron in scan.MANUAL_BACKWARD_NEURONS
+            and not self.return_trajectory
+        )
+        if manual:
+            output = scan.run_manual_backward(spec, params, inputs, initial_state.hidden, initial_state.readout)
+        else:
+            output = scan.run(spec, params, inputs, initial_state.hidden, initial_state.readout, self.return_trajectory)
+        readouts, state, potential = output.readouts, output.final_hidden, output.final_readout
+        counts, trajectory = output.spike_counts, output.trajectory
         readouts = readouts[self.sub_seq_length :]
         if self.label_last:
             readouts = readouts[-1:]
@@ -119,6 +122,7 @@ def build_network(
     label_last: bool = False,
     return_trajectory: bool = False,
     exact: bool = True,
+    backward: str = "manual",
     readout_kwargs: Optional[dict] = None,
     **hidden_kwargs,
 ) -> RecurrentSNN:
@@ -137,6 +141,7 @@ def build_network(
         sub_seq_length=sub_seq_length,
         label_last=label_last,
         return_trajectory=return_trajectory,
+        backward=backward,
     )
 
 

@@ -80,7 +80,7 @@ def _arithmetic(exact: bool):
 # --------------------------------------------------------------------------- decays
 
 
-def decay_factor(tau: Array, exact: bool = False) -> Array:
+def decay_factor(tau: Array, exact: bool = True) -> Array:
     """α = exp((-1)/|τ̃|), the per-step decay of a leaky state with time constant τ̃."""
     if exact:
         return exactmath.exact_decay(tau)
@@ -107,7 +107,7 @@ class ResonatorCoefficients(NamedTuple):
     boundary: Array
 
 
-def divergence_boundary(omega: Array, exact: bool = False) -> Array:
+def divergence_boundary(omega: Array, exact: bool = True) -> Array:
     """p(ω) = (-1 + sqrt(1 - (δω)²)) / δ with δ = 0.01 (always, as in the original).
 
     The largest damping b for which |1 + δ(b + iω)| ≤ 1. NaN for ω > 100.
@@ -119,7 +119,7 @@ def divergence_boundary(omega: Array, exact: bool = False) -> Array:
     return (-1.0 + jnp.sqrt(radicand)) / DT
 
 
-def brf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = False) -> ResonatorCoefficients:
+def brf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = True) -> ResonatorCoefficients:
     """ω = |ω̃|, b' = |b̃'|, p(ω)."""
     omega = jnp.abs(omega_raw)
     return ResonatorCoefficients(omega, jnp.abs(b_offset_raw), divergence_boundary(omega, exact))
@@ -175,7 +175,7 @@ class RFState(NamedTuple):
     v: Array
 
 
-def rf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = False) -> ResonatorCoefficients:
+def rf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = True) -> ResonatorCoefficients:
     """ω = |ω̃|, b' = |b̃'| (the damping is -b'); no divergence boundary."""
     del exact  # no transcendental function of the parameters
     omega = jnp.abs(omega_raw)
@@ -242,7 +242,7 @@ class ALIFCoefficients(NamedTuple):
     rho: Array
 
 
-def alif_coefficients(tau_mem: Array, tau_adp: Array, exact: bool = False) -> ALIFCoefficients:
+def alif_coefficients(tau_mem: Array, tau_adp: Array, exact: bool = True) -> ALIFCoefficients:
     return ALIFCoefficients(decay_factor(tau_mem, exact), decay_factor(tau_adp, exact))
 
 

@@ -1,0 +1,169 @@
+"""Scan throughput of the paper's networks, against the machine's peak measured in the same run.
+
+    python benchmarks/scan_throughput.py [--tasks smnist ecg shd] [--neurons brf vrf alif] [--json FILE]
+
+For each paper shape and neuron, after warm-up and with ``block_until_ready``, the median
+of ``--repeats`` runs of
+
+* the forward pass (``brfjax.evaluate.make_eval_step``: readouts, loss sums, spikes) and
+* the full training step (``brfjax.train.make_train_step``: forward, backward, Adam),
+
+i.e. the code paths ``brfjax.evaluate`` and ``brfjax.train`` use, plus compile time,
+sample-steps per second of training (B·T / train step), and peak memory (host RSS on
+CPU, device ``peak_bytes_in_use`` on GPU/TPU; every configuration runs in its own
+process so peaks do not mix). The machine's peak is the median FLOP/s of a 2048³
+float32 matrix product; the network's dense-product work is
+
+    forward = T · (2·B·(I+H)·H + 2·B·H·C)   FLOPs,   training = 3 · forward
+
+and ``fraction_of_peak = FLOPs / peak / measured time``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+SHAPES = {  # task -> (batch, steps, inputs, hidden, classes)
+    "smnist": (256, 784, 1, 256, 10),
+    "ecg": (16, 1300, 4, 36, 6),
+    "shd": (32, 250, 700, 128, 20),
+}
+TASK_FOR_SHAPE = {"smnist": "psmnist", "ecg": "ecg", "shd": "shd"}
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def peak_flops_per_s(repeats: int, size: int = 2048) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+    matmul = jax.jit(lambda a, b: jnp.matmul(a, b, precision="highest"))
+    matmul(a, b).block_until_ready()
+    return 2.0 * size**3 / median_seconds(lambda: matmul(a, b).block_until_ready(), repeats)
+
+
+def peak_memory_mb() -> float:
+    import jax
+
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def measure(task_shape: str, neuron: str, repeats: int) -> dict:
+    """One configuration, in this process."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from brfjax import evaluate, tasks, train
+
+    batch, steps, inputs, hidden, classes = SHAPES[task_shape]
+    task = tasks.get_task(TASK_FOR_SHAPE[task_shape])
+    config = tasks.config_for(task.name, neuron, batch_size=batch)
+    model = tasks.build_model(config)
+    optimizer = train.make_optimizer(config)
+    state, constants = train.init_state(config, model, optimizer)
+    rng = np.random.default_rng(0)
+    x = (rng.random((steps, batch, inputs)) < 0.2).astype(np.float32)
+    scored = steps - model.sub_seq_length
+    y = rng.integers(0, classes, (scored, batch) if task.objective == "per_step" else (batch,)).astype(np.int32)
+    lr = jnp.float32(config.learning_rate)
+
+    eval_step = evaluate.make_eval_step(model, task.objective)
+    train_step = train.make_train_step(model, optimizer, task.objective, constants)
+    variables = {"params": state.params, **constants}
+    started = time.perf_counter()
+    eval_step.lower(variables, x, y).compile()
+    train_step.lower(state, x, y, lr).compile()
+    compile_s = time.perf_counter() - started
+
+    jax.block_until_ready(eval_step(variables, x, y))
+    forward_s = median_seconds(lambda: jax.block_until_ready(eval_step(variables, x, y)), repeats)
+    holder = {"state": state}
+
+    def one_train_step():
+        holder["state"], result = train_step(holder["state"], x, y, lr)
+        jax.block_until_ready((holder["state"], result))
+
+    one_train_step()
+    train_step_s = median_seconds(one_train_step, repeats)
+    peak = peak_flops_per_s(repeats)
+    forward_flops = steps * (2 * batch * (inputs + hidden) * hidden + 2 * batch * hidden * classes)
+    train_flops = 3 * forward_flops
+    return {
+        "task": task_shape, "neuron": neuron, "batch": batch, "steps": steps, "hidden": hidden,
+        "forward_s": forward_s, "train_step_s": train_step_s, "compile_s": compile_s,
+        "sample_steps_per_s": batch * steps / train_step_s, "peak_memory_mb": peak_memory_mb(),
+        "forward_flops": forward_flops, "train_flops": train_flops, "peak_flops_per_s": peak,
+        "forward_fraction_of_peak": forward_flops / peak / forward_s,
+        "train_fraction_of_peak": train_flops / peak / train_step_s,
+        "devices": len(jax.devices()), "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+    }
+
+
+def print_table(records: list[dict]) -> None:
+    header = f"{'task':7} {'neuron':6} {'B':>4} {'T':>5} {'H':>4} {'fwd s':>8} {'train s':>8} {'compile s':>9} {'sample-steps/s':>14} {'mem MB':>8} {'peak GFLOP/s':>12} {'fwd frac':>8} {'train frac':>10}"
+    print(header)
+    for r in records:
+        print(
+            f"{r['task']:7} {r['neuron']:6} {r['batch']:>4} {r['steps']:>5} {r['hidden']:>4} {r['forward_s']:>8.4f} "
+            f"{r['train_step_s']:>8.4f} {r['compile_s']:>9.2f} {r['sample_steps_per_s']:>14.0f} {r['peak_memory_mb']:>8.0f} "
+            f"{r['peak_flops_per_s'] / 1e9:>12.1f} {r['forward_fraction_of_peak']:>8.3f} {r['train_fraction_of_peak']:>10.3f}"
+        )
+    if records:
+        print(f"device: {records[0]['device_kind']} x{records[0]['devices']}, jax {records[0]['jax_version']}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--neurons", nargs="+", default=["brf"], choices=["brf", "vrf", "bhrf", "alif"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--single", nargs=2, metavar=("TASK", "NEURON"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be at least 5 (the median of at least 5 runs)")
+    if args.single:
+        print(json.dumps(measure(args.single[0], args.single[1], args.repeats)))
+        return 0
+    records = []
+    for task in args.tasks:
+        for neuron in args.neurons:
+            # a fresh process per configuration: separate compile caches and memory peaks
+            result = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--single", task, neuron, "--repeats", str(args.repeats)],
+                capture_output=True, text=True,
+            )
+            if result.returncode != 0:
+                print(result.stderr, file=sys.stderr)
+                return result.returncode
+            records.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    print_table(records)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(records, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
