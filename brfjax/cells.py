@@ -19,14 +19,13 @@ b' ~ U(0, 1), τ ~ N(20, 5); the task configurations override them.
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from brfjax import neurons, surrogates
+from brfjax import neurons, scan
 
 Initializer = Callable[..., jax.Array]
 
@@ -57,14 +56,6 @@ def pruning_mask(key: jax.Array, in_features: int, features: int, mask_prob: flo
     return jnp.concatenate(
         [jnp.ones((in_features, features), jnp.float32), keep.astype(jnp.float32)], axis=0
     )
-
-
-def synaptic_current(
-    inputs: jax.Array, kernel: jax.Array, bias: Optional[jax.Array]
-) -> jax.Array:
-    """I = c · K (+ b) for c of shape (..., in) and K of shape (in, out)."""
-    current = inputs @ kernel
-    return current if bias is None else current + bias
 
 
 class SpikingCell(nn.RNNCellBase):
@@ -124,24 +115,15 @@ class SpikingCell(nn.RNNCellBase):
         return coefficients, kernel, bias
 
     @nn.nowrap
-    def step_function(self) -> Callable:
-        """The pure ``(coefficients, state, current) -> state`` update of this cell."""
-        spike = surrogates.spike_function(self.surrogate, self.spike_form)
-        return functools.partial(
-            neurons.get_neuron(self.neuron).step, spike=spike, dt=self.dt, exact=self.exact
-        )
-
-    @nn.nowrap
-    def cell_input(self, x: jax.Array, previous_spikes: jax.Array) -> jax.Array:
-        """``[x_t, z_{t-1}]`` for a recurrent cell, ``x_t`` otherwise."""
-        if not self.recurrent:
-            return x
-        return jnp.concatenate([x, previous_spikes], axis=-1)
+    def scan_spec(self) -> scan.ScanSpec:
+        """The static description of this cell that the time loop needs."""
+        return scan.ScanSpec(self.neuron, self.surrogate, self.spike_form, self.dt, self.exact, self.recurrent)
 
     def __call__(self, carry, x: jax.Array):
         coefficients, kernel, bias = self.layer(x.shape[-1])
-        current = synaptic_current(self.cell_input(x, carry.z), kernel, bias)
-        carry = self.step_function()(coefficients, carry, current)
+        spec = self.scan_spec()
+        current = neurons.synaptic_current(scan.cell_input(spec, x, carry.z), kernel, bias)
+        carry = scan.step_function(spec)(coefficients, carry, current)
         return carry, carry.z
 
     @nn.nowrap
@@ -229,7 +211,7 @@ class LIReadout(nn.RNNCellBase):
 
     def __call__(self, carry: jax.Array, x: jax.Array):
         alpha, kernel, bias = self.layer(x.shape[-1])
-        potential = neurons.li_step(alpha, carry, synaptic_current(x, kernel, bias), self.exact)
+        potential = neurons.li_step(alpha, carry, neurons.synaptic_current(x, kernel, bias), self.exact)
         return potential, potential
 
     @nn.nowrap

@@ -92,10 +92,7 @@ class RecurrentSNN(nn.Module):
         params = scan.NetworkParams(
             hidden_coefficients, hidden_kernel, hidden_bias, readout_alpha, readout_kernel, readout_bias
         )
-        spec = scan.ScanSpec(
-            self.hidden.neuron, self.hidden.surrogate, self.hidden.spike_form, self.hidden.dt,
-            self.hidden.exact, self.hidden.recurrent,
-        )
+        spec = self.hidden.scan_spec()
         manual = (
             self.backward == "manual"
             and spec.neuron in scan.MANUAL_BACKWARD_NEURONS

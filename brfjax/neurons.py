@@ -272,6 +272,15 @@ def alif_step(
     return ALIFState(z, u, a)
 
 
+# ------------------------------------------------------------------------- synapses
+
+
+def synaptic_current(inputs: Array, kernel: Array, bias: Array | None = None) -> Array:
+    """I = c · K (+ b) for c of shape (..., in) and K of shape (in, out)."""
+    current = inputs @ kernel
+    return current if bias is None else current + bias
+
+
 # ------------------------------------------------------------------------ LI readout
 
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from brfjax import neurons, surrogates
-from brfjax.cells import synaptic_current
+from brfjax.neurons import synaptic_current
 
 MANUAL_BACKWARD_NEURONS = ("brf", "vrf", "alif")
 
@@ -68,21 +68,23 @@ class ScanOutput(NamedTuple):
     trajectory: Optional[Any]
 
 
-def _cell_input(spec: ScanSpec, x: jax.Array, previous_spikes: jax.Array) -> jax.Array:
+def cell_input(spec: ScanSpec, x: jax.Array, previous_spikes: jax.Array) -> jax.Array:
+    """``c_t = [x_t, z_{t-1}]`` for a recurrent cell, ``x_t`` otherwise."""
     return jnp.concatenate([x, previous_spikes], axis=-1) if spec.recurrent else x
 
 
-def _step_function(spec: ScanSpec):
+def step_function(spec: ScanSpec):
+    """The pure ``(coefficients, state, current) -> state`` update of the cell."""
     spike = surrogates.spike_function(spec.surrogate, spec.spike_form)
     return functools.partial(neurons.get_neuron(spec.neuron).step, spike=spike, dt=spec.dt, exact=spec.exact)
 
 
 def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool, keep_currents: bool):
-    hidden_step = _step_function(spec)
+    hidden_step = step_function(spec)
 
     def time_step(carry, x_t):
         state, potential, spike_counts = carry
-        current = synaptic_current(_cell_input(spec, x_t, state.z), params.hidden_kernel, params.hidden_bias)
+        current = synaptic_current(cell_input(spec, x_t, state.z), params.hidden_kernel, params.hidden_bias)
         state = hidden_step(params.hidden_coefficients, state, current)
         potential = neurons.li_step(
             params.readout_alpha, potential, synaptic_current(state.z, params.readout_kernel, params.readout_bias), spec.exact
@@ -254,7 +256,7 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
         reverse=True,
     )
     g_coefficients = jax.tree_util.tree_map(lambda g: jnp.sum(g, axis=0), g_coefficients)
-    cell_inputs = _cell_input(spec, inputs, previous.z)
+    cell_inputs = cell_input(spec, inputs, previous.z)
     g_hidden_kernel = _flat_product(cell_inputs, g_currents)
     g_hidden_bias = None if params.hidden_bias is None else jnp.sum(g_currents, axis=(0, 1))
     g_inputs = g_currents @ params.hidden_kernel[:input_size].T
