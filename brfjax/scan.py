@@ -79,7 +79,33 @@ def step_function(spec: ScanSpec):
     return functools.partial(neurons.get_neuron(spec.neuron).step, spike=spike, dt=spec.dt, exact=spec.exact)
 
 
-def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool, keep_currents: bool):
+def _residuals(spec: ScanSpec, state, current):
+    """What the reverse pass keeps of one step: BRF (u, v, q), RF (u, v) — the spikes
+    are recomputed from them — and ALIF (z, u, a, I)."""
+    if spec.neuron == "brf":
+        return (state.u, state.v, state.q)
+    if spec.neuron == "vrf":
+        return (state.u, state.v)
+    return (state.z, state.u, state.a, current)
+
+
+def _trajectory_from_residuals(spec: ScanSpec, hidden0, saved):
+    """``(states of every step, currents or None)`` rebuilt from :func:`_residuals`;
+    the recomputed spikes are the forward's, bit for bit (same float32 operations)."""
+    if spec.neuron == "brf":
+        u, v, q = saved
+        previous_q = jnp.concatenate([hidden0.q[None], q[:-1]], axis=0)
+        return neurons.BRFState(surrogates.step((u - neurons.BRF_THRESHOLD) - previous_q), u, v, q), None
+    if spec.neuron == "vrf":
+        u, v = saved
+        return neurons.RFState(surrogates.step(u - neurons.RF_THRESHOLD), u, v), None
+    z, u, a, currents = saved
+    return neurons.ALIFState(z, u, a), currents
+
+
+def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, save: str):
+    """The loop; ``save`` is ``"nothing"``, ``"trajectory"`` (every state) or
+    ``"residuals"`` (what the hand-written reverse pass needs)."""
     hidden_step = step_function(spec)
 
     def time_step(carry, x_t):
@@ -90,19 +116,21 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
             params.readout_alpha, potential, synaptic_current(state.z, params.readout_kernel, params.readout_bias), spec.exact
         )
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
-        saved = (state if keep_trajectory else None, current if keep_currents else None)
+        if save == "residuals":
+            saved = _residuals(spec, state, current)
+        else:
+            saved = state if save == "trajectory" else None
         return (state, potential, spike_counts), (potential, saved)
 
     counts = jnp.zeros(inputs.shape[1], jnp.float32)
-    (state, potential, counts), (readouts, (trajectory, currents)) = jax.lax.scan(
-        time_step, (hidden0, readout0, counts), inputs
-    )
-    return ScanOutput(state, potential, readouts, counts, trajectory), currents
+    (state, potential, counts), (readouts, saved) = jax.lax.scan(time_step, (hidden0, readout0, counts), inputs)
+    return ScanOutput(state, potential, readouts, counts, None), saved
 
 
 def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False) -> ScanOutput:
     """The forward loop; its gradient is JAX's reverse-mode derivative of the scan."""
-    return _forward(spec, params, inputs, hidden0, readout0, keep_trajectory, False)[0]
+    output, trajectory = _forward(spec, params, inputs, hidden0, readout0, "trajectory" if keep_trajectory else "nothing")
+    return output._replace(trajectory=trajectory)
 
 
 # ------------------------------------------------------------ hand-written backward
@@ -115,9 +143,8 @@ def run_manual_backward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, 
 
 
 def _manual_forward(spec, params, inputs, hidden0, readout0):
-    output, currents = _forward(spec, params, inputs, hidden0, readout0, True, True)
-    residuals = (params, inputs, hidden0, readout0, output.trajectory, currents, output.readouts)
-    return output._replace(trajectory=None), residuals
+    output, saved = _forward(spec, params, inputs, hidden0, readout0, "residuals")
+    return output, (params, inputs, hidden0, readout0, saved, output.readouts)
 
 
 def _previous(initial, trajectory):
@@ -206,7 +233,8 @@ def _flat_product(a, b):
 
 
 def _manual_backward(spec, residuals, cotangent: ScanOutput):
-    params, inputs, hidden0, readout0, trajectory, currents, readouts = residuals
+    params, inputs, hidden0, readout0, saved, readouts = residuals
+    trajectory, currents = _trajectory_from_residuals(spec, hidden0, saved)
     surrogate = surrogates.get_surrogate(spec.surrogate)
     spikes = trajectory.z
 
