@@ -85,6 +85,8 @@ class RecurrentSNN(nn.Module):
             raise ValueError(
                 f"inputs must be time-major (T, B, I); got shape {tuple(inputs.shape)}"
             )
+        if self.backward not in ("manual", "autodiff"):
+            raise ValueError(f"backward must be 'manual' or 'autodiff', got {self.backward!r}")
         if initial_state is None:
             initial_state = self.initial_state(inputs.shape[1])
         hidden_coefficients, hidden_kernel, hidden_bias = self.hidden.layer(inputs.shape[-1])

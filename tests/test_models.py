@@ -154,10 +154,12 @@ def test_structure_sub_sequence_label_last_and_input_order():
     assert kernel.shape == (4 + 12, 12)
 
 
-def test_inputs_must_be_time_major_3d():
+def test_inputs_must_be_time_major_3d_and_backward_known():
     model, variables, x = small_network("brf")
     with pytest.raises(ValueError, match="time-major"):
         model.apply(variables, x[0])
+    with pytest.raises(ValueError, match="'manual' or 'autodiff'"):
+        model.clone(backward="symbolic").apply(variables, x)
 
 
 @pytest.mark.parametrize("neuron", ["brf", "vrf", "bhrf", "alif"])
