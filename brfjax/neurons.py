@@ -276,8 +276,12 @@ def alif_step(
 
 
 def synaptic_current(inputs: Array, kernel: Array, bias: Array | None = None) -> Array:
-    """I = c · K (+ b) for c of shape (..., in) and K of shape (in, out)."""
-    current = inputs @ kernel
+    """I = c · K (+ b) for c of shape (..., in) and K of shape (in, out).
+
+    Always full float32 products: on GPUs XLA's default precision would use TF32,
+    which changes spikes (spec §1.7).
+    """
+    current = jnp.matmul(inputs, kernel, precision=jax.lax.Precision.HIGHEST)
     return current if bias is None else current + bias
 
 

@@ -229,7 +229,12 @@ def _state_cotangent(spec, g_z, neuron_carry):
 
 def _flat_product(a, b):
     """Σ over the leading (time, batch) axes of aᵀ·b: one large matrix product."""
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return _matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
+
+
+def _matmul(a, b):
+    """Full float32 product (no TF32 on GPUs)."""
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
 
 def _manual_backward(spec, residuals, cotangent: ScanOutput):
@@ -253,7 +258,7 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
     g_alpha = jnp.sum((previous_potential - drive) * g_potential, axis=(0, 1))
     g_readout_kernel = _flat_product(spikes, g_drive)
     g_readout_bias = None if params.readout_bias is None else jnp.sum(g_drive, axis=(0, 1))
-    g_spikes_external = g_drive @ params.readout_kernel.T + cotangent.spike_counts[None, :, None]
+    g_spikes_external = _matmul(g_drive, params.readout_kernel.T) + cotangent.spike_counts[None, :, None]
 
     # ---- hidden layer: reverse loop over the saved states
     previous = _previous(hidden0, trajectory)
@@ -273,7 +278,7 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
                 spec, params.hidden_coefficients, prev, cur, neuron_carry, gz, surrogate
             )
         if spec.recurrent:
-            gz_prev = gz_prev + g_current @ recurrent_kernel_t
+            gz_prev = gz_prev + _matmul(g_current, recurrent_kernel_t)
         return (neuron_carry, gz_prev), (g_current, g_coefficients)
 
     g_final = cotangent.final_hidden
@@ -287,7 +292,7 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
     cell_inputs = cell_input(spec, inputs, previous.z)
     g_hidden_kernel = _flat_product(cell_inputs, g_currents)
     g_hidden_bias = None if params.hidden_bias is None else jnp.sum(g_currents, axis=(0, 1))
-    g_inputs = g_currents @ params.hidden_kernel[:input_size].T
+    g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
     g_params = NetworkParams(g_coefficients, g_hidden_kernel, g_hidden_bias, g_alpha, g_readout_kernel, g_readout_bias)
     return g_params, g_inputs, _state_cotangent(spec, g_z0, neuron_carry), alpha * g_readout0_next
 
