@@ -15,7 +15,9 @@ supplies its own reverse pass (``jax.custom_vjp``):
 * the hidden layer's reverse loop carries only the state cotangents; per step it does
   the neuron's adjoint update and one ``(B, H) × (H, H)`` product for the recurrent
   spikes, ``∂L/∂z_{t-1} += ∂L/∂I_t · K_recᵀ``;
-* the kernel gradient ``∂L/∂K = Σ_t c_tᵀ · ∂L/∂I_t`` is one large product after the loop.
+* the kernel gradient ``∂L/∂K = Σ_t c_tᵀ · ∂L/∂I_t`` is one large product after the loop;
+* memory: the forward keeps ``u, v, q`` (BRF) or ``u, v`` (RF) of every step and the
+  reverse pass recomputes the spikes from them; ALIF keeps ``z, u, a`` and ``I``.
 
 The spike's derivative is the cell's surrogate ``g``; the rest is the exact derivative
 of the step equations of :mod:`brfjax.neurons` (derived in the ``_reverse_*`` functions).
@@ -211,22 +213,6 @@ def _reverse_alif(spec, coefficients, prev, cur, current, neuron_carry, gz, surr
     return carry, (1.0 - alpha) * gu_pre, type(coefficients)(g_alpha, g_rho), (1.0 - rho) * ga
 
 
-def _initial_neuron_carry(spec, g_final):
-    if spec.neuron == "brf":
-        return (g_final.u, g_final.v, g_final.q)
-    if spec.neuron == "vrf":
-        return (g_final.u, g_final.v)
-    return (g_final.u, g_final.a)
-
-
-def _state_cotangent(spec, g_z, neuron_carry):
-    if spec.neuron == "brf":
-        return neurons.BRFState(g_z, *neuron_carry)
-    if spec.neuron == "vrf":
-        return neurons.RFState(g_z, *neuron_carry)
-    return neurons.ALIFState(g_z, *neuron_carry)
-
-
 def _flat_product(a, b):
     """Σ over the leading (time, batch) axes of aᵀ·b: one large matrix product."""
     return _matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
@@ -284,7 +270,7 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
     g_final = cotangent.final_hidden
     (neuron_carry, g_z0), (g_currents, g_coefficients) = jax.lax.scan(
         hidden_reverse,
-        (_initial_neuron_carry(spec, g_final), g_final.z),
+        (tuple(g_final)[1:], g_final.z),  # every state is (z, carried fields...)
         (previous, trajectory, currents, g_spikes_external),
         reverse=True,
     )
@@ -294,7 +280,7 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
     g_hidden_bias = None if params.hidden_bias is None else jnp.sum(g_currents, axis=(0, 1))
     g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
     g_params = NetworkParams(g_coefficients, g_hidden_kernel, g_hidden_bias, g_alpha, g_readout_kernel, g_readout_bias)
-    return g_params, g_inputs, _state_cotangent(spec, g_z0, neuron_carry), alpha * g_readout0_next
+    return g_params, g_inputs, type(g_final)(g_z0, *neuron_carry), alpha * g_readout0_next
 
 
 run_manual_backward.defvjp(_manual_forward, _manual_backward)
