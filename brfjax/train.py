@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from brfjax import checkpoint, evaluate, metrics, models, tasks
+from brfjax import checkpoint, evaluate, metrics, models, neurons, tasks
 from brfjax.data import DataError, SequenceData, ecg, mnist, pipeline
 from brfjax.interop import CheckpointError
 from brfjax.summaries import EventWriter, MetricsCSV, ProgressBar
@@ -45,6 +45,29 @@ METRIC_COLUMNS = [
 
 class TrainingError(RuntimeError):
     """A run that cannot continue: diverged, or a workdir that belongs to another run."""
+
+
+class UsageError(ValueError):
+    """A command-line value that does not fit the data (exit status 2)."""
+
+
+def parameter_problems(params) -> list[str]:
+    """Names of non-finite parameters, and of BRF frequencies outside the stable region
+    δ·|ω| < 1 where the divergence boundary p(ω) is undefined (NaN)."""
+    problems = []
+    for path, value in jax.tree_util.tree_leaves_with_path(params):
+        name = "/".join(str(getattr(entry, "key", entry)) for entry in path)
+        value = np.asarray(value)
+        if not np.isfinite(value).all():
+            problems.append(f"{name} has {int(np.sum(~np.isfinite(value)))} non-finite values")
+        elif name.endswith("omega"):
+            unstable = np.abs(value) * neurons.DT >= 1.0
+            if unstable.any():
+                problems.append(
+                    f"{name}: {int(unstable.sum())} neurons with dt*|omega| >= 1 (max {float(np.abs(value).max() * neurons.DT):.3f}), "
+                    "outside the stable region of the BRF neuron"
+                )
+    return problems
 
 
 class TrainState(NamedTuple):
@@ -133,19 +156,33 @@ def load_permutation(workdir: str, task: tasks.TaskSpec) -> Optional[np.ndarray]
     return mnist.load_permutation(path)
 
 
-def prepare_data(config: tasks.TrainConfig, workdir: str, data_dir: Optional[str], permutation_file: Optional[str]) -> RunData:
+def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_file: Optional[str]) -> RunData:
+    """The split data of a run, checked against the configuration before anything is
+    written (the permutation is still unset: see :func:`run_permutation`)."""
     task = tasks.get_task(config.task)
     full_train = tasks.load_split(task, "train", data_dir)
     test = tasks.load_split(task, "test", data_dir)
     train_idx, val_idx = pipeline.train_val_split(len(full_train.targets), config.val_fraction, config.seed)
-    permutation = None
-    if task.permuted:
-        if os.path.exists(permutation_path(workdir)):
-            permutation = mnist.load_permutation(permutation_path(workdir))
-        else:
-            permutation = mnist.load_permutation(permutation_file) if permutation_file else mnist.make_permutation(config.seed)
-            np.save(permutation_path(workdir), permutation)
-    return RunData(full_train.subset(train_idx), full_train.subset(val_idx), test, permutation, data_checksums(task, data_dir))
+    if config.batch_size > len(train_idx):
+        raise UsageError(
+            f"--batch-size {config.batch_size} is larger than the {config.task} training set "
+            f"({len(train_idx)} samples after the validation split); use at most {len(train_idx)}"
+        )
+    if permutation_file is not None:
+        mnist.load_permutation(permutation_file)  # validate before the run starts
+    return RunData(full_train.subset(train_idx), full_train.subset(val_idx), test, None, data_checksums(task, data_dir))
+
+
+def run_permutation(config: tasks.TrainConfig, workdir: str, permutation_file: Optional[str]) -> Optional[np.ndarray]:
+    """PS-MNIST: the run's saved permutation, or a new one (from the file or the seed),
+    saved in the workdir. None for the other tasks."""
+    if not tasks.get_task(config.task).permuted:
+        return None
+    if os.path.exists(permutation_path(workdir)):
+        return mnist.load_permutation(permutation_path(workdir))
+    permutation = mnist.load_permutation(permutation_file) if permutation_file else mnist.make_permutation(config.seed)
+    np.save(permutation_path(workdir), permutation)
+    return permutation
 
 
 # ------------------------------------------------------------------------ training
@@ -181,9 +218,17 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
             state, result = train_step(state, inputs, targets, lr)
             loss, sums = float(result.loss), result.sums
         if not math.isfinite(loss):
+            problems = parameter_problems(state.params)
             raise TrainingError(
-                f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}; "
-                "the run stops here, the best checkpoint is unchanged (lower --lr or check the data)"
+                f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}"
+                + (f" ({'; '.join(problems)})" if problems else "")
+                + "; the run stops here, the best checkpoint is unchanged (lower --lr or check the data)"
+            )
+        problems = parameter_problems(state.params) if step == len(batches) - 1 else []
+        if problems:
+            raise TrainingError(
+                f"parameters left the usable region in epoch {epoch_index + 1}, step {step + 1}: {'; '.join(problems)}; "
+                "the run stops here, the best checkpoint is unchanged (lower --lr)"
             )
         batch_size, num_steps = inputs.shape[1], inputs.shape[0]
         total_loss += loss / (1 if model.label_last else num_steps - model.sub_seq_length)
@@ -261,8 +306,9 @@ def train_and_evaluate(
     interruption would (used to test resumption); it returns ``{}`` then.
     """
     task = tasks.get_task(config.task)
+    data = load_data(config, data_dir, permutation_file)
     check_workdir(workdir, config)
-    data = prepare_data(config, workdir, data_dir, permutation_file)
+    data = data._replace(permutation=run_permutation(config, workdir, permutation_file))
     model = tasks.build_model(config)
     optimizer = make_optimizer(config)
     state, constants = init_state(config, model, optimizer)
@@ -375,6 +421,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     workdir = args.workdir or os.path.join("runs", f"{config.task}_{config.neuron}_seed{config.seed}")
     try:
         results = train_and_evaluate(config, workdir, args.data_dir, args.permutation)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (TrainingError, DataError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

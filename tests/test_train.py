@@ -189,3 +189,26 @@ def test_cli_trains_and_reports(tmp_path):
     assert "epoch 1/1 [" in result.stderr
     missing = run_cli("--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "m"))
     assert missing.returncode == 1 and "--data-dir" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_batch_larger_than_the_training_set_is_refused_before_anything_is_written(tmp_path):
+    result = run_cli("--task", "ecg", "--batch-size", "1000", "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 2 and "larger than the ecg training set (557 samples" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "w").exists()
+
+
+def test_bad_permutation_file_is_refused_before_anything_is_written(tmp_path):
+    np.save(tmp_path / "p.npy", np.arange(100))
+    with pytest.raises(train.DataError, match=r"shape \(784,\)"):
+        train.train_and_evaluate(tasks.config_for("psmnist", "brf"), str(tmp_path / "w"), data_dir=MNIST_DIR,
+                                 permutation_file=str(tmp_path / "p.npy"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_parameter_problems_name_the_parameter():
+    params = {"hidden": {"omega": np.array([10.0, -120.0, 99.0], np.float32), "kernel": np.ones((2, 2), np.float32)},
+              "readout": {"tau": np.array([np.nan, 1.0], np.float32)}}
+    problems = train.parameter_problems(params)
+    assert any("hidden/omega: 1 neurons with dt*|omega| >= 1 (max 1.200)" in p for p in problems)
+    assert any("readout/tau has 1 non-finite values" in p for p in problems)
+    assert train.parameter_problems({"hidden": {"omega": np.array([5.0], np.float32)}}) == []
