@@ -16,8 +16,8 @@ supplies its own reverse pass (``jax.custom_vjp``):
   the neuron's adjoint update and one ``(B, H) × (H, H)`` product for the recurrent
   spikes, ``∂L/∂z_{t-1} += ∂L/∂I_t · K_recᵀ``;
 * the kernel gradient ``∂L/∂K = Σ_t c_tᵀ · ∂L/∂I_t`` is one large product after the loop;
-* memory: the forward keeps ``u, v, q`` (BRF) or ``u, v`` (RF) of every step and the
-  reverse pass recomputes the spikes from them; ALIF keeps ``z, u, a`` and ``I``.
+* memory: the forward keeps the state of every step (and ALIF's current ``I``); the
+  reverse loop reads them in place.
 
 The spike's derivative is the cell's surrogate ``g``; the rest is the exact derivative
 of the step equations of :mod:`brfjax.neurons` (derived in the ``_reverse_*`` functions).
@@ -82,27 +82,8 @@ def step_function(spec: ScanSpec):
 
 
 def _residuals(spec: ScanSpec, state, current):
-    """What the reverse pass keeps of one step: BRF (u, v, q), RF (u, v) — the spikes
-    are recomputed from them — and ALIF (z, u, a, I)."""
-    if spec.neuron == "brf":
-        return (state.u, state.v, state.q)
-    if spec.neuron == "vrf":
-        return (state.u, state.v)
-    return (state.z, state.u, state.a, current)
-
-
-def _trajectory_from_residuals(spec: ScanSpec, hidden0, saved):
-    """``(states of every step, currents or None)`` rebuilt from :func:`_residuals`;
-    the recomputed spikes are the forward's, bit for bit (same float32 operations)."""
-    if spec.neuron == "brf":
-        u, v, q = saved
-        previous_q = jnp.concatenate([hidden0.q[None], q[:-1]], axis=0)
-        return neurons.BRFState(surrogates.step((u - neurons.BRF_THRESHOLD) - previous_q), u, v, q), None
-    if spec.neuron == "vrf":
-        u, v = saved
-        return neurons.RFState(surrogates.step(u - neurons.RF_THRESHOLD), u, v), None
-    z, u, a, currents = saved
-    return neurons.ALIFState(z, u, a), currents
+    """What the reverse pass keeps of one step: the state, and for ALIF the current I."""
+    return (state, current if spec.neuron == "alif" else None)
 
 
 def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, save: str):
@@ -147,11 +128,6 @@ def run_manual_backward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, 
 def _manual_forward(spec, params, inputs, hidden0, readout0):
     output, saved = _forward(spec, params, inputs, hidden0, readout0, "residuals")
     return output, (params, inputs, hidden0, readout0, saved, output.readouts)
-
-
-def _previous(initial, trajectory):
-    """The state before each step: ``[s_{-1}, s_0, ..., s_{T-2}]`` per field."""
-    return jax.tree_util.tree_map(lambda first, rest: jnp.concatenate([first[None], rest[:-1]], axis=0), initial, trajectory)
 
 
 def _sum_batch(x):
@@ -224,8 +200,7 @@ def _matmul(a, b):
 
 
 def _manual_backward(spec, residuals, cotangent: ScanOutput):
-    params, inputs, hidden0, readout0, saved, readouts = residuals
-    trajectory, currents = _trajectory_from_residuals(spec, hidden0, saved)
+    params, inputs, hidden0, readout0, (trajectory, currents), readouts = residuals
     surrogate = surrogates.get_surrogate(spec.surrogate)
     spikes = trajectory.z
 
@@ -244,39 +219,42 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
     g_alpha = jnp.sum((previous_potential - drive) * g_potential, axis=(0, 1))
     g_readout_kernel = _flat_product(spikes, g_drive)
     g_readout_bias = None if params.readout_bias is None else jnp.sum(g_drive, axis=(0, 1))
-    g_spikes_external = _matmul(g_drive, params.readout_kernel.T) + cotangent.spike_counts[None, :, None]
+    readout_kernel_t = params.readout_kernel.T
 
-    # ---- hidden layer: reverse loop over the saved states
-    previous = _previous(hidden0, trajectory)
+    # ---- hidden layer: reverse loop reading the saved states in place
+    num_steps = inputs.shape[0]
     input_size = inputs.shape[-1]
     recurrent_kernel_t = params.hidden_kernel[input_size:].T if spec.recurrent else None
+    reverse_step = _reverse_alif if spec.neuron == "alif" else _reverse_resonator
 
-    def hidden_reverse(carry, xs):
-        neuron_carry, g_spikes_future = carry
-        prev, cur, current, g_spikes = xs
-        gz = g_spikes + g_spikes_future
-        if spec.neuron == "alif":
-            neuron_carry, g_current, g_coefficients, gz_prev = _reverse_alif(
-                spec, params.hidden_coefficients, prev, cur, current, neuron_carry, gz, surrogate
-            )
-        else:
-            neuron_carry, g_current, g_coefficients, gz_prev = _reverse_resonator(
-                spec, params.hidden_coefficients, prev, cur, neuron_carry, gz, surrogate
-            )
+    def hidden_reverse(i, carry):
+        neuron_carry, g_spikes_future, g_currents, g_coefficients = carry
+        t = num_steps - 1 - i
+        cur = jax.tree_util.tree_map(lambda a: a[t], trajectory)
+        prev = jax.tree_util.tree_map(lambda a, a0: jnp.where(t > 0, a[jnp.maximum(t - 1, 0)], a0), trajectory, hidden0)
+        # ∂L/∂z_t: readout, spike count, and the next step (recurrence, adaptation)
+        gz = _matmul(g_drive[t], readout_kernel_t) + cotangent.spike_counts[:, None] + g_spikes_future
+        extra = (currents[t],) if spec.neuron == "alif" else ()
+        neuron_carry, g_current, g_step, gz_prev = reverse_step(
+            spec, params.hidden_coefficients, prev, cur, *extra, neuron_carry, gz, surrogate
+        )
         if spec.recurrent:
             gz_prev = gz_prev + _matmul(g_current, recurrent_kernel_t)
-        return (neuron_carry, gz_prev), (g_current, g_coefficients)
+        g_currents = g_currents.at[t].set(g_current)
+        g_coefficients = jax.tree_util.tree_map(jnp.add, g_coefficients, g_step)
+        return neuron_carry, gz_prev, g_currents, g_coefficients
 
     g_final = cotangent.final_hidden
-    (neuron_carry, g_z0), (g_currents, g_coefficients) = jax.lax.scan(
-        hidden_reverse,
-        (tuple(g_final)[1:], g_final.z),  # every state is (z, carried fields...)
-        (previous, trajectory, currents, g_spikes_external),
-        reverse=True,
+    zero_coefficients = jax.tree_util.tree_map(jnp.zeros_like, params.hidden_coefficients)
+    neuron_carry, g_z0, g_currents, g_coefficients = jax.lax.fori_loop(
+        0, num_steps, hidden_reverse,
+        (tuple(g_final)[1:], g_final.z, jnp.zeros(spikes.shape, spikes.dtype), zero_coefficients),  # state = (z, carried...)
     )
-    g_coefficients = jax.tree_util.tree_map(lambda g: jnp.sum(g, axis=0), g_coefficients)
-    cell_inputs = cell_input(spec, inputs, previous.z)
-    g_hidden_kernel = _flat_product(cell_inputs, g_currents)
+    g_hidden_kernel = _flat_product(inputs, g_currents)
+    if spec.recurrent:
+        # Σ_t z_{t-1}ᵀ ∂L/∂I_t, with z_{-1} the initial spikes
+        recurrent = _flat_product(spikes[:-1], g_currents[1:]) + _matmul(hidden0.z.T, g_currents[0])
+        g_hidden_kernel = jnp.concatenate([g_hidden_kernel, recurrent], axis=0)
     g_hidden_bias = None if params.hidden_bias is None else jnp.sum(g_currents, axis=(0, 1))
     g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
     g_params = NetworkParams(g_coefficients, g_hidden_kernel, g_hidden_bias, g_alpha, g_readout_kernel, g_readout_bias)
