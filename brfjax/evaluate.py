@@ -88,6 +88,7 @@ def evaluate_checkpoint(
     data_dir: Optional[str] = None,
     batch_size: Optional[int] = None,
     permutation_file: Optional[str] = None,
+    mnist_backend: str = "idx",
 ) -> dict:
     """Load a checkpoint (reference ``.npz`` or workdir) and evaluate it on the test set."""
     task = tasks.get_task(task_name)
@@ -95,7 +96,7 @@ def evaluate_checkpoint(
     model, variables, permutation = load_for_evaluation(task, neuron, path)
     if permutation_file is not None:
         permutation = mnist.load_permutation(permutation_file)
-    data = tasks.load_split(task, "test", data_dir)
+    data = tasks.load_split(task, "test", data_dir, mnist_backend)
     stats = evaluate_dataset(model, variables, data, task, batch_size or task.eval_batch_sizes[1], permutation)
     return {"task": task_name, "neuron": neuron, **stats}
 
@@ -120,6 +121,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None, help="folder with the task's data files")
     parser.add_argument("--permutation", default=None, help="PS-MNIST pixel permutation (.npy) for reference models")
     parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: the original's)")
+    parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
+                        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")
     parser.add_argument("--json", default=None, help="also write the statistics as one JSON object here")
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size <= 0:
@@ -133,7 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         stats = evaluate_checkpoint(
-            args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation
+            args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation, args.mnist_backend
         )
     except (interop.CheckpointError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)

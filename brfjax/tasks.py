@@ -73,9 +73,11 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
 # ----------------------------------------------------------------------------- data
 
 
-def load_split(task: TaskSpec, split: str, data_dir: Optional[str] = None) -> SequenceData:
+def load_split(task: TaskSpec, split: str, data_dir: Optional[str] = None, mnist_backend: str = "idx") -> SequenceData:
     """The raw ``train`` or ``test`` split (batch-major, see the data modules)."""
-    loader = {"ecg": ecg.load_ecg, "mnist": mnist.load_mnist, "shd": shd.load_shd}[task.source]
+    if task.source == "mnist":
+        return mnist.load_mnist(split, data_dir, backend=mnist_backend)
+    loader = {"ecg": ecg.load_ecg, "shd": shd.load_shd}[task.source]
     return loader(split, data_dir)
 
 

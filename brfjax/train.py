@@ -156,12 +156,12 @@ def load_permutation(workdir: str, task: tasks.TaskSpec) -> Optional[np.ndarray]
     return mnist.load_permutation(path)
 
 
-def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_file: Optional[str]) -> RunData:
+def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_file: Optional[str], mnist_backend: str = "idx") -> RunData:
     """The split data of a run, checked against the configuration before anything is
     written (the permutation is still unset: see :func:`run_permutation`)."""
     task = tasks.get_task(config.task)
-    full_train = tasks.load_split(task, "train", data_dir)
-    test = tasks.load_split(task, "test", data_dir)
+    full_train = tasks.load_split(task, "train", data_dir, mnist_backend)
+    test = tasks.load_split(task, "test", data_dir, mnist_backend)
     train_idx, val_idx = pipeline.train_val_split(len(full_train.targets), config.val_fraction, config.seed)
     if config.batch_size > len(train_idx):
         raise UsageError(
@@ -298,6 +298,7 @@ def train_and_evaluate(
     data_dir: Optional[str] = None,
     permutation_file: Optional[str] = None,
     stop_after_epoch: Optional[int] = None,
+    mnist_backend: str = "idx",
 ) -> dict:
     """Train ``config`` in ``workdir`` (resuming if it holds a partial run) and return
     the test statistics of the best checkpoint (also written to ``results.json``).
@@ -306,7 +307,7 @@ def train_and_evaluate(
     interruption would (used to test resumption); it returns ``{}`` then.
     """
     task = tasks.get_task(config.task)
-    data = load_data(config, data_dir, permutation_file)
+    data = load_data(config, data_dir, permutation_file, mnist_backend)
     check_workdir(workdir, config)
     data = data._replace(permutation=run_permutation(config, workdir, permutation_file))
     model = tasks.build_model(config)
@@ -393,6 +394,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None, help="folder with the data files (default: bundled ECG / download)")
     parser.add_argument("--workdir", default=None, help="run folder (default runs/<task>_<neuron>_seed<seed>)")
     parser.add_argument("--permutation", default=None, help="PS-MNIST permutation .npy (default: drawn from the seed)")
+    parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
+                        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")
     parser.add_argument("--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)")
     parser.add_argument("--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)")
     args = parser.parse_args(argv)
@@ -420,7 +423,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = config_from_args(args)
     workdir = args.workdir or os.path.join("runs", f"{config.task}_{config.neuron}_seed{config.seed}")
     try:
-        results = train_and_evaluate(config, workdir, args.data_dir, args.permutation)
+        results = train_and_evaluate(config, workdir, args.data_dir, args.permutation, mnist_backend=args.mnist_backend)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -142,3 +142,40 @@ def test_split_and_epoch_order_follow_the_seed():
     assert not np.array_equal(first, pipeline.epoch_order(train, seed=0, epoch=1))
     sizes = [len(b) for b in pipeline.batches(first, 16)]
     assert len(sizes) == 35 and sizes[-1] == 557 - 34 * 16  # the last partial batch is kept
+
+
+def test_tfds_backend_gives_the_same_data(monkeypatch):
+    """The optional tensorflow-datasets backend, against a stand-in for the tfds package
+    (tfds itself needs TensorFlow and a download, neither available here) that serves
+    the same MNIST files in tfds' layout: (N, 28, 28, 1) uint8 images, int64 labels."""
+    import sys
+    import types
+
+    source = mnist_dir()
+    calls = []
+
+    def load(name, split, batch_size, as_supervised, data_dir):
+        calls.append((name, split, batch_size, as_supervised, data_dir))
+        images, labels = mnist.SPLIT_FILES[split]
+        pixels = mnist.parse_idx(open(f"{source}/{images}", "rb").read())
+        return pixels[..., None], mnist.parse_idx(open(f"{source}/{labels}", "rb").read()).astype(np.int64)
+
+    fake = types.ModuleType("tensorflow_datasets")
+    fake.load, fake.as_numpy = load, lambda tree: tree
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    via_tfds = mnist.load_mnist("test", "/tmp/tfds-data", backend="tfds")
+    via_idx = mnist.load_mnist("test", source)
+    np.testing.assert_array_equal(via_tfds.inputs, via_idx.inputs)
+    np.testing.assert_array_equal(via_tfds.targets, via_idx.targets)
+    assert via_tfds.inputs.dtype == np.uint8 and via_tfds.targets.dtype == np.int32
+    assert calls == [("mnist", "test", -1, True, "/tmp/tfds-data")]
+
+
+def test_tfds_backend_without_the_package_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    with pytest.raises(DataError, match=r"pip install 'brfjax\[tfds\]'"):
+        mnist.load_mnist("test", backend="tfds")
+    with pytest.raises(DataError, match="unknown MNIST backend"):
+        mnist.load_mnist("test", backend="torchvision")

@@ -101,6 +101,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert bad_batch.returncode == 2 and "--batch-size" in bad_batch.stderr
     no_data = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_brf")), "--data-dir", str(tmp_path))
     assert no_data.returncode == 1 and "--data-dir" in no_data.stderr
+    no_tfds = run_cli("--task", "smnist", "--neuron", "brf", "--checkpoint", str(checkpoint("smnist_brf")), "--mnist-backend", "tfds")
+    assert no_tfds.returncode == 1 and "brfjax[tfds]" in no_tfds.stderr and "Traceback" not in no_tfds.stderr
 
 
 def test_ecg_loader_follows_the_spec():

@@ -106,16 +106,42 @@ def locate(name: str, data_dir: Optional[str] = None) -> str:
     raise DataError("; ".join(errors))
 
 
-def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True) -> SequenceData:
-    """``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)`` of a split."""
+BACKENDS = ("idx", "tfds")
+
+
+def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, backend: str = "idx") -> SequenceData:
+    """``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)`` of a split.
+
+    ``backend="idx"`` (default) reads the verified IDX files; ``"tfds"`` takes MNIST from
+    tensorflow-datasets (optional extra ``brfjax[tfds]``; ``data_dir`` is its data folder).
+    """
     if split not in SPLIT_FILES:
         raise DataError(f"unknown MNIST split {split!r}; expected one of {sorted(SPLIT_FILES)}")
+    if backend == "tfds":
+        return load_mnist_tfds(split, data_dir)
+    if backend != "idx":
+        raise DataError(f"unknown MNIST backend {backend!r}; expected one of {list(BACKENDS)}")
     image_name, label_name = SPLIT_FILES[split]
     images = parse_idx(read_verified(locate(image_name, data_dir), image_name, verify), image_name)
     labels = parse_idx(read_verified(locate(label_name, data_dir), label_name, verify), label_name)
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
         raise DataError(f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match")
     return SequenceData(images.reshape(-1, NUM_STEPS, 1), labels.astype(np.int32))
+
+
+def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
+    """MNIST from tensorflow-datasets, in the layout of :func:`load_mnist`."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError("the tfds MNIST backend needs tensorflow-datasets: pip install 'brfjax[tfds]'") from None
+    images, labels = tfds.as_numpy(
+        tfds.load("mnist", split=split, batch_size=-1, as_supervised=True, data_dir=data_dir)
+    )
+    images = np.asarray(images)
+    if images.shape[1:] not in ((28, 28, 1), (28, 28)) or len(labels) != len(images):
+        raise DataError(f"tensorflow-datasets MNIST {split}: unexpected shapes {images.shape}, {np.shape(labels)}")
+    return SequenceData(images.reshape(-1, NUM_STEPS, 1).astype(np.uint8), np.asarray(labels, np.int32))
 
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:
