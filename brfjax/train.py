@@ -276,6 +276,16 @@ def load_best(workdir: str) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfi
     return model, {"params": restored[1], **constants}, config
 
 
+FRESH_BOOKKEEPING = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
+
+
+def load_latest(workdir: str, state: TrainState) -> Optional[dict]:
+    """The ``latest`` checkpoint (``state`` plus the bookkeeping of
+    :data:`FRESH_BOOKKEEPING`), restored into the structure of ``state``; None if absent."""
+    restored = checkpoint.RunCheckpoints(workdir).restore_latest({"state": state, **FRESH_BOOKKEEPING})
+    return None if restored is None else restored[1]
+
+
 def check_workdir(workdir: str, config: tasks.TrainConfig) -> None:
     """Create the workdir or verify that it belongs to this very configuration."""
     os.makedirs(workdir, exist_ok=True)
@@ -320,10 +330,9 @@ def train_and_evaluate(
          "parameter_count": models.count_parameters(state.params)},
     )
     checkpoints = checkpoint.RunCheckpoints(workdir)
-    bookkeeping = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
-    restored = checkpoints.restore_latest({"state": state, **bookkeeping})
-    if restored is not None:
-        saved = restored[1]
+    bookkeeping = dict(FRESH_BOOKKEEPING)
+    saved = load_latest(workdir, state)
+    if saved is not None:
         state = saved["state"]
         bookkeeping = {key: float(saved[key]) for key in bookkeeping}
         print(f"resuming {workdir} after epoch {int(bookkeeping['epoch'])}", file=sys.stderr)

@@ -9,7 +9,7 @@ import pytest
 from conftest import SHARED
 from test_data import write_shd
 
-from brfjax import checkpoint, evaluate, tasks, train
+from brfjax import evaluate, tasks, train
 from brfjax.summaries import read_metrics
 
 RESULT_KEYS = {"task", "neuron", "accuracy", "loss", "correct", "total", "spikes", "sop", "sop_per_step",
@@ -26,8 +26,7 @@ def quick_ecg(**overrides):
 def latest_params(workdir, config):
     model = tasks.build_model(config)
     state, _ = train.init_state(config, model, train.make_optimizer(config))
-    template = {"state": state, "epoch": -1, "best_val_loss": 0.0, "best_epoch": -1, "train_seconds": 0.0}
-    return checkpoint.RunCheckpoints(workdir).restore_latest(template)[1]["state"].params
+    return train.load_latest(workdir, state)["state"].params
 
 
 def without_times(rows):
@@ -118,9 +117,7 @@ def test_psmnist_alif_uses_tbptt_and_saves_its_permutation(tmp_path):
     np.testing.assert_array_equal(saved, tasks.mnist.make_permutation(0))
     model = tasks.build_model(config)
     template, _ = train.init_state(config, model, train.make_optimizer(config))
-    restored = checkpoint.RunCheckpoints(str(tmp_path)).restore_latest(
-        {"state": template, "epoch": -1, "best_val_loss": 0.0, "best_epoch": -1, "train_seconds": 0.0}
-    )[1]
+    restored = train.load_latest(str(tmp_path), template)
     assert int(restored["state"].opt_state.count) == 17  # spec §8.12: 17 Adam steps per minibatch
 
 
