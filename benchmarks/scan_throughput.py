@@ -68,7 +68,7 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def measure(task_shape: str, neuron: str, repeats: int) -> dict:
+def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual") -> dict:
     """One configuration, in this process."""
     import jax
     import jax.numpy as jnp
@@ -79,7 +79,7 @@ def measure(task_shape: str, neuron: str, repeats: int) -> dict:
     batch, steps, inputs, hidden, classes = SHAPES[task_shape]
     task = tasks.get_task(TASK_FOR_SHAPE[task_shape])
     config = tasks.config_for(task.name, neuron, batch_size=batch)
-    model = tasks.build_model(config)
+    model = tasks.build_model(config).clone(backward=backward)
     optimizer = train.make_optimizer(config)
     state, constants = train.init_state(config, model, optimizer)
     rng = np.random.default_rng(0)
@@ -116,7 +116,7 @@ def measure(task_shape: str, neuron: str, repeats: int) -> dict:
         "forward_flops": forward_flops, "train_flops": train_flops, "peak_flops_per_s": peak,
         "forward_fraction_of_peak": forward_flops / peak / forward_s,
         "train_fraction_of_peak": train_flops / peak / train_step_s,
-        "devices": len(jax.devices()), "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+        "backward": backward, "devices": len(jax.devices()), "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
     }
 
 
@@ -130,7 +130,7 @@ def print_table(records: list[dict]) -> None:
             f"{r['peak_flops_per_s'] / 1e9:>12.1f} {r['forward_fraction_of_peak']:>8.3f} {r['train_fraction_of_peak']:>10.3f}"
         )
     if records:
-        print(f"device: {records[0]['device_kind']} x{records[0]['devices']}, jax {records[0]['jax_version']}")
+        print(f"device: {records[0]['device_kind']} x{records[0]['devices']}, jax {records[0]['jax_version']}, backward {records[0]['backward']}")
 
 
 def main(argv=None) -> int:
@@ -138,20 +138,23 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--neurons", nargs="+", default=["brf"], choices=["brf", "vrf", "bhrf", "alif"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backward", default="manual", choices=["manual", "autodiff"],
+                        help="gradient of the time loop: brfjax's hand-written one (default) or JAX's")
     parser.add_argument("--json", default=None)
     parser.add_argument("--single", nargs=2, metavar=("TASK", "NEURON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (the median of at least 5 runs)")
     if args.single:
-        print(json.dumps(measure(args.single[0], args.single[1], args.repeats)))
+        print(json.dumps(measure(args.single[0], args.single[1], args.repeats, args.backward)))
         return 0
     records = []
     for task in args.tasks:
         for neuron in args.neurons:
             # a fresh process per configuration: separate compile caches and memory peaks
             result = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--single", task, neuron, "--repeats", str(args.repeats)],
+                [sys.executable, os.path.abspath(__file__), "--single", task, neuron, "--repeats", str(args.repeats),
+                 "--backward", args.backward],
                 capture_output=True, text=True,
             )
             if result.returncode != 0:
