@@ -72,10 +72,12 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> tuple[R
             )
         return model, variables, train.load_permutation(path, task)
     model, variables = interop.load_reference_network(path, neuron, exact=True, **tasks.network_options(task, neuron))
-    shape = interop.inspect_state_dict(interop.load_state_dict(path), neuron)
-    if (shape.input_size, shape.num_classes) != (task.input_size, task.num_classes):
+    # sizes as read off the file by load_reference_network (no second read)
+    input_size = variables["params"]["hidden"]["kernel"].shape[0] - model.hidden.features
+    num_classes = model.readout.features
+    if (input_size, num_classes) != (task.input_size, task.num_classes):
         raise interop.CheckpointError(
-            f"checkpoint {path!r} has input width {shape.input_size} and {shape.num_classes} classes; "
+            f"checkpoint {path!r} has input width {input_size} and {num_classes} classes; "
             f"task {task.name} needs {task.input_size} and {task.num_classes}"
         )
     return model, variables, None

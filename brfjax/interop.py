@@ -143,8 +143,8 @@ def reference_to_variables(
 def _check_against_model(variables: dict, model: models.RecurrentSNN, input_size: int) -> None:
     dummy = jax.ShapeDtypeStruct((1, 1, input_size), np.float32)
     expected = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), dummy)["params"]
-    flat_expected = {_path(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(expected)}
-    flat_got = {_path(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_leaves_with_path(variables["params"])}
+    flat_expected = {path_name(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(expected)}
+    flat_got = {path_name(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_leaves_with_path(variables["params"])}
     problems = [
         f"{name}: model expects {flat_expected.get(name, 'nothing')}, checkpoint has {flat_got.get(name, 'nothing')}"
         for name in sorted(set(flat_expected) | set(flat_got))
@@ -154,7 +154,8 @@ def _check_against_model(variables: dict, model: models.RecurrentSNN, input_size
         raise CheckpointError("checkpoint does not fit the model: " + "; ".join(problems))
 
 
-def _path(path) -> str:
+def path_name(path) -> str:
+    """``a/b/c`` for a ``jax.tree_util`` key path."""
     return "/".join(str(getattr(entry, "key", entry)) for entry in path)
 
 

@@ -33,7 +33,7 @@ import optax
 
 from brfjax import checkpoint, evaluate, metrics, models, neurons, tasks
 from brfjax.data import DataError, SequenceData, ecg, mnist, pipeline
-from brfjax.interop import CheckpointError
+from brfjax.interop import CheckpointError, path_name
 from brfjax.summaries import EventWriter, MetricsCSV, ProgressBar
 
 METRIC_COLUMNS = [
@@ -56,7 +56,7 @@ def parameter_problems(params) -> list[str]:
     δ·|ω| < 1 where the divergence boundary p(ω) is undefined (NaN)."""
     problems = []
     for path, value in jax.tree_util.tree_leaves_with_path(params):
-        name = "/".join(str(getattr(entry, "key", entry)) for entry in path)
+        name = path_name(path)
         value = np.asarray(value)
         if not np.isfinite(value).all():
             problems.append(f"{name} has {int(np.sum(~np.isfinite(value)))} non-finite values")
