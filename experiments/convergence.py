@@ -1,0 +1,240 @@
+"""Convergence speed (the paper's Table 2): epochs to reach 95 / 98 / 100 % of the final
+test accuracy, from the paper's training curves and from brfjax runs.
+
+    python experiments/convergence.py --out experiments/results/convergence \
+        --runs /work/runs/ecg_brf_seed* /work/runs/ecg_vrf_seed* /work/runs/ecg_alif_seed* \
+        [--curves ../shared/reference/training_curves/epoch_curves.csv] [--figure-task ecg]
+
+A run is a per-epoch test-accuracy curve a_0..a_E (epoch 0 = untrained): the paper's
+(``epoch_curves.csv``, 5 runs per task x neuron) or a brfjax workdir's ``metrics.csv``
+(a workdir, or the ``metrics.csv`` itself). For a reference accuracy A the study
+reports, for f = 0.95, 0.98, 1.00, the first epoch e with ``a_e >= f·A``. The paper
+says "final test accuracy" without defining it further; three readings are computed:
+
+* ``selected`` — the test accuracy of the checkpoint the protocol keeps (lowest
+  validation loss, ties as the task's protocol: ``<=`` keeps the later epoch for ECG and
+  SHD-ALIF, ``<`` the earlier otherwise; brfjax runs: ``results.json``'s ``best_epoch``);
+* ``final`` — the test accuracy after the last epoch;
+* ``best`` — the highest test accuracy of the run.
+
+Runs that stopped early (fewer epochs than their configuration, e.g. a non-finite loss)
+or are still training are listed but left out of the means. Writes
+``convergence_runs.csv`` (per run and reading), ``convergence_summary.csv`` / ``.md``
+(means per source, task, neuron and reading beside the paper's Table 2) and
+``convergence.png`` (test accuracy per epoch of ``--figure-task``, brfjax runs beside
+the paper's).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+from typing import Optional
+
+import numpy as np
+
+import common
+
+FRACTIONS = (0.95, 0.98, 1.0)
+TARGETS = ("selected", "final", "best")
+REFERENCE_TASKS = {"ECG-QTDB": "ecg", "SHD": "shd", "PS-MNIST": "psmnist", "S-MNIST": "smnist"}
+# ties in the validation-loss selection (spec §4.1): True = "<=" (the later epoch wins)
+INCLUSIVE = {("ecg", "brf"): True, ("ecg", "vrf"): True, ("ecg", "alif"): True, ("shd", "alif"): True,
+             ("shd", "brf"): False, ("shd", "vrf"): False, ("smnist", "alif"): True, ("psmnist", "alif"): True}
+# spec §5.1: paper Table 2, mean epochs to 95 / 98 / 100 % of the final test accuracy (5 runs)
+PAPER_TABLE2 = {
+    ("smnist", "alif"): (105, 162, 276), ("smnist", "vrf"): (134, 172, 263), ("smnist", "brf"): (3, 29, 246),
+    ("smnist", "bhrf"): (5, 12, 119), ("psmnist", "alif"): (143, 200, 265), ("psmnist", "brf"): (10, 39, 282),
+    ("psmnist", "bhrf"): (6, 19, 123), ("ecg", "alif"): (51, 157, 282), ("ecg", "vrf"): (8, 29, 112),
+    ("ecg", "brf"): (6, 32, 75), ("ecg", "bhrf"): (15, 38, 109), ("shd", "alif"): (14, 15, 16),
+    ("shd", "vrf"): (2, 4, 5), ("shd", "brf"): (2, 3, 7), ("shd", "bhrf"): (3, 5, 8),
+}
+
+
+def _float(value) -> float:
+    return float(value) if value not in ("", None) else math.nan
+
+
+def selected_epoch(val_loss: np.ndarray, inclusive: bool) -> int:
+    """Epoch of the lowest validation loss (``inclusive``: a tie moves it later)."""
+    best, best_epoch = math.inf, 0
+    for epoch, loss in enumerate(val_loss):
+        if loss < best or (inclusive and loss == best):
+            best, best_epoch = loss, epoch
+    return best_epoch
+
+
+def epochs_to_reach(accuracy: np.ndarray, target: float) -> list[Optional[int]]:
+    """First epoch with ``accuracy >= f·target`` for each f of :data:`FRACTIONS`."""
+    result = []
+    for fraction in FRACTIONS:
+        reached = np.nonzero(accuracy >= fraction * target)[0]
+        result.append(int(reached[0]) if len(reached) else None)
+    return result
+
+
+def reference_runs(path: str) -> list[dict]:
+    """The paper's runs from ``epoch_curves.csv`` (runs without training are skipped)."""
+    curves = defaultdict(list)
+    for row in common.read_csv(path):
+        curves[(REFERENCE_TASKS.get(row["task"], row["task"]), row["neuron"], int(row["run"]))].append(row)
+    runs = []
+    for (task, neuron, run), rows in sorted(curves.items()):
+        rows.sort(key=lambda r: int(r["epoch"]))
+        accuracy = np.array([_float(r["test_acc"]) for r in rows])
+        val_loss = np.array([_float(r["val_loss"]) for r in rows])
+        if len(rows) < 2 or not np.isfinite(accuracy[1:]).any():
+            continue  # PS-MNIST vanilla RF: epoch 0 only, then NaN
+        runs.append({"source": "paper", "task": task, "neuron": neuron, "run": str(run), "accuracy": accuracy,
+                     "selected_epoch": selected_epoch(val_loss, INCLUSIVE.get((task, neuron), False)),
+                     "status": "complete"})
+    return runs
+
+
+def workdir_run(path: str) -> dict:
+    """A brfjax run from its workdir (or its ``metrics.csv``)."""
+    folder = os.path.dirname(path) if path.endswith(".csv") else path
+    metrics_path = path if path.endswith(".csv") else os.path.join(path, "metrics.csv")
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(metrics_path):
+        raise common.ExperimentError(f"{metrics_path} not found (a brfjax workdir holds metrics.csv)")
+    if not os.path.isfile(config_path):
+        raise common.ExperimentError(f"{config_path} not found (a brfjax workdir holds config.json)")
+    with open(config_path) as handle:
+        config = json.load(handle)
+    rows = sorted(common.read_csv(metrics_path), key=lambda r: int(r["epoch"]))
+    accuracy = np.array([_float(r["test_accuracy"]) for r in rows])
+    val_loss = np.array([_float(r["val_loss"]) for r in rows])
+    results_path = os.path.join(folder, "results.json")
+    selected = None
+    if os.path.isfile(results_path):
+        with open(results_path) as handle:
+            selected = json.load(handle).get("best_epoch")
+    if selected is None:
+        selected = selected_epoch(val_loss, config.get("selection_inclusive", True))
+    epochs = config.get("epochs")
+    last = int(rows[-1]["epoch"]) if rows else -1
+    if epochs is None or last == epochs:
+        status = "complete"
+    else:
+        status = f"incomplete: {last} of {epochs} epochs (stopped early or still training)"
+    name = os.path.basename(os.path.normpath(folder))
+    return {"source": "brfjax", "task": config["task"], "neuron": config["neuron"], "run": name,
+            "seed": config.get("seed"), "accuracy": accuracy, "selected_epoch": int(selected), "status": status}
+
+
+def run_rows(runs: list[dict]) -> list[dict]:
+    rows = []
+    for run in runs:
+        accuracy = run["accuracy"]
+        finite = accuracy[np.isfinite(accuracy)]
+        targets = {"selected": accuracy[run["selected_epoch"]] if len(accuracy) else math.nan,
+                   "final": accuracy[-1] if len(accuracy) else math.nan,
+                   "best": finite.max() if len(finite) else math.nan}
+        for target in TARGETS:
+            epochs = epochs_to_reach(accuracy, targets[target])
+            rows.append({"source": run["source"], "task": run["task"], "neuron": run["neuron"], "run": run["run"],
+                         "status": run["status"], "epochs_logged": len(accuracy) - 1, "target": target,
+                         "target_accuracy": float(targets[target]), "selected_epoch": run["selected_epoch"],
+                         "epochs_95": epochs[0], "epochs_98": epochs[1], "epochs_100": epochs[2]})
+    return rows
+
+
+def _neuron_rank(neuron: str) -> int:
+    return common.NEURONS.index(neuron) if neuron in common.NEURONS else len(common.NEURONS)
+
+
+def summary_rows(rows: list[dict]) -> list[dict]:
+    groups = defaultdict(list)
+    for row in rows:
+        if row["status"] == "complete":
+            groups[(row["source"], row["task"], row["neuron"], row["target"])].append(row)
+    order = {"paper": 0, "brfjax": 1}
+    summary = []
+    for (source, task, neuron, target), group in sorted(
+            groups.items(), key=lambda item: (item[0][1], order[item[0][0]], TARGETS.index(item[0][3]), _neuron_rank(item[0][2]))):
+        entry = {"source": source, "task": task, "neuron": neuron, "target": target, "runs": len(group),
+                 "target_accuracy": float(np.mean([r["target_accuracy"] for r in group]))}
+        for key in ("epochs_95", "epochs_98", "epochs_100"):
+            values = [r[key] for r in group if r[key] is not None]
+            entry[key] = float(np.mean(values)) if values else None
+        paper = PAPER_TABLE2.get((task, neuron))
+        if paper:
+            entry.update(paper_95=paper[0], paper_98=paper[1], paper_100=paper[2])
+        summary.append(entry)
+    return summary
+
+
+RUN_COLUMNS = ("source", "task", "neuron", "run", "status", "epochs_logged", "target", "target_accuracy",
+               "selected_epoch", "epochs_95", "epochs_98", "epochs_100")
+SUMMARY_COLUMNS = ("source", "task", "neuron", "target", "runs", "target_accuracy", "epochs_95", "epochs_98",
+                   "epochs_100", "paper_95", "paper_98", "paper_100")
+MARKDOWN = (("task", "task", ""), ("neuron", "neuron", ""), ("source", "curves", ""), ("target", "reading of 'final'", ""),
+            ("runs", "runs", ""), ("target_accuracy", "its accuracy (%)", ".2f"), ("epochs_95", "95 %", ".1f"),
+            ("epochs_98", "98 %", ".1f"), ("epochs_100", "100 %", ".1f"), ("paper_95", "paper 95 %", ""),
+            ("paper_98", "paper 98 %", ""), ("paper_100", "paper 100 %", ""))
+
+
+def plot(plt, runs: list[dict], task: str, path: str) -> None:
+    sources = ("brfjax", "paper")
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    for axis, source in zip(axes, sources):
+        for neuron in common.NEURONS:
+            group = [r for r in runs if r["source"] == source and r["task"] == task and r["neuron"] == neuron
+                     and r["status"] == "complete"]
+            if not group:
+                continue
+            color = common.NEURON_COLORS[neuron]
+            for run in group:
+                axis.plot(np.arange(len(run["accuracy"])), run["accuracy"], color=color, alpha=0.25, linewidth=0.6)
+            length = min(len(r["accuracy"]) for r in group)
+            mean = np.mean([r["accuracy"][:length] for r in group], axis=0)
+            axis.plot(np.arange(length), mean, color=color, linewidth=1.8,
+                      label=f"{common.NEURON_LABELS[neuron]}: mean of {len(group)} runs")
+        axis.set_title("brfjax, trained on this 2-core CPU" if source == "brfjax" else "paper (original code's logs)")
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("test accuracy (%)")
+    figure.suptitle(f"{task.upper()}: test accuracy per epoch (thin: single runs)")
+    figure.tight_layout()
+    common.save_figure(plt, figure, path)
+
+
+def run(args) -> None:
+    plt = common.pyplot(args.no_plot)
+    runs = reference_runs(args.curves) if args.curves else []
+    for path in args.runs:
+        runs.append(workdir_run(path))
+    for entry in runs:
+        if entry["status"] != "complete":
+            print(f"{entry['source']} {entry['run']}: {entry['status']}; left out of the means and the figure")
+    rows = run_rows(runs)
+    summary = summary_rows(rows)
+    common.write_csv(os.path.join(args.out, "convergence_runs.csv"), rows, RUN_COLUMNS)
+    common.write_csv(os.path.join(args.out, "convergence_summary.csv"), summary, SUMMARY_COLUMNS)
+    table = common.markdown_table(summary, MARKDOWN)
+    common.write_text(os.path.join(args.out, "convergence_summary.md"), table)
+    print(table)
+    if plt is not None:
+        plot(plt, runs, args.figure_task, os.path.join(args.out, "convergence.png"))
+
+
+def parser():
+    result = common.base_parser(__doc__.split("\n\n")[0], checkpoints=False, data=False)
+    result.add_argument("--runs", nargs="*", default=[], help="brfjax workdirs (or their metrics.csv)")
+    result.add_argument("--curves", default=os.path.join(common.DEFAULT_CURVES, "epoch_curves.csv"),
+                        help="the paper's per-epoch curves (empty string: none)")
+    result.add_argument("--figure-task", default="ecg", choices=("ecg", "shd", "psmnist", "smnist"))
+    return result
+
+
+def main(argv=None) -> int:
+    return common.run_main(run, parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
