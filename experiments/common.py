@@ -18,8 +18,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from brfjax import evaluate, interop, models, tasks  # noqa: E402
+from brfjax import evaluate, interop, metrics, models, tasks  # noqa: E402
 from brfjax.data import DataError, SequenceData, mnist  # noqa: E402
+from brfjax.data.pipeline import batch_slices  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
@@ -136,6 +137,20 @@ def evaluate_model(task: str, model, variables, data: SequenceData, permutation=
     spec = tasks.get_task(task)
     return evaluate.evaluate_dataset(model, variables, data, spec, batch_size or spec.eval_batch_sizes[1],
                                      permutation, eval_step=eval_step)
+
+
+def evaluate_batches(task: str, model, data: SequenceData, run_batch, batch_size: int, permutation=None) -> dict:
+    """The statistics of spec §4.7 with a custom forward pass: ``run_batch(inputs (T,B,I),
+    targets, batch_index) -> metrics.BatchSums`` is called once per consecutive batch."""
+    spec = tasks.get_task(task)
+    total = None
+    slices = batch_slices(len(data.targets), batch_size)
+    for index, part in enumerate(slices):
+        inputs = tasks.model_inputs(spec, data.inputs[part], permutation)
+        targets = tasks.scored_targets(data.targets[part], model.sub_seq_length, model.label_last)
+        total = metrics.accumulate(total, run_batch(inputs, targets, index))
+    scored_steps = 1 if model.label_last else data.inputs.shape[1] - model.sub_seq_length
+    return metrics.model_statistics(total, slices[-1].stop, data.inputs.shape[1], model.hidden.features, scored_steps)
 
 
 # ---------------------------------------------------------------------------- tables

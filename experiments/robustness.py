@@ -69,7 +69,7 @@ STUDIES = {
     "input_noise": Study("input_noise", "input noise std σ", tuple(round(0.05 * i, 2) for i in range(8)), (0.0, 0.35), True),
     "spike_deletion": Study("spike_deletion", "spike deletion probability p", tuple(round(0.1 * i, 1) for i in range(10)), (0.0, 0.5), True),
     "synaptic_noise": Study("synaptic_noise", "relative weight noise std σ", tuple(round(0.1 * i, 1) for i in range(11)), (0.0, 0.3), True),
-    "bit_precision": Study("bit_precision", "fractional bits f", (1, 2, 4, 8, 16, 32, UNQUANTISED), (1, 8, UNQUANTISED), False),
+    "bit_precision": Study("bit_precision", "fractional bits f", (1, 2, 4, 8, 16, 32, UNQUANTISED), (8, UNQUANTISED), False),
 }
 
 
@@ -123,22 +123,18 @@ class Perturbation(NamedTuple):
     input_noise: float = 0.0
     deletion: Optional[float] = None
     input_bits: Optional[int] = None
-    key: Optional[jax.Array] = None
+    key: jax.Array = None
 
 
 class PerturbedEvalStep:
-    """An ``eval_step`` for :func:`brfjax.evaluate.evaluate_dataset`: its ``variables``
-    argument is a :class:`Perturbation`; batch ``i`` draws its noise from
-    ``fold_in(key, i)``."""
+    """``(perturbation, inputs (T,B,I), targets, batch_index) -> metrics.BatchSums`` of
+    the perturbed network; batch ``i`` draws its noise from ``fold_in(key, i)``. One
+    jitted program per kind of perturbation."""
 
     def __init__(self, model, objective: str):
         self.model, self.objective = model, objective
         self.spec = model.hidden.scan_spec()
-        self.batch_index = 0
         self._jitted = {}
-
-    def reset(self) -> None:
-        self.batch_index = 0
 
     def _compiled(self, deletion: bool, noise: bool, bits: Optional[int]):
         signature = (deletion, noise, bits)
@@ -166,9 +162,8 @@ class PerturbedEvalStep:
             readouts = readouts[-1:]
         return metrics.batch_sums(readouts, targets, counts, self.objective)
 
-    def __call__(self, perturbation: Perturbation, inputs, targets):
-        key = jax.random.fold_in(perturbation.key if perturbation.key is not None else jax.random.PRNGKey(0), self.batch_index)
-        self.batch_index += 1
+    def __call__(self, perturbation: Perturbation, inputs, targets, batch_index: int):
+        key = jax.random.fold_in(perturbation.key, batch_index)
         step = self._compiled(perturbation.deletion is not None, perturbation.input_noise > 0, perturbation.input_bits)
         return step(perturbation.params, inputs, targets, jnp.float32(perturbation.input_noise),
                     jnp.float32(perturbation.deletion or 0.0), key)
@@ -253,9 +248,9 @@ def run_studies(args, studies: list[Study]) -> list[dict]:
                     if is_clean(study, level) and clean_stats is not None:
                         stats = clean_stats
                     else:
-                        step.reset()
                         perturbed = perturbation(study, level, repeat, model, variables, clean, args.seed)
-                        stats = common.evaluate_model(TASK, model, perturbed, data, batch_size=args.batch_size, eval_step=step)
+                        stats = common.evaluate_batches(
+                            TASK, model, data, lambda x, y, i: step(perturbed, x, y, i), args.batch_size)
                         if is_clean(study, level):
                             clean_stats = stats
                     rows.append({"study": study.name, "neuron": neuron, "level": level, "repeat": repeat,
