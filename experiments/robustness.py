@@ -325,7 +325,7 @@ def plot(plt, summary: list[dict], studies: list[Study], studies_folder: str, pa
                 axis.set_xticklabels(["1", "2", "4", "8", "16", "32", "none"])
         axes[0][column].set_title(study.name.replace("_", " "))
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     samples = summary[0]["samples"] if summary else 0
     figure.suptitle(f"S-MNIST noise robustness of the published checkpoints (brfjax: first {samples} test digits; "
                     f"paper: 10,000 digits)")
