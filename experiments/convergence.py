@@ -188,6 +188,12 @@ def plot(plt, runs: list[dict], task: str, path: str) -> None:
             if not group:
                 continue
             color = common.NEURON_COLORS[neuron]
+            for run in runs:
+                if (run["source"], run["task"], run["neuron"]) == (source, task, neuron) and run["status"] != "complete":
+                    epochs = np.arange(len(run["accuracy"]))
+                    axis.plot(epochs, run["accuracy"], ":", color=color, linewidth=0.8)
+                    axis.plot(epochs[-1:], run["accuracy"][-1:], "x", color=color,
+                              label=f"{common.NEURON_LABELS[neuron]}: incomplete run (ends at x)")
             for run in group:
                 axis.plot(np.arange(len(run["accuracy"])), run["accuracy"], color=color, alpha=0.25, linewidth=0.6)
             length = min(len(r["accuracy"]) for r in group)
@@ -197,7 +203,9 @@ def plot(plt, runs: list[dict], task: str, path: str) -> None:
         axis.set_title("brfjax, trained on this 2-core CPU" if source == "brfjax" else "paper (original code's logs)")
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="lower right")
+        handles, labels = axis.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        axis.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
     axes[0].set_ylabel("test accuracy (%)")
     figure.suptitle(f"{task.upper()}: test accuracy per epoch (thin: single runs)")
     figure.tight_layout()
