@@ -8,7 +8,9 @@ of ``--repeats`` runs of
 * the forward pass (``brfjax.evaluate.make_eval_step``: readouts, loss sums, spikes) and
 * the full training step (``brfjax.train.make_train_step``: forward, backward, Adam),
 
-i.e. the code paths ``brfjax.evaluate`` and ``brfjax.train`` use, plus compile time,
+i.e. the code paths ``brfjax.evaluate`` and ``brfjax.train`` use (the batch split over
+all local devices by ``brfjax.parallel.DataParallel``; ``--host-devices N`` makes N CPU
+devices for it), plus compile time,
 sample-steps per second of training (B·T / train step), and peak memory (host RSS on
 CPU, device ``peak_bytes_in_use`` on GPU/TPU; every configuration runs in its own
 process so peaks do not mix). The machine's peak is the median FLOP/s of a 2048³
@@ -75,21 +77,26 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     import numpy as np
 
     from brfjax import evaluate, tasks, train
+    from brfjax.parallel import DataParallel
 
     batch, steps, inputs, hidden, classes = SHAPES[task_shape]
     task = tasks.get_task(TASK_FOR_SHAPE[task_shape])
     config = tasks.config_for(task.name, neuron, batch_size=batch)
     model = tasks.build_model(config).clone(backward=backward)
     optimizer = train.make_optimizer(config)
-    state, constants = train.init_state(config, model, optimizer)
+    parallel = DataParallel()
+    if batch % parallel.num_devices:
+        raise SystemExit(f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices")
+    state, constants = train.init_state(config, model, optimizer, parallel)
     rng = np.random.default_rng(0)
-    x = (rng.random((steps, batch, inputs)) < 0.2).astype(np.float32)
+    x = parallel.shard((rng.random((steps, batch, inputs)) < 0.2).astype(np.float32), 1)
     scored = steps - model.sub_seq_length
     y = rng.integers(0, classes, (scored, batch) if task.objective == "per_step" else (batch,)).astype(np.int32)
+    y = parallel.shard(y, y.ndim - 1)
     lr = jnp.float32(config.learning_rate)
 
-    eval_step = evaluate.make_eval_step(model, task.objective)
-    train_step = train.make_train_step(model, optimizer, task.objective, constants)
+    eval_step = evaluate.make_eval_step(model, task.objective, parallel)
+    train_step = train.make_train_step(model, optimizer, task.objective, constants, parallel)
     variables = {"params": state.params, **constants}
     started = time.perf_counter()
     eval_step.lower(variables, x, y).compile()
@@ -138,11 +145,16 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--neurons", nargs="+", default=["brf"], choices=["brf", "vrf", "bhrf", "alif"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--backward", default="manual", choices=["manual", "autodiff"],
-                        help="gradient of the time loop: brfjax's hand-written one (default) or JAX's")
+    parser.add_argument("--backward", default="manual", choices=["manual", "autodiff", "recompute"],
+                        help="gradient of the time loop: brfjax's hand-written one (default), JAX's, or JAX's "
+                             "with segments recomputed (least memory)")
+    parser.add_argument("--host-devices", type=int, default=None,
+                        help="CPU only: split the host into N XLA devices (one per core, say) and the batch over them")
     parser.add_argument("--json", default=None)
     parser.add_argument("--single", nargs=2, metavar=("TASK", "NEURON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.host_devices is not None and args.host_devices < 1:
+        parser.error("--host-devices must be positive")
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (the median of at least 5 runs)")
     if args.single:
@@ -152,10 +164,13 @@ def main(argv=None) -> int:
     for task in args.tasks:
         for neuron in args.neurons:
             # a fresh process per configuration: separate compile caches and memory peaks
+            env = dict(os.environ)
+            if args.host_devices:
+                env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={args.host_devices}"
             result = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--single", task, neuron, "--repeats", str(args.repeats),
                  "--backward", args.backward],
-                capture_output=True, text=True,
+                capture_output=True, text=True, env=env,
             )
             if result.returncode != 0:
                 print(result.stderr, file=sys.stderr)

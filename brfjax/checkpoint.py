@@ -4,78 +4,234 @@
   optimizer state, epoch, best-so-far bookkeeping);
 * ``best``: the parameters with the lowest validation loss so far (model selection).
 
-Orbax writes each checkpoint to a temporary folder and renames it when complete, so a
-run killed mid-write leaves the previous checkpoint intact.
+Crash safety: Orbax writes each checkpoint to a temporary folder and renames it when
+complete; after that, the SHA-256 of every file in the step folder is written into it
+(``brfjax_sha256.json``, atomically). On restore the newest step whose files match
+their checksums is loaded; a step without checksums (killed between Orbax's rename and
+the checksum file), with a mismatch, or that Orbax cannot decode is moved aside to
+``corrupt-<step>`` with a warning and the next older step is tried. Two steps are
+kept of each, so one damaged checkpoint never forces a restart from scratch.
+
+In a multi-process run every process calls save and restore (Orbax's collective
+protocol: process 0 writes the replicated arrays and metadata); only process 0
+writes checksums and moves damaged steps.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
+import hashlib
 import json
+import logging
 import os
 import platform
-from typing import Any, Optional
+import re
+import shutil
+import sys
+import time
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
+CHECKSUM_FILE = "brfjax_sha256.json"
+KEEP = 2
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the previous one is intact."""
 
 
 def _manager(directory: str):
     import orbax.checkpoint as ocp
 
     return ocp.CheckpointManager(
-        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True)
     )
 
 
-def _save(directory: str, step: int, tree: Any) -> None:
+def _step_files(step_dir: str) -> dict:
+    """``{relative path: sha256}`` of every file in a step folder but the checksum file."""
+    checksums = {}
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, step_dir)
+            if relative == CHECKSUM_FILE:
+                continue
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            checksums[relative] = digest.hexdigest()
+    return checksums
+
+
+def verify_step(step_dir: str) -> Optional[str]:
+    """None if the step folder's files match its checksums, else what is wrong."""
+    path = os.path.join(step_dir, CHECKSUM_FILE)
+    if not os.path.exists(path):
+        return "no checksum file (the write did not complete)"
+    try:
+        expected = read_json(path)
+    except (OSError, ValueError) as error:
+        return f"unreadable checksum file ({error})"
+    actual = _step_files(step_dir)
+    if actual != expected:
+        changed = sorted(set(actual) ^ set(expected) | {k for k in actual if k in expected and actual[k] != expected[k]})
+        return f"files missing, added or changed: {changed[:5]}"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Orbax logs a failed write from each of its threads, with tracebacks; the error
+    reaches the caller anyway (and becomes one line), so its log is muted meanwhile."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _save(directory: str, step: int, tree: Any, primary: bool, barrier: Callable[[str], None]) -> None:
+    try:
+        with _quiet_orbax():
+            _write_step(directory, step, tree, primary)
+    except Exception as error:  # Orbax wraps I/O errors of its writer threads
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        if primary:
+            for partial in glob.glob(os.path.join(directory, "*orbax-checkpoint-tmp*")):
+                shutil.rmtree(partial, ignore_errors=True)
+        reason = _REASONS.get(cause.errno, cause.strerror or str(cause))
+        raise CheckpointWriteError(
+            f"could not write checkpoint {step} in {directory!r}: {reason}; the previous checkpoint is intact, "
+            "free space and repeat the same command to resume"
+        ) from error
+    barrier(f"checkpoint {directory} {step}")
+
+
+def _write_step(directory: str, step: int, tree: Any, primary: bool) -> None:
+    """Orbax's save of one step, then (process 0) the checksums of its files."""
     import orbax.checkpoint as ocp
 
     manager = _manager(directory)
+    if step in manager.all_steps():  # left by a run killed before its epoch completed
+        manager.delete(step)
     manager.save(step, args=ocp.args.StandardSave(tree), force=True)
     manager.wait_until_finished()
     manager.close()
+    if primary:
+        step_dir = os.path.join(directory, str(step))
+        write_json(os.path.join(step_dir, CHECKSUM_FILE), _step_files(step_dir))
 
 
-def _restore(directory: str, template: Any) -> Optional[tuple[int, Any]]:
-    """``(step, tree)`` of the newest complete checkpoint in ``directory``, or None."""
+_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EFBIG: "the file-size limit is reached"}
+_TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
+
+
+def _os_error(error: BaseException) -> Optional[OSError]:
+    """The operating-system error behind ``error``: an OSError in its cause/context
+    chain, or one that TensorStore (Orbax's writer) reports as ``os_error_code='N'``
+    inside another exception type."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        found = _TENSORSTORE_OS_ERROR.search(str(error))
+        if found:
+            code = int(found.group(1))
+            return OSError(code, os.strerror(code))
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _restore(directory: str, template: Any, primary: bool, barrier: Callable[[str], None]) -> Optional[tuple[int, Any]]:
+    """``(step, tree)`` of the newest intact checkpoint in ``directory``, or None."""
     import orbax.checkpoint as ocp
 
     if not os.path.isdir(directory):
         return None
     manager = _manager(directory)
-    step = manager.latest_step()
-    if step is None:
-        manager.close()
-        return None
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
-    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    restored, found = None, None
+    for step in sorted(manager.all_steps(), reverse=True):
+        problem = verify_step(os.path.join(directory, str(step)))
+        if problem is None:
+            try:
+                restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                found = step
+                break
+            except Exception as error:  # undecodable despite matching checksums
+                problem = f"Orbax could not restore it ({type(error).__name__}: {error})"
+        _set_aside(directory, step, problem, primary)
     manager.close()
+    barrier(f"restore {directory}")
+    if restored is None:
+        return None
     # same containers (NamedTuples of the optimizer state) as the template
     leaves = jax.tree_util.tree_leaves(restored)
-    return step, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+    return found, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+
+
+def _set_aside(directory: str, step: int, problem: str, primary: bool) -> None:
+    """Move a damaged step folder out of Orbax's sight (kept for inspection)."""
+    step_dir = os.path.join(directory, str(step))
+    target = os.path.join(directory, f"corrupt-{step}-{int(time.time())}")
+    print(f"warning: skipping checkpoint {step_dir}: {problem}; moved to {target}", file=sys.stderr)
+    if primary:
+        os.replace(step_dir, target)
+
+
+def _no_barrier(name: str) -> None:
+    pass
 
 
 class RunCheckpoints:
-    """The ``latest`` and ``best`` checkpoints of one workdir."""
+    """The ``latest`` and ``best`` checkpoints of one workdir.
 
-    def __init__(self, workdir: str):
+    ``primary`` and ``barrier`` come from a multi-process run's
+    :class:`brfjax.parallel.DataParallel`; the defaults fit a single process.
+    """
+
+    def __init__(self, workdir: str, primary: bool = True, barrier: Callable[[str], None] = _no_barrier):
         self.latest_dir = os.path.join(workdir, "checkpoints", "latest")
         self.best_dir = os.path.join(workdir, "checkpoints", "best")
+        self.primary, self.barrier = primary, barrier
 
     def save_latest(self, epoch: int, state: Any) -> None:
-        _save(self.latest_dir, epoch, state)
+        _save(self.latest_dir, epoch, state, self.primary, self.barrier)
 
     def save_best(self, epoch: int, params: Any) -> None:
-        _save(self.best_dir, epoch, params)
+        _save(self.best_dir, epoch, params, self.primary, self.barrier)
+
+    def discard_best_after(self, epoch: int) -> None:
+        """Delete best checkpoints of epochs after ``epoch`` (written by a run killed
+        before that epoch's ``latest`` checkpoint: the epoch is trained again)."""
+        if not os.path.isdir(self.best_dir):
+            return
+        manager = _manager(self.best_dir)
+        for step in manager.all_steps():
+            if step > epoch:
+                manager.delete(step)
+        manager.close()
+        self.barrier(f"discard best after {epoch}")
 
     def restore_latest(self, template: Any) -> Optional[tuple[int, Any]]:
-        return _restore(self.latest_dir, template)
+        return _restore(self.latest_dir, template, self.primary, self.barrier)
 
     def restore_best(self, template: Any) -> Optional[tuple[int, Any]]:
-        return _restore(self.best_dir, template)
+        return _restore(self.best_dir, template, self.primary, self.barrier)
 
 
 def package_versions() -> dict:
@@ -91,11 +247,20 @@ def package_versions() -> dict:
 
 
 def write_json(path: str, value: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
+    """Write JSON atomically (temporary file, fsync, rename)."""
     partial = path + ".part"
     with open(partial, "w") as handle:
         json.dump(value, handle, indent=2, default=_json_default)
         handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+    """``np.save`` atomically (temporary file + rename)."""
+    partial = path + ".part.npy"
+    np.save(partial, array)
     os.replace(partial, path)
 
 

@@ -13,26 +13,49 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import numpy as np
 
 from brfjax import checkpoint, interop, metrics, tasks
-from brfjax.data import DataError, SequenceData, mnist
+from brfjax.data import DataError, DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
 from brfjax.models import RecurrentSNN
+from brfjax.parallel import DataParallel
 
 
-def make_eval_step(model: RecurrentSNN, objective: str):
-    """A jitted ``(variables, inputs (T,B,I), targets) -> BatchSums``."""
+def make_eval_step(model: RecurrentSNN, objective: str, parallel: Optional[DataParallel] = None):
+    """A jitted ``(variables, inputs (T,B,I), targets, weights=None) -> BatchSums``; with
+    ``parallel`` the sums come back replicated, readable on every process."""
 
     @jax.jit
-    def eval_step(variables, inputs, targets):
+    def eval_step(variables, inputs, targets, weights=None):
         output = model.apply(variables, inputs)
-        return metrics.batch_sums(output.readouts, targets, output.spike_counts, objective)
+        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
+        return sums if parallel is None else parallel.constrain_replicated(sums)
 
     return eval_step
+
+
+class DeviceBatch(NamedTuple):
+    inputs: jax.Array  # (T, B', I), B' = B padded to a multiple of the devices
+    targets: jax.Array  # (B',) or (T', B')
+    weights: Optional[jax.Array]  # (B',) 1 real / 0 padding; None without padding
+
+
+def host_batch(task: tasks.TaskSpec, model: RecurrentSNN, data: SequenceData, indices, permutation=None):
+    """``(inputs (T,b,I), targets)`` of the samples ``indices`` as NumPy arrays."""
+    inputs = tasks.model_inputs(task, data.inputs[indices], permutation)
+    targets = tasks.scored_targets(data.targets[indices], model.sub_seq_length, model.label_last)
+    return inputs, targets
+
+
+def device_batch(parallel: DataParallel, task, model, data: SequenceData, indices, permutation=None) -> DeviceBatch:
+    """The global batch of sample ``indices``, of which this process builds only its rows."""
+    local, weights = parallel.local_indices(indices)
+    inputs, targets = host_batch(task, model, data, local, permutation)
+    return DeviceBatch(parallel.shard(inputs, 1), parallel.shard(targets, targets.ndim - 1), parallel.shard(weights, 0))
 
 
 def evaluate_dataset(
@@ -44,15 +67,19 @@ def evaluate_dataset(
     permutation: Optional[np.ndarray] = None,
     max_batches: Optional[int] = None,
     eval_step=None,
+    parallel: Optional[DataParallel] = None,
 ) -> dict:
-    """Statistics of ``model`` on the raw batch-major ``data`` of ``task``."""
-    eval_step = eval_step or make_eval_step(model, task.objective)
+    """Statistics of ``model`` on the raw batch-major ``data`` of ``task``, each batch
+    split over the devices of ``parallel`` (default: all local devices)."""
+    parallel = parallel or DataParallel()
+    eval_step = eval_step or make_eval_step(model, task.objective, parallel)
+    variables = parallel.replicate(variables)
     slices = batch_slices(len(data.targets), batch_size or len(data.targets), max_batches)
     total = None
     for part in slices:
-        inputs = tasks.model_inputs(task, data.inputs[part], permutation)
-        targets = tasks.scored_targets(data.targets[part], model.sub_seq_length, model.label_last)
-        total = metrics.accumulate(total, eval_step(variables, inputs, targets))
+        batch = device_batch(parallel, task, model, data, np.arange(part.start, part.stop), permutation)
+        sums = eval_step(variables, *batch) if batch.weights is not None else eval_step(variables, batch.inputs, batch.targets)
+        total = metrics.accumulate(total, sums)
     num_samples = slices[-1].stop
     num_steps = data.inputs.shape[1]
     scored_steps = 1 if model.label_last else num_steps - model.sub_seq_length
@@ -131,6 +158,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--batch-size must be positive, got {args.batch_size}")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
+    if not os.path.exists(args.checkpoint):
+        parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
     return args
 
 
@@ -140,7 +169,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         stats = evaluate_checkpoint(
             args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation, args.mnist_backend
         )
-    except (interop.CheckpointError, DataError) as error:
+    except DataUsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (interop.CheckpointError, DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(summary_line(stats))

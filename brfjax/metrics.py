@@ -43,9 +43,16 @@ def nll_per_sample_step(readouts: jax.Array, targets: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
 
 
-def summed_loss(readouts: jax.Array, targets: jax.Array) -> jax.Array:
-    """The training loss L = Σ_t mean_b NLL_t (spec §4.1; not divided by the steps)."""
-    return jnp.sum(jnp.mean(nll_per_sample_step(readouts, targets), axis=1))
+def summed_loss(readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """The training loss L = Σ_t mean_b NLL_t (spec §4.1; not divided by the steps).
+
+    With sample ``weights`` (B,) (1 real, 0 padding, see ``brfjax.parallel``) the mean is
+    over the real samples: L = Σ_t Σ_b w_b NLL_tb / Σ_b w_b.
+    """
+    nll = nll_per_sample_step(readouts, targets)
+    if weights is None:
+        return jnp.sum(jnp.mean(nll, axis=1))
+    return jnp.sum(jnp.sum(nll * weights, axis=1) / jnp.sum(weights))
 
 
 def predictions(readouts: jax.Array, objective: str) -> jax.Array:
@@ -56,12 +63,17 @@ def predictions(readouts: jax.Array, objective: str) -> jax.Array:
     return jnp.argmax(jnp.mean(readouts, axis=0), axis=-1)
 
 
-def correct_count(readouts: jax.Array, targets: jax.Array, objective: str) -> jax.Array:
-    """Number of correct predictions (steps for per-step, sequences otherwise)."""
+def correct_count(readouts: jax.Array, targets: jax.Array, objective: str, weights: jax.Array | None = None) -> jax.Array:
+    """Number of correct predictions (steps for per-step, sequences otherwise) of the
+    samples with nonzero weight."""
     predicted = predictions(readouts, objective)
     if objective == PER_STEP:
-        return jnp.sum(predicted == step_targets(targets, readouts.shape[0]))
-    return jnp.sum(predicted == targets)
+        hits = predicted == step_targets(targets, readouts.shape[0])
+    else:
+        hits = predicted == targets
+    if weights is not None:
+        hits = hits & (weights > 0)
+    return jnp.sum(hits)
 
 
 class BatchSums(NamedTuple):
@@ -73,11 +85,16 @@ class BatchSums(NamedTuple):
     spikes: jax.Array  # (B,) hidden spikes per sample over all steps
 
 
-def batch_sums(readouts, targets, spike_counts, objective: str) -> BatchSums:
+def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Array | None = None) -> BatchSums:
+    """The sums of one batch; samples of zero ``weight`` (padding) count nowhere."""
     nll = nll_per_sample_step(readouts, targets)
-    correct = correct_count(readouts, targets, objective)
-    scored = nll.size if objective == PER_STEP else readouts.shape[1]
-    return BatchSums(jnp.sum(nll), correct, jnp.asarray(scored), spike_counts)
+    correct = correct_count(readouts, targets, objective, weights)
+    if weights is None:
+        scored = nll.size if objective == PER_STEP else readouts.shape[1]
+        return BatchSums(jnp.sum(nll), correct, jnp.asarray(scored), spike_counts)
+    real = weights > 0
+    scored = jnp.sum(real) * (nll.shape[0] if objective == PER_STEP else 1)
+    return BatchSums(jnp.sum(jnp.where(real, nll, 0.0)), correct, scored, jnp.where(real, spike_counts, 0.0))
 
 
 def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:

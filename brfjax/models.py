@@ -47,6 +47,9 @@ class NetworkOutput(NamedTuple):
     trajectory: Optional[Any]
 
 
+BACKWARDS = ("manual", "autodiff", "recompute")
+
+
 class RecurrentSNN(nn.Module):
     """Recurrent spiking hidden cell fed ``[x_t, z_{t-1}]`` + non-recurrent LI readout.
 
@@ -59,7 +62,10 @@ class RecurrentSNN(nn.Module):
       backward: ``"manual"`` (default) uses the hand-written reverse pass of
         :mod:`brfjax.scan` for BRF, RF and ALIF (same forward, bit for bit; gradients
         equal to JAX's up to float32 summation order, much faster); ``"autodiff"``
-        lets JAX differentiate the scan. BHRF and trajectories always use autodiff.
+        lets JAX differentiate the scan; ``"recompute"`` saves memory: JAX's gradient
+        with the loop cut into segments of ``recompute_segment`` steps (default ⌈√T⌉)
+        recomputed in the backward pass (:func:`brfjax.scan.run_recompute`). BHRF and
+        trajectories always use autodiff.
     """
 
     hidden: cells.SpikingCell
@@ -68,6 +74,7 @@ class RecurrentSNN(nn.Module):
     label_last: bool = False
     return_trajectory: bool = False
     backward: str = "manual"
+    recompute_segment: Optional[int] = None
 
     @nn.nowrap
     def initial_state(self, batch_size: int) -> NetworkState:
@@ -85,8 +92,8 @@ class RecurrentSNN(nn.Module):
             raise ValueError(
                 f"inputs must be time-major (T, B, I); got shape {tuple(inputs.shape)}"
             )
-        if self.backward not in ("manual", "autodiff"):
-            raise ValueError(f"backward must be 'manual' or 'autodiff', got {self.backward!r}")
+        if self.backward not in BACKWARDS:
+            raise ValueError(f"backward must be one of {BACKWARDS}, got {self.backward!r}")
         if initial_state is None:
             initial_state = self.initial_state(inputs.shape[1])
         hidden_coefficients, hidden_kernel, hidden_bias = self.hidden.layer(inputs.shape[-1])
@@ -102,6 +109,8 @@ class RecurrentSNN(nn.Module):
         )
         if manual:
             output = scan.run_manual_backward(spec, params, inputs, initial_state.hidden, initial_state.readout)
+        elif self.backward == "recompute" and not self.return_trajectory:
+            output = scan.run_recompute(spec, params, inputs, initial_state.hidden, initial_state.readout, self.recompute_segment)
         else:
             output = scan.run(spec, params, inputs, initial_state.hidden, initial_state.readout, self.return_trajectory)
         readouts, state, potential = output.readouts, output.final_hidden, output.final_readout
@@ -122,6 +131,7 @@ def build_network(
     return_trajectory: bool = False,
     exact: bool = True,
     backward: str = "manual",
+    recompute_segment: Optional[int] = None,
     readout_kwargs: Optional[dict] = None,
     **hidden_kwargs,
 ) -> RecurrentSNN:
@@ -141,6 +151,7 @@ def build_network(
         label_last=label_last,
         return_trajectory=return_trajectory,
         backward=backward,
+        recompute_segment=recompute_segment,
     )
 
 

@@ -27,6 +27,7 @@ Gradients agree with JAX's own to float32 summation order (tests state the toler
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -114,6 +115,37 @@ def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_t
     """The forward loop; its gradient is JAX's reverse-mode derivative of the scan."""
     output, trajectory = _forward(spec, params, inputs, hidden0, readout0, "trajectory" if keep_trajectory else "nothing")
     return output._replace(trajectory=trajectory)
+
+
+def run_recompute(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None) -> ScanOutput:
+    """:func:`run` with a memory-saving gradient: the loop is cut into segments of
+    ``segment`` steps (default ⌈√T⌉) whose insides are recomputed in the backward pass
+    (``jax.checkpoint``). The reverse pass keeps the state at segment boundaries and
+    one segment's intermediates, O(T/k + k) steps instead of O(T), for one extra
+    forward pass. The forward is the same step function, so readouts are bit-identical
+    to :func:`run`; the gradient is JAX's (``backward="autodiff"``).
+    """
+    num_steps = inputs.shape[0]
+    segment = segment or max(1, math.ceil(math.sqrt(num_steps)))
+
+    @jax.checkpoint
+    def run_segment(carry, segment_inputs):
+        state, potential, counts = carry
+        output, _ = _forward(spec, params, segment_inputs, state, potential, "nothing")
+        return (output.final_hidden, output.final_readout, counts + output.spike_counts), output.readouts
+
+    carry = (hidden0, readout0, jnp.zeros(inputs.shape[1], jnp.float32))
+    full = num_steps // segment
+    readouts = []
+    if full:
+        segments = inputs[: full * segment].reshape(full, segment, *inputs.shape[1:])
+        carry, segment_readouts = jax.lax.scan(run_segment, carry, segments)
+        readouts.append(segment_readouts.reshape(full * segment, *segment_readouts.shape[2:]))
+    if num_steps % segment:
+        carry, rest = run_segment(carry, inputs[full * segment :])
+        readouts.append(rest)
+    state, potential, counts = carry
+    return ScanOutput(state, potential, jnp.concatenate(readouts, axis=0), counts, None)
 
 
 # ------------------------------------------------------------ hand-written backward

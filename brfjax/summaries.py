@@ -156,18 +156,20 @@ class ProgressBar:
     """A one-line progress bar on stderr: ``label [####....] n/N  key value ...``.
 
     Redrawn in place on a terminal; elsewhere only the final state of each bar is
-    printed, so logs stay short.
+    printed, so logs stay short. ``enabled=False`` draws nothing (processes other than
+    the first of a multi-process run).
     """
 
-    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr, width: int = 24):
+    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr, width: int = 24, enabled: bool = True):
         self.total, self.label, self.stream, self.width = total, label, stream, width
+        self.enabled = enabled
         self.count = 0
         self.interactive = getattr(stream, "isatty", lambda: False)()
         self.started = time.time()
 
     def update(self, **values) -> None:
         self.count += 1
-        if self.interactive or self.count == self.total:
+        if self.enabled and (self.interactive or self.count == self.total):
             self._draw(values, end="\n" if self.count == self.total else "")
 
     def _draw(self, values: dict, end: str) -> None:

@@ -9,13 +9,14 @@ BRF row with the harmonic cell's default initialisers). The CLI only overrides f
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from brfjax import cells, metrics, models
-from brfjax.data import SequenceData, ecg, mnist, shd
+from brfjax.data import DataUsageError, SequenceData, ecg, mnist, shd
 
 NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
 
@@ -75,6 +76,8 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
 
 def load_split(task: TaskSpec, split: str, data_dir: Optional[str] = None, mnist_backend: str = "idx") -> SequenceData:
     """The raw ``train`` or ``test`` split (batch-major, see the data modules)."""
+    if data_dir is not None and mnist_backend != "tfds" and not os.path.isdir(data_dir):
+        raise DataUsageError(f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files")
     if task.source == "mnist":
         return mnist.load_mnist(split, data_dir, backend=mnist_backend)
     loader = {"ecg": ecg.load_ecg, "shd": shd.load_shd}[task.source]
@@ -135,6 +138,7 @@ class TrainConfig:
     max_train_batches: Optional[int] = None
     max_eval_batches: Optional[int] = None
     exact: bool = True
+    backward: str = "manual"
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -194,6 +198,7 @@ def build_model(config: TrainConfig) -> models.RecurrentSNN:
         task.hidden_size,
         task.num_classes,
         exact=config.exact,
+        backward=config.backward,
         readout_kwargs={"tau_init": cells.normal_init(*config.tau_out_init)},
         **network_options(task, config.neuron),
         **hidden_kwargs,

@@ -32,8 +32,10 @@ import numpy as np
 import optax
 
 from brfjax import checkpoint, evaluate, metrics, models, neurons, tasks
-from brfjax.data import DataError, SequenceData, ecg, mnist, pipeline
+from brfjax import parallel as parallel_module
+from brfjax.data import DataError, DataUsageError, SequenceData, ecg, mnist, pipeline
 from brfjax.interop import CheckpointError, path_name
+from brfjax.parallel import DataParallel, ParallelError
 from brfjax.summaries import EventWriter, MetricsCSV, ProgressBar
 
 METRIC_COLUMNS = [
@@ -91,23 +93,28 @@ def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
 
 
-def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransformation, objective: str, constants: dict):
-    """One jitted update ``(state, inputs, targets, lr, initial_state) -> (state, StepResult)``.
+def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransformation, objective: str, constants: dict,
+                    parallel: Optional[DataParallel] = None):
+    """One jitted update ``(state, inputs, targets, lr, initial_state, weights) -> (state, StepResult)``.
 
     ``initial_state`` is None for full BPTT, or the (gradient-free) network state at
-    the start of a truncated-BPTT chunk.
+    the start of a truncated-BPTT chunk; ``weights`` is None, or the (B,) sample weights
+    of a padded batch (``brfjax.parallel``). With ``parallel``, the new state, the loss
+    and the sums are replicated on every device.
     """
+    replicated = (lambda tree: tree) if parallel is None else parallel.constrain_replicated
 
-    def loss_fn(params, inputs, targets, initial_state):
+    def loss_fn(params, inputs, targets, initial_state, weights):
         output = model.apply({"params": params, **constants}, inputs, initial_state)
-        return metrics.summed_loss(output.readouts, targets), output
+        return metrics.summed_loss(output.readouts, targets, weights), output
 
-    def train_step(state: TrainState, inputs, targets, learning_rate, initial_state=None):
-        (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, inputs, targets, initial_state)
+    def train_step(state: TrainState, inputs, targets, learning_rate, initial_state=None, weights=None):
+        (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, inputs, targets, initial_state, weights)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, state.params, updates)
-        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective)
-        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0))
+        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
+        new_state, loss, sums = replicated((TrainState(params, opt_state), loss, sums))
+        return new_state, StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0))
 
     return jax.jit(train_step, donate_argnums=0)
 
@@ -173,28 +180,35 @@ def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_fi
     return RunData(full_train.subset(train_idx), full_train.subset(val_idx), test, None, data_checksums(task, data_dir))
 
 
-def run_permutation(config: tasks.TrainConfig, workdir: str, permutation_file: Optional[str]) -> Optional[np.ndarray]:
+def run_permutation(config: tasks.TrainConfig, workdir: str, permutation_file: Optional[str], write: bool = True) -> Optional[np.ndarray]:
     """PS-MNIST: the run's saved permutation, or a new one (from the file or the seed),
-    saved in the workdir. None for the other tasks."""
+    saved in the workdir if ``write``. None for the other tasks."""
     if not tasks.get_task(config.task).permuted:
         return None
     if os.path.exists(permutation_path(workdir)):
         return mnist.load_permutation(permutation_path(workdir))
     permutation = mnist.load_permutation(permutation_file) if permutation_file else mnist.make_permutation(config.seed)
-    np.save(permutation_path(workdir), permutation)
+    if write:
+        checkpoint.save_npy(permutation_path(workdir), permutation)
     return permutation
 
 
 # ------------------------------------------------------------------------ training
 
 
-def init_state(config: tasks.TrainConfig, model: models.RecurrentSNN, optimizer) -> tuple[TrainState, dict]:
+def init_state(config: tasks.TrainConfig, model: models.RecurrentSNN, optimizer,
+               parallel: Optional[DataParallel] = None) -> tuple[TrainState, dict]:
+    """Initial parameters (from the seed) and optimizer state, replicated over the
+    devices of ``parallel`` if given; and the non-trainable collections (masks)."""
     task = tasks.get_task(config.task)
     dummy = jnp.zeros((1, 1, task.input_size), jnp.float32)
     variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed), dummy)
     params = variables["params"]
     constants = {k: v for k, v in variables.items() if k != "params"}
-    return TrainState(params, optimizer.init(params)), constants
+    state = TrainState(params, optimizer.init(params))
+    if parallel is not None:
+        state, constants = parallel.replicate((state, constants))
+    return state, constants
 
 
 def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
@@ -202,20 +216,19 @@ def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
     return config.learning_rate * (1.0 - epoch_index / config.epochs)
 
 
-def train_epoch(config, task, model, train_step, state, data: RunData, epoch_index: int, lr: float):
+def train_epoch(config, task, model, train_step, state, data: RunData, epoch_index: int, lr: float, parallel: DataParallel):
     """One pass over the shuffled training set; returns the new state and epoch metrics."""
     order = pipeline.epoch_order(np.arange(len(data.train.targets)), config.seed, epoch_index)
     batches = list(pipeline.batches(order, config.batch_size, config.max_train_batches))
-    bar = ProgressBar(len(batches), f"epoch {epoch_index + 1}/{config.epochs}")
+    bar = ProgressBar(len(batches), f"epoch {epoch_index + 1}/{config.epochs}", enabled=parallel.is_primary)
     total_loss, total_steps, correct, scored, spikes, neuron_steps = 0.0, 0, 0.0, 0.0, 0.0, 0
     lr = jnp.float32(lr)
     for step, indices in enumerate(batches):
-        inputs = tasks.model_inputs(task, data.train.inputs[indices], data.permutation)
-        targets = tasks.scored_targets(data.train.targets[indices], model.sub_seq_length, model.label_last)
         if config.tbptt_length:
-            state, loss, sums = _tbptt_batch(model, train_step, state, inputs, targets, lr, config.tbptt_length, task)
+            state, loss, sums = _tbptt_batch(model, train_step, state, data, indices, lr, config.tbptt_length, task, parallel)
         else:
-            state, result = train_step(state, inputs, targets, lr)
+            batch = evaluate.device_batch(parallel, task, model, data.train, indices, data.permutation)
+            state, result = train_step(state, batch.inputs, batch.targets, lr, None, batch.weights)
             loss, sums = float(result.loss), result.sums
         if not math.isfinite(loss):
             problems = parameter_problems(state.params)
@@ -230,13 +243,13 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
                 f"parameters left the usable region in epoch {epoch_index + 1}, step {step + 1}: {'; '.join(problems)}; "
                 "the run stops here, the best checkpoint is unchanged (lower --lr)"
             )
-        batch_size, num_steps = inputs.shape[1], inputs.shape[0]
+        num_steps = data.train.inputs.shape[1]
         total_loss += loss / (1 if model.label_last else num_steps - model.sub_seq_length)
         total_steps += 1
         correct += float(sums.correct)
         scored += float(sums.scored)
         spikes += float(np.sum(np.asarray(sums.spikes, np.float64)))
-        neuron_steps += batch_size * num_steps * model.hidden.features
+        neuron_steps += len(indices) * num_steps * model.hidden.features
         bar.update(loss=total_loss / total_steps, acc=100 * correct / scored, rate=spikes / neuron_steps)
     return state, {
         "train_loss": total_loss / total_steps,
@@ -245,32 +258,37 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
     }
 
 
-def _tbptt_batch(model, train_step, state, inputs, targets, lr, length, task):
+def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, task, parallel: DataParallel):
     """Truncated BPTT over one minibatch: an optimizer step after each chunk, the
     network state carried (without gradient) into the next chunk."""
-    carry = model.initial_state(inputs.shape[1])
+    local, weights = parallel.local_indices(indices)
+    inputs, targets = evaluate.host_batch(task, model, data.train, local, data.permutation)
+    targets, weights = parallel.shard(targets, targets.ndim - 1), parallel.shard(weights, 0)
+    carry = jax.tree_util.tree_map(lambda x: parallel.shard(np.asarray(x), 0), model.initial_state(inputs.shape[1]))
     loss, spikes, readout_sum, last = 0.0, 0.0, 0.0, None
     for start, stop in tbptt_chunks(inputs.shape[0], length):
-        state, result = train_step(state, inputs[start:stop], targets, lr, carry)
-        carry = jax.lax.stop_gradient(result.final_state)
+        state, result = train_step(state, parallel.shard(inputs[start:stop], 1), targets, lr, carry, weights)
+        carry = result.final_state
         loss += float(result.loss)
-        spikes = spikes + result.sums.spikes
-        readout_sum = readout_sum + result.readout_sum
-        last = result.readout_sum
+        spikes = spikes + np.asarray(result.sums.spikes)
+        readout_sum = readout_sum + parallel.gather(result.readout_sum)
+        last = parallel.gather(result.readout_sum)
     readouts = (last if model.label_last else readout_sum / inputs.shape[0])[None]
-    sums = metrics.batch_sums(readouts, targets, spikes, task.objective)
+    sums = metrics.batch_sums(readouts, parallel.gather(targets), spikes, task.objective,
+                              None if weights is None else parallel.gather(weights))
     return state, loss, sums
 
 
-def load_best(workdir: str) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfig]:
-    """``(model, variables, config)`` of a workdir's best checkpoint."""
+def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfig]:
+    """``(model, variables, config)`` of a workdir's best checkpoint (replicated over
+    the devices of ``parallel`` if given)."""
     config_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
     if not os.path.exists(config_path):
         raise CheckpointError(f"{workdir!r} is not a brfjax workdir (no {checkpoint.CONFIG_FILE})")
     config = tasks.TrainConfig.from_dict(checkpoint.read_json(config_path))
     model = tasks.build_model(config)
-    state, constants = init_state(config, model, make_optimizer(config))
-    restored = checkpoint.RunCheckpoints(workdir).restore_best(state.params)
+    state, constants = init_state(config, model, make_optimizer(config), parallel)
+    restored = run_checkpoints(workdir, parallel).restore_best(state.params)
     if restored is None:
         raise CheckpointError(f"workdir {workdir!r} has no complete best checkpoint yet")
     return model, {"params": restored[1], **constants}, config
@@ -279,26 +297,43 @@ def load_best(workdir: str) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfi
 FRESH_BOOKKEEPING = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
 
 
-def load_latest(workdir: str, state: TrainState) -> Optional[dict]:
+def run_checkpoints(workdir: str, parallel: Optional[DataParallel] = None) -> checkpoint.RunCheckpoints:
+    if parallel is None:
+        return checkpoint.RunCheckpoints(workdir)
+    return checkpoint.RunCheckpoints(workdir, parallel.is_primary, parallel.barrier)
+
+
+def load_latest(workdir: str, state: TrainState, parallel: Optional[DataParallel] = None) -> Optional[dict]:
     """The ``latest`` checkpoint (``state`` plus the bookkeeping of
     :data:`FRESH_BOOKKEEPING`), restored into the structure of ``state``; None if absent."""
-    restored = checkpoint.RunCheckpoints(workdir).restore_latest({"state": state, **FRESH_BOOKKEEPING})
+    restored = run_checkpoints(workdir, parallel).restore_latest({"state": state, **FRESH_BOOKKEEPING})
     return None if restored is None else restored[1]
 
 
-def check_workdir(workdir: str, config: tasks.TrainConfig) -> None:
-    """Create the workdir or verify that it belongs to this very configuration."""
-    os.makedirs(workdir, exist_ok=True)
+def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -> None:
+    """Verify that the workdir is new or belongs to this very configuration; if
+    ``write``, create it and record the configuration."""
     path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UsageError(f"--workdir {workdir!r} is a file, not a folder; choose another --workdir")
+    if os.path.isdir(workdir) and os.listdir(workdir) and not os.path.exists(path):
+        raise UsageError(
+            f"--workdir {workdir!r} is a non-empty folder that is not a brfjax workdir (no {checkpoint.CONFIG_FILE}); "
+            "nothing was written; choose a new or empty --workdir"
+        )
     if os.path.exists(path):
-        existing = tasks.TrainConfig.from_dict(checkpoint.read_json(path)).to_dict()
+        try:
+            existing = tasks.TrainConfig.from_dict(checkpoint.read_json(path)).to_dict()
+        except (ValueError, TypeError, KeyError) as error:
+            raise TrainingError(f"{path} is damaged ({error}); restore it or choose a new --workdir") from None
         if existing != config.to_dict():
             changed = sorted(k for k in existing if existing[k] != config.to_dict()[k])
-            raise TrainingError(
+            raise UsageError(
                 f"workdir {workdir!r} belongs to a different run (differs in {changed}); "
                 "use another --workdir, or repeat the original command to resume"
             )
-    else:
+    elif write:
+        os.makedirs(workdir, exist_ok=True)
         checkpoint.write_json(path, config.to_dict())
 
 
@@ -309,60 +344,105 @@ def train_and_evaluate(
     permutation_file: Optional[str] = None,
     stop_after_epoch: Optional[int] = None,
     mnist_backend: str = "idx",
+    parallel: Optional[DataParallel] = None,
 ) -> dict:
     """Train ``config`` in ``workdir`` (resuming if it holds a partial run) and return
     the test statistics of the best checkpoint (also written to ``results.json``).
 
-    ``stop_after_epoch`` ends the call after that epoch's checkpoint, as an
-    interruption would (used to test resumption); it returns ``{}`` then.
+    Every batch is split over the devices of ``parallel`` (default: all local devices);
+    in a multi-process run only process 0 writes files. ``stop_after_epoch`` ends the
+    call after that epoch's checkpoint, as an interruption would (used to test
+    resumption); it returns ``{}`` then.
     """
+    parallel = parallel or DataParallel()
+    primary = parallel.is_primary
     task = tasks.get_task(config.task)
     data = load_data(config, data_dir, permutation_file, mnist_backend)
-    check_workdir(workdir, config)
-    data = data._replace(permutation=run_permutation(config, workdir, permutation_file))
+    check_workdir(workdir, config, write=False)  # every process, before any writes
+    parallel.barrier("workdir checked")
+    if primary:
+        check_workdir(workdir, config, write=True)
+    data = data._replace(permutation=run_permutation(config, workdir, permutation_file, write=primary))
+    parallel.barrier("workdir ready")
     model = tasks.build_model(config)
     optimizer = make_optimizer(config)
-    state, constants = init_state(config, model, optimizer)
-    checkpoint.write_json(
-        os.path.join(workdir, checkpoint.MANIFEST_FILE),
-        {"config": config.to_dict(), "seed": config.seed, "versions": checkpoint.package_versions(),
-         "data_checksums": data.checksums, "devices": [str(d) for d in jax.devices()],
-         "parameter_count": models.count_parameters(state.params)},
-    )
-    checkpoints = checkpoint.RunCheckpoints(workdir)
+    state, constants = init_state(config, model, optimizer, parallel)
+    if primary:
+        checkpoint.write_json(
+            os.path.join(workdir, checkpoint.MANIFEST_FILE),
+            {"config": config.to_dict(), "seed": config.seed, "versions": checkpoint.package_versions(),
+             "data_checksums": data.checksums, "devices": parallel.describe(), "processes": parallel.num_processes,
+             "parameter_count": models.count_parameters(state.params)},
+        )
+    checkpoints = run_checkpoints(workdir, parallel)
     bookkeeping = dict(FRESH_BOOKKEEPING)
-    saved = load_latest(workdir, state)
+    saved = load_latest(workdir, state, parallel)
     if saved is not None:
         state = saved["state"]
         bookkeeping = {key: float(saved[key]) for key in bookkeeping}
-        print(f"resuming {workdir} after epoch {int(bookkeeping['epoch'])}", file=sys.stderr)
+        if primary:
+            print(f"resuming {workdir} after epoch {int(bookkeeping['epoch'])}", file=sys.stderr)
     first_epoch = int(bookkeeping["epoch"]) + 1
-    csv_log = MetricsCSV(os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1)
-    events = EventWriter(os.path.join(workdir, "tensorboard"))
-    train_step = make_train_step(model, optimizer, task.objective, constants)
-    eval_step = evaluate.make_eval_step(model, task.objective)
+    checkpoints.discard_best_after(first_epoch - 1)
+    log = EpochLog(workdir, first_epoch) if primary else None
+    train_step = make_train_step(model, optimizer, task.objective, constants, parallel)
+    eval_step = evaluate.make_eval_step(model, task.objective, parallel)
     val_batch, test_batch = task.eval_batch_sizes
+
+    def statistics(variables, split, batch_size):
+        return evaluate.evaluate_dataset(model, variables, split, task, batch_size, data.permutation,
+                                         config.max_eval_batches, eval_step, parallel)
 
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.time()
         row = {"epoch": epoch}
         if epoch > 0:
             lr = learning_rate(config, epoch - 1)
-            state, train_metrics = train_epoch(config, task, model, train_step, state, data, epoch - 1, lr)
+            state, train_metrics = train_epoch(config, task, model, train_step, state, data, epoch - 1, lr, parallel)
             row.update(train_metrics, learning_rate=lr)
         variables = {"params": state.params, **constants}
-        val = evaluate.evaluate_dataset(model, variables, data.val, task, val_batch, data.permutation, config.max_eval_batches, eval_step)
+        val = statistics(variables, data.val, val_batch)
         improved = val["loss"] <= bookkeeping["best_val_loss"] if config.selection_inclusive else val["loss"] < bookkeeping["best_val_loss"]
         if improved:
             checkpoints.save_best(epoch, state.params)
             bookkeeping.update(best_val_loss=val["loss"], best_epoch=epoch)
-        test = evaluate.evaluate_dataset(model, variables, data.test, task, test_batch, data.permutation, config.max_eval_batches, eval_step)
+        test = statistics(variables, data.test, test_batch)
         row.update(
             val_loss=val["loss"], val_accuracy=val["accuracy"], test_loss=test["loss"], test_accuracy=test["accuracy"],
             test_spike_rate=test["firing_rate"], test_sop_per_step=test["sop_per_step"], epoch_seconds=time.time() - started,
         )
-        csv_log.append(row)
-        events.scalars(epoch, {
+        if log is not None:
+            log.append(row, improved)
+        bookkeeping.update(epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"])
+        checkpoints.save_latest(epoch, {"state": state, **bookkeeping})
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
+            if log is not None:
+                log.close()
+            return {}
+    if log is not None:
+        log.close()
+
+    best_model, best_variables, _ = load_best(workdir, parallel)
+    results = evaluate.evaluate_dataset(best_model, best_variables, data.test, task, test_batch, data.permutation,
+                                        config.max_eval_batches, parallel=parallel)
+    results = {"task": config.task, "neuron": config.neuron, **results,
+               "best_epoch": int(bookkeeping["best_epoch"]), "train_seconds": bookkeeping["train_seconds"]}
+    if primary:
+        checkpoint.write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+class EpochLog:
+    """The per-epoch outputs of the writing process: ``metrics.csv``, TensorBoard
+    scalars and one line on stderr."""
+
+    def __init__(self, workdir: str, first_epoch: int):
+        self.csv = MetricsCSV(os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1)
+        self.events = EventWriter(os.path.join(workdir, "tensorboard"))
+
+    def append(self, row: dict, improved: bool) -> None:
+        self.csv.append(row)
+        self.events.scalars(row["epoch"], {
             "Loss/train": row.get("train_loss"), "Accuracy/train": row.get("train_accuracy"),
             "Loss/val": row["val_loss"], "Accuracy/val": row["val_accuracy"],
             "Loss/test": row["test_loss"], "Accuracy/test": row["test_accuracy"],
@@ -370,23 +450,14 @@ def train_and_evaluate(
             "LearningRate": row.get("learning_rate"),
         })
         print(
-            f"epoch {epoch}: val loss {val['loss']:.4f} acc {val['accuracy']:.2f} | test acc {test['accuracy']:.2f} "
-            f"rate {test['firing_rate']:.3f}{' *' if improved else ''} ({row['epoch_seconds']:.1f}s)",
+            f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2f} | "
+            f"test acc {row['test_accuracy']:.2f} rate {row['test_spike_rate']:.3f}{' *' if improved else ''} "
+            f"({row['epoch_seconds']:.1f}s)",
             file=sys.stderr,
         )
-        bookkeeping.update(epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"])
-        checkpoints.save_latest(epoch, {"state": state, **bookkeeping})
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
-            events.close()
-            return {}
-    events.close()
 
-    best_model, best_variables, _ = load_best(workdir)
-    results = evaluate.evaluate_dataset(best_model, best_variables, data.test, task, test_batch, data.permutation, config.max_eval_batches)
-    results = {"task": config.task, "neuron": config.neuron, **results,
-               "best_epoch": int(bookkeeping["best_epoch"]), "train_seconds": bookkeeping["train_seconds"]}
-    checkpoint.write_json(os.path.join(workdir, "results.json"), results)
-    return results
+    def close(self) -> None:
+        self.events.close()
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -405,10 +476,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--permutation", default=None, help="PS-MNIST permutation .npy (default: drawn from the seed)")
     parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
                         help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")
+    parser.add_argument("--backward", default="manual", choices=list(models.BACKWARDS),
+                        help="gradient through time: hand-written (default, fastest), JAX's autodiff, or "
+                             "recompute (JAX's, segments recomputed: least memory)")
     parser.add_argument("--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)")
     parser.add_argument("--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)")
+    parallel_flags = parser.add_argument_group("devices and processes")
+    parallel_flags.add_argument("--devices", type=int, help="use the first N local devices (default: all)")
+    parallel_flags.add_argument("--coordinator-address", help="multi-process run: HOST:PORT of process 0 "
+                                "(default $JAX_COORDINATOR_ADDRESS)")
+    parallel_flags.add_argument("--num-processes", type=int, help="multi-process run: number of processes (default $JAX_NUM_PROCESSES)")
+    parallel_flags.add_argument("--process-id", type=int, help="multi-process run: this process's id 0..N-1 (default $JAX_PROCESS_ID)")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "max_train_batches", "max_eval_batches"):
+    for name in ("epochs", "batch_size", "max_train_batches", "max_eval_batches", "devices", "num_processes"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -424,7 +504,8 @@ def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
         "max_train_batches": args.max_train_batches, "max_eval_batches": args.max_eval_batches,
     }
-    return tasks.config_for(args.task, args.neuron, seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
+    return tasks.config_for(args.task, args.neuron, seed=args.seed, backward=args.backward,
+                            **{k: v for k, v in overrides.items() if v is not None})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -432,14 +513,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = config_from_args(args)
     workdir = args.workdir or os.path.join("runs", f"{config.task}_{config.neuron}_seed{config.seed}")
     try:
-        results = train_and_evaluate(config, workdir, args.data_dir, args.permutation, mnist_backend=args.mnist_backend)
-    except UsageError as error:
+        parallel_module.initialize(args.coordinator_address, args.num_processes, args.process_id)
+        parallel = DataParallel(args.devices)
+        results = train_and_evaluate(config, workdir, args.data_dir, args.permutation, mnist_backend=args.mnist_backend,
+                                     parallel=parallel)
+    except (UsageError, ParallelError, DataUsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (TrainingError, DataError, CheckpointError) as error:
+    except (TrainingError, DataError, CheckpointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(evaluate.summary_line(results) + f", best epoch {results['best_epoch']}, {results['train_seconds']:.0f}s training")
+    if parallel.is_primary:
+        print(evaluate.summary_line(results) + f", best epoch {results['best_epoch']}, {results['train_seconds']:.0f}s training")
     return 0
 
 

@@ -92,7 +92,7 @@ def run_cli(*args):
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
     missing = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(tmp_path / "nope.npz"))
-    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     wrong_family = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_alif")))
     assert wrong_family.returncode == 1 and "hidden.omega" in wrong_family.stderr
     unknown = run_cli("--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz")
@@ -100,7 +100,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     bad_batch = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0")
     assert bad_batch.returncode == 2 and "--batch-size" in bad_batch.stderr
     no_data = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_brf")), "--data-dir", str(tmp_path))
-    assert no_data.returncode == 1 and "--data-dir" in no_data.stderr
+    assert no_data.returncode == 2 and "--data-dir" in no_data.stderr
     no_tfds = run_cli("--task", "smnist", "--neuron", "brf", "--checkpoint", str(checkpoint("smnist_brf")), "--mnist-backend", "tfds")
     assert no_tfds.returncode == 1 and "brfjax[tfds]" in no_tfds.stderr and "Traceback" not in no_tfds.stderr
 

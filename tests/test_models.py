@@ -236,11 +236,13 @@ def test_diverging_vanilla_rf_gives_nan_and_class_zero():
     "options",
     [{}, {"sub_seq_length": 5, "label_last": True}, {"use_bias": True, "readout_kwargs": {"use_bias": True}}, {"recurrent": False}],
 )
-def test_manual_backward_equals_autodiff(neuron, options):
-    """The hand-written reverse pass (brfjax.scan) gives JAX's gradients up to float32
-    summation order (relative 1e-5 of each gradient's largest entry) and the very same
-    forward. The loss touches every output: readouts, spike counts, final states."""
-    manual = models.build_network(neuron, 12, 3, backward="manual", **options)
+@pytest.mark.parametrize("backward", [{"backward": "manual"}, {"backward": "recompute", "recompute_segment": 7}])
+def test_manual_backward_equals_autodiff(neuron, options, backward):
+    """The hand-written reverse pass (brfjax.scan), and the recomputing one (60 steps in
+    segments of 7, the last one shorter), give JAX's gradients up to float32 summation order
+    (relative 1e-5 of each gradient's largest entry) and the very same forward. The
+    loss touches every output: readouts, spike counts, final states."""
+    manual = models.build_network(neuron, 12, 3, **backward, **options)
     autodiff = models.build_network(neuron, 12, 3, backward="autodiff", **options)
     _, variables, x = small_network(neuron)
     if options.get("use_bias") or options.get("recurrent") is False:

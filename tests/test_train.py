@@ -91,7 +91,7 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
 def test_a_workdir_of_another_configuration_is_refused(tmp_path):
     train.train_and_evaluate(quick_ecg(epochs=1, max_train_batches=1), str(tmp_path))
     before = (tmp_path / "metrics.csv").read_text()
-    with pytest.raises(train.TrainingError, match=r"differs in \['learning_rate'\]"):
+    with pytest.raises(train.UsageError, match=r"differs in \['learning_rate'\]"):
         train.train_and_evaluate(quick_ecg(epochs=1, max_train_batches=1, learning_rate=0.2), str(tmp_path))
     assert (tmp_path / "metrics.csv").read_text() == before
 
@@ -185,7 +185,7 @@ def test_cli_trains_and_reports(tmp_path):
     assert result.stdout.startswith("ecg brf: accuracy") and "best epoch" in result.stdout
     assert "epoch 1/1 [" in result.stderr
     missing = run_cli("--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "m"))
-    assert missing.returncode == 1 and "--data-dir" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "--data-dir" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_batch_larger_than_the_training_set_is_refused_before_anything_is_written(tmp_path):

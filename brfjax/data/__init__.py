@@ -10,6 +10,11 @@ class DataError(ValueError):
     """Missing, corrupt or malformed data; the message says how to fix it."""
 
 
+class DataUsageError(DataError):
+    """A data path or file given on the command line that does not exist or does not
+    fit its flag (missing or empty data folder, wrong permutation file): exit status 2."""
+
+
 def sha256_of_file(path: str | os.PathLike) -> str:
     from brfjax.data.download import file_digest
 

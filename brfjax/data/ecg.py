@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from brfjax.data import DataError, SequenceData, sha256_of_file
+from brfjax.data import DataError, DataUsageError, SequenceData, sha256_of_file
 
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "ecg_qtdb")
 FILES = {
@@ -33,7 +33,7 @@ def ecg_file(split: str, data_dir: Optional[str] = None) -> str:
         raise DataError(f"unknown ECG split {split!r}; expected one of {sorted(FILES)}")
     path = os.path.join(data_dir or BUNDLED_DIR, FILES[split][0])
     if not os.path.isfile(path):
-        raise DataError(
+        raise DataUsageError(
             f"ECG file {path!r} not found; pass --data-dir pointing to a folder with "
             f"{FILES[split][0]}, or omit --data-dir to use the files bundled with brfjax"
         )

@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from brfjax.data import DataError, SequenceData, download
+from brfjax.data import DataError, DataUsageError, SequenceData, download
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -86,7 +86,7 @@ def locate(name: str, data_dir: Optional[str] = None) -> str:
     if data_dir is not None:
         path = _find(data_dir, name)
         if path is None:
-            raise DataError(
+            raise DataUsageError(
                 f"MNIST file {name} (or {name}.gz) not found in --data-dir {data_dir!r}; "
                 f"get it from {MIRRORS[0]} or omit --data-dir to download it"
             )
@@ -159,15 +159,15 @@ def load_permutation(path: str) -> np.ndarray:
     try:
         permutation = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise DataError(f"permutation file {path!r} cannot be read: {error}") from None
+        raise DataUsageError(f"permutation file {path!r} cannot be read: {error}") from None
     check_permutation(permutation, path)
     return permutation.astype(np.int64)
 
 
 def check_permutation(permutation: np.ndarray, source: str = "permutation") -> None:
     if permutation.shape != (NUM_STEPS,) or not np.issubdtype(permutation.dtype, np.integer):
-        raise DataError(
+        raise DataUsageError(
             f"{source}: expected an integer array of shape ({NUM_STEPS},), got {permutation.dtype} {permutation.shape}"
         )
     if not np.array_equal(np.sort(permutation), np.arange(NUM_STEPS)):
-        raise DataError(f"{source}: not a permutation of 0..{NUM_STEPS - 1}")
+        raise DataUsageError(f"{source}: not a permutation of 0..{NUM_STEPS - 1}")

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from brfjax.data import DataError, SequenceData, download
+from brfjax.data import DataError, DataUsageError, SequenceData, download
 
 BASE_URL = "https://zenkelab.org/datasets/"
 SPLITS = ("train", "test")
@@ -93,7 +93,7 @@ def locate(split: str, data_dir: Optional[str] = None) -> str:
             return os.path.join(data_dir, name)
         compressed = os.path.join(data_dir, name + ".gz")
         if not os.path.isfile(compressed):
-            raise DataError(
+            raise DataUsageError(
                 f"SHD file {name} (or {name}.gz) not found in --data-dir {data_dir!r}; "
                 f"get it from {BASE_URL} or omit --data-dir to download it"
             )

@@ -1,0 +1,173 @@
+"""Data parallelism over devices and hosts with JAX's own sharding machinery.
+
+A :class:`DataParallel` holds a one-axis device mesh (``"batch"``) over the first
+``devices`` local devices of every process. Parameters and optimizer state are
+replicated (``PartitionSpec()``); every batch is split along its batch axis. A global
+batch of B samples is padded to a multiple of the device count D with zero-weight
+copies of its first sample, so the statistics and the loss are those of the B real
+samples:
+
+    L = Σ_t (Σ_b w_b · NLL_tb) / Σ_b w_b        (= Σ_t mean_b NLL_tb when no padding)
+
+Process p of P builds only rows ``[p·B'/P, (p+1)·B'/P)`` of the padded batch B'
+(:meth:`DataParallel.local_indices`) and :meth:`DataParallel.shard` assembles the
+global array from every process's rows. XLA's SPMD partitioner inserts the
+all-reduce of the gradients; results equal the single-device run up to float32
+summation order of the batch reductions.
+
+Multi-host: :func:`initialize` calls ``jax.distributed.initialize`` (coordinator
+address, process count and id from arguments or ``JAX_COORDINATOR_ADDRESS``,
+``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), with gloo collectives on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCH_AXIS = "batch"
+
+
+class ParallelError(ValueError):
+    """A device or process setting that does not fit the machine."""
+
+
+def initialize(
+    coordinator_address: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+) -> bool:
+    """Join a multi-process run if one is configured; returns whether one is.
+
+    Arguments default to the environment variables ``JAX_COORDINATOR_ADDRESS``,
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. Nothing happens for a single process.
+    """
+    coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    num_processes = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
+    if coordinator_address is None and (num_processes or 1) == 1:
+        return False
+    if coordinator_address is None or num_processes is None or process_id is None:
+        raise ParallelError(
+            "a multi-process run needs the coordinator address, the number of processes and this "
+            f"process's id (got {coordinator_address!r}, {num_processes!r}, {process_id!r}); pass "
+            "--coordinator-address HOST:PORT --num-processes N --process-id I"
+        )
+    if not 0 <= process_id < num_processes:
+        raise ParallelError(f"--process-id {process_id} is outside 0..{num_processes - 1}")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    # set up the CPU collectives now, while all processes are at the same point
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("brfjax: processes joined")
+    return True
+
+
+def _env_int(name: str) -> Optional[int]:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ParallelError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+class DataParallel:
+    """The device mesh of a run and the placement of its arrays."""
+
+    def __init__(self, devices: Optional[int] = None):
+        local = jax.local_devices()
+        count = len(local) if devices is None else devices
+        if not 1 <= count <= len(local):
+            raise ParallelError(
+                f"--devices {devices}: this process has {len(local)} {local[0].platform} device(s); "
+                f"use 1..{len(local)}"
+            )
+        by_process: dict[int, list] = {}
+        for device in jax.devices():
+            by_process.setdefault(device.process_index, []).append(device)
+        mesh_devices = [d for p in sorted(by_process) for d in sorted(by_process[p], key=lambda d: d.id)[:count]]
+        self.mesh = Mesh(np.array(mesh_devices), (BATCH_AXIS,))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.num_devices = len(mesh_devices)
+        self.num_processes = jax.process_count()
+        self.process_index = jax.process_index()
+
+    @property
+    def is_primary(self) -> bool:
+        """Whether this process writes the run's files (process 0)."""
+        return self.process_index == 0
+
+    def describe(self) -> list[str]:
+        return [str(device) for device in self.mesh.devices.flat]
+
+    # ----------------------------------------------------------------- placement
+
+    def replicate(self, tree: Any) -> Any:
+        """Every leaf as a global array with a full copy on each device of the mesh."""
+
+        def place(leaf):
+            value = np.asarray(leaf)
+            return jax.make_array_from_callback(value.shape, self.replicated, lambda index: value[index])
+
+        return jax.tree_util.tree_map(place, tree)
+
+    def batch_sharding(self, ndim: int, batch_axis: int) -> NamedSharding:
+        spec = [None] * ndim
+        spec[batch_axis] = BATCH_AXIS
+        return NamedSharding(self.mesh, PartitionSpec(*spec))
+
+    def shard(self, local: Optional[np.ndarray], batch_axis: int) -> Optional[jax.Array]:
+        """The global array whose rows along ``batch_axis`` are every process's ``local`` rows."""
+        if local is None:
+            return None
+        local = np.asarray(local)
+        global_shape = list(local.shape)
+        global_shape[batch_axis] *= self.num_processes
+        sharding = self.batch_sharding(local.ndim, batch_axis)
+        return jax.make_array_from_process_local_data(sharding, local, tuple(global_shape))
+
+    def gather(self, value: jax.Array) -> np.ndarray:
+        """The whole of a (possibly batch-sharded) global array as NumPy, on every process."""
+        if self.num_processes == 1:
+            return np.asarray(value)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+
+    def constrain_replicated(self, tree: Any) -> Any:
+        """Inside ``jit``: ask for a full copy of ``tree`` on every device (for values the
+        host reads, and for the parameters after an update)."""
+        return jax.lax.with_sharding_constraint(tree, self.replicated)
+
+    # --------------------------------------------------------------------- batches
+
+    def padded_size(self, batch_size: int) -> int:
+        return -(-batch_size // self.num_devices) * self.num_devices
+
+    def local_indices(self, indices: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """This process's sample indices of a global batch and their weights (1 real,
+        0 padding); weights are None when the batch needs no padding."""
+        indices = np.asarray(indices)
+        real = len(indices)
+        padded = self.padded_size(real)
+        weights = None
+        if padded != real:
+            indices = np.concatenate([indices, np.full(padded - real, indices[0])])
+            weights = (np.arange(padded) < real).astype(np.float32)
+        rows = padded // self.num_processes
+        part = slice(self.process_index * rows, (self.process_index + 1) * rows)
+        return indices[part], None if weights is None else weights[part]
+
+    def barrier(self, name: str) -> None:
+        """Wait until every process reaches this point (no-op for one process)."""
+        if self.num_processes > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(name)

@@ -1,0 +1,175 @@
+"""Every user error of the two commands: one line naming the value and the fix, exit
+status 2 for command-line misuse and 1 for damaged files, no traceback, and an
+existing workdir left exactly as it was."""
+
+import gzip
+import hashlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import SHARED, checkpoint
+
+ECG_BRF = "ecg_brf"
+
+
+def cli(module, *args, cwd=None):
+    result = subprocess.run([sys.executable, "-m", f"brfjax.{module}", *map(str, args)],
+                            capture_output=True, text=True, cwd=cwd)
+    return result
+
+
+def assert_one_line_error(result, code, *fragments):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    message = lines[-1]
+    assert message.startswith(("error:", "usage:")) or "error:" in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def snapshot(folder):
+    """{relative path: sha256} of every file under ``folder``."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def ecg_workdir(tmp_path_factory):
+    """A finished one-epoch ECG run (lr 0.1)."""
+    workdir = tmp_path_factory.mktemp("runs") / "ecg"
+    result = cli("train", "--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
+                 "--workdir", workdir)
+    assert result.returncode == 0, result.stderr
+    return workdir
+
+
+# ----------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("args,code,fragments", [
+    (["--task", "mnist"], 2, ["invalid choice: 'mnist'"]),
+    (["--task", "ecg", "--neuron", "lif"], 2, ["invalid choice: 'lif'"]),
+    (["--task", "ecg", "--epochs", "0"], 2, ["--epochs must be a positive integer, got 0"]),
+    (["--task", "ecg", "--batch-size", "-3"], 2, ["--batch-size must be a positive integer, got -3"]),
+    (["--task", "ecg", "--lr", "0"], 2, ["--lr must be a positive number, got 0"]),
+    (["--task", "ecg", "--lr", "nan"], 2, ["--lr must be a positive number, got nan"]),
+    (["--task", "ecg", "--batch-size", "1000"], 2, ["--batch-size 1000 is larger than the ecg training set (557 samples"]),
+    (["--task", "ecg", "--devices", "5"], 2, ["--devices 5: this process has 1 cpu device(s)"]),
+    (["--task", "smnist", "--data-dir", "nowhere"], 2, ["--data-dir 'nowhere' does not exist"]),
+])
+def test_train_misuse(args, code, fragments, tmp_path):
+    result = cli("train", *args, "--workdir", tmp_path / "w")
+    assert_one_line_error(result, code, *fragments)
+    assert not (tmp_path / "w").exists()
+
+
+def test_train_empty_data_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    result = cli("train", "--task", "smnist", "--data-dir", tmp_path / "data", "--workdir", tmp_path / "w")
+    assert_one_line_error(result, 2, "MNIST file train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) not found in --data-dir")
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "mnist").is_dir(), reason="needs ../shared/data/mnist")
+def test_train_truncated_idx_file(tmp_path):
+    data = tmp_path / "mnist"
+    shutil.copytree(SHARED / "data" / "mnist", data)
+    source = next(p for p in data.iterdir() if p.name.startswith("train-images"))
+    raw = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
+    source.unlink()
+    (data / "train-images-idx3-ubyte").write_bytes(raw[: len(raw) // 3])
+    result = cli("train", "--task", "smnist", "--data-dir", data, "--workdir", tmp_path / "w")
+    assert_one_line_error(result, 1, "train-images-idx3-ubyte", "corrupt or truncated")
+    assert not (tmp_path / "w").exists()
+
+
+def test_train_corrupt_hdf5_file(tmp_path):
+    data = tmp_path / "shd"
+    data.mkdir()
+    (data / "shd_train.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    (data / "shd_test.h5").write_bytes(b"not hdf5")
+    result = cli("train", "--task", "shd", "--data-dir", data, "--workdir", tmp_path / "w")
+    assert_one_line_error(result, 1, "shd_train.h5", "not a readable SHD")
+
+
+def test_train_corrupt_mat_file(tmp_path):
+    data = tmp_path / "ecg"
+    data.mkdir()
+    (data / "QTDB_train.mat").write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 200)
+    (data / "QTDB_test.mat").write_bytes(b"garbage")
+    result = cli("train", "--task", "ecg", "--data-dir", data, "--workdir", tmp_path / "w")
+    assert_one_line_error(result, 1, "QTDB_train.mat", "corrupt")
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "mnist").is_dir(), reason="needs ../shared/data/mnist")
+@pytest.mark.parametrize("permutation,fragment", [
+    (np.arange(100), "expected an integer array of shape (784,)"),
+    (np.zeros(784, np.int64), "not a permutation of 0..783"),
+])
+def test_train_bad_permutation_file(permutation, fragment, tmp_path):
+    np.save(tmp_path / "p.npy", permutation)
+    result = cli("train", "--task", "psmnist", "--data-dir", SHARED / "data" / "mnist", "--permutation", tmp_path / "p.npy",
+                 "--workdir", tmp_path / "w")
+    assert_one_line_error(result, 2, fragment)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--lr", "0.05"], "belongs to a different run (differs in ['learning_rate'])"),
+    (["--neuron", "vrf"], "belongs to a different run (differs in"),
+])
+def test_workdir_of_another_run_is_refused_and_untouched(ecg_workdir, args, fragment):
+    before = snapshot(ecg_workdir)
+    result = cli("train", "--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
+                 *args, "--workdir", ecg_workdir)
+    assert_one_line_error(result, 2, fragment)
+    assert snapshot(ecg_workdir) == before
+
+
+def test_workdir_that_is_not_a_brfjax_workdir_is_refused(tmp_path):
+    (tmp_path / "mine.txt").write_text("precious")
+    result = cli("train", "--task", "ecg", "--workdir", tmp_path)
+    assert_one_line_error(result, 2, "is a non-empty folder that is not a brfjax workdir")
+    assert snapshot(tmp_path) == {"mine.txt": hashlib.sha256(b"precious").hexdigest()}
+    (tmp_path / "file").write_text("x")
+    result = cli("train", "--task", "ecg", "--workdir", tmp_path / "file")
+    assert_one_line_error(result, 2, "is a file, not a folder")
+
+
+# --------------------------------------------------------------------- evaluation
+
+
+def test_evaluate_misuse(tmp_path):
+    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "nope.npz"),
+                          2, "does not exist")
+    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz"), 2, "invalid choice: 'lif'")
+    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0"),
+                          2, "--batch-size must be positive")
+
+
+@pytest.fixture
+def reference_dict():
+    return dict(np.load(checkpoint(ECG_BRF)))
+
+
+@pytest.mark.parametrize("edit,code,fragments", [
+    (lambda sd: sd.pop("hidden.omega"), 1, ["missing ['hidden.omega']"]),
+    (lambda sd: sd.update({"hidden.extra": np.ones(3, np.float32)}), 1, ["unexpected ['hidden.extra']"]),
+    (lambda sd: sd.update({"out.linear.weight": np.ones((7, 36), np.float32)}), 1, ["out.tau_mem", "expected shape (7,), got (6,)"]),
+])
+def test_evaluate_damaged_checkpoint(reference_dict, edit, code, fragments, tmp_path):
+    edit(reference_dict)
+    np.savez(tmp_path / "bad.npz", **reference_dict)
+    result = cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "bad.npz")
+    assert_one_line_error(result, code, *fragments)
+
+
+def test_evaluate_checkpoint_of_another_task(tmp_path):
+    result = cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", checkpoint("smnist_brf"))
+    assert_one_line_error(result, 1, "smnist_brf.npz")
+    (tmp_path / "truncated.npz").write_bytes(checkpoint(ECG_BRF).read_bytes()[:500])
+    result = cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "truncated.npz")
+    assert_one_line_error(result, 1, "truncated.npz")
