@@ -22,7 +22,7 @@ or are still training are listed but left out of the means. Writes
 ``convergence_runs.csv`` (per run and reading), ``convergence_summary.csv`` / ``.md``
 (means per source, task, neuron and reading beside the paper's Table 2) and
 ``convergence.png`` (test accuracy per epoch of ``--figure-task``, brfjax runs beside
-the paper's).
+the paper's). ``--quick`` changes nothing here: the study only reads CSV files.
 """
 
 from __future__ import annotations
