@@ -23,6 +23,7 @@ import contextlib
 import errno
 import glob
 import hashlib
+import io
 import json
 import logging
 import os
@@ -101,13 +102,19 @@ def _quiet_orbax():
 
 
 def _save(directory: str, step: int, tree: Any, primary: bool, barrier: Callable[[str], None]) -> None:
+    printed = io.StringIO()
     try:
-        with _quiet_orbax():
+        with _quiet_orbax(), contextlib.redirect_stderr(printed):
             _write_step(directory, step, tree, primary)
     except Exception as error:  # Orbax wraps I/O errors of its writer threads
         cause = _os_error(error)
         if cause is None:
+            sys.stderr.write(printed.getvalue())
             raise
+        # a failed write leaves TensorStore callbacks on Orbax's closed event loop, which
+        # print "Event loop is closed" tracebacks for a moment: they go to the buffer
+        with contextlib.redirect_stderr(printed):
+            time.sleep(1.0)
         if primary:
             for partial in glob.glob(os.path.join(directory, "*orbax-checkpoint-tmp*")):
                 shutil.rmtree(partial, ignore_errors=True)
@@ -116,6 +123,7 @@ def _save(directory: str, step: int, tree: Any, primary: bool, barrier: Callable
             f"could not write checkpoint {step} in {directory!r}: {reason}; the previous checkpoint is intact, "
             "free space and repeat the same command to resume"
         ) from error
+    sys.stderr.write(printed.getvalue())
     barrier(f"checkpoint {directory} {step}")
 
 

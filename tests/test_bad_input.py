@@ -86,22 +86,17 @@ def test_train_truncated_idx_file(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_train_corrupt_hdf5_file(tmp_path):
-    data = tmp_path / "shd"
+@pytest.mark.parametrize("task,files,fragments", [
+    ("shd", {"shd_train.h5": b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "shd_test.h5": b"not hdf5"}, ["shd_train.h5", "not a readable SHD"]),
+    ("ecg", {"QTDB_train.mat": b"MATLAB 5.0 MAT-file" + b"\0" * 200, "QTDB_test.mat": b"garbage"}, ["QTDB_train.mat", "corrupt"]),
+])
+def test_train_corrupt_data_files(task, files, fragments, tmp_path):
+    data = tmp_path / task
     data.mkdir()
-    (data / "shd_train.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    (data / "shd_test.h5").write_bytes(b"not hdf5")
-    result = cli("train", "--task", "shd", "--data-dir", data, "--workdir", tmp_path / "w")
-    assert_one_line_error(result, 1, "shd_train.h5", "not a readable SHD")
-
-
-def test_train_corrupt_mat_file(tmp_path):
-    data = tmp_path / "ecg"
-    data.mkdir()
-    (data / "QTDB_train.mat").write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 200)
-    (data / "QTDB_test.mat").write_bytes(b"garbage")
-    result = cli("train", "--task", "ecg", "--data-dir", data, "--workdir", tmp_path / "w")
-    assert_one_line_error(result, 1, "QTDB_train.mat", "corrupt")
+    for name, content in files.items():
+        (data / name).write_bytes(content)
+    result = cli("train", "--task", task, "--data-dir", data, "--workdir", tmp_path / "w")
+    assert_one_line_error(result, 1, *fragments)
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "mnist").is_dir(), reason="needs ../shared/data/mnist")

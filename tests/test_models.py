@@ -158,7 +158,7 @@ def test_inputs_must_be_time_major_3d_and_backward_known():
     model, variables, x = small_network("brf")
     with pytest.raises(ValueError, match="time-major"):
         model.apply(variables, x[0])
-    with pytest.raises(ValueError, match="'manual' or 'autodiff'"):
+    with pytest.raises(ValueError, match=r"backward must be one of \('manual', 'autodiff', 'recompute'\), got 'symbolic'"):
         model.clone(backward="symbolic").apply(variables, x)
 
 
