@@ -22,6 +22,7 @@ from brfjax import checkpoint, interop, metrics, tasks
 from brfjax.data import DataError, DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
 from brfjax.models import RecurrentSNN
+from brfjax import parallel as parallel_module
 from brfjax.parallel import DataParallel
 
 
@@ -165,6 +166,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    parallel_module.use_every_core()  # CPU: batches split over one device per core
     try:
         stats = evaluate_checkpoint(
             args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation, args.mnist_backend

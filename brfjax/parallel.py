@@ -68,6 +68,19 @@ def initialize(
     return True
 
 
+def use_every_core() -> int:
+    """On CPU, one XLA host device per core, so that batch-split forward passes run on
+    every core (XLA's CPU client otherwise keeps one device). Must run before JAX starts
+    its backends; an explicit ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``
+    wins. Returns the device count requested."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return int(flags.split("xla_force_host_platform_device_count=")[1].split()[0])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
+    return cores
+
+
 def _env_int(name: str) -> Optional[int]:
     value = os.environ.get(name)
     if value is None:

@@ -470,6 +470,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="number of training epochs (paper: 300 MNIST, 400 ECG, 20 SHD)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="initial learning rate")
+    parser.add_argument("--grad-clip-norm", type=float,
+                        help="clip gradients to this global norm (paper: 1.0 for (PS-)MNIST BRF/RF, none elsewhere)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="folder with the data files (default: bundled ECG / download)")
     parser.add_argument("--workdir", default=None, help="run folder (default runs/<task>_<neuron>_seed<seed>)")
@@ -492,8 +494,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
-        parser.error(f"--lr must be a positive number, got {args.lr}")
+    for name in ("lr", "grad_clip_norm"):
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
     return args
@@ -501,7 +505,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
     overrides = {
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr, "grad_clip_norm": args.grad_clip_norm,
         "max_train_batches": args.max_train_batches, "max_eval_batches": args.max_eval_batches,
     }
     return tasks.config_for(args.task, args.neuron, seed=args.seed, backward=args.backward,
