@@ -231,12 +231,16 @@ def test_diverging_vanilla_rf_gives_nan_and_class_zero():
     np.testing.assert_array_equal(silent.spike_counts, 0)
 
 
-@pytest.mark.parametrize("neuron", ["brf", "vrf", "alif"])
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"sub_seq_length": 5, "label_last": True}, {"use_bias": True, "readout_kwargs": {"use_bias": True}}, {"recurrent": False}],
+BACKWARD_OPTIONS = [{}, {"sub_seq_length": 5, "label_last": True},
+                    {"use_bias": True, "readout_kwargs": {"use_bias": True}}, {"recurrent": False}]
+BACKWARD_CASES = (
+    [(neuron, options, {"backward": "manual"}) for neuron in ("brf", "vrf", "alif") for options in BACKWARD_OPTIONS]
+    # recompute is JAX's own derivative of the same loop: one case per neuron
+    + [(neuron, {}, {"backward": "recompute", "recompute_segment": 7}) for neuron in ("brf", "vrf", "alif")]
 )
-@pytest.mark.parametrize("backward", [{"backward": "manual"}, {"backward": "recompute", "recompute_segment": 7}])
+
+
+@pytest.mark.parametrize("neuron,options,backward", BACKWARD_CASES)
 def test_manual_backward_equals_autodiff(neuron, options, backward):
     """The hand-written reverse pass (brfjax.scan), and the recomputing one (60 steps in
     segments of 7, the last one shorter), give JAX's gradients up to float32 summation order
