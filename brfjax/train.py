@@ -271,8 +271,8 @@ def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, t
         carry = result.final_state
         loss += float(result.loss)
         spikes = spikes + np.asarray(result.sums.spikes)
-        readout_sum = readout_sum + parallel.gather(result.readout_sum)
         last = parallel.gather(result.readout_sum)
+        readout_sum = readout_sum + last
     readouts = (last if model.label_last else readout_sum / inputs.shape[0])[None]
     sums = metrics.batch_sums(readouts, parallel.gather(targets), spikes, task.objective,
                               None if weights is None else parallel.gather(weights))
