@@ -19,10 +19,10 @@ import jax
 import numpy as np
 
 from brfjax import checkpoint, interop, metrics, tasks
+from brfjax import parallel as parallel_module
 from brfjax.data import DataError, DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
 from brfjax.models import RecurrentSNN
-from brfjax import parallel as parallel_module
 from brfjax.parallel import DataParallel
 
 
