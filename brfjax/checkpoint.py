@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import hashlib
 import io
 import json
 import logging
@@ -36,6 +35,8 @@ from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
+
+from brfjax.data.download import file_digest
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -62,13 +63,8 @@ def _step_files(step_dir: str) -> dict:
         for name in files:
             path = os.path.join(root, name)
             relative = os.path.relpath(path, step_dir)
-            if relative == CHECKSUM_FILE:
-                continue
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            checksums[relative] = digest.hexdigest()
+            if relative != CHECKSUM_FILE:
+                checksums[relative] = file_digest(path, "sha256")
     return checksums
 
 
@@ -83,7 +79,7 @@ def verify_step(step_dir: str) -> Optional[str]:
         return f"unreadable checksum file ({error})"
     actual = _step_files(step_dir)
     if actual != expected:
-        changed = sorted(set(actual) ^ set(expected) | {k for k in actual if k in expected and actual[k] != expected[k]})
+        changed = sorted(name for name in set(actual) | set(expected) if actual.get(name) != expected.get(name))
         return f"files missing, added or changed: {changed[:5]}"
     return None
 
