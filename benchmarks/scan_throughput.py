@@ -14,7 +14,9 @@ devices for it), plus compile time,
 sample-steps per second of training (B·T / train step), and peak memory (host RSS on
 CPU, device ``peak_bytes_in_use`` on GPU/TPU; every configuration runs in its own
 process so peaks do not mix). The machine's peak is the median FLOP/s of a 2048³
-float32 matrix product; the network's dense-product work is
+float32 matrix product, timed in the same rounds as the forward and training steps
+(one of each per round, ``--repeats`` rounds) so that a shared machine's drifting
+clock speed affects both sides of the ratio alike; the network's dense-product work is
 
     forward = T · (2·B·(I+H)·H + 2·B·H·C)   FLOPs,   training = 3 · forward
 
@@ -31,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 SHAPES = {  # task -> (batch, steps, inputs, hidden, classes)
     "smnist": (256, 784, 1, 256, 10),
@@ -40,16 +43,14 @@ SHAPES = {  # task -> (batch, steps, inputs, hidden, classes)
 TASK_FOR_SHAPE = {"smnist": "psmnist", "ecg": "ecg", "shd": "shd"}
 
 
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def seconds(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
-def peak_flops_per_s(repeats: int, size: int = 2048) -> float:
+def peak_matmul(size: int = 2048):
+    """A function that times one ``size``³ float32 product on all cores, in FLOP/s."""
     import jax
     import jax.numpy as jnp
 
@@ -57,7 +58,18 @@ def peak_flops_per_s(repeats: int, size: int = 2048) -> float:
     b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
     matmul = jax.jit(lambda a, b: jnp.matmul(a, b, precision="highest"))
     matmul(a, b).block_until_ready()
-    return 2.0 * size**3 / median_seconds(lambda: matmul(a, b).block_until_ready(), repeats)
+    return lambda: 2.0 * size**3 / seconds(lambda: matmul(a, b).block_until_ready())
+
+
+def interleaved_medians(functions: dict, repeats: int) -> dict:
+    """The median of ``repeats`` calls of each function, called in turn round after round,
+    so that all of them see the same machine (CPU clocks and neighbours drift over
+    minutes on shared machines)."""
+    samples = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            samples[name].append(fn())
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def peak_memory_mb() -> float:
@@ -70,8 +82,9 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual") -> dict:
-    """One configuration, in this process."""
+def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual", train_devices: Optional[int] = None) -> dict:
+    """One configuration, in this process: the forward over all local devices (as
+    ``brfjax.evaluate``), the training step over ``train_devices`` (all by default)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -84,36 +97,42 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     config = tasks.config_for(task.name, neuron, batch_size=batch)
     model = tasks.build_model(config).clone(backward=backward)
     optimizer = train.make_optimizer(config)
-    parallel = DataParallel()
-    if batch % parallel.num_devices:
-        raise SystemExit(f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices")
-    state, constants = train.init_state(config, model, optimizer, parallel)
+    evaluating, training = DataParallel(), DataParallel(train_devices)
+    for parallel in (evaluating, training):
+        if batch % parallel.num_devices:
+            raise SystemExit(f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices")
+    state, constants = train.init_state(config, model, optimizer, training)
     rng = np.random.default_rng(0)
-    x = parallel.shard((rng.random((steps, batch, inputs)) < 0.2).astype(np.float32), 1)
+    x = (rng.random((steps, batch, inputs)) < 0.2).astype(np.float32)
     scored = steps - model.sub_seq_length
     y = rng.integers(0, classes, (scored, batch) if task.objective == "per_step" else (batch,)).astype(np.int32)
-    y = parallel.shard(y, y.ndim - 1)
+    eval_x, eval_y = evaluating.shard(x, 1), evaluating.shard(y, y.ndim - 1)
+    x, y = training.shard(x, 1), training.shard(y, y.ndim - 1)
     lr = jnp.float32(config.learning_rate)
 
-    eval_step = evaluate.make_eval_step(model, task.objective, parallel)
-    train_step = train.make_train_step(model, optimizer, task.objective, constants, parallel)
-    variables = {"params": state.params, **constants}
+    eval_step = evaluate.make_eval_step(model, task.objective, evaluating)
+    train_step = train.make_train_step(model, optimizer, task.objective, constants, training)
+    variables = {"params": evaluating.replicate(state.params), **constants}
     started = time.perf_counter()
-    eval_step.lower(variables, x, y).compile()
+    eval_step.lower(variables, eval_x, eval_y).compile()
     train_step.lower(state, x, y, lr).compile()
     compile_s = time.perf_counter() - started
 
-    jax.block_until_ready(eval_step(variables, x, y))
-    forward_s = median_seconds(lambda: jax.block_until_ready(eval_step(variables, x, y)), repeats)
+    jax.block_until_ready(eval_step(variables, eval_x, eval_y))
     holder = {"state": state}
 
     def one_train_step():
         holder["state"], result = train_step(holder["state"], x, y, lr)
         jax.block_until_ready((holder["state"], result))
 
+    def one_forward():
+        # the train step donates its state: evaluate the current parameters
+        variables["params"] = jax.block_until_ready(evaluating.replicate(holder["state"].params))
+        return seconds(lambda: jax.block_until_ready(eval_step(variables, eval_x, eval_y)))
+
     one_train_step()
-    train_step_s = median_seconds(one_train_step, repeats)
-    peak = peak_flops_per_s(repeats)
+    medians = interleaved_medians({"peak": peak_matmul(), "forward": one_forward, "train": lambda: seconds(one_train_step)}, repeats)
+    peak, forward_s, train_step_s = medians["peak"], medians["forward"], medians["train"]
     forward_flops = steps * (2 * batch * (inputs + hidden) * hidden + 2 * batch * hidden * classes)
     train_flops = 3 * forward_flops
     return {
@@ -123,7 +142,7 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         "forward_flops": forward_flops, "train_flops": train_flops, "peak_flops_per_s": peak,
         "forward_fraction_of_peak": forward_flops / peak / forward_s,
         "train_fraction_of_peak": train_flops / peak / train_step_s,
-        "backward": backward, "devices": len(jax.devices()), "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+        "backward": backward, "devices": training.num_devices, "forward_devices": evaluating.num_devices, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
     }
 
 
@@ -137,7 +156,9 @@ def print_table(records: list[dict]) -> None:
             f"{r['peak_flops_per_s'] / 1e9:>12.1f} {r['forward_fraction_of_peak']:>8.3f} {r['train_fraction_of_peak']:>10.3f}"
         )
     if records:
-        print(f"device: {records[0]['device_kind']} x{records[0]['devices']}, jax {records[0]['jax_version']}, backward {records[0]['backward']}")
+        r = records[0]
+        print(f"device: {r['device_kind']}, forward on {r['forward_devices']} device(s), training on {r['devices']}, "
+              f"jax {r['jax_version']}, backward {r['backward']}")
 
 
 def main(argv=None) -> int:
@@ -149,7 +170,9 @@ def main(argv=None) -> int:
                         help="gradient of the time loop: brfjax's hand-written one (default), JAX's, or JAX's "
                              "with segments recomputed (least memory)")
     parser.add_argument("--host-devices", type=int, default=None,
-                        help="CPU only: split the host into N XLA devices (one per core, say) and the batch over them")
+                        help="CPU only: split the host into N XLA devices and the batch of both steps over them "
+                             "(default: as the CLIs do, the forward over one device per core like brfjax.evaluate, "
+                             "training on one device like brfjax.train)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--single", nargs=2, metavar=("TASK", "NEURON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -158,7 +181,15 @@ def main(argv=None) -> int:
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (the median of at least 5 runs)")
     if args.single:
-        print(json.dumps(measure(args.single[0], args.single[1], args.repeats, args.backward)))
+        train_devices = None
+        if args.host_devices is None:  # what the CLIs do by default
+            from brfjax import parallel
+
+            parallel.use_every_core()
+            import jax
+
+            train_devices = 1 if jax.default_backend() == "cpu" else None
+        print(json.dumps(measure(args.single[0], args.single[1], args.repeats, args.backward, train_devices)))
         return 0
     records = []
     for task in args.tasks:
@@ -169,7 +200,7 @@ def main(argv=None) -> int:
                 env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={args.host_devices}"
             result = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--single", task, neuron, "--repeats", str(args.repeats),
-                 "--backward", args.backward],
+                 "--backward", args.backward] + (["--host-devices", str(args.host_devices)] if args.host_devices else []),
                 capture_output=True, text=True, env=env,
             )
             if result.returncode != 0:

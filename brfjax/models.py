@@ -61,11 +61,12 @@ class RecurrentSNN(nn.Module):
       return_trajectory: also return the hidden state at every step.
       backward: ``"manual"`` (default) uses the hand-written reverse pass of
         :mod:`brfjax.scan` for BRF, RF and ALIF (same forward, bit for bit; gradients
-        equal to JAX's up to float32 summation order, much faster); ``"autodiff"``
-        lets JAX differentiate the scan; ``"recompute"`` saves memory: JAX's gradient
-        with the loop cut into segments of ``recompute_segment`` steps (default ⌈√T⌉)
-        recomputed in the backward pass (:func:`brfjax.scan.run_recompute`). BHRF and
-        trajectories always use autodiff.
+        equal to JAX's up to float32 summation order, faster, less memory); ``"autodiff"``
+        lets JAX differentiate the scan; ``"recompute"`` saves the most memory: JAX's
+        gradient with the loop cut into segments recomputed in the backward pass
+        (:func:`brfjax.scan.run_recompute`). BHRF and trajectories always use autodiff.
+      recompute_segment: the segment length of ``"manual"`` and ``"recompute"``
+        (default ⌈√T⌉).
     """
 
     hidden: cells.SpikingCell
@@ -108,7 +109,7 @@ class RecurrentSNN(nn.Module):
             and not self.return_trajectory
         )
         if manual:
-            output = scan.run_manual_backward(spec, params, inputs, initial_state.hidden, initial_state.readout)
+            output = scan.run_manual_backward(spec, params, inputs, initial_state.hidden, initial_state.readout, self.recompute_segment)
         elif self.backward == "recompute" and not self.return_trajectory:
             output = scan.run_recompute(spec, params, inputs, initial_state.hidden, initial_state.readout, self.recompute_segment)
         else:

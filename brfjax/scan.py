@@ -6,18 +6,27 @@ Forward (spec §3.1), for t = 0..T-1 with ``c_t = [x_t, z_{t-1}]``:
     J_t = z_t · W (+ b_o)                       o_t = α·o_{t-1} + (1-α)·J_t
 
 :func:`run` is one ``lax.scan`` whose gradient JAX derives. :func:`run_manual_backward`
-computes the same forward (bit for bit) but saves the states of every step and
-supplies its own reverse pass (``jax.custom_vjp``):
+computes the same forward (bit for bit) and supplies its own reverse pass
+(``jax.custom_vjp``). Its forward keeps only the currents ``I_t`` and drives ``J_t`` of
+every step and the hidden state at the start of every segment of k steps (default
+k = ⌈√T⌉); the reverse pass then goes through the segments last to first:
 
-* the readout's reverse recurrence ``G_t = ∂L/∂o_t + α·G_{t+1}`` runs over the small
-  ``(B, C)`` potentials, and ``∂L/∂z_t = (1-α)·G_t · Wᵀ``, ``∂L/∂W = Σ_t z_tᵀ (1-α) G_t``
-  are each one large matrix product over all steps;
-* the hidden layer's reverse loop carries only the state cotangents; per step it does
-  the neuron's adjoint update and one ``(B, H) × (H, H)`` product for the recurrent
-  spikes, ``∂L/∂z_{t-1} += ∂L/∂I_t · K_recᵀ``;
-* the kernel gradient ``∂L/∂K = Σ_t c_tᵀ · ∂L/∂I_t`` is one large product after the loop;
-* memory: the forward keeps the state of every step (and ALIF's current ``I``); the
-  reverse loop reads them in place.
+* the readout's reverse recurrence ``G_t = ∂L/∂o_t + α·G_{t+1}`` runs once over the small
+  ``(B, C)`` potentials; ``∂L/∂α`` follows from the saved ``o_t`` and ``J_t``;
+* per segment, the hidden states are recomputed from the saved start and currents: the
+  same step function on the same inputs, so the same states, and no matrix product;
+* per segment, ``∂L/∂z_t = (1-α)·G_t · Wᵀ`` (plus the spike count's cotangent) and the
+  kernel gradients ``Σ_t c_tᵀ·∂L/∂I_t`` and ``Σ_t z_tᵀ·(1-α)G_t`` are single products over
+  all k·B rows;
+* the sequential part carries only the state cotangents; per step it does the neuron's
+  adjoint update and one ``(B, H) × (H, H)`` product for the recurrent spikes,
+  ``∂L/∂z_{t-1} += ∂L/∂I_t · K_recᵀ``, and keeps the coefficients' gradient terms per
+  sample (summed over the batch once per segment).
+
+Memory: one ``(T, B, H)`` array (the currents) plus one segment's states, instead of
+every state of every step. On a 2-core CPU this is also faster than keeping every state:
+fresh memory for the saved states costs page faults, while recomputing a segment's
+states from its currents is elementwise work on arrays that stay in cache.
 
 The spike's derivative is the cell's surrogate ``g``; the rest is the exact derivative
 of the step equations of :mod:`brfjax.neurons` (derived in the ``_reverse_*`` functions).
@@ -82,96 +91,153 @@ def step_function(spec: ScanSpec):
     return functools.partial(neurons.get_neuron(spec.neuron).step, spike=spike, dt=spec.dt, exact=spec.exact)
 
 
-def _residuals(spec: ScanSpec, state, current):
-    """What the reverse pass keeps of one step: the state, and for ALIF the current I."""
-    return (state, current if spec.neuron == "alif" else None)
-
-
-def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, save: str):
-    """The loop; ``save`` is ``"nothing"``, ``"trajectory"`` (every state) or
-    ``"residuals"`` (what the hand-written reverse pass needs)."""
+def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
+             keep_residuals: bool = False, counts0=None):
+    """The loop. Returns the output, the hidden state of every step (None unless
+    ``keep_trajectory``) and, if ``keep_residuals``, the currents ``I_t`` and readout
+    drives ``J_t`` of every step (else None). Spike counts start from ``counts0`` (zero
+    by default), so a loop run in segments sums them in the same order."""
     hidden_step = step_function(spec)
 
     def time_step(carry, x_t):
         state, potential, spike_counts = carry
         current = synaptic_current(cell_input(spec, x_t, state.z), params.hidden_kernel, params.hidden_bias)
         state = hidden_step(params.hidden_coefficients, state, current)
-        potential = neurons.li_step(
-            params.readout_alpha, potential, synaptic_current(state.z, params.readout_kernel, params.readout_bias), spec.exact
-        )
+        drive = synaptic_current(state.z, params.readout_kernel, params.readout_bias)
+        potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
-        if save == "residuals":
-            saved = _residuals(spec, state, current)
-        else:
-            saved = state if save == "trajectory" else None
-        return (state, potential, spike_counts), (potential, saved)
+        saved = (current, drive) if keep_residuals else None
+        return (state, potential, spike_counts), (potential, state if keep_trajectory else None, saved)
 
-    counts = jnp.zeros(inputs.shape[1], jnp.float32)
-    (state, potential, counts), (readouts, saved) = jax.lax.scan(time_step, (hidden0, readout0, counts), inputs)
-    return ScanOutput(state, potential, readouts, counts, None), saved
+    counts = jnp.zeros(inputs.shape[1], jnp.float32) if counts0 is None else counts0
+    (state, potential, counts), (readouts, trajectory, residuals) = jax.lax.scan(
+        time_step, (hidden0, readout0, counts), inputs
+    )
+    return ScanOutput(state, potential, readouts, counts, None), trajectory, residuals
+
+
+def _hidden_residuals(spec: ScanSpec, params: NetworkParams, currents, hidden0):
+    """The hidden states again from the saved currents, without the products: at every
+    step the previous state ``s_{t-1}``, the new state ``s_t`` and the surrogate slope
+    ``g`` at the argument of this step's Θ (:func:`_surrogate_slope`). Same step
+    function and currents as :func:`_forward`, so the same states bit for bit; outputs
+    the reverse pass does not read are dropped by JAX."""
+    hidden_step = step_function(spec)
+
+    def time_step(state, current):
+        new_state = hidden_step(params.hidden_coefficients, state, current)
+        return new_state, (state, new_state, _surrogate_slope(spec, state, new_state))
+
+    return jax.lax.scan(time_step, hidden0, currents)[1]
 
 
 def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False) -> ScanOutput:
     """The forward loop; its gradient is JAX's reverse-mode derivative of the scan."""
-    output, trajectory = _forward(spec, params, inputs, hidden0, readout0, "trajectory" if keep_trajectory else "nothing")
+    output, trajectory, _ = _forward(spec, params, inputs, hidden0, readout0, keep_trajectory)
     return output._replace(trajectory=trajectory)
 
 
+def default_segment(num_steps: int) -> int:
+    """⌈√T⌉: the segment length that minimises what a recomputing backward keeps."""
+    return max(1, math.ceil(math.sqrt(num_steps)))
+
+
+def _split_segments(tree, num_steps: int, segment: int):
+    """The leading (time) axis of every leaf as ``(full segments (n, k, ...), rest or None)``."""
+    full = num_steps // segment
+    segments = jax.tree_util.tree_map(lambda a: a[: full * segment].reshape(full, segment, *a.shape[1:]), tree)
+    rest = jax.tree_util.tree_map(lambda a: a[full * segment :], tree) if num_steps % segment else None
+    return segments, rest
+
+
+def _run_segments(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: int, remat: bool):
+    """The loop as an outer scan over segments of ``segment`` steps (the last one
+    shorter), each an inner :func:`_forward`: the very same step function in the same
+    order, so readouts, spike counts and final states are bit-identical to :func:`run`.
+    Returns the output and the hidden state at the start of every segment (full
+    segments stacked, then the shorter one's or None); without ``remat``, also the
+    currents ``I_t`` and drives ``J_t`` of every step (:func:`_forward`); with it, each
+    segment is wrapped in ``jax.checkpoint`` and nothing else is kept."""
+    num_steps = inputs.shape[0]
+
+    def run_segment(carry, segment_inputs):
+        state, potential, counts = carry
+        output, _, residuals = _forward(spec, params, segment_inputs, state, potential, False, not remat, counts)
+        return (output.final_hidden, output.final_readout, output.spike_counts), (output.readouts, residuals, state)
+
+    if remat:
+        run_segment = jax.checkpoint(run_segment)
+    carry = (hidden0, readout0, jnp.zeros(inputs.shape[1], jnp.float32))
+    segments, rest = _split_segments(inputs, num_steps, segment)
+    carry, (readouts, residuals, starts) = jax.lax.scan(run_segment, carry, segments)
+    per_step = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), (readouts, residuals))
+    rest_start = None
+    if rest is not None:
+        carry, (rest_readouts, rest_residuals, rest_start) = run_segment(carry, rest)
+        per_step = jax.tree_util.tree_map(
+            lambda a, b: jnp.concatenate([a, b], axis=0), per_step, (rest_readouts, rest_residuals)
+        )
+    state, potential, counts = carry
+    readouts, residuals = per_step
+    return ScanOutput(state, potential, readouts, counts, None), residuals, (starts, rest_start)
+
+
 def run_recompute(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None) -> ScanOutput:
-    """:func:`run` with a memory-saving gradient: the loop is cut into segments of
+    """:func:`run` with JAX's gradient and less memory: the loop is cut into segments of
     ``segment`` steps (default ⌈√T⌉) whose insides are recomputed in the backward pass
     (``jax.checkpoint``). The reverse pass keeps the state at segment boundaries and
     one segment's intermediates, O(T/k + k) steps instead of O(T), for one extra
-    forward pass. The forward is the same step function, so readouts are bit-identical
-    to :func:`run`; the gradient is JAX's (``backward="autodiff"``).
+    forward pass. Readouts are bit-identical to :func:`run`.
     """
-    num_steps = inputs.shape[0]
-    segment = segment or max(1, math.ceil(math.sqrt(num_steps)))
-
-    @jax.checkpoint
-    def run_segment(carry, segment_inputs):
-        state, potential, counts = carry
-        output, _ = _forward(spec, params, segment_inputs, state, potential, "nothing")
-        return (output.final_hidden, output.final_readout, counts + output.spike_counts), output.readouts
-
-    carry = (hidden0, readout0, jnp.zeros(inputs.shape[1], jnp.float32))
-    full = num_steps // segment
-    readouts = []
-    if full:
-        segments = inputs[: full * segment].reshape(full, segment, *inputs.shape[1:])
-        carry, segment_readouts = jax.lax.scan(run_segment, carry, segments)
-        readouts.append(segment_readouts.reshape(full * segment, *segment_readouts.shape[2:]))
-    if num_steps % segment:
-        carry, rest = run_segment(carry, inputs[full * segment :])
-        readouts.append(rest)
-    state, potential, counts = carry
-    return ScanOutput(state, potential, jnp.concatenate(readouts, axis=0), counts, None)
+    segment = segment or default_segment(inputs.shape[0])
+    output, _, _ = _run_segments(spec, params, inputs, hidden0, readout0, segment, remat=True)
+    return output
 
 
 # ------------------------------------------------------------ hand-written backward
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def run_manual_backward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0) -> ScanOutput:
-    """:func:`run` (no trajectory) with the hand-written reverse pass of this module."""
+def run_manual_backward(
+    spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None
+) -> ScanOutput:
+    """:func:`run` (no trajectory) with the hand-written reverse pass of this module,
+    which recomputes the loop in segments of ``segment`` steps (default
+    :func:`default_segment`)."""
+    return _run_manual(spec, segment or default_segment(inputs.shape[0]), params, inputs, hidden0, readout0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _run_manual(spec: ScanSpec, segment: int, params: NetworkParams, inputs, hidden0, readout0) -> ScanOutput:
     return run(spec, params, inputs, hidden0, readout0)
 
 
-def _manual_forward(spec, params, inputs, hidden0, readout0):
-    output, saved = _forward(spec, params, inputs, hidden0, readout0, "residuals")
-    return output, (params, inputs, hidden0, readout0, saved, output.readouts)
+def _manual_forward(spec, segment, params, inputs, hidden0, readout0):
+    output, (currents, drives), starts = _run_segments(spec, params, inputs, hidden0, readout0, segment, remat=False)
+    return output, (params, inputs, hidden0, readout0, starts, output.readouts, currents, drives)
 
 
-def _sum_batch(x):
-    return jnp.sum(x, axis=0)
+def _surrogate_slope(spec: ScanSpec, prev, cur):
+    """The surrogate derivative ``g(x_t)`` at the argument of the step's Θ:
+    BRF ``u_t - 1 - q_{t-1}``, RF ``u_t - 1``, ALIF ``u'_t - ϑ_t`` (``u'_t = u_t + z_t·ϑ_t``)."""
+    surrogate = surrogates.get_surrogate(spec.surrogate)
+    if spec.neuron == "brf":
+        return surrogate((cur.u - 1.0) - prev.q)
+    if spec.neuron == "alif":
+        threshold = neurons.ALIF_BASE_THRESHOLD + cur.a * neurons.ALIF_ADAPTATION_STRENGTH
+        return surrogate(cur.u + cur.z * threshold - threshold)
+    return surrogate(cur.u - 1.0)
 
 
-def _reverse_resonator(spec, coefficients, prev, cur, neuron_carry, gz, surrogate):
+def _reverse_resonator(spec, coefficients, prev, cur, neuron_carry, gz, slope):
     """Adjoint of one BRF / vanilla-RF step.
 
     Forward: u_t = u + (b·u)δ - (ω·v)δ + I·δ, v_t = v + (ω·u)δ + (b·v)δ,
     BRF: b = p - b' - q_{t-1}, z_t = Θ(u_t - 1 - q_{t-1}), q_t = 0.9·q_{t-1} + z_t;
-    RF: b = -b', z_t = Θ(u_t - 1).
+    RF: b = -b', z_t = Θ(u_t - 1). ``slope`` is g at this step's Θ argument.
+
+    Returns the carried cotangents of step t-1, ∂L/∂I_t, the per-sample terms
+    ``(v̄·u - ū·v, ∂L/∂b)`` whose batch sums :func:`_coefficient_gradients` turns into the
+    coefficients' gradients, and the spikes' cotangent through the neuron (none).
     """
     dt = spec.dt
     omega = coefficients.omega
@@ -179,46 +245,47 @@ def _reverse_resonator(spec, coefficients, prev, cur, neuron_carry, gz, surrogat
         gu, gv, gq = neuron_carry
         gz = gz + gq  # q_t = 0.9·q_{t-1} + z_t
         damping = (coefficients.boundary - coefficients.b_offset) - prev.q
-        gx = gz * surrogate((cur.u - 1.0) - prev.q)
     else:
         gu, gv = neuron_carry
         damping = -coefficients.b_offset
-        gx = gz * surrogate(cur.u - 1.0)
+    gx = gz * slope
     gu = gu + gx
     g_damping = (gu * prev.u + gv * prev.v) * dt
     gu_prev = gu * (1.0 + damping * dt) + gv * (omega * dt)
     gv_prev = gv * (1.0 + damping * dt) - gu * (omega * dt)
-    g_omega = _sum_batch(gv * prev.u - gu * prev.v) * dt
     if spec.neuron == "brf":
-        gq_prev = gq * neurons.BRF_REFRACTORY_DECAY - gx - g_damping
-        g_coefficients = type(coefficients)(g_omega, -_sum_batch(g_damping), _sum_batch(g_damping))
-        carry = (gu_prev, gv_prev, gq_prev)
+        carry = (gu_prev, gv_prev, gq * neurons.BRF_REFRACTORY_DECAY - gx - g_damping)
     else:
-        g_coefficients = type(coefficients)(g_omega, -_sum_batch(g_damping), jnp.zeros_like(omega))
         carry = (gu_prev, gv_prev)
-    return carry, gu * dt, g_coefficients, jnp.zeros_like(gz)
+    return carry, gu * dt, (gv * prev.u - gu * prev.v, g_damping), None
 
 
-def _reverse_alif(spec, coefficients, prev, cur, current, neuron_carry, gz, surrogate):
+def _reverse_alif(spec, coefficients, prev, cur, current, neuron_carry, gz, slope):
     """Adjoint of one ALIF step.
 
     Forward: a_t = ρ·a + (1-ρ)·z_{t-1}, ϑ_t = 0.01 + 1.8·a_t, u'_t = α·u + (1-α)·I,
-    z_t = Θ(u'_t - ϑ_t), u_t = u'_t - z_t·ϑ_t.
+    z_t = Θ(u'_t - ϑ_t), u_t = u'_t - z_t·ϑ_t. The per-sample coefficient terms are
+    ``((u - I)·ū', (a - z_{t-1})·ā)``.
     """
     alpha, rho = coefficients
     gu, ga = neuron_carry
     threshold = neurons.ALIF_BASE_THRESHOLD + cur.a * neurons.ALIF_ADAPTATION_STRENGTH
-    u_pre = cur.u + cur.z * threshold
     gz = gz - gu * threshold
-    g_threshold = -gu * cur.z
-    gx = gz * surrogate(u_pre - threshold)
+    gx = gz * slope
     gu_pre = gu + gx
-    g_threshold = g_threshold - gx
-    ga = ga + neurons.ALIF_ADAPTATION_STRENGTH * g_threshold
-    g_alpha = _sum_batch((prev.u - current) * gu_pre)
-    g_rho = _sum_batch((prev.a - prev.z) * ga)
+    ga = ga + neurons.ALIF_ADAPTATION_STRENGTH * (-gu * cur.z - gx)
     carry = (alpha * gu_pre, rho * ga)
-    return carry, (1.0 - alpha) * gu_pre, type(coefficients)(g_alpha, g_rho), (1.0 - rho) * ga
+    terms = ((prev.u - current) * gu_pre, (prev.a - prev.z) * ga)
+    return carry, (1.0 - alpha) * gu_pre, terms, (1.0 - rho) * ga
+
+
+def _coefficient_gradients(spec, coefficients, sums):
+    """The coefficients' gradients from the summed per-sample terms of the reverse steps."""
+    if spec.neuron == "alif":
+        return type(coefficients)(*sums)
+    g_omega = sums[0] * spec.dt
+    g_boundary = sums[1] if spec.neuron == "brf" else jnp.zeros_like(coefficients.omega)
+    return type(coefficients)(g_omega, -sums[1], g_boundary)
 
 
 def _flat_product(a, b):
@@ -231,12 +298,80 @@ def _matmul(a, b):
     return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
 
-def _manual_backward(spec, residuals, cotangent: ScanOutput):
-    params, inputs, hidden0, readout0, (trajectory, currents), readouts = residuals
-    surrogate = surrogates.get_surrogate(spec.surrogate)
-    spikes = trajectory.z
+class _Gradients(NamedTuple):
+    """Parameter gradients summed over the segments done so far."""
 
-    # ---- readout: G_t = ∂L/∂o_t + α·G_{t+1}, then large products over all steps
+    coefficients: Any
+    hidden_kernel: jax.Array
+    hidden_bias: jax.Array
+    readout_kernel: jax.Array
+
+
+def _shifted(first, sequence):
+    """``[first, sequence[0], ..., sequence[-2]]``: the previous step's value at every step."""
+    return jnp.concatenate([first[None], sequence[:-1]], axis=0)
+
+
+def _segment_backward(spec, params, count_cotangent, carry, segment):
+    """Reverse pass through one segment: recompute its hidden states from the saved
+    start (:func:`_hidden_residuals`), then run the adjoint steps backwards.
+
+    ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
+    gradients so far)``; ``segment = (inputs, start hidden state, ∂L/∂J_t (B, C) of its
+    steps)``. What does not depend on the reverse recurrence is done for all k steps
+    of the segment at once: ``∂L/∂z_t`` from the readout and spike count, and the kernel
+    gradients ``Σ_t c_tᵀ ∂L/∂I_t`` and ``Σ_t z_tᵀ ∂L/∂J_t`` (single products over k·B
+    rows). The sequential loop keeps the coefficients' terms per sample and sums them
+    over the batch once per segment. Returns the new carry and ``∂L/∂x_t``.
+    """
+    neuron_carry, g_spikes_future, grads = carry
+    inputs, currents, start, g_drive = segment
+    previous, trajectory, slopes = _hidden_residuals(spec, params, currents, start)
+    spikes = trajectory.z
+    # ∂L/∂z_t from the readout and the spike count; the next step's part comes in the loop
+    g_spikes_direct = _matmul(g_drive, params.readout_kernel.T) + count_cotangent[:, None]
+    reverse_step = _reverse_alif if spec.neuron == "alif" else _reverse_resonator
+    input_size = inputs.shape[-1]
+    recurrent_kernel_t = params.hidden_kernel[input_size:].T if spec.recurrent else None
+
+    def step_backward(step_carry, step):
+        neuron_carry, g_spikes_next, term_sums = step_carry
+        prev, cur, current, gz, slope = step
+        extra = (current,) if spec.neuron == "alif" else ()
+        neuron_carry, g_current, terms, gz_prev = reverse_step(
+            spec, params.hidden_coefficients, prev, cur, *extra, neuron_carry, gz + g_spikes_next, slope
+        )
+        if spec.recurrent:
+            recurrent = _matmul(g_current, recurrent_kernel_t)
+            gz_prev = recurrent if gz_prev is None else gz_prev + recurrent
+        elif gz_prev is None:
+            gz_prev = jnp.zeros_like(g_current)
+        return (neuron_carry, gz_prev, jax.tree_util.tree_map(jnp.add, term_sums, terms)), g_current
+
+    zero_terms = (jnp.zeros_like(spikes[0]),) * 2
+    (neuron_carry, g_spikes_future, term_sums), g_currents = jax.lax.scan(
+        step_backward, (neuron_carry, g_spikes_future, zero_terms),
+        (previous, trajectory, currents, g_spikes_direct, slopes), reverse=True,
+    )
+    g_coefficients = _coefficient_gradients(spec, params.hidden_coefficients, [jnp.sum(s, axis=0) for s in term_sums])
+    g_kernel = _flat_product(inputs, g_currents)  # c_t = [x_t, z_{t-1}]
+    if spec.recurrent:
+        g_kernel = jnp.concatenate([g_kernel, _flat_product(previous.z, g_currents)], axis=0)
+    grads = _Gradients(
+        jax.tree_util.tree_map(jnp.add, grads.coefficients, g_coefficients),
+        grads.hidden_kernel + g_kernel,
+        grads.hidden_bias + jnp.sum(g_currents, axis=(0, 1)),
+        grads.readout_kernel + _flat_product(spikes, g_drive),
+    )
+    g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
+    return (neuron_carry, g_spikes_future, grads), g_inputs
+
+
+def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
+    params, inputs, hidden0, readout0, (starts, rest_start), readouts, currents, drives = residuals
+    num_steps = inputs.shape[0]
+
+    # ---- readout: G_t = ∂L/∂o_t + α·G_{t+1} over the small (B, C) potentials
     alpha = params.readout_alpha
     g_readouts = cotangent.readouts.at[-1].add(cotangent.final_readout)
 
@@ -246,51 +381,34 @@ def _manual_backward(spec, residuals, cotangent: ScanOutput):
 
     g_readout0_next, g_potential = jax.lax.scan(readout_reverse, jnp.zeros_like(readout0), g_readouts, reverse=True)
     g_drive = (1.0 - alpha) * g_potential  # ∂L/∂J_t
-    drive = synaptic_current(spikes, params.readout_kernel, params.readout_bias)
-    previous_potential = jnp.concatenate([readout0[None], readouts[:-1]], axis=0)
-    g_alpha = jnp.sum((previous_potential - drive) * g_potential, axis=(0, 1))
-    g_readout_kernel = _flat_product(spikes, g_drive)
-    g_readout_bias = None if params.readout_bias is None else jnp.sum(g_drive, axis=(0, 1))
-    readout_kernel_t = params.readout_kernel.T
+    g_alpha = jnp.sum((_shifted(readout0, readouts) - drives) * g_potential, axis=(0, 1))
 
-    # ---- hidden layer: reverse loop reading the saved states in place
-    num_steps = inputs.shape[0]
-    input_size = inputs.shape[-1]
-    recurrent_kernel_t = params.hidden_kernel[input_size:].T if spec.recurrent else None
-    reverse_step = _reverse_alif if spec.neuron == "alif" else _reverse_resonator
-
-    def hidden_reverse(i, carry):
-        neuron_carry, g_spikes_future, g_currents, g_coefficients = carry
-        t = num_steps - 1 - i
-        cur = jax.tree_util.tree_map(lambda a: a[t], trajectory)
-        prev = jax.tree_util.tree_map(lambda a, a0: jnp.where(t > 0, a[jnp.maximum(t - 1, 0)], a0), trajectory, hidden0)
-        # ∂L/∂z_t: readout, spike count, and the next step (recurrence, adaptation)
-        gz = _matmul(g_drive[t], readout_kernel_t) + cotangent.spike_counts[:, None] + g_spikes_future
-        extra = (currents[t],) if spec.neuron == "alif" else ()
-        neuron_carry, g_current, g_step, gz_prev = reverse_step(
-            spec, params.hidden_coefficients, prev, cur, *extra, neuron_carry, gz, surrogate
-        )
-        if spec.recurrent:
-            gz_prev = gz_prev + _matmul(g_current, recurrent_kernel_t)
-        g_currents = g_currents.at[t].set(g_current)
-        g_coefficients = jax.tree_util.tree_map(jnp.add, g_coefficients, g_step)
-        return neuron_carry, gz_prev, g_currents, g_coefficients
-
-    g_final = cotangent.final_hidden
-    zero_coefficients = jax.tree_util.tree_map(jnp.zeros_like, params.hidden_coefficients)
-    neuron_carry, g_z0, g_currents, g_coefficients = jax.lax.fori_loop(
-        0, num_steps, hidden_reverse,
-        (tuple(g_final)[1:], g_final.z, jnp.zeros(spikes.shape, spikes.dtype), zero_coefficients),  # state = (z, carried...)
+    # ---- hidden layer: segments in reverse, each recomputed from its saved start
+    zeros = functools.partial(jax.tree_util.tree_map, jnp.zeros_like)
+    grads = _Gradients(
+        zeros(params.hidden_coefficients), zeros(params.hidden_kernel), jnp.zeros(params.hidden_kernel.shape[-1]),
+        zeros(params.readout_kernel),
     )
-    g_hidden_kernel = _flat_product(inputs, g_currents)
-    if spec.recurrent:
-        # Σ_t z_{t-1}ᵀ ∂L/∂I_t, with z_{-1} the initial spikes
-        recurrent = _flat_product(spikes[:-1], g_currents[1:]) + _matmul(hidden0.z.T, g_currents[0])
-        g_hidden_kernel = jnp.concatenate([g_hidden_kernel, recurrent], axis=0)
-    g_hidden_bias = None if params.hidden_bias is None else jnp.sum(g_currents, axis=(0, 1))
-    g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
-    g_params = NetworkParams(g_coefficients, g_hidden_kernel, g_hidden_bias, g_alpha, g_readout_kernel, g_readout_bias)
-    return g_params, g_inputs, type(g_final)(g_z0, *neuron_carry), alpha * g_readout0_next
+    g_final = cotangent.final_hidden
+    carry = (tuple(g_final)[1:], g_final.z, grads)  # state = (z, carried...)
+    segments, rest = _split_segments((inputs, currents, g_drive), num_steps, segment)
+    backward = functools.partial(_segment_backward, spec, params, cotangent.spike_counts)
+    g_inputs = []
+    if rest is not None:
+        carry, g_rest = backward(carry, (rest[0], rest[1], rest_start, rest[2]))
+        g_inputs.append(g_rest)
+    carry, g_segments = jax.lax.scan(backward, carry, (segments[0], segments[1], starts, segments[2]), reverse=True)
+    g_inputs.insert(0, g_segments.reshape(-1, *g_segments.shape[2:]))
+    neuron_carry, g_z0, grads = carry
+    g_params = NetworkParams(
+        grads.coefficients,
+        grads.hidden_kernel,
+        None if params.hidden_bias is None else grads.hidden_bias,
+        g_alpha,
+        grads.readout_kernel,
+        None if params.readout_bias is None else jnp.sum(g_drive, axis=(0, 1)),
+    )
+    return g_params, jnp.concatenate(g_inputs, axis=0), type(g_final)(g_z0, *neuron_carry), alpha * g_readout0_next
 
 
-run_manual_backward.defvjp(_manual_forward, _manual_backward)
+_run_manual.defvjp(_manual_forward, _manual_backward)
