@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Optional
 
 SHAPES = {  # task -> (batch, steps, inputs, hidden, classes)
     "smnist": (256, 784, 1, 256, 10),
@@ -82,9 +81,8 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual", train_devices: Optional[int] = None) -> dict:
-    """One configuration, in this process: the forward over all local devices (as
-    ``brfjax.evaluate``), the training step over ``train_devices`` (all by default)."""
+def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual") -> dict:
+    """One configuration, in this process, with the batch split over all local devices."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -97,28 +95,26 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     config = tasks.config_for(task.name, neuron, batch_size=batch)
     model = tasks.build_model(config).clone(backward=backward)
     optimizer = train.make_optimizer(config)
-    evaluating, training = DataParallel(), DataParallel(train_devices)
-    for parallel in (evaluating, training):
-        if batch % parallel.num_devices:
-            raise SystemExit(f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices")
-    state, constants = train.init_state(config, model, optimizer, training)
+    parallel = DataParallel()
+    if batch % parallel.num_devices:
+        raise SystemExit(f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices")
+    state, constants = train.init_state(config, model, optimizer, parallel)
     rng = np.random.default_rng(0)
     x = (rng.random((steps, batch, inputs)) < 0.2).astype(np.float32)
     scored = steps - model.sub_seq_length
     y = rng.integers(0, classes, (scored, batch) if task.objective == "per_step" else (batch,)).astype(np.int32)
-    eval_x, eval_y = evaluating.shard(x, 1), evaluating.shard(y, y.ndim - 1)
-    x, y = training.shard(x, 1), training.shard(y, y.ndim - 1)
+    x, y = parallel.shard(x, 1), parallel.shard(y, y.ndim - 1)
     lr = jnp.float32(config.learning_rate)
 
-    eval_step = evaluate.make_eval_step(model, task.objective, evaluating)
-    train_step = train.make_train_step(model, optimizer, task.objective, constants, training)
-    variables = {"params": evaluating.replicate(state.params), **constants}
+    eval_step = evaluate.make_eval_step(model, task.objective, parallel)
+    train_step = train.make_train_step(model, optimizer, task.objective, constants, parallel)
+    variables = {"params": state.params, **constants}
     started = time.perf_counter()
-    eval_step.lower(variables, eval_x, eval_y).compile()
+    eval_step.lower(variables, x, y).compile()
     train_step.lower(state, x, y, lr).compile()
     compile_s = time.perf_counter() - started
 
-    jax.block_until_ready(eval_step(variables, eval_x, eval_y))
+    jax.block_until_ready(eval_step(variables, x, y))
     holder = {"state": state}
 
     def one_train_step():
@@ -127,8 +123,8 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
 
     def one_forward():
         # the train step donates its state: evaluate the current parameters
-        variables["params"] = jax.block_until_ready(evaluating.replicate(holder["state"].params))
-        return seconds(lambda: jax.block_until_ready(eval_step(variables, eval_x, eval_y)))
+        variables["params"] = holder["state"].params
+        return seconds(lambda: jax.block_until_ready(eval_step(variables, x, y)))
 
     one_train_step()
     medians = interleaved_medians({"peak": peak_matmul(), "forward": one_forward, "train": lambda: seconds(one_train_step)}, repeats)
@@ -142,7 +138,7 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         "forward_flops": forward_flops, "train_flops": train_flops, "peak_flops_per_s": peak,
         "forward_fraction_of_peak": forward_flops / peak / forward_s,
         "train_fraction_of_peak": train_flops / peak / train_step_s,
-        "backward": backward, "devices": training.num_devices, "forward_devices": evaluating.num_devices, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+        "backward": backward, "devices": parallel.num_devices, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
     }
 
 
@@ -157,8 +153,7 @@ def print_table(records: list[dict]) -> None:
         )
     if records:
         r = records[0]
-        print(f"device: {r['device_kind']}, forward on {r['forward_devices']} device(s), training on {r['devices']}, "
-              f"jax {r['jax_version']}, backward {r['backward']}")
+        print(f"device: {r['device_kind']} x{r['devices']}, jax {r['jax_version']}, backward {r['backward']}")
 
 
 def main(argv=None) -> int:
@@ -170,9 +165,8 @@ def main(argv=None) -> int:
                         help="gradient of the time loop: brfjax's hand-written one (default), JAX's, or JAX's "
                              "with segments recomputed (least memory)")
     parser.add_argument("--host-devices", type=int, default=None,
-                        help="CPU only: split the host into N XLA devices and the batch of both steps over them "
-                             "(default: as the CLIs do, the forward over one device per core like brfjax.evaluate, "
-                             "training on one device like brfjax.train)")
+                        help="CPU only: split the host into N XLA devices and the batch over them "
+                             "(default: one per core, as brfjax.train and brfjax.evaluate do)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--single", nargs=2, metavar=("TASK", "NEURON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -181,15 +175,11 @@ def main(argv=None) -> int:
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (the median of at least 5 runs)")
     if args.single:
-        train_devices = None
-        if args.host_devices is None:  # what the CLIs do by default
+        if args.host_devices is None:  # what brfjax.train and brfjax.evaluate do by default
             from brfjax import parallel
 
             parallel.use_every_core()
-            import jax
-
-            train_devices = 1 if jax.default_backend() == "cpu" else None
-        print(json.dumps(measure(args.single[0], args.single[1], args.repeats, args.backward, train_devices)))
+        print(json.dumps(measure(args.single[0], args.single[1], args.repeats, args.backward)))
         return 0
     records = []
     for task in args.tasks:

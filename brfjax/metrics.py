@@ -43,16 +43,21 @@ def nll_per_sample_step(readouts: jax.Array, targets: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
 
 
+def weighted_nll_sum(readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """``Σ_t Σ_b w_b NLL_tb`` with sample ``weights`` (B,) (1 real, 0 padding, see
+    ``brfjax.parallel``; all 1 when None)."""
+    nll = nll_per_sample_step(readouts, targets)
+    return jnp.sum(nll if weights is None else nll * weights)
+
+
 def summed_loss(readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """The training loss L = Σ_t mean_b NLL_t (spec §4.1; not divided by the steps).
 
-    With sample ``weights`` (B,) (1 real, 0 padding, see ``brfjax.parallel``) the mean is
-    over the real samples: L = Σ_t Σ_b w_b NLL_tb / Σ_b w_b.
+    With sample ``weights`` the mean is over the real samples:
+    L = Σ_t Σ_b w_b NLL_tb / Σ_b w_b.
     """
-    nll = nll_per_sample_step(readouts, targets)
-    if weights is None:
-        return jnp.sum(jnp.mean(nll, axis=1))
-    return jnp.sum(jnp.sum(nll * weights, axis=1) / jnp.sum(weights))
+    total = readouts.shape[1] if weights is None else jnp.sum(weights)
+    return weighted_nll_sum(readouts, targets, weights) / total
 
 
 def predictions(readouts: jax.Array, objective: str) -> jax.Array:

@@ -20,6 +20,7 @@ evaluated on the test set into ``results.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -99,24 +100,56 @@ def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransfo
 
     ``initial_state`` is None for full BPTT, or the (gradient-free) network state at
     the start of a truncated-BPTT chunk; ``weights`` is None, or the (B,) sample weights
-    of a padded batch (``brfjax.parallel``). With ``parallel``, the new state, the loss
-    and the sums are replicated on every device.
+    of a padded batch (``brfjax.parallel``). With ``parallel`` over several devices, each
+    device runs the forward and backward pass of its part of the batch on its own
+    (``shard_map``): its loss share ``Σ_t Σ_b w_b NLL_tb / Σ_all w`` and its gradient are
+    summed over the devices (one all-reduce per step), and every device applies the same
+    update. The new state, the loss and the sums are replicated on every device.
     """
-    replicated = (lambda tree: tree) if parallel is None else parallel.constrain_replicated
 
-    def loss_fn(params, inputs, targets, initial_state, weights):
-        output = model.apply({"params": params, **constants}, inputs, initial_state)
-        return metrics.summed_loss(output.readouts, targets, weights), output
+    def local_update(state: TrainState, inputs, targets, learning_rate, initial_state=None, weights=None,
+                     reduce=lambda tree: tree):
+        """The update from this device's samples; ``reduce`` sums over the devices."""
+        total_weight = reduce(jnp.float32(inputs.shape[1]) if weights is None else jnp.sum(weights))
 
-    def train_step(state: TrainState, inputs, targets, learning_rate, initial_state=None, weights=None):
-        (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, inputs, targets, initial_state, weights)
+        def loss_fn(params):
+            output = model.apply({"params": params, **constants}, inputs, initial_state)
+            return metrics.weighted_nll_sum(output.readouts, targets, weights) / total_weight, output
+
+        (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        loss, grads = reduce((loss, grads))
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, state.params, updates)
         sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
-        new_state, loss, sums = replicated((TrainState(params, opt_state), loss, sums))
-        return new_state, StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0))
+        sums = sums._replace(**reduce({"nll": sums.nll, "correct": sums.correct, "scored": sums.scored}))
+        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0))
 
-    return jax.jit(train_step, donate_argnums=0)
+    if parallel is None or parallel.num_devices == 1:
+        return jax.jit(local_update, donate_argnums=0)
+
+    from jax.sharding import PartitionSpec
+
+    replicated, rows = PartitionSpec(), PartitionSpec(parallel_module.BATCH_AXIS)
+
+    def batch_spec(array, axis):
+        return None if array is None else PartitionSpec(*([None] * axis), parallel_module.BATCH_AXIS)
+
+    def sharded_step(state, inputs, targets, learning_rate, initial_state=None, weights=None):
+        def per_device(state, inputs, targets, learning_rate, initial_state, weights):
+            reduce = functools.partial(jax.lax.psum, axis_name=parallel_module.BATCH_AXIS)
+            state, result = local_update(state, inputs, targets, learning_rate, initial_state, weights, reduce)
+            # every process reads the spike counts of the whole batch
+            spikes = jax.lax.all_gather(result.sums.spikes, parallel_module.BATCH_AXIS, tiled=True)
+            return state, result._replace(sums=result.sums._replace(spikes=spikes))
+
+        in_specs = (replicated, batch_spec(inputs, 1), batch_spec(targets, targets.ndim - 1), replicated,
+                    None if initial_state is None else rows, batch_spec(weights, 0))
+        out_specs = (replicated, StepResult(replicated, metrics.BatchSums(*[replicated] * 4), rows, rows))
+        return jax.shard_map(per_device, mesh=parallel.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(
+            state, inputs, targets, learning_rate, initial_state, weights
+        )
+
+    return jax.jit(sharded_step, donate_argnums=0)
 
 
 def tbptt_chunks(num_steps: int, length: int) -> list[tuple[int, int]]:
@@ -516,6 +549,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     config = config_from_args(args)
     workdir = args.workdir or os.path.join("runs", f"{config.task}_{config.neuron}_seed{config.seed}")
+    parallel_module.use_every_core()  # CPU: one device per core, each training on its part of the batch
     try:
         parallel_module.initialize(args.coordinator_address, args.num_processes, args.process_id)
         parallel = DataParallel(args.devices)

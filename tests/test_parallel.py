@@ -1,10 +1,14 @@
 """Data-parallel training: 4 forced host devices and 2 processes on localhost, both
 compared with the single-device run of the same command.
 
-Tolerance: the runs differ only in the float32 summation order of the batch
-reductions (loss, gradients, statistics), so parameters agree to 1e-5 of each
-parameter's largest entry and the logged metrics to 1e-4 relative; spike counts and
-accuracies are equal.
+Each device runs the forward and backward pass of its part of the batch; the runs
+differ only in the float32 summation order of the batch reductions (loss, gradients,
+statistics). One training step pins that: loss and gradients agree to 1e-6 of each
+gradient's largest entry. Over a whole run the differences grow, since Adam divides
+each gradient entry by its running RMS (a near-zero entry's rounding noise becomes a
+full-size step) and a spike flips where a potential sits at the threshold: after two
+epochs (6 updates) the parameters agree to 1e-2 of each parameter's largest entry, the
+logged metrics to 1e-3 relative and the test accuracy exactly.
 """
 
 import json
@@ -75,15 +79,58 @@ def assert_same_run(workdir, reference):
         for key in want:
             if key in ("epoch_seconds",) or want[key] is None:
                 continue
-            assert row[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (row["epoch"], key)
+            assert row[key] == pytest.approx(want[key], rel=1e-3, abs=1e-6), (row["epoch"], key)
     params, reference_params = final_params(workdir), final_params(reference)
     for path, b in jax.tree_util.tree_leaves_with_path(reference_params):
         a = params
         for key in path:
             a = a[key.key]
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5 * np.abs(b).max(), err_msg=str(path))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-2 * np.abs(b).max(), err_msg=str(path))
     results, reference_results = (json.loads((w / "results.json").read_text()) for w in (workdir, reference))
-    assert results["correct"] == reference_results["correct"] and results["spikes"] == reference_results["spikes"]
+    assert results["correct"] == reference_results["correct"]
+
+
+ONE_STEP = """
+import json, sys
+import jax, jax.numpy as jnp, numpy as np, optax
+from brfjax import tasks, train
+from brfjax.parallel import DataParallel
+config = tasks.config_for("shd", "alif", batch_size=6)
+model = tasks.build_model(config)
+rng = np.random.default_rng(0)
+x = (rng.random((250, 6, 700)) < 0.05).astype(np.float32)
+y = rng.integers(0, 20, (6,)).astype(np.int32)
+out = {}
+for devices in (1, 4):
+    mesh = DataParallel(devices)
+    rows, weights = mesh.local_indices(np.arange(6))  # 6 samples padded to 8 over 4 devices
+    state, constants = train.init_state(config, model, optax.identity(), mesh)
+    before = jax.tree_util.tree_map(np.asarray, state.params)
+    step = train.make_train_step(model, optax.identity(), "sequence", constants, mesh)
+    new, result = step(state, mesh.shard(x[:, rows], 1), mesh.shard(y[rows], 0), jnp.float32(1.0), None,
+                       mesh.shard(weights, 0))
+    gradient = jax.tree_util.tree_map(lambda a, b: (a - np.asarray(b)).tolist(), before, new.params)  # p - 1·g
+    sums = [float(np.sum(v)) for v in result.sums]
+    out[devices] = {"loss": float(result.loss), "gradient": gradient, "sums": sums}
+print(json.dumps(out))
+"""
+
+
+def test_one_step_on_four_devices_equals_one_device():
+    """One update (plain gradient, learning rate 1) of a batch of 6 padded to 8 over
+    4 devices: the loss, every gradient entry and the batch sums of the single device."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    result = subprocess.run([sys.executable, "-c", ONE_STEP], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    one, four = out["1"], out["4"]
+    assert four["loss"] == pytest.approx(one["loss"], rel=1e-6)
+    np.testing.assert_allclose(four["sums"], one["sums"], rtol=1e-6)
+    for name in ("hidden", "readout"):
+        for leaf in one["gradient"][name]:
+            a, b = np.asarray(one["gradient"][name][leaf]), np.asarray(four["gradient"][name][leaf])
+            assert np.abs(a).max() > 0, (name, leaf)
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-6 * np.abs(a).max(), err_msg=f"{name}/{leaf}")
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +171,10 @@ def test_two_processes_on_localhost_equal_one_device(shd_dir, single_device_run,
 
 
 def test_device_and_process_settings_are_checked(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "brfjax.train", "--task", "ecg", "--devices", "3",
+    result = subprocess.run([sys.executable, "-m", "brfjax.train", "--task", "ecg", "--devices", "99",
                              "--workdir", str(tmp_path / "w")], capture_output=True, text=True)
-    assert result.returncode == 2 and "--devices 3: this process has 1 cpu device(s); use 1..1" in result.stderr
+    cores = len(os.sched_getaffinity(0))  # the CLI makes one CPU device per core
+    assert result.returncode == 2 and f"--devices 99: this process has {cores} cpu device(s); use 1..{cores}" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "w").exists()
     with pytest.raises(parallel.ParallelError, match="--process-id 2 is outside 0..1"):
         parallel.initialize("localhost:1", 2, 2)
