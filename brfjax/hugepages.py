@@ -5,8 +5,9 @@ XLA gives every training step fresh buffers for what the backward pass keeps (th
 large with a fresh ``mmap``: each 4 KiB page then costs a page fault on first touch,
 ~50,000 per such array and step. With glibc's tunable ``glibc.malloc.hugetlb=1`` malloc
 asks the kernel for transparent huge pages (``madvise(MADV_HUGEPAGE)``) for those
-mappings: 2 MiB pages, 512 times fewer faults. Measured on a 2-core CPU: one PS-MNIST
-training step 1.22 s instead of 1.36 s (see the README).
+mappings: 2 MiB pages, 512 times fewer faults. Measured on a 2-core CPU, the PS-MNIST
+training step alone (2 devices, three alternating pairs of processes): 1.00–1.11 s
+instead of 1.11–1.23 s (see the README).
 
 glibc reads tunables only when a process starts, so :func:`reexec_with_hugepages`
 re-executes the running command once with the tunable added to ``GLIBC_TUNABLES``.
