@@ -84,8 +84,7 @@ def evaluate_dataset(
     total = None
     for part in slices:
         batch = device_batch(parallel, task, model, data, np.arange(part.start, part.stop), permutation)
-        sums = eval_step(variables, *batch) if batch.weights is not None else eval_step(variables, batch.inputs, batch.targets)
-        total = metrics.accumulate(total, sums)
+        total = metrics.accumulate(total, eval_step(variables, *batch))
     num_samples = slices[-1].stop
     num_steps = data.inputs.shape[1]
     scored_steps = 1 if model.label_last else num_steps - model.sub_seq_length

@@ -517,8 +517,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
                         help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")
     parser.add_argument("--backward", default="manual", choices=list(models.BACKWARDS),
-                        help="gradient through time: hand-written (default, fastest), JAX's autodiff, or "
-                             "recompute (JAX's, segments recomputed: least memory)")
+                        help="gradient through time: hand-written (default: fast, half the memory of autodiff), "
+                             "JAX's autodiff, or recompute (JAX's, segments recomputed: least memory)")
     parser.add_argument("--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)")
     parser.add_argument("--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)")
     parallel_flags = parser.add_argument_group("devices and processes")
