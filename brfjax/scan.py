@@ -15,9 +15,10 @@ k = ⌈√T⌉); the reverse pass then goes through the segments last to first:
   ``(B, C)`` potentials; ``∂L/∂α`` follows from the saved ``o_t`` and ``J_t``;
 * per segment, the hidden states are recomputed from the saved start and currents: the
   same step function on the same inputs, so the same states, and no matrix product;
-* per segment, ``∂L/∂z_t = (1-α)·G_t · Wᵀ`` (plus the spike count's cotangent) and the
-  kernel gradients ``Σ_t c_tᵀ·∂L/∂I_t`` and ``Σ_t z_tᵀ·(1-α)G_t`` are single products over
-  all k·B rows;
+* per segment, ``∂L/∂z_t = (1-α)·G_t · Wᵀ`` (plus the spike count's cotangent) is one
+  product over all k·B rows, and so are the kernel gradients: ``Σ_t x_tᵀ·∂L/∂I_t`` for the
+  input rows of K, and for the recurrent rows of K and the readout kernel together
+  ``Σ_t z_tᵀ·[∂L/∂I_{t+1} | (1-α)G_t]`` (``z_t`` is part of ``c_{t+1}``);
 * the sequential part carries only the state cotangents; per step it does the neuron's
   adjoint update and one ``(B, H) × (H, H)`` product for the recurrent spikes,
   ``∂L/∂z_{t-1} += ∂L/∂I_t · K_recᵀ``, and keeps the coefficients' gradient terms per
@@ -317,14 +318,15 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
     start (:func:`_hidden_residuals`), then run the adjoint steps backwards.
 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
-    gradients so far)``; ``segment = (inputs, start hidden state, ∂L/∂J_t (B, C) of its
-    steps)``. What does not depend on the reverse recurrence is done for all k steps
-    of the segment at once: ``∂L/∂z_t`` from the readout and spike count, and the kernel
-    gradients ``Σ_t c_tᵀ ∂L/∂I_t`` and ``Σ_t z_tᵀ ∂L/∂J_t`` (single products over k·B
-    rows). The sequential loop keeps the coefficients' terms per sample and sums them
-    over the batch once per segment. Returns the new carry and ``∂L/∂x_t``.
+    ∂L/∂I of the first step of the later segment, gradients so far)``; ``segment =
+    (inputs, currents, start hidden state, ∂L/∂J_t (B, C) of its steps)``. What does not
+    depend on the reverse recurrence is done for all k steps of the segment at once:
+    ``∂L/∂z_t`` from the readout and spike count, and the kernel gradients (single
+    products over k·B rows, :func:`_spike_kernel_gradients`). The sequential loop keeps
+    the coefficients' terms per sample and sums them over the batch once per segment.
+    Returns the new carry and ``∂L/∂x_t``.
     """
-    neuron_carry, g_spikes_future, grads = carry
+    neuron_carry, g_spikes_future, g_current_later, grads = carry
     inputs, currents, start, g_drive = segment
     previous, trajectory, slopes = _hidden_residuals(spec, params, currents, start)
     spikes = trajectory.z
@@ -354,17 +356,39 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
         (previous, trajectory, currents, g_spikes_direct, slopes), reverse=True,
     )
     g_coefficients = _coefficient_gradients(spec, params.hidden_coefficients, [jnp.sum(s, axis=0) for s in term_sums])
-    g_kernel = _flat_product(inputs, g_currents)  # c_t = [x_t, z_{t-1}]
+    g_recurrent, g_readout_kernel = _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive)
+    g_kernel = _flat_product(inputs, g_currents)  # the input rows of K: Σ_t x_tᵀ ∂L/∂I_t
     if spec.recurrent:
-        g_kernel = jnp.concatenate([g_kernel, _flat_product(previous.z, g_currents)], axis=0)
+        g_kernel = jnp.concatenate([g_kernel, g_recurrent], axis=0)
     grads = _Gradients(
         jax.tree_util.tree_map(jnp.add, grads.coefficients, g_coefficients),
         grads.hidden_kernel + g_kernel,
         grads.hidden_bias + jnp.sum(g_currents, axis=(0, 1)),
-        grads.readout_kernel + _flat_product(spikes, g_drive),
+        grads.readout_kernel + g_readout_kernel,
     )
     g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
-    return (neuron_carry, g_spikes_future, grads), g_inputs
+    return (neuron_carry, g_spikes_future, g_currents[0], grads), g_inputs
+
+
+def _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive):
+    """The kernel gradients whose left factor is a segment's spikes ``z_t`` (t = a..b-1),
+    as one product ``Σ_t z_tᵀ·[∂L/∂I_{t+1} | ∂L/∂J_t]``: the recurrent rows of K
+    (``z_t`` is part of ``c_{t+1}``; ``∂L/∂I_b`` is the later segment's first, zero after
+    the last step) and the readout kernel. The term of the step before the first
+    segment, ``z_{-1}ᵀ·∂L/∂I_0``, is added by :func:`_manual_backward`. The spikes are
+    transposed into a separate array first, so that the product has the plain
+    ``(H, k·B) × (k·B, H + C)`` form (on CPU a faster kernel than the transposed one).
+    Returns ``(recurrent rows or None, readout kernel gradient)``."""
+    right = g_drive
+    if spec.recurrent:
+        g_next = jnp.concatenate([g_currents[1:], g_current_later[None]], axis=0)
+        right = jnp.concatenate([g_next, g_drive], axis=-1)
+    spikes_t = jax.lax.optimization_barrier(spikes.reshape(-1, spikes.shape[-1]).T)
+    product = _matmul(spikes_t, right.reshape(-1, right.shape[-1]))
+    if not spec.recurrent:
+        return None, product
+    hidden = g_currents.shape[-1]
+    return product[:, :hidden], product[:, hidden:]
 
 
 def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
@@ -390,7 +414,8 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
         zeros(params.readout_kernel),
     )
     g_final = cotangent.final_hidden
-    carry = (tuple(g_final)[1:], g_final.z, grads)  # state = (z, carried...)
+    no_later_current = jnp.zeros(hidden0.z.shape[:-1] + params.hidden_kernel.shape[-1:], hidden0.z.dtype)
+    carry = (tuple(g_final)[1:], g_final.z, no_later_current, grads)  # state = (z, carried...)
     segments, rest = _split_segments((inputs, currents, g_drive), num_steps, segment)
     backward = functools.partial(_segment_backward, spec, params, cotangent.spike_counts)
     g_inputs = []
@@ -399,10 +424,13 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
         g_inputs.append(g_rest)
     carry, g_segments = jax.lax.scan(backward, carry, (segments[0], segments[1], starts, segments[2]), reverse=True)
     g_inputs.insert(0, g_segments.reshape(-1, *g_segments.shape[2:]))
-    neuron_carry, g_z0, grads = carry
+    neuron_carry, g_z0, g_current0, grads = carry
+    g_kernel = grads.hidden_kernel
+    if spec.recurrent:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are part of c_0
+        g_kernel = g_kernel.at[inputs.shape[-1]:].add(_matmul(hidden0.z.T, g_current0))
     g_params = NetworkParams(
         grads.coefficients,
-        grads.hidden_kernel,
+        g_kernel,
         None if params.hidden_bias is None else grads.hidden_bias,
         g_alpha,
         grads.readout_kernel,

@@ -248,7 +248,7 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
     """The hand-written reverse pass (brfjax.scan), and the recomputing one (60 steps in
     segments of 7, the last one shorter), give JAX's gradients up to float32 summation order
     (relative 1e-5 of each gradient's largest entry) for the parameters, the initial state
-    and the inputs, and the very same forward. The loss touches every output: readouts,
+    (with spikes in it) and the inputs, and the very same forward. The loss touches every output: readouts,
     spike counts, final states."""
     manual = models.build_network(neuron, 12, 3, **backward, **options)
     autodiff = models.build_network(neuron, 12, 3, backward="autodiff", **options)
@@ -258,7 +258,9 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
         variables["params"]["hidden"]["kernel"] = variables["params"]["hidden"]["kernel"] * 40.0
     targets = jnp.arange(5) % 3
     initial = manual.initial_state(5)
-    initial = initial._replace(readout=jnp.full((5, 3), 0.3))
+    # spikes at t = -1 enter c_0 = [x_0, z_{-1}]: the kernel gradient has a term for them
+    initial_spikes = (jnp.arange(5 * 12).reshape(5, 12) % 3 == 0).astype(jnp.float32)
+    initial = initial._replace(readout=jnp.full((5, 3), 0.3), hidden=initial.hidden._replace(z=initial_spikes))
 
     def loss(params, initial, inputs, model):
         out = model.apply({"params": params}, inputs, initial)
