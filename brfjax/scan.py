@@ -151,6 +151,36 @@ def _split_segments(tree, num_steps: int, segment: int):
     return segments, rest
 
 
+def _over_segments(body, carry, per_step, per_segment, num_steps: int, segment: int, reverse: bool = False):
+    """``body(carry, (per-step inputs of one segment, per-segment input)) -> (carry,
+    (per-step outputs, per-segment output))`` over the time axis cut into segments of
+    ``segment`` steps: one ``lax.scan`` over the full segments and one call for the
+    shorter rest, in time order (rest last) or reversed (rest first).
+
+    ``per_segment`` is ``(stacked inputs of the full segments, the rest's input)``.
+    Returns the carry, the per-step outputs joined along time and the per-segment outputs
+    as ``(stacked for the full segments, the rest's or None)``."""
+    full, rest = _split_segments(per_step, num_steps, segment)
+    full_segment_inputs, rest_segment_input = per_segment
+
+    def run_full(carry):
+        return jax.lax.scan(body, carry, (full, full_segment_inputs), reverse=reverse)
+
+    def run_rest(carry):
+        return body(carry, (rest, rest_segment_input))
+
+    rest_outputs = (None, None)
+    if rest is not None and reverse:
+        carry, rest_outputs = run_rest(carry)
+    carry, (step_outputs, segment_outputs) = run_full(carry)
+    if rest is not None and not reverse:
+        carry, rest_outputs = run_rest(carry)
+    step_outputs = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), step_outputs)
+    if rest is not None:
+        step_outputs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], axis=0), step_outputs, rest_outputs[0])
+    return carry, step_outputs, (segment_outputs, rest_outputs[1])
+
+
 def _run_segments(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: int, remat: bool):
     """The loop as an outer scan over segments of ``segment`` steps (the last one
     shorter), each an inner :func:`_forward`: the very same step function in the same
@@ -159,28 +189,18 @@ def _run_segments(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readou
     segments stacked, then the shorter one's or None); without ``remat``, also the
     currents ``I_t`` and drives ``J_t`` of every step (:func:`_forward`); with it, each
     segment is wrapped in ``jax.checkpoint`` and nothing else is kept."""
-    num_steps = inputs.shape[0]
 
     def run_segment(carry, segment_inputs):
         state, potential, counts = carry
-        output, _, residuals = _forward(spec, params, segment_inputs, state, potential, False, not remat, counts)
-        return (output.final_hidden, output.final_readout, output.spike_counts), (output.readouts, residuals, state)
+        output, _, residuals = _forward(spec, params, segment_inputs[0], state, potential, False, not remat, counts)
+        return (output.final_hidden, output.final_readout, output.spike_counts), ((output.readouts, residuals), state)
 
     if remat:
         run_segment = jax.checkpoint(run_segment)
     carry = (hidden0, readout0, jnp.zeros(inputs.shape[1], jnp.float32))
-    segments, rest = _split_segments(inputs, num_steps, segment)
-    carry, (readouts, residuals, starts) = jax.lax.scan(run_segment, carry, segments)
-    per_step = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), (readouts, residuals))
-    rest_start = None
-    if rest is not None:
-        carry, (rest_readouts, rest_residuals, rest_start) = run_segment(carry, rest)
-        per_step = jax.tree_util.tree_map(
-            lambda a, b: jnp.concatenate([a, b], axis=0), per_step, (rest_readouts, rest_residuals)
-        )
+    carry, (readouts, residuals), starts = _over_segments(run_segment, carry, inputs, (None, None), inputs.shape[0], segment)
     state, potential, counts = carry
-    readouts, residuals = per_step
-    return ScanOutput(state, potential, readouts, counts, None), residuals, (starts, rest_start)
+    return ScanOutput(state, potential, readouts, counts, None), residuals, starts
 
 
 def run_recompute(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None) -> ScanOutput:
@@ -319,15 +339,15 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
     ∂L/∂I of the first step of the later segment, gradients so far)``; ``segment =
-    (inputs, currents, start hidden state, ∂L/∂J_t (B, C) of its steps)``. What does not
+    ((inputs, currents, ∂L/∂J_t (B, C) of its steps), start hidden state)``. What does not
     depend on the reverse recurrence is done for all k steps of the segment at once:
     ``∂L/∂z_t`` from the readout and spike count, and the kernel gradients (single
     products over k·B rows, :func:`_spike_kernel_gradients`). The sequential loop keeps
     the coefficients' terms per sample and sums them over the batch once per segment.
-    Returns the new carry and ``∂L/∂x_t``.
+    Returns the new carry and ``(∂L/∂x_t, None)`` (see :func:`_over_segments`).
     """
     neuron_carry, g_spikes_future, g_current_later, grads = carry
-    inputs, currents, start, g_drive = segment
+    (inputs, currents, g_drive), start = segment
     previous, trajectory, slopes = _hidden_residuals(spec, params, currents, start)
     spikes = trajectory.z
     # ∂L/∂z_t from the readout and the spike count; the next step's part comes in the loop
@@ -367,7 +387,7 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
         grads.readout_kernel + g_readout_kernel,
     )
     g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
-    return (neuron_carry, g_spikes_future, g_currents[0], grads), g_inputs
+    return (neuron_carry, g_spikes_future, g_currents[0], grads), (g_inputs, None)
 
 
 def _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive):
@@ -392,7 +412,7 @@ def _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive):
 
 
 def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
-    params, inputs, hidden0, readout0, (starts, rest_start), readouts, currents, drives = residuals
+    params, inputs, hidden0, readout0, starts, readouts, currents, drives = residuals
     num_steps = inputs.shape[0]
 
     # ---- readout: G_t = ∂L/∂o_t + α·G_{t+1} over the small (B, C) potentials
@@ -416,14 +436,8 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
     g_final = cotangent.final_hidden
     no_later_current = jnp.zeros(hidden0.z.shape[:-1] + params.hidden_kernel.shape[-1:], hidden0.z.dtype)
     carry = (tuple(g_final)[1:], g_final.z, no_later_current, grads)  # state = (z, carried...)
-    segments, rest = _split_segments((inputs, currents, g_drive), num_steps, segment)
     backward = functools.partial(_segment_backward, spec, params, cotangent.spike_counts)
-    g_inputs = []
-    if rest is not None:
-        carry, g_rest = backward(carry, (rest[0], rest[1], rest_start, rest[2]))
-        g_inputs.append(g_rest)
-    carry, g_segments = jax.lax.scan(backward, carry, (segments[0], segments[1], starts, segments[2]), reverse=True)
-    g_inputs.insert(0, g_segments.reshape(-1, *g_segments.shape[2:]))
+    carry, g_inputs, _ = _over_segments(backward, carry, (inputs, currents, g_drive), starts, num_steps, segment, reverse=True)
     neuron_carry, g_z0, g_current0, grads = carry
     g_kernel = grads.hidden_kernel
     if spec.recurrent:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are part of c_0
@@ -436,7 +450,7 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
         grads.readout_kernel,
         None if params.readout_bias is None else jnp.sum(g_drive, axis=(0, 1)),
     )
-    return g_params, jnp.concatenate(g_inputs, axis=0), type(g_final)(g_z0, *neuron_carry), alpha * g_readout0_next
+    return g_params, g_inputs, type(g_final)(g_z0, *neuron_carry), alpha * g_readout0_next
 
 
 _run_manual.defvjp(_manual_forward, _manual_backward)
