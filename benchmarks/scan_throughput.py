@@ -42,6 +42,12 @@ SHAPES = {  # task -> (batch, steps, inputs, hidden, classes)
     "shd": (32, 250, 700, 128, 20),
 }
 TASK_FOR_SHAPE = {"smnist": "psmnist", "ecg": "ecg", "shd": "shd"}
+SHAPE_ALIASES = {"psmnist": "smnist"}  # S-MNIST and PS-MNIST share one shape
+
+
+def shapes_of(tasks: list[str]) -> list[str]:
+    """The shapes to measure for the task names given, aliases resolved, each once, in order."""
+    return list(dict.fromkeys(SHAPE_ALIASES.get(task, task) for task in tasks))
 
 
 def seconds(fn) -> float:
@@ -165,7 +171,8 @@ def print_table(records: list[dict]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES) + list(SHAPE_ALIASES),
+                        help="paper shapes to measure (psmnist is the smnist shape)")
     parser.add_argument("--neurons", nargs="+", default=["brf"], choices=["brf", "vrf", "bhrf", "alif"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backward", default="manual", choices=["manual", "autodiff", "recompute"],
@@ -189,7 +196,7 @@ def main(argv=None) -> int:
         print(json.dumps(measure(args.single[0], args.single[1], args.repeats, args.backward)))
         return 0
     records = []
-    for task in args.tasks:
+    for task in shapes_of(args.tasks):
         for neuron in args.neurons:
             # a fresh process per configuration: separate compile caches and memory peaks
             env = hugepages.environment_with_hugepages(dict(os.environ))  # as brfjax.train and brfjax.evaluate

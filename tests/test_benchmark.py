@@ -33,3 +33,11 @@ def test_interleaved_medians_alternate_the_functions():
     )
     assert calls == ["a", "b"] * 5
     assert medians == {"a": 5, "b": -6}
+
+
+def test_psmnist_names_the_smnist_shape_once():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import scan_throughput
+
+    assert scan_throughput.shapes_of(["psmnist", "ecg", "smnist"]) == ["smnist", "ecg"]
+    assert scan_throughput.shapes_of(["shd", "ecg"]) == ["shd", "ecg"]
