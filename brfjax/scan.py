@@ -25,7 +25,8 @@ k = ⌈√T⌉); the reverse pass then goes through the segments last to first:
   sample (summed over the batch once per segment).
 
 Memory: one ``(T, B, H)`` array (the currents) plus one segment's states, instead of
-every state of every step. On a 2-core CPU this is also faster than keeping every state:
+every state of every step; the segments' recomputed states and ``∂L/∂I_t`` are written
+into the same buffers segment after segment (:func:`_scan_reusing`). On a 2-core CPU this is also faster than keeping every state:
 fresh memory for the saved states costs page faults, while recomputing a segment's
 states from its currents is elementwise work on arrays that stay in cache.
 
@@ -117,19 +118,64 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
     return ScanOutput(state, potential, readouts, counts, None), trajectory, residuals
 
 
-def _hidden_residuals(spec: ScanSpec, params: NetworkParams, currents, hidden0):
+# the parts of the previous and the new state that each neuron's reverse step reads
+_RESIDUAL_FIELDS = {"brf": (("u", "v", "q"), ("z",)), "vrf": (("u", "v"), ("z",)), "alif": (("z", "u", "a"), ("z", "a"))}
+
+
+def _kept(state, fields):
+    """``state`` with the fields not in ``fields`` set to None (nothing to store for them)."""
+    return state._replace(**{name: None for name in state._fields if name not in fields})
+
+
+def _hidden_residuals(spec: ScanSpec, params: NetworkParams, currents, hidden0, buffers):
     """The hidden states again from the saved currents, without the products: at every
-    step the previous state ``s_{t-1}``, the new state ``s_t`` and the surrogate slope
-    ``g`` at the argument of this step's Θ (:func:`_surrogate_slope`). Same step
-    function and currents as :func:`_forward`, so the same states bit for bit; outputs
-    the reverse pass does not read are dropped by JAX."""
+    step the parts of the previous state ``s_{t-1}`` and the new state ``s_t`` that the
+    reverse step reads (the others None) and the surrogate slope ``g`` at the argument
+    of this step's Θ (:func:`_surrogate_slope`). Same step function and currents as
+    :func:`_forward`, so the same states bit for bit.
+
+    ``buffers``: where to write the outputs, or None (:func:`_scan_reusing`). Returns the
+    outputs and the buffers to hand on."""
     hidden_step = step_function(spec)
+    previous_fields, new_fields = _RESIDUAL_FIELDS[spec.neuron]
 
     def time_step(state, current):
         new_state = hidden_step(params.hidden_coefficients, state, current)
-        return new_state, (state, new_state, _surrogate_slope(spec, state, new_state))
+        slope = _surrogate_slope(spec, state, new_state)
+        return new_state, (_kept(state, previous_fields), _kept(new_state, new_fields), slope)
 
-    return jax.lax.scan(time_step, hidden0, currents)[1]
+    _, residuals, buffers = _scan_reusing(time_step, hidden0, currents, buffers)
+    return residuals, buffers
+
+
+def _length(tree) -> int:
+    return jax.tree_util.tree_leaves(tree)[0].shape[0]
+
+
+def _scan_reusing(step, carry, xs, buffers, reverse: bool = False):
+    """``jax.lax.scan(step, carry, xs, reverse=reverse)`` that writes the per-step outputs
+    into ``buffers`` (arrays of the stacked outputs' shapes, e.g. an earlier segment's
+    outputs; their contents are overwritten) when they are given and have the right
+    length, instead of into new arrays: a loop run once per segment that hands its
+    buffers on to the next run saves the zero-filling (a copy per segment and output in
+    XLA's CPU code) of the fresh output arrays of a ``lax.scan``. Returns the carry, the
+    stacked outputs and the buffers to hand on (the outputs, or ``buffers`` unchanged
+    when they did not fit)."""
+    if buffers is None or _length(buffers) != _length(xs):
+        carry, outputs = jax.lax.scan(step, carry, xs, reverse=reverse)
+        return carry, outputs, buffers
+
+    def body(state, indexed):
+        carry, buffers = state
+        index, x = indexed
+        carry, outputs = step(carry, x)
+        buffers = jax.tree_util.tree_map(
+            lambda buffer, value: jax.lax.dynamic_update_index_in_dim(buffer, value, index, 0), buffers, outputs
+        )
+        return (carry, buffers), None
+
+    (carry, outputs), _ = jax.lax.scan(body, (carry, buffers), (jnp.arange(_length(xs)), xs), reverse=reverse)
+    return carry, outputs, outputs
 
 
 def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False) -> ScanOutput:
@@ -346,9 +392,9 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
     the coefficients' terms per sample and sums them over the batch once per segment.
     Returns the new carry and ``(∂L/∂x_t, None)`` (see :func:`_over_segments`).
     """
-    neuron_carry, g_spikes_future, g_current_later, grads = carry
+    neuron_carry, g_spikes_future, g_current_later, grads, (residual_buffers, current_buffer) = carry
     (inputs, currents, g_drive), start = segment
-    previous, trajectory, slopes = _hidden_residuals(spec, params, currents, start)
+    (previous, trajectory, slopes), residual_buffers = _hidden_residuals(spec, params, currents, start, residual_buffers)
     spikes = trajectory.z
     # ∂L/∂z_t from the readout and the spike count; the next step's part comes in the loop
     g_spikes_direct = _matmul(g_drive, params.readout_kernel.T) + count_cotangent[:, None]
@@ -371,9 +417,9 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
         return (neuron_carry, gz_prev, jax.tree_util.tree_map(jnp.add, term_sums, terms)), g_current
 
     zero_terms = (jnp.zeros_like(spikes[0]),) * 2
-    (neuron_carry, g_spikes_future, term_sums), g_currents = jax.lax.scan(
+    (neuron_carry, g_spikes_future, term_sums), g_currents, current_buffer = _scan_reusing(
         step_backward, (neuron_carry, g_spikes_future, zero_terms),
-        (previous, trajectory, currents, g_spikes_direct, slopes), reverse=True,
+        (previous, trajectory, currents, g_spikes_direct, slopes), current_buffer, reverse=True,
     )
     g_coefficients = _coefficient_gradients(spec, params.hidden_coefficients, [jnp.sum(s, axis=0) for s in term_sums])
     g_recurrent, g_readout_kernel = _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive)
@@ -387,7 +433,8 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
         grads.readout_kernel + g_readout_kernel,
     )
     g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
-    return (neuron_carry, g_spikes_future, g_currents[0], grads), (g_inputs, None)
+    buffers = (residual_buffers, current_buffer)
+    return (neuron_carry, g_spikes_future, g_currents[0], grads, buffers), (g_inputs, None)
 
 
 def _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive):
@@ -435,10 +482,14 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
     )
     g_final = cotangent.final_hidden
     no_later_current = jnp.zeros(hidden0.z.shape[:-1] + params.hidden_kernel.shape[-1:], hidden0.z.dtype)
-    carry = (tuple(g_final)[1:], g_final.z, no_later_current, grads)  # state = (z, carried...)
+    # output buffers of the segments' recomputation, reused from one segment to the next
+    first = currents[:segment]
+    shapes = jax.eval_shape(lambda c, s: _hidden_residuals(spec, params, c, s, None)[0], first, hidden0)
+    buffers = (jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes), jnp.zeros_like(first))
+    carry = (tuple(g_final)[1:], g_final.z, no_later_current, grads, buffers)  # state = (z, carried...)
     backward = functools.partial(_segment_backward, spec, params, cotangent.spike_counts)
     carry, g_inputs, _ = _over_segments(backward, carry, (inputs, currents, g_drive), starts, num_steps, segment, reverse=True)
-    neuron_carry, g_z0, g_current0, grads = carry
+    neuron_carry, g_z0, g_current0, grads, _ = carry
     g_kernel = grads.hidden_kernel
     if spec.recurrent:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are part of c_0
         g_kernel = g_kernel.at[inputs.shape[-1]:].add(_matmul(hidden0.z.T, g_current0))
