@@ -26,9 +26,10 @@ k = ⌈√T⌉); the reverse pass then goes through the segments last to first:
 
 Memory: one ``(T, B, H)`` array (the currents) plus one segment's states, instead of
 every state of every step; the segments' recomputed states and ``∂L/∂I_t`` are written
-into the same buffers segment after segment (:func:`_scan_reusing`). On a 2-core CPU this is also faster than keeping every state:
-fresh memory for the saved states costs page faults, while recomputing a segment's
-states from its currents is elementwise work on arrays that stay in cache.
+into the same buffers segment after segment (:func:`_scan_reusing`). On a 2-core CPU
+this is also faster than keeping every state: fresh memory for the saved states costs
+page faults, while recomputing a segment's states from its currents is elementwise work
+on arrays that stay in cache.
 
 The spike's derivative is the cell's surrogate ``g``; the rest is the exact derivative
 of the step equations of :mod:`brfjax.neurons` (derived in the ``_reverse_*`` functions).
@@ -384,8 +385,9 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
     start (:func:`_hidden_residuals`), then run the adjoint steps backwards.
 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
-    ∂L/∂I of the first step of the later segment, gradients so far)``; ``segment =
-    ((inputs, currents, ∂L/∂J_t (B, C) of its steps), start hidden state)``. What does not
+    ∂L/∂I of the first step of the later segment, gradients so far, output buffers of
+    the recomputation and of ∂L/∂I_t (:func:`_scan_reusing`))``; ``segment = ((inputs,
+    currents, ∂L/∂J_t (B, C) of its steps), start hidden state)``. What does not
     depend on the reverse recurrence is done for all k steps of the segment at once:
     ``∂L/∂z_t`` from the readout and spike count, and the kernel gradients (single
     products over k·B rows, :func:`_spike_kernel_gradients`). The sequential loop keeps
@@ -482,7 +484,8 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
     )
     g_final = cotangent.final_hidden
     no_later_current = jnp.zeros(hidden0.z.shape[:-1] + params.hidden_kernel.shape[-1:], hidden0.z.dtype)
-    # output buffers of the segments' recomputation, reused from one segment to the next
+    # output buffers of the segments' recomputed states and of their ∂L/∂I_t, reused
+    # from one segment to the next
     first = currents[:segment]
     shapes = jax.eval_shape(lambda c, s: _hidden_residuals(spec, params, c, s, None)[0], first, hidden0)
     buffers = (jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes), jnp.zeros_like(first))
