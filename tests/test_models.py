@@ -5,7 +5,7 @@ import pytest
 from conftest import checkpoint
 
 import numpy_reference as ref
-from brfjax import interop, metrics, models
+from brfjax import interop, metrics, models, scan
 from brfjax.data.ecg import load_ecg
 
 f32 = np.float32
@@ -282,3 +282,28 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
     out_manual, _ = jax.vjp(lambda p: manual.apply({"params": p}, x, initial), variables["params"])
     for a, b in zip(jax.tree_util.tree_leaves(out_auto), jax.tree_util.tree_leaves(out_manual)):
         np.testing.assert_array_equal(b, a)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_into_reused_buffers_equals_lax_scan(reverse):
+    """The manual backward's loops write their outputs into the previous segment's
+    buffers: whatever those hold, the outputs and the carry are lax.scan's; buffers of
+    another length are left alone and lax.scan's own outputs are returned."""
+    from brfjax import scan
+
+    def step(carry, x):
+        carry = carry * 0.5 + x
+        return carry, (carry, None, 2.0 * x)
+
+    xs = jnp.arange(12.0).reshape(6, 2)
+    expected_carry, expected = jax.lax.scan(step, jnp.ones(2), xs, reverse=reverse)
+    old = (jnp.full((6, 2), 7.0), None, jnp.full((6, 2), -3.0))
+    carry, outputs, handed_on = jax.jit(lambda xs, old: scan._scan_reusing(step, jnp.ones(2), xs, old, reverse))(xs, old)
+    np.testing.assert_array_equal(carry, expected_carry)
+    for got, want in zip(jax.tree_util.tree_leaves((outputs, handed_on)), jax.tree_util.tree_leaves((expected, expected))):
+        np.testing.assert_array_equal(got, want)
+    short = jax.tree_util.tree_map(lambda a: a[:4], old)
+    _, outputs, handed_on = scan._scan_reusing(step, jnp.ones(2), xs, short, reverse)
+    for got, want in zip(jax.tree_util.tree_leaves(outputs), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_array_equal(got, want)
+    assert handed_on is short
