@@ -14,9 +14,10 @@ devices for it), plus compile time,
 sample-steps per second of training (B·T / train step), and peak memory (host RSS on
 CPU, device ``peak_bytes_in_use`` on GPU/TPU; every configuration runs in its own
 process so peaks do not mix). The machine's peak is the median FLOP/s of a 2048³
-float32 matrix product, timed in the same rounds as the forward and training steps
-(per round one forward, one training step and three products, ``--repeats`` rounds) so that a shared machine's drifting
-clock speed affects both sides of the ratio alike; the network's dense-product work is
+float32 matrix product, timed in the same rounds as the forward and training steps (per
+round one forward, one training step and three products, ``--repeats`` rounds) so that
+a shared machine's drifting clock speed affects both sides of the ratio alike; the
+network's dense-product work is
 
     forward = T · (2·B·(I+H)·H + 2·B·H·C)   FLOPs,   training = 3 · forward
 

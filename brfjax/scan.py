@@ -48,7 +48,6 @@ import jax.numpy as jnp
 from brfjax import neurons, surrogates
 from brfjax.neurons import synaptic_current
 
-MANUAL_BACKWARD_NEURONS = ("brf", "vrf", "alif")
 
 
 class ScanSpec(NamedTuple):
@@ -119,8 +118,10 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
     return ScanOutput(state, potential, readouts, counts, None), trajectory, residuals
 
 
-# the parts of the previous and the new state that each neuron's reverse step reads
+# the parts of the previous and the new state that each neuron's reverse step reads;
+# its keys are the neurons with a hand-written reverse step
 _RESIDUAL_FIELDS = {"brf": (("u", "v", "q"), ("z",)), "vrf": (("u", "v"), ("z",)), "alif": (("z", "u", "a"), ("z", "a"))}
+MANUAL_BACKWARD_NEURONS = tuple(_RESIDUAL_FIELDS)
 
 
 def _kept(state, fields):
@@ -380,9 +381,10 @@ def _shifted(first, sequence):
     return jnp.concatenate([first[None], sequence[:-1]], axis=0)
 
 
-def _segment_backward(spec, params, count_cotangent, carry, segment):
+def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, segment):
     """Reverse pass through one segment: recompute its hidden states from the saved
     start (:func:`_hidden_residuals`), then run the adjoint steps backwards.
+    ``recurrent_kernel_t`` is ``K_recᵀ`` (None without recurrence).
 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
     ∂L/∂I of the first step of the later segment, gradients so far, output buffers of
@@ -402,7 +404,6 @@ def _segment_backward(spec, params, count_cotangent, carry, segment):
     g_spikes_direct = _matmul(g_drive, params.readout_kernel.T) + count_cotangent[:, None]
     reverse_step = _reverse_alif if spec.neuron == "alif" else _reverse_resonator
     input_size = inputs.shape[-1]
-    recurrent_kernel_t = params.hidden_kernel[input_size:].T if spec.recurrent else None
 
     def step_backward(step_carry, step):
         neuron_carry, g_spikes_next, term_sums = step_carry
@@ -490,7 +491,9 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
     shapes = jax.eval_shape(lambda c, s: _hidden_residuals(spec, params, c, s, None)[0], first, hidden0)
     buffers = (jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes), jnp.zeros_like(first))
     carry = (tuple(g_final)[1:], g_final.z, no_later_current, grads, buffers)  # state = (z, carried...)
-    backward = functools.partial(_segment_backward, spec, params, cotangent.spike_counts)
+    # K_recᵀ for the per-step product of the reverse loops, transposed once for all segments
+    recurrent_kernel_t = params.hidden_kernel[inputs.shape[-1]:].T if spec.recurrent else None
+    backward = functools.partial(_segment_backward, spec, params, recurrent_kernel_t, cotangent.spike_counts)
     carry, g_inputs, _ = _over_segments(backward, carry, (inputs, currents, g_drive), starts, num_steps, segment, reverse=True)
     neuron_carry, g_z0, g_current0, grads, _ = carry
     g_kernel = grads.hidden_kernel
