@@ -121,6 +121,20 @@ def test_results_do_not_depend_on_batch_size():
         np.testing.assert_array_equal(alone.readouts[:, 0], together.readouts[:, i])
 
 
+def test_wide_network_results_do_not_depend_on_batch_size():
+    """At H = 256 the CPU dot library picks its kernels by the number of rows; the sum of
+    each row must not change with them (XLA's Eigen dot fails this, YNNPACK passes)."""
+    model, variables = interop.load_reference_network(checkpoint("psmnist_alif"), "alif")
+    x = np.random.default_rng(0).random((60, 160, 1)).astype(np.float32)
+    apply = jax.jit(model.apply)
+    together = apply(variables, x)
+    assert float(together.spike_counts.sum()) > 0
+    for start, size in ((0, 1), (3, 8), (5, 33), (0, 128)):
+        part = apply(variables, x[:, start : start + size])
+        np.testing.assert_array_equal(part.readouts, together.readouts[:, start : start + size])
+        np.testing.assert_array_equal(part.spike_counts, together.spike_counts[start : start + size])
+
+
 def test_nothing_recompiles_between_batches_of_the_same_shape():
     model, variables, x = small_network("brf")
     apply = jax.jit(model.apply)
