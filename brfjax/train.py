@@ -326,10 +326,15 @@ def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> tuple[mo
     config = tasks.TrainConfig.from_dict(checkpoint.read_json(config_path))
     model = tasks.build_model(config)
     state, constants = init_state(config, model, make_optimizer(config), parallel)
-    restored = run_checkpoints(workdir, parallel).restore_best(state.params)
+    return model, best_variables(workdir, run_checkpoints(workdir, parallel), state.params, constants), config
+
+
+def best_variables(workdir: str, checkpoints: checkpoint.RunCheckpoints, params_template, constants: dict) -> dict:
+    """The variables of the run's best checkpoint, restored like ``params_template``."""
+    restored = checkpoints.restore_best(params_template)
     if restored is None:
         raise CheckpointError(f"workdir {workdir!r} has no complete best checkpoint yet")
-    return model, {"params": restored[1], **constants}, config
+    return {"params": restored[1], **constants}
 
 
 FRESH_BOOKKEEPING = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
@@ -460,9 +465,8 @@ def train_and_evaluate(
     if log is not None:
         log.close()
 
-    best_model, best_variables, _ = load_best(workdir, parallel)
-    results = evaluate.evaluate_dataset(best_model, best_variables, data.test, task, test_batch, data.permutation,
-                                        config.max_eval_batches, parallel=parallel)
+    # the best checkpoint through the same model and compiled evaluation step
+    results = statistics(best_variables(workdir, checkpoints, state.params, constants), data.test, test_batch)
     results = {"task": config.task, "neuron": config.neuron, **results,
                "best_epoch": int(bookkeeping["best_epoch"]), "train_seconds": bookkeeping["train_seconds"]}
     if primary:
