@@ -21,7 +21,9 @@ network's dense-product work is
 
     forward = T · (2·B·(I+H)·H + 2·B·H·C)   FLOPs,   training = 3 · forward
 
-and ``fraction_of_peak = FLOPs / peak / measured time``.
+and ``fraction_of_peak = FLOPs / peak / measured time``. The JSON records also keep the
+lowest and highest value of the rounds behind each median (``forward_s_range``,
+``train_step_s_range``, ``peak_flops_per_s_range``).
 """
 
 from __future__ import annotations
@@ -74,15 +76,15 @@ def peak_matmul(size: int = 2048):
     return flops_per_s
 
 
-def interleaved_medians(functions: dict, repeats: int) -> dict:
-    """The median of ``repeats`` calls of each function, called in turn round after round,
-    so that all of them see the same machine (CPU clocks and neighbours drift over
-    minutes on shared machines)."""
+def interleaved_samples(functions: dict, repeats: int) -> dict:
+    """``repeats`` results of each function, called in turn round after round, so that
+    all of them see the same machine (CPU clocks and neighbours drift over minutes on
+    shared machines)."""
     samples = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
             samples[name].append(fn())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def peak_memory_mb() -> float:
@@ -141,8 +143,8 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         return seconds(lambda: jax.block_until_ready(eval_step(variables, x, y)))
 
     one_train_step()
-    medians = interleaved_medians({"peak": peak_matmul(), "forward": one_forward, "train": lambda: seconds(one_train_step)}, repeats)
-    peak, forward_s, train_step_s = medians["peak"], medians["forward"], medians["train"]
+    samples = interleaved_samples({"peak": peak_matmul(), "forward": one_forward, "train": lambda: seconds(one_train_step)}, repeats)
+    peak, forward_s, train_step_s = (statistics.median(samples[name]) for name in ("peak", "forward", "train"))
     forward_flops = steps * (2 * batch * (inputs + hidden) * hidden + 2 * batch * hidden * classes)
     train_flops = 3 * forward_flops
     return {
@@ -152,6 +154,10 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         "forward_flops": forward_flops, "train_flops": train_flops, "peak_flops_per_s": peak,
         "forward_fraction_of_peak": forward_flops / peak / forward_s,
         "train_fraction_of_peak": train_flops / peak / train_step_s,
+        # the spread of the rounds behind each median: [lowest, highest]
+        "forward_s_range": [min(samples["forward"]), max(samples["forward"])],
+        "train_step_s_range": [min(samples["train"]), max(samples["train"])],
+        "peak_flops_per_s_range": [min(samples["peak"]), max(samples["peak"])],
         "backward": backward, "devices": parallel.num_devices, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
     }
 

@@ -20,19 +20,22 @@ def test_benchmark_records_on_two_host_devices(tmp_path):
     assert record["forward_flops"] == 1300 * (2 * 16 * 40 * 36 + 2 * 16 * 36 * 6)
     assert record["train_flops"] == 3 * record["forward_flops"]
     assert 0 < record["forward_fraction_of_peak"] == record["forward_flops"] / record["peak_flops_per_s"] / record["forward_s"]
+    for name in ("forward_s", "train_step_s", "peak_flops_per_s"):
+        lowest, highest = record[f"{name}_range"]
+        assert 0 < lowest <= record[name] <= highest
     assert "ecg     brf      16  1300   36" in result.stdout and "cpu x2" in result.stdout
 
 
-def test_interleaved_medians_alternate_the_functions():
+def test_interleaved_samples_alternate_the_functions():
     sys.path.insert(0, str(REPO / "benchmarks"))
     import scan_throughput
 
     calls = []
-    medians = scan_throughput.interleaved_medians(
+    samples = scan_throughput.interleaved_samples(
         {"a": lambda: calls.append("a") or len(calls), "b": lambda: calls.append("b") or -len(calls)}, 5
     )
     assert calls == ["a", "b"] * 5
-    assert medians == {"a": 5, "b": -6}
+    assert samples == {"a": [1, 3, 5, 7, 9], "b": [-2, -4, -6, -8, -10]}
 
 
 def test_psmnist_names_the_smnist_shape_once():
