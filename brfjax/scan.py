@@ -49,7 +49,6 @@ from brfjax import neurons, surrogates
 from brfjax.neurons import synaptic_current
 
 
-
 class ScanSpec(NamedTuple):
     """Static description of the hidden cell (hashable: a ``custom_vjp`` argument)."""
 
