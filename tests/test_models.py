@@ -303,7 +303,6 @@ def test_scan_into_reused_buffers_equals_lax_scan(reverse):
     """The manual backward's loops write their outputs into the previous segment's
     buffers: whatever those hold, the outputs and the carry are lax.scan's; buffers of
     another length are left alone and lax.scan's own outputs are returned."""
-    from brfjax import scan
 
     def step(carry, x):
         carry = carry * 0.5 + x

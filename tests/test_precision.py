@@ -22,8 +22,8 @@ def lowered_steps(task_name: str, neuron: str, backward: str):
     state, constants = train.init_state(config, model, optimizer)
     task = tasks.get_task(task_name)
     inputs = jnp.zeros((STEPS, BATCH, task.input_size))
-    scored = (STEPS - model.sub_seq_length, BATCH) if task.objective == "per_step" else (BATCH,)
-    targets = jnp.zeros(scored, jnp.int32)
+    target_shape = (STEPS - model.sub_seq_length, BATCH) if task.objective == "per_step" else (BATCH,)
+    targets = jnp.zeros(target_shape, jnp.int32)
     train_step = train.make_train_step(model, optimizer, task.objective, constants)
     eval_step = evaluate.make_eval_step(model, task.objective)
     return {
