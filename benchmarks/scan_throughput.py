@@ -15,15 +15,19 @@ sample-steps per second of training (B·T / train step), and peak memory (host R
 CPU, device ``peak_bytes_in_use`` on GPU/TPU; every configuration runs in its own
 process so peaks do not mix). The machine's peak is the median FLOP/s of a 2048³
 float32 matrix product, timed in the same rounds as the forward and training steps (per
-round one forward, one training step and three products, ``--repeats`` rounds) so that
-a shared machine's drifting clock speed affects both sides of the ratio alike; the
-network's dense-product work is
+round one forward, one training step, three products and one product loop, see below,
+``--repeats`` rounds) so that a shared machine's drifting clock speed affects both sides
+of the ratio alike; the network's dense-product work is
 
     forward = T · (2·B·(I+H)·H + 2·B·H·C)   FLOPs,   training = 3 · forward
 
-and ``fraction_of_peak = FLOPs / peak / measured time``. The JSON records also keep the
-lowest and highest value of the rounds behind each median (``forward_s_range``,
-``train_step_s_range``, ``peak_flops_per_s_range``).
+and ``fraction_of_peak = FLOPs / peak / measured time``. The product loop
+(:func:`forward_products`) runs the forward's per-step products alone, with only a spike
+threshold between them; its fraction of peak (``product_loop_fraction_of_peak``, column
+``loop frac``) is the ceiling that these many small dependent products reach in this
+runtime, against which to read the forward's. The JSON records also keep the lowest and
+highest value of the rounds behind each median (``forward_s_range``,
+``train_step_s_range``, ``peak_flops_per_s_range``, ``product_loop_s_range``).
 """
 
 from __future__ import annotations
@@ -74,6 +78,46 @@ def peak_matmul(size: int = 2048):
         return statistics.median(2.0 * size**3 / seconds(lambda: matmul(a, b).block_until_ready()) for _ in range(3))
 
     return flops_per_s
+
+
+def forward_products(parallel, hidden: int):
+    """The forward's matrix products alone, jitted: ``(K, W, x (T, B, I)) -> (T, B, C)``
+    computing ``I_t = [x_t, z_{t-1}]·K`` and ``z_t·W`` at every step, with nothing between
+    them but the threshold ``z_t = [I_t > 0]`` that makes each step wait for the one
+    before (``z_{-1} = 0``), the batch split over ``parallel``'s devices."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import PartitionSpec
+
+    from brfjax.parallel import BATCH_AXIS
+
+    highest = jax.lax.Precision.HIGHEST
+
+    def loop(kernel, readout_kernel, inputs):
+        def step(spikes, x_t):
+            current = jnp.matmul(jnp.concatenate([x_t, spikes], axis=-1), kernel, precision=highest)
+            spikes = (current > 0).astype(current.dtype)
+            return spikes, jnp.matmul(spikes, readout_kernel, precision=highest)
+
+        return jax.lax.scan(step, jnp.zeros((inputs.shape[1], hidden), inputs.dtype), inputs)[1]
+
+    batch_spec = PartitionSpec(None, BATCH_AXIS)
+    return jax.jit(jax.shard_map(loop, mesh=parallel.mesh, in_specs=(PartitionSpec(), PartitionSpec(), batch_spec),
+                                 out_specs=batch_spec, check_vma=False))
+
+
+def product_loop(parallel, x, hidden: int, classes: int):
+    """A function that times :func:`forward_products` on the benchmark's sharded inputs
+    ``x``, in seconds: what the forward's products cost in this runtime, the ceiling of
+    the forward pass, whose neuron update adds to it."""
+    import jax
+
+    run = forward_products(parallel, hidden)
+    keys = jax.random.split(jax.random.PRNGKey(2))
+    kernel = parallel.replicate(0.1 * jax.random.normal(keys[0], (x.shape[-1] + hidden, hidden)))
+    readout_kernel = parallel.replicate(0.1 * jax.random.normal(keys[1], (hidden, classes)))
+    run(kernel, readout_kernel, x).block_until_ready()
+    return lambda: seconds(lambda: run(kernel, readout_kernel, x).block_until_ready())
 
 
 def interleaved_samples(functions: dict, repeats: int) -> dict:
@@ -143,8 +187,11 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         return seconds(lambda: jax.block_until_ready(eval_step(variables, x, y)))
 
     one_train_step()
-    samples = interleaved_samples({"peak": peak_matmul(), "forward": one_forward, "train": lambda: seconds(one_train_step)}, repeats)
-    peak, forward_s, train_step_s = (statistics.median(samples[name]) for name in ("peak", "forward", "train"))
+    samples = interleaved_samples({"peak": peak_matmul(), "forward": one_forward, "train": lambda: seconds(one_train_step),
+                                   "products": product_loop(parallel, x, hidden, classes)}, repeats)
+    peak, forward_s, train_step_s, products_s = (
+        statistics.median(samples[name]) for name in ("peak", "forward", "train", "products")
+    )
     forward_flops = steps * (2 * batch * (inputs + hidden) * hidden + 2 * batch * hidden * classes)
     train_flops = 3 * forward_flops
     return {
@@ -154,22 +201,25 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         "forward_flops": forward_flops, "train_flops": train_flops, "peak_flops_per_s": peak,
         "forward_fraction_of_peak": forward_flops / peak / forward_s,
         "train_fraction_of_peak": train_flops / peak / train_step_s,
+        "product_loop_s": products_s, "product_loop_fraction_of_peak": forward_flops / peak / products_s,
         # the spread of the rounds behind each median: [lowest, highest]
         "forward_s_range": [min(samples["forward"]), max(samples["forward"])],
         "train_step_s_range": [min(samples["train"]), max(samples["train"])],
         "peak_flops_per_s_range": [min(samples["peak"]), max(samples["peak"])],
+        "product_loop_s_range": [min(samples["products"]), max(samples["products"])],
         "backward": backward, "devices": parallel.num_devices, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
     }
 
 
 def print_table(records: list[dict]) -> None:
-    header = f"{'task':7} {'neuron':6} {'B':>4} {'T':>5} {'H':>4} {'fwd s':>8} {'train s':>8} {'compile s':>9} {'sample-steps/s':>14} {'mem MB':>8} {'peak GFLOP/s':>12} {'fwd frac':>8} {'train frac':>10}"
+    header = f"{'task':7} {'neuron':6} {'B':>4} {'T':>5} {'H':>4} {'fwd s':>8} {'train s':>8} {'compile s':>9} {'sample-steps/s':>14} {'mem MB':>8} {'peak GFLOP/s':>12} {'fwd frac':>8} {'train frac':>10} {'loop frac':>9}"
     print(header)
     for r in records:
         print(
             f"{r['task']:7} {r['neuron']:6} {r['batch']:>4} {r['steps']:>5} {r['hidden']:>4} {r['forward_s']:>8.4f} "
             f"{r['train_step_s']:>8.4f} {r['compile_s']:>9.2f} {r['sample_steps_per_s']:>14.0f} {r['peak_memory_mb']:>8.0f} "
-            f"{r['peak_flops_per_s'] / 1e9:>12.1f} {r['forward_fraction_of_peak']:>8.3f} {r['train_fraction_of_peak']:>10.3f}"
+            f"{r['peak_flops_per_s'] / 1e9:>12.1f} {r['forward_fraction_of_peak']:>8.3f} {r['train_fraction_of_peak']:>10.3f} "
+            f"{r['product_loop_fraction_of_peak']:>9.3f}"
         )
     if records:
         r = records[0]
