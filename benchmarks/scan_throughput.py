@@ -89,15 +89,14 @@ def forward_products(parallel, hidden: int):
     import jax.numpy as jnp
     from jax.sharding import PartitionSpec
 
+    from brfjax.neurons import synaptic_current
     from brfjax.parallel import BATCH_AXIS
-
-    highest = jax.lax.Precision.HIGHEST
 
     def loop(kernel, readout_kernel, inputs):
         def step(spikes, x_t):
-            current = jnp.matmul(jnp.concatenate([x_t, spikes], axis=-1), kernel, precision=highest)
+            current = synaptic_current(jnp.concatenate([x_t, spikes], axis=-1), kernel)
             spikes = (current > 0).astype(current.dtype)
-            return spikes, jnp.matmul(spikes, readout_kernel, precision=highest)
+            return spikes, synaptic_current(spikes, readout_kernel)
 
         return jax.lax.scan(step, jnp.zeros((inputs.shape[1], hidden), inputs.dtype), inputs)[1]
 
@@ -187,26 +186,25 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         return seconds(lambda: jax.block_until_ready(eval_step(variables, x, y)))
 
     one_train_step()
-    samples = interleaved_samples({"peak": peak_matmul(), "forward": one_forward, "train": lambda: seconds(one_train_step),
-                                   "products": product_loop(parallel, x, hidden, classes)}, repeats)
-    peak, forward_s, train_step_s, products_s = (
-        statistics.median(samples[name]) for name in ("peak", "forward", "train", "products")
-    )
+    # keyed by the record's field names: the median of each goes under its name, the
+    # spread of the rounds behind it, [lowest, highest], under name + "_range"
+    samples = interleaved_samples({
+        "peak_flops_per_s": peak_matmul(), "forward_s": one_forward, "train_step_s": lambda: seconds(one_train_step),
+        "product_loop_s": product_loop(parallel, x, hidden, classes),
+    }, repeats)
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    peak = median["peak_flops_per_s"]
     forward_flops = steps * (2 * batch * (inputs + hidden) * hidden + 2 * batch * hidden * classes)
     train_flops = 3 * forward_flops
     return {
         "task": task_shape, "neuron": neuron, "batch": batch, "steps": steps, "hidden": hidden,
-        "forward_s": forward_s, "train_step_s": train_step_s, "compile_s": compile_s,
-        "sample_steps_per_s": batch * steps / train_step_s, "peak_memory_mb": peak_memory_mb(),
-        "forward_flops": forward_flops, "train_flops": train_flops, "peak_flops_per_s": peak,
-        "forward_fraction_of_peak": forward_flops / peak / forward_s,
-        "train_fraction_of_peak": train_flops / peak / train_step_s,
-        "product_loop_s": products_s, "product_loop_fraction_of_peak": forward_flops / peak / products_s,
-        # the spread of the rounds behind each median: [lowest, highest]
-        "forward_s_range": [min(samples["forward"]), max(samples["forward"])],
-        "train_step_s_range": [min(samples["train"]), max(samples["train"])],
-        "peak_flops_per_s_range": [min(samples["peak"]), max(samples["peak"])],
-        "product_loop_s_range": [min(samples["products"]), max(samples["products"])],
+        **median, "compile_s": compile_s,
+        "sample_steps_per_s": batch * steps / median["train_step_s"], "peak_memory_mb": peak_memory_mb(),
+        "forward_flops": forward_flops, "train_flops": train_flops,
+        "forward_fraction_of_peak": forward_flops / peak / median["forward_s"],
+        "train_fraction_of_peak": train_flops / peak / median["train_step_s"],
+        "product_loop_fraction_of_peak": forward_flops / peak / median["product_loop_s"],
+        **{f"{name}_range": [min(values), max(values)] for name, values in samples.items()},
         "backward": backward, "devices": parallel.num_devices, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
     }
 
