@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from brfjax import neurons, scan
+from brfjax import neurons, numerics, scan
 
 Initializer = Callable[..., jax.Array]
 
@@ -71,6 +71,10 @@ class SpikingCell(nn.RNNCellBase):
       spike_form: ``"custom_vjp"`` or ``"fgi"`` (forward gradient injection).
       exact: the reference float32 path (spec §1.7): correctly rounded ``p(ω)`` and
         decays, no fused multiply-adds. ``False`` is faster and differs by ulps.
+      products: ``"portable"`` (default) synaptic products that give the same bits on
+        every machine and batch size (:func:`brfjax.numerics.portable_matmul`), or
+        ``"fast"``: one float32 BLAS product (about 3x cheaper; its last bits depend
+        on the processor and the batch size).
       dt: Euler step δ of the resonators.
     """
 
@@ -81,6 +85,7 @@ class SpikingCell(nn.RNNCellBase):
     surrogate: str = "double_gaussian"
     spike_form: str = "custom_vjp"
     exact: bool = True
+    products: str = "portable"
     dt: float = neurons.DT
     kernel_init: Initializer = nn.initializers.xavier_uniform()
     bias_init: Initializer = nn.initializers.zeros_init()
@@ -117,12 +122,17 @@ class SpikingCell(nn.RNNCellBase):
     @nn.nowrap
     def scan_spec(self) -> scan.ScanSpec:
         """The static description of this cell that the time loop needs."""
-        return scan.ScanSpec(self.neuron, self.surrogate, self.spike_form, self.dt, self.exact, self.recurrent)
+        if self.products not in scan.PRODUCTS:
+            raise ValueError(f"products must be one of {scan.PRODUCTS}, got {self.products!r}")
+        return scan.ScanSpec(
+            self.neuron, self.surrogate, self.spike_form, self.dt, self.exact, self.recurrent, self.products
+        )
 
     def __call__(self, carry, x: jax.Array):
         coefficients, kernel, bias = self.layer(x.shape[-1])
         spec = self.scan_spec()
-        current = neurons.synaptic_current(scan.cell_input(spec, x, carry.z), kernel, bias)
+        slices = scan.split_kernels(spec, kernel, None, x.shape[-1])
+        current = scan.hidden_current(spec, kernel, bias, x, carry.z, slices)
         carry = scan.step_function(spec)(coefficients, carry, current)
         return carry, carry.z
 
@@ -187,12 +197,15 @@ class LIReadout(nn.RNNCellBase):
     """Leaky-integrator readout (spec §1.4): ``o_t = α·o_{t-1} + (1-α)·(z_t · K)``.
 
     Carry and output are the potential ``o`` of shape ``(batch, features)``; the input
-    is the hidden spikes of the same step. Parameters ``kernel`` (H, C) and ``tau``.
+    is the hidden spikes of the same step (0 or 1: portable products are exact only for
+    spikes). Parameters ``kernel`` (H, C) and ``tau``. ``exact`` and ``products`` as in
+    :class:`SpikingCell`.
     """
 
     features: int
     use_bias: bool = False
     exact: bool = True
+    products: str = "portable"
     tau_init: Initializer = normal_init(20.0, 5.0)
     kernel_init: Initializer = nn.initializers.xavier_uniform()
     bias_init: Initializer = nn.initializers.zeros_init()
@@ -211,7 +224,14 @@ class LIReadout(nn.RNNCellBase):
 
     def __call__(self, carry: jax.Array, x: jax.Array):
         alpha, kernel, bias = self.layer(x.shape[-1])
-        potential = neurons.li_step(alpha, carry, neurons.synaptic_current(x, kernel, bias), self.exact)
+        if self.products not in scan.PRODUCTS:
+            raise ValueError(f"products must be one of {scan.PRODUCTS}, got {self.products!r}")
+        if self.products == "portable":
+            drive = numerics.portable_matmul(x, kernel, binary_left=True)
+            drive = drive if bias is None else drive + bias
+        else:
+            drive = neurons.synaptic_current(x, kernel, bias)
+        potential = neurons.li_step(alpha, carry, drive, self.exact)
         return potential, potential
 
     @nn.nowrap

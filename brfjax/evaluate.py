@@ -5,7 +5,8 @@
 
 accuracy (percent), loss (Σ_t ℓ_t / scored steps), SOP = S/N, SOP per step = S/(N·T),
 firing rate = S/(N·T·H), with S the total hidden spike count over all steps and samples.
-The reference float32 path is used (``exact``).
+The reference float32 path is used (``exact``, portable products): the printed line is
+the same for every batch size, device count and processor.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def make_eval_step(model: RecurrentSNN, objective: str, parallel: Optional[DataP
     @jax.jit
     def eval_step(variables, inputs, targets, weights=None):
         output = model.apply(variables, inputs)
-        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
+        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights, per_term=True)
         return sums if parallel is None else parallel.constrain_replicated(sums)
 
     return eval_step
@@ -123,15 +124,19 @@ def evaluate_checkpoint(
     batch_size: Optional[int] = None,
     permutation_file: Optional[str] = None,
     mnist_backend: str = "idx",
+    parallel: Optional[DataParallel] = None,
 ) -> dict:
-    """Load a checkpoint (reference ``.npz`` or workdir) and evaluate it on the test set."""
+    """Load a checkpoint (reference ``.npz`` or workdir) and evaluate it on the test set
+    with portable products: the statistics are the same for every ``batch_size``, every
+    device count of ``parallel`` (default: all local devices) and every processor."""
     task = tasks.get_task(task_name)
     tasks.check_neuron(neuron)
     model, variables, permutation = load_for_evaluation(task, neuron, path)
     if permutation_file is not None:
         permutation = mnist.load_permutation(permutation_file)
     data = tasks.load_split(task, "test", data_dir, mnist_backend)
-    stats = evaluate_dataset(model, variables, data, task, batch_size or task.eval_batch_sizes[1], permutation)
+    stats = evaluate_dataset(model, variables, data, task, batch_size or task.eval_batch_sizes[1], permutation,
+                             parallel=parallel)
     return {"task": task_name, "neuron": neuron, **stats}
 
 
@@ -157,10 +162,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: the original's)")
     parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
                         help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="split each batch over the first N local devices (default: all; on CPU one per core)")
     parser.add_argument("--json", default=None, help="also write the statistics as one JSON object here")
     args = parser.parse_args(argv)
-    if args.batch_size is not None and args.batch_size <= 0:
-        parser.error(f"--batch-size must be positive, got {args.batch_size}")
+    for name in ("batch_size", "devices"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
     if not os.path.exists(args.checkpoint):
@@ -170,12 +179,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    parallel_module.use_every_core()  # CPU: batches split over one device per core
+    parallel_module.use_every_core(args.devices or 1)  # CPU: batches split over one device per core
     try:
+        parallel = DataParallel(args.devices)
         stats = evaluate_checkpoint(
-            args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation, args.mnist_backend
+            args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation, args.mnist_backend,
+            parallel,
         )
-    except DataUsageError as error:
+    except (DataUsageError, parallel_module.ParallelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (interop.CheckpointError, DataError, OSError) as error:

@@ -13,6 +13,7 @@ Predictions: per-step ``argmax_c o_t`` (ECG), or per sequence
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -84,30 +85,40 @@ def correct_count(readouts: jax.Array, targets: jax.Array, objective: str, weigh
 class BatchSums(NamedTuple):
     """Additive per-batch sums from which the statistics of a whole set follow."""
 
-    nll: jax.Array  # Σ_samples Σ_recorded-steps NLL (or the last step's under label-last)
+    nll: jax.Array  # Σ_samples Σ_recorded-steps NLL (or the last step's under label-last),
+    # or with ``per_term`` the (T', B) terms themselves
     correct: jax.Array
     scored: jax.Array  # number of scored predictions
     spikes: jax.Array  # (B,) hidden spikes per sample over all steps
 
 
-def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Array | None = None) -> BatchSums:
-    """The sums of one batch; samples of zero ``weight`` (padding) count nowhere."""
+def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Array | None = None,
+               per_term: bool = False) -> BatchSums:
+    """The sums of one batch; samples of zero ``weight`` (padding) count nowhere.
+
+    ``per_term``: return the ``(T', B)`` NLL terms instead of their float32 sum, for
+    :func:`accumulate` to add exactly (a loss that does not depend on the batching)."""
     nll = nll_per_sample_step(readouts, targets)
     correct = correct_count(readouts, targets, objective, weights)
     if weights is None:
         scored = nll.size if objective == PER_STEP else readouts.shape[1]
-        return BatchSums(jnp.sum(nll), correct, jnp.asarray(scored), spike_counts)
+        return BatchSums(nll if per_term else jnp.sum(nll), correct, jnp.asarray(scored), spike_counts)
     real = weights > 0
     scored = jnp.sum(real) * (nll.shape[0] if objective == PER_STEP else 1)
-    return BatchSums(jnp.sum(jnp.where(real, nll, 0.0)), correct, scored, jnp.where(real, spike_counts, 0.0))
+    nll = jnp.where(real, nll, 0.0)
+    return BatchSums(nll if per_term else jnp.sum(nll), correct, scored, jnp.where(real, spike_counts, 0.0))
 
 
 def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:
-    """Add one batch's sums on the host in float64 (spike totals stay exact)."""
-    sums = BatchSums(*(np.sum(np.asarray(value, np.float64)) for value in sums))
+    """Add one batch's sums on the host. Counts are summed in float64 (exact: they are
+    integers below 2^53); the loss terms are kept, as a list of float64 arrays, and
+    :func:`model_statistics` adds them exactly (``math.fsum``), so the loss is the same
+    however the set was cut into batches or devices."""
+    terms = [np.asarray(sums.nll, np.float64).ravel()]
+    counts = [np.sum(np.asarray(value, np.float64)) for value in sums[1:]]
     if total is None:
-        return sums
-    return BatchSums(*(a + b for a, b in zip(total, sums)))
+        return BatchSums(terms, *counts)
+    return BatchSums(total.nll + terms, *(a + b for a, b in zip(total[1:], counts)))
 
 
 def model_statistics(
@@ -119,7 +130,8 @@ def model_statistics(
     SOP = S/N, SOP per step = S/(N·T), firing rate = S/(N·T·H), with S the total hidden
     spike count and T the full sequence length (also when leading steps are unscored).
     """
-    nll, correct, scored, spikes = (float(value) for value in sums)
+    nll = math.fsum(np.concatenate(sums.nll)) if isinstance(sums.nll, list) else float(sums.nll)
+    correct, scored, spikes = (float(value) for value in sums[1:])
     return {
         "accuracy": float(100.0 * correct / scored),
         "loss": float(nll / num_samples / scored_steps),

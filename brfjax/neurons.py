@@ -15,7 +15,7 @@ spec so that the float32 roundings match the original implementation.
 
 ``exact=True`` (the reference path, default) reproduces the original's float32
 roundings: the coefficient functions evaluate ``p(ω)`` and the ``exp`` decays correctly
-rounded on the host (:mod:`brfjax.exactmath`), and the step functions round every
+rounded on the device (:mod:`brfjax.numerics`), and the step functions round every
 product before it is added (:func:`unfused_add`). ``exact=False`` lets XLA rewrite
 ``/δ`` as ``·100``, use its own ``exp`` and fuse multiply-adds: each a one-ulp change
 that can flip a spike late in a long sequence.
@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from brfjax import exactmath
+from brfjax import numerics
 from brfjax.surrogates import SurrogateFn, heaviside
 
 DT = 0.01  # δ, the Euler step of every resonator
@@ -83,7 +83,7 @@ def _arithmetic(exact: bool):
 def decay_factor(tau: Array, exact: bool = True) -> Array:
     """α = exp((-1)/|τ̃|), the per-step decay of a leaky state with time constant τ̃."""
     if exact:
-        return exactmath.exact_decay(tau)
+        return numerics.decay(tau)
     return jnp.exp((-1.0) / jnp.abs(tau))
 
 
@@ -113,7 +113,7 @@ def divergence_boundary(omega: Array, exact: bool = True) -> Array:
     The largest damping b for which |1 + δ(b + iω)| ≤ 1. NaN for ω > 100.
     """
     if exact:
-        return exactmath.exact_divergence_boundary(omega)
+        return numerics.divergence_boundary(omega)
     scaled = DT * omega
     radicand = 1.0 - scaled * scaled
     return (-1.0 + jnp.sqrt(radicand)) / DT

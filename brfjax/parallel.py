@@ -68,17 +68,19 @@ def initialize(
     return True
 
 
-def use_every_core() -> int:
-    """On CPU, one XLA host device per core, so that batch-split forward passes run on
-    every core (XLA's CPU client otherwise keeps one device). Must run before JAX starts
-    its backends; an explicit ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``
-    wins. Returns the device count requested."""
+def use_every_core(at_least: int = 1) -> int:
+    """On CPU, one XLA host device per core (and at least ``at_least``), so that
+    batch-split forward passes run on every core (XLA's CPU client otherwise keeps one
+    device). Must run before JAX starts its backends; an explicit
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` wins. Returns the device
+    count requested."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" in flags:
         return int(flags.split("xla_force_host_platform_device_count=")[1].split()[0])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
-    return cores
+    count = max(cores, at_least)
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    return count
 
 
 def _env_int(name: str) -> Optional[int]:

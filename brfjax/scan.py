@@ -45,12 +45,20 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from brfjax import neurons, surrogates
+from brfjax import neurons, numerics, surrogates
 from brfjax.neurons import synaptic_current
 
 
+PRODUCTS = ("portable", "fast")
+
+
 class ScanSpec(NamedTuple):
-    """Static description of the hidden cell (hashable: a ``custom_vjp`` argument)."""
+    """Static description of the hidden cell (hashable: a ``custom_vjp`` argument).
+
+    ``products``: ``"portable"`` computes the synaptic currents and readout drives with
+    :func:`brfjax.numerics.portable_matmul` (the same bits on every machine and batch
+    size), ``"fast"`` with one float32 BLAS product each (deterministic on one machine
+    and batch size only)."""
 
     neuron: str
     surrogate: str
@@ -58,6 +66,7 @@ class ScanSpec(NamedTuple):
     dt: float
     exact: bool
     recurrent: bool
+    products: str = "portable"
 
 
 class NetworkParams(NamedTuple):
@@ -86,6 +95,47 @@ def cell_input(spec: ScanSpec, x: jax.Array, previous_spikes: jax.Array) -> jax.
     return jnp.concatenate([x, previous_spikes], axis=-1) if spec.recurrent else x
 
 
+class KernelSlices(NamedTuple):
+    """The slices of the kernels that portable products multiply, split once per
+    forward pass (:func:`brfjax.numerics.split_kernel`); ``None`` for fast products."""
+
+    hidden_input: Any
+    hidden_recurrent: Any
+    readout: Any
+
+
+def split_kernels(spec: ScanSpec, hidden_kernel, readout_kernel, input_width: int) -> Optional[KernelSlices]:
+    """:class:`KernelSlices` for ``spec.products == "portable"``, else None. The inputs
+    ``x_t`` may hold any values; spikes are 0 or 1 (exact slice products)."""
+    if spec.products == "fast":
+        return None
+    recurrent = (
+        numerics.split_kernel(hidden_kernel[input_width:], binary_left=True) if spec.recurrent else None
+    )
+    readout = numerics.split_kernel(readout_kernel, binary_left=True) if readout_kernel is not None else None
+    return KernelSlices(numerics.split_kernel(hidden_kernel[:input_width], binary_left=False), recurrent, readout)
+
+
+def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Optional[KernelSlices]):
+    """``I_t = [x_t, z_{t-1}] · K (+ b)`` of shape ``(B, H)`` (spec §1), with
+    ``slices = split_kernels(...)`` for portable products or None for one BLAS product."""
+    if slices is None:
+        return synaptic_current(cell_input(spec, x, previous_spikes), kernel, bias)
+    width = x.shape[-1]
+    current = numerics.product_of_slices(x, kernel[:width], slices.hidden_input, False)
+    if spec.recurrent:
+        current = current + numerics.product_of_slices(previous_spikes, kernel[width:], slices.hidden_recurrent, True)
+    return current if bias is None else current + bias
+
+
+def readout_drive(kernel, bias, spikes, slices: Optional[KernelSlices]):
+    """``J_t = z_t · W (+ b)`` of shape ``(B, C)``, portable when ``slices`` is given."""
+    if slices is None:
+        return synaptic_current(spikes, kernel, bias)
+    drive = numerics.product_of_slices(spikes, kernel, slices.readout, True)
+    return drive if bias is None else drive + bias
+
+
 def step_function(spec: ScanSpec):
     """The pure ``(coefficients, state, current) -> state`` update of the cell."""
     spike = surrogates.spike_function(spec.surrogate, spec.spike_form)
@@ -99,12 +149,13 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
     drives ``J_t`` of every step (else None). Spike counts start from ``counts0`` (zero
     by default), so a loop run in segments sums them in the same order."""
     hidden_step = step_function(spec)
+    slices = split_kernels(spec, params.hidden_kernel, params.readout_kernel, inputs.shape[-1])
 
     def time_step(carry, x_t):
         state, potential, spike_counts = carry
-        current = synaptic_current(cell_input(spec, x_t, state.z), params.hidden_kernel, params.hidden_bias)
+        current = hidden_current(spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices)
         state = hidden_step(params.hidden_coefficients, state, current)
-        drive = synaptic_current(state.z, params.readout_kernel, params.readout_bias)
+        drive = readout_drive(params.readout_kernel, params.readout_bias, state.z, slices)
         potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
         saved = (current, drive) if keep_residuals else None

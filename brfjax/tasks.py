@@ -138,6 +138,7 @@ class TrainConfig:
     max_train_batches: Optional[int] = None
     max_eval_batches: Optional[int] = None
     exact: bool = True
+    products: str = "fast"
     backward: str = "manual"
 
     def replace(self, **changes) -> "TrainConfig":
@@ -198,6 +199,7 @@ def build_model(config: TrainConfig) -> models.RecurrentSNN:
         task.hidden_size,
         task.num_classes,
         exact=config.exact,
+        products=config.products,
         backward=config.backward,
         readout_kwargs={"tau_init": cells.normal_init(*config.tau_out_init)},
         **network_options(task, config.neuron),

@@ -319,12 +319,12 @@ def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, t
 
 def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfig]:
     """``(model, variables, config)`` of a workdir's best checkpoint (replicated over
-    the devices of ``parallel`` if given)."""
+    the devices of ``parallel`` if given); the model uses portable products."""
     config_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
     if not os.path.exists(config_path):
         raise CheckpointError(f"{workdir!r} is not a brfjax workdir (no {checkpoint.CONFIG_FILE})")
     config = tasks.TrainConfig.from_dict(checkpoint.read_json(config_path))
-    model = tasks.build_model(config)
+    model = models.with_products(tasks.build_model(config), "portable")
     state, constants = init_state(config, model, make_optimizer(config), parallel)
     return model, best_variables(workdir, run_checkpoints(workdir, parallel), state.params, constants), config
 
@@ -465,8 +465,13 @@ def train_and_evaluate(
     if log is not None:
         log.close()
 
-    # the best checkpoint through the same model and compiled evaluation step
-    results = statistics(best_variables(workdir, checkpoints, state.params, constants), data.test, test_batch)
+    # the reported numbers: the best checkpoint with portable products, the same on any
+    # machine, batch size and device count (training may use the faster BLAS products)
+    portable = models.with_products(model, "portable")
+    results = evaluate.evaluate_dataset(
+        portable, best_variables(workdir, checkpoints, state.params, constants), data.test, task, test_batch,
+        data.permutation, config.max_eval_batches, evaluate.make_eval_step(portable, task.objective, parallel), parallel,
+    )
     results = {"task": config.task, "neuron": config.neuron, **results,
                "best_epoch": int(bookkeeping["best_epoch"]), "train_seconds": bookkeeping["train_seconds"]}
     if primary:

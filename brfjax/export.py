@@ -1,0 +1,136 @@
+"""A trained network as a serialized program: ``jax.export`` (StableHLO) plus metadata.
+
+    python -m brfjax.export --task ecg --neuron brf --checkpoint ecg_brf.npz -o ecg_brf.jaxexport
+    python -m brfjax.export --task psmnist --neuron brf --checkpoint runs/psmnist_brf_seed0 \\
+        -o psmnist_brf.jaxexport --platforms cpu cuda tpu
+
+The program maps time-major float32 inputs ``(T, B, I)`` to ``(readouts (T', B, C),
+spike counts (B,))`` with the parameters inside it; ``T`` and ``I`` are fixed, the batch
+``B`` is symbolic unless ``--batch-size`` fixes it. It is the reference path (exact
+constants, portable products, no host callbacks), so it runs unchanged wherever JAX runs
+for the platforms it was lowered for, with the same outputs as ``brfjax.evaluate``'s
+model. Next to ``OUT`` goes ``OUT.json``: task, neuron, input shape, platforms, brfjax
+and JAX versions and the checkpoint it came from. Load it with :func:`load_program`
+(no brfjax needed: ``jax.export.deserialize`` of the file's bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from brfjax import checkpoint, models, tasks
+
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+METADATA_SUFFIX = ".json"
+
+
+def export_network(
+    model: models.RecurrentSNN,
+    variables: dict,
+    num_steps: int,
+    input_size: int,
+    batch_size: Optional[int] = None,
+    platforms: Sequence[str] = ("cpu",),
+) -> jax.export.Exported:
+    """``jax.export`` of ``inputs (T, B, I) -> (readouts (T', B, C), spike counts (B,))``.
+
+    Args:
+      model: a :class:`~brfjax.models.RecurrentSNN`; it is exported with portable
+        products and a plain ``lax.scan`` (the backward pass is not exported).
+      variables: its variables (``{"params": ..., "mask": ...}``), baked into the program.
+      num_steps: ``T``; input_size: ``I``.
+      batch_size: a fixed ``B``, or None for a symbolic batch.
+      platforms: any of ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``; lowering needs no
+        such device.
+
+    Raises:
+      ValueError: an unknown platform or a non-positive size.
+    """
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown or not platforms:
+        raise ValueError(f"platforms must be a non-empty subset of {PLATFORMS}, got {list(platforms)}")
+    for name, value in (("num_steps", num_steps), ("input_size", input_size), ("batch_size", batch_size)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    network = models.with_products(model, "portable").clone(backward="autodiff", return_trajectory=False)
+
+    def forward(inputs):
+        output = network.apply(variables, inputs)
+        return output.readouts, output.spike_counts
+
+    batch = "b" if batch_size is None else str(batch_size)
+    shape = jax.export.symbolic_shape(f"{num_steps}, {batch}, {input_size}")
+    return jax.export.export(jax.jit(forward), platforms=tuple(platforms))(
+        jax.ShapeDtypeStruct(shape, jnp.float32)
+    )
+
+
+def save_program(exported: jax.export.Exported, path: str, metadata: dict) -> None:
+    """Write ``exported.serialize()`` to ``path`` and ``metadata`` to ``path + ".json"``."""
+    with open(path, "wb") as handle:
+        handle.write(exported.serialize())
+    checkpoint.write_json(path + METADATA_SUFFIX, metadata)
+
+
+def load_program(path: str) -> tuple[jax.export.Exported, dict]:
+    """``(exported, metadata)``; call ``exported.call(inputs)`` with float32 ``(T, B, I)``."""
+    with open(path, "rb") as handle:
+        exported = jax.export.deserialize(bytearray(handle.read()))
+    metadata_path = path + METADATA_SUFFIX
+    metadata = json.loads(open(metadata_path).read()) if os.path.exists(metadata_path) else {}
+    return exported, metadata
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m brfjax.export",
+        description="Write a trained network as a serialized jax.export program plus a JSON of metadata.",
+    )
+    parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
+    parser.add_argument("--neuron", required=True, choices=list(tasks.NEURON_NAMES))
+    parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
+    parser.add_argument("-o", "--output", required=True, help="file to write (metadata goes to OUTPUT.json)")
+    parser.add_argument("--platforms", nargs="+", default=["cpu"], choices=list(PLATFORMS),
+                        help="platforms to lower for (default: cpu); no such device is needed")
+    parser.add_argument("--batch-size", type=int, default=None, help="fix the batch size (default: symbolic)")
+    args = parser.parse_args(argv)
+    if args.batch_size is not None and args.batch_size <= 0:
+        parser.error(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if not os.path.exists(args.checkpoint):
+        parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from brfjax import evaluate, interop
+
+    args = parse_args(argv)
+    task = tasks.get_task(args.task)
+    try:
+        model, variables, _ = evaluate.load_for_evaluation(task, args.neuron, args.checkpoint)
+    except (interop.CheckpointError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    exported = export_network(model, variables, task.num_steps, task.input_size, args.batch_size, args.platforms)
+    metadata = {
+        "task": args.task, "neuron": args.neuron, "checkpoint": os.path.abspath(args.checkpoint),
+        "input_shape": [task.num_steps, args.batch_size if args.batch_size else "B", task.input_size],
+        "layout": "time-major (T, B, I) float32",
+        "outputs": ["readouts (T', B, C) float32", "spike_counts (B,) float32"],
+        "sub_seq_length": model.sub_seq_length, "label_last": model.label_last,
+        "platforms": list(args.platforms), "versions": checkpoint.package_versions(),
+    }
+    save_program(exported, args.output, metadata)
+    print(f"wrote {args.output} ({', '.join(args.platforms)}; input {metadata['input_shape']}) and {args.output}{METADATA_SUFFIX}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
