@@ -5,7 +5,11 @@
 For each paper shape and neuron, after warm-up and with ``block_until_ready``, the median
 of ``--repeats`` runs of
 
-* the forward pass (``brfjax.evaluate.make_eval_step``: readouts, loss sums, spikes) and
+* the forward pass (``brfjax.evaluate.make_eval_step``: readouts, loss sums, spikes)
+  with the training configuration's fast BLAS products,
+* the same forward pass with portable products (``forward_portable_s``; its cost over
+  the fast one is ``portable_forward_ratio``), the path of ``brfjax.evaluate`` and of
+  the final test statistics of ``brfjax.train``, and
 * the full training step (``brfjax.train.make_train_step``: forward, backward, Adam),
 
 i.e. the code paths ``brfjax.evaluate`` and ``brfjax.train`` use (the batch split over
@@ -146,7 +150,7 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     import jax.numpy as jnp
     import numpy as np
 
-    from brfjax import evaluate, tasks, train
+    from brfjax import evaluate, models, tasks, train
     from brfjax.parallel import DataParallel
 
     batch, steps, inputs, hidden, classes = SHAPES[task_shape]
@@ -166,6 +170,7 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     lr = jnp.float32(config.learning_rate)
 
     eval_step = evaluate.make_eval_step(model, task.objective, parallel)
+    portable_step = evaluate.make_eval_step(models.with_products(model, "portable"), task.objective, parallel)
     train_step = train.make_train_step(model, optimizer, task.objective, constants, parallel)
     variables = {"params": state.params, **constants}
     started = time.perf_counter()
@@ -174,22 +179,27 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     compile_s = time.perf_counter() - started
 
     jax.block_until_ready(eval_step(variables, x, y))
+    jax.block_until_ready(portable_step(variables, x, y))
     holder = {"state": state}
 
     def one_train_step():
         holder["state"], result = train_step(holder["state"], x, y, lr)
         jax.block_until_ready((holder["state"], result))
 
-    def one_forward():
-        # the train step donates its state: evaluate the current parameters
-        variables["params"] = holder["state"].params
-        return seconds(lambda: jax.block_until_ready(eval_step(variables, x, y)))
+    def forward_with(step):
+        def one_forward():
+            # the train step donates its state: evaluate the current parameters
+            variables["params"] = holder["state"].params
+            return seconds(lambda: jax.block_until_ready(step(variables, x, y)))
+
+        return one_forward
 
     one_train_step()
     # keyed by the record's field names: the median of each goes under its name, the
     # spread of the rounds behind it, [lowest, highest], under name + "_range"
     samples = interleaved_samples({
-        "peak_flops_per_s": peak_matmul(), "forward_s": one_forward, "train_step_s": lambda: seconds(one_train_step),
+        "peak_flops_per_s": peak_matmul(), "forward_s": forward_with(eval_step),
+        "forward_portable_s": forward_with(portable_step), "train_step_s": lambda: seconds(one_train_step),
         "product_loop_s": product_loop(parallel, x, hidden, classes),
     }, repeats)
     median = {name: statistics.median(values) for name, values in samples.items()}
@@ -202,6 +212,7 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
         "sample_steps_per_s": batch * steps / median["train_step_s"], "peak_memory_mb": peak_memory_mb(),
         "forward_flops": forward_flops, "train_flops": train_flops,
         "forward_fraction_of_peak": forward_flops / peak / median["forward_s"],
+        "portable_forward_ratio": median["forward_portable_s"] / median["forward_s"],
         "train_fraction_of_peak": train_flops / peak / median["train_step_s"],
         "product_loop_fraction_of_peak": forward_flops / peak / median["product_loop_s"],
         **{f"{name}_range": [min(values), max(values)] for name, values in samples.items()},
@@ -210,14 +221,14 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
 
 
 def print_table(records: list[dict]) -> None:
-    header = f"{'task':7} {'neuron':6} {'B':>4} {'T':>5} {'H':>4} {'fwd s':>8} {'train s':>8} {'compile s':>9} {'sample-steps/s':>14} {'mem MB':>8} {'peak GFLOP/s':>12} {'fwd frac':>8} {'train frac':>10} {'loop frac':>9}"
+    header = f"{'task':7} {'neuron':6} {'B':>4} {'T':>5} {'H':>4} {'fwd s':>8} {'train s':>8} {'compile s':>9} {'sample-steps/s':>14} {'mem MB':>8} {'peak GFLOP/s':>12} {'fwd frac':>8} {'train frac':>10} {'loop frac':>9} {'port/fast':>9}"
     print(header)
     for r in records:
         print(
             f"{r['task']:7} {r['neuron']:6} {r['batch']:>4} {r['steps']:>5} {r['hidden']:>4} {r['forward_s']:>8.4f} "
             f"{r['train_step_s']:>8.4f} {r['compile_s']:>9.2f} {r['sample_steps_per_s']:>14.0f} {r['peak_memory_mb']:>8.0f} "
             f"{r['peak_flops_per_s'] / 1e9:>12.1f} {r['forward_fraction_of_peak']:>8.3f} {r['train_fraction_of_peak']:>10.3f} "
-            f"{r['product_loop_fraction_of_peak']:>9.3f}"
+            f"{r['product_loop_fraction_of_peak']:>9.3f} {r['portable_forward_ratio']:>9.2f}"
         )
     if records:
         r = records[0]

@@ -143,7 +143,9 @@ def test_evaluate_misuse(tmp_path):
                           2, "does not exist")
     assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz"), 2, "invalid choice: 'lif'")
     assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0"),
-                          2, "--batch-size must be positive")
+                          2, "--batch-size must be a positive integer, got 0")
+    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "-1"),
+                          2, "--devices must be a positive integer, got -1")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from conftest import REPO
 FIELDS = {"task", "neuron", "batch", "steps", "hidden", "forward_s", "train_step_s", "compile_s", "sample_steps_per_s",
           "peak_memory_mb", "forward_flops", "train_flops", "peak_flops_per_s", "forward_fraction_of_peak",
           "train_fraction_of_peak", "devices", "device_kind", "jax_version", "product_loop_s",
-          "product_loop_fraction_of_peak"}
+          "product_loop_fraction_of_peak", "forward_portable_s", "portable_forward_ratio"}
 
 
 def test_benchmark_records_on_two_host_devices(tmp_path):
@@ -23,7 +23,8 @@ def test_benchmark_records_on_two_host_devices(tmp_path):
     assert 0 < record["forward_fraction_of_peak"] == record["forward_flops"] / record["peak_flops_per_s"] / record["forward_s"]
     assert 0 < record["product_loop_fraction_of_peak"] == (
         record["forward_flops"] / record["peak_flops_per_s"] / record["product_loop_s"])
-    for name in ("forward_s", "train_step_s", "peak_flops_per_s", "product_loop_s"):
+    assert record["portable_forward_ratio"] == record["forward_portable_s"] / record["forward_s"] > 0
+    for name in ("forward_s", "forward_portable_s", "train_step_s", "peak_flops_per_s", "product_loop_s"):
         lowest, highest = record[f"{name}_range"]
         assert 0 < lowest <= record[name] <= highest
     assert "ecg     brf      16  1300   36" in result.stdout and "cpu x2" in result.stdout

@@ -95,6 +95,21 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "brfjax.evaluate", *args], capture_output=True, text=True)
 
 
+# brfjax's statistics of the published ECG BRF model: the same bits on every processor,
+# batch size and device count (portable products and correctly rounded constants, see
+# docs/numerics.md), 0.0011 pp and 48 spikes (0.005 %) from the original's logged run
+ECG_BRF_LINE = ("ecg brf: accuracy 86.2177 % (158037/183300), loss 0.393271, spikes 974795, SOP 6913.44, "
+                "SOP/step 5.32, firing rate 0.15, samples 141")
+
+
+def test_cli_prints_the_same_line_for_every_batch_size_and_device_count():
+    for batch, devices in (("141", "1"), ("7", "3"), ("64", "2")):
+        result = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_brf")),
+                         "--batch-size", batch, "--devices", devices)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == ECG_BRF_LINE, (batch, devices)
+
+
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
     missing = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(tmp_path / "nope.npz"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
@@ -104,6 +119,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
     bad_batch = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0")
     assert bad_batch.returncode == 2 and "--batch-size" in bad_batch.stderr
+    no_devices = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "0")
+    assert no_devices.returncode == 2 and "--devices must be a positive integer, got 0" in no_devices.stderr
     no_data = run_cli("--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_brf")), "--data-dir", str(tmp_path))
     assert no_data.returncode == 2 and "--data-dir" in no_data.stderr
     no_tfds = run_cli("--task", "smnist", "--neuron", "brf", "--checkpoint", str(checkpoint("smnist_brf")), "--mnist-backend", "tfds")

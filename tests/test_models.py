@@ -122,8 +122,9 @@ def test_results_do_not_depend_on_batch_size():
 
 
 def test_wide_network_results_do_not_depend_on_batch_size():
-    """At H = 256 the CPU dot library picks its kernels by the number of rows; the sum of
-    each row must not change with them (XLA's Eigen dot fails this, YNNPACK passes)."""
+    """At H = 256 a BLAS picks its kernels, and so each row's summation order, by the
+    number of rows; the portable products give every row the same bits regardless
+    (CI runs this with XLA's Eigen and its YNNPACK product paths)."""
     model, variables = interop.load_reference_network(checkpoint("psmnist_alif"), "alif")
     x = np.random.default_rng(0).random((60, 160, 1)).astype(np.float32)
     apply = jax.jit(model.apply)

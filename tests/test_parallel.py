@@ -3,8 +3,8 @@ compared with the single-device run of the same command.
 
 Each device runs the forward and backward pass of its part of the batch; the runs
 differ only in the float32 summation order of the batch reductions (loss, gradients,
-statistics). One training step pins that: loss and gradients agree to 1e-6 of each
-gradient's largest entry. Over a whole run the differences grow, since Adam divides
+statistics). One training step pins that: loss and gradients agree to 1e-5 of each
+gradient's largest entry (ALIF on SHD and BRF on ECG). Over a whole run the differences grow, since Adam divides
 each gradient entry by its running RMS (a near-zero entry's rounding noise becomes a
 full-size step) and a spike flips where a potential sits at the threshold: after two
 epochs (6 updates) the parameters agree to 1e-2 of each parameter's largest entry, the
@@ -95,19 +95,24 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np, optax
 from brfjax import tasks, train
 from brfjax.parallel import DataParallel
-config = tasks.config_for("shd", "alif", batch_size=6)
+task_name, neuron = sys.argv[1], sys.argv[2]
+task = tasks.get_task(task_name)
+config = tasks.config_for(task_name, neuron, batch_size=6)
 model = tasks.build_model(config)
 rng = np.random.default_rng(0)
-x = (rng.random((250, 6, 700)) < 0.05).astype(np.float32)
-y = rng.integers(0, 20, (6,)).astype(np.int32)
+# enough input that the freshly initialised hidden layer spikes (ECG's 4 channels: strong pulses)
+density, height = (0.05, 1.0) if task.input_size > 100 else (0.3, 30.0)
+x = height * (rng.random((task.num_steps, 6, task.input_size)) < density).astype(np.float32)
+labels = (task.num_steps, 6) if task.objective == "per_step" else (6,)
+y = rng.integers(0, task.num_classes, labels).astype(np.int32)
 out = {}
 for devices in (1, 4):
     mesh = DataParallel(devices)
     rows, weights = mesh.local_indices(np.arange(6))  # 6 samples padded to 8 over 4 devices
     state, constants = train.init_state(config, model, optax.identity(), mesh)
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    step = train.make_train_step(model, optax.identity(), "sequence", constants, mesh)
-    new, result = step(state, mesh.shard(x[:, rows], 1), mesh.shard(y[rows], 0), jnp.float32(1.0), None,
+    step = train.make_train_step(model, optax.identity(), task.objective, constants, mesh)
+    new, result = step(state, mesh.shard(x[:, rows], 1), mesh.shard(y[..., rows], y.ndim - 1), jnp.float32(1.0), None,
                        mesh.shard(weights, 0))
     gradient = jax.tree_util.tree_map(lambda a, b: (a - np.asarray(b)).tolist(), before, new.params)  # p - 1·g
     sums = [float(np.sum(v)) for v in result.sums]
@@ -116,11 +121,14 @@ print(json.dumps(out))
 """
 
 
-def test_one_step_on_four_devices_equals_one_device():
+@pytest.mark.parametrize("task_name,neuron", [("shd", "alif"), ("ecg", "brf")])
+def test_one_step_on_four_devices_equals_one_device(task_name, neuron):
     """One update (plain gradient, learning rate 1) of a batch of 6 padded to 8 over
-    4 devices: the loss, every gradient entry and the batch sums of the single device."""
+    4 devices: the loss, every gradient entry and the batch sums of the single device,
+    up to the float32 summation order of the batch reductions."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    result = subprocess.run([sys.executable, "-c", ONE_STEP], capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run([sys.executable, "-c", ONE_STEP, task_name, neuron], capture_output=True, text=True,
+                            env=env, timeout=600)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     one, four = out["1"], out["4"]
@@ -130,7 +138,9 @@ def test_one_step_on_four_devices_equals_one_device():
         for leaf in one["gradient"][name]:
             a, b = np.asarray(one["gradient"][name][leaf]), np.asarray(four["gradient"][name][leaf])
             assert np.abs(a).max() > 0, (name, leaf)
-            np.testing.assert_allclose(b, a, rtol=0, atol=1e-6 * np.abs(a).max(), err_msg=f"{name}/{leaf}")
+            # 1e-5 of the largest entry: the gradient is read as p - (p - g), which carries
+            # one float32 rounding of the parameter p (measured: up to 1.2e-6 of it for BRF)
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max(), err_msg=f"{name}/{leaf}")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,56 @@
+"""A trained network written as a serialized program runs with the model's outputs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import checkpoint
+
+from brfjax import evaluate, export, models, tasks
+from brfjax.data import ecg
+
+
+def test_cli_writes_a_program_for_cpu_gpu_and_tpu_that_reproduces_the_model(tmp_path):
+    path = tmp_path / "ecg_brf.jaxexport"
+    result = subprocess.run(
+        [sys.executable, "-m", "brfjax.export", "--task", "ecg", "--neuron", "brf", "--checkpoint",
+         str(checkpoint("ecg_brf")), "-o", str(path), "--platforms", "cpu", "cuda", "tpu"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    program, metadata = export.load_program(str(path))
+    assert program.platforms == ("cpu", "cuda", "tpu")
+    assert metadata["task"] == "ecg" and metadata["neuron"] == "brf"
+    assert metadata["input_shape"] == [1300, "B", 4] and metadata["platforms"] == ["cpu", "cuda", "tpu"]
+    assert json.loads((tmp_path / "ecg_brf.jaxexport.json").read_text()) == metadata
+
+    model, variables, _ = evaluate.load_for_evaluation(tasks.get_task("ecg"), "brf", str(checkpoint("ecg_brf")))
+    inputs = np.ascontiguousarray(ecg.load_ecg("test").inputs[:3].transpose(1, 0, 2))
+    for batch in (inputs, inputs[:, :1]):  # the batch is symbolic
+        readouts, counts = program.call(batch)
+        expected = model.apply(variables, batch)
+        np.testing.assert_array_equal(readouts, expected.readouts)
+        np.testing.assert_array_equal(counts, expected.spike_counts)
+
+
+def test_export_of_a_fixed_batch_and_its_errors(tmp_path):
+    network = models.build_network("alif", 8, 3, sub_seq_length=2)
+    x = np.ones((6, 2, 4), np.float32)
+    import jax
+
+    variables = network.init(jax.random.PRNGKey(0), x)
+    program = export.export_network(network, variables, 6, 4, batch_size=2)
+    readouts, counts = program.call(x)
+    assert readouts.shape == (4, 2, 3) and counts.shape == (2,)
+    np.testing.assert_array_equal(readouts, network.apply(variables, x).readouts)
+    with pytest.raises(ValueError, match="platforms"):
+        export.export_network(network, variables, 6, 4, platforms=("metal",))
+    with pytest.raises(ValueError, match="num_steps must be positive"):
+        export.export_network(network, variables, 0, 4)
+    missing = subprocess.run(
+        [sys.executable, "-m", "brfjax.export", "--task", "ecg", "--neuron", "brf", "--checkpoint",
+         str(tmp_path / "nope.npz"), "-o", str(tmp_path / "x")], capture_output=True, text=True,
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
