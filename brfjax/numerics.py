@@ -39,7 +39,7 @@ Array = jax.Array
 
 BOUNDARY_DT = 0.01  # δ of the divergence boundary p(ω) (always 0.01 in the original)
 MATMUL_SLICES = 3  # slices of the right operand in portable_matmul (see its docstring)
-GENERAL_OPERAND_BITS = 28  # bits kept of each operand when the left one is not binary
+GENERAL_OPERAND_BITS = 36  # bits kept of each operand when the left one is not binary
 
 
 # ------------------------------------------------------------- error-free transforms
@@ -373,7 +373,7 @@ def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) ->
     if binary_left:
         return tuple(split_columns(b, slices, _slice_bits(depth)))
     bits = _slice_bits(depth) // 2
-    # enough slices that each operand keeps 28 bits below its largest magnitude
+    # enough slices that each operand keeps 36 bits below its largest magnitude
     return tuple(split_columns(b, max(slices, -(-GENERAL_OPERAND_BITS // bits)), bits))
 
 
@@ -409,12 +409,18 @@ def portable_matmul(a: Array, b: Array, *, binary_left: bool = False, slices: in
     products are added in a fixed order, smallest first. With ``binary_left`` the left
     operand is taken as it is, which is exact for values in ``{0, 1}`` (spikes; a NaN
     row stays NaN; other values give a close but order-dependent result); otherwise
-    both operands are split into enough slices to keep 28 bits each and the slice
-    pairs ``(i, j)`` with ``i + j < slices`` are multiplied. With 3 slices of a spike
-    operand the result equals the exact product rounded to float32 for all but about
-    one element in 10^4 at the paper's shapes, for about 3 times the cost of one
-    product (both measured in ``docs/numerics.md``). The derivative is that of
-    ``a @ b``. On GPUs the slice products run in full float32
+    both operands are split into enough slices to keep 36 bits each and the slice
+    pairs ``(i, j)`` with ``i + j < slices`` are multiplied.
+
+    Accuracy: the bits of ``b`` (and ``a``) below the last slice are dropped, so an
+    element's error is at most ``2^-S·(Σ_k |a_k|·max_k |b_kn| + Σ_k |b_kn|·max_k |a_k|)``
+    (``S``: 45 bits or more for spikes with 3 slices, 36 for other operands; the second
+    term only for split ``a``) plus the rounding of the fixed-order sum of the slice
+    products; results below float32's normal range (``2^-126``) are flushed. With 3
+    slices of a spike operand the result equals the exact product
+    rounded to float32 for all but about one element in 10^5 at the paper's shapes, for
+    about 3 times the cost of one product (both measured in ``docs/numerics.md``). The
+    derivative is that of ``a @ b``. On GPUs the slice products run in full float32
     (``Precision.HIGHEST``); TPUs lower it, but their float32 products are not exact.
 
     Args:
