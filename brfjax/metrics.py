@@ -30,6 +30,26 @@ def check_objective(objective: str) -> None:
         raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
 
 
+def check_shapes(readouts: jax.Array, targets: jax.Array) -> None:
+    """One clear error for readouts that are not time-major ``(T', B, C)`` with at least
+    one scored step, or targets that are neither ``(T', B)`` nor ``(B,)`` integers."""
+    if readouts.ndim != 3:
+        raise ValueError(f"readouts must be time-major (T', B, C); got shape {tuple(readouts.shape)}")
+    if readouts.shape[0] == 0:
+        raise ValueError(
+            f"readouts of shape {tuple(readouts.shape)} have no scored step: no prediction or loss can be made "
+            "(is every step of the sequence within sub_seq_length?)"
+        )
+    steps, batch = readouts.shape[:2]
+    if not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
+        raise ValueError(f"targets must be integer class labels; got dtype {jnp.result_type(targets)}")
+    if tuple(targets.shape) not in ((steps, batch), (batch,)):
+        raise ValueError(
+            f"targets of shape {tuple(targets.shape)} do not fit readouts of shape {tuple(readouts.shape)}: "
+            f"expected per-step targets ({steps}, {batch}) (time-major) or one label per sequence ({batch},)"
+        )
+
+
 def step_targets(targets: jax.Array, num_steps: int) -> jax.Array:
     """Targets as ``(T', B)``: per-step targets unchanged, sequence labels repeated."""
     if targets.ndim == 1:
@@ -37,11 +57,29 @@ def step_targets(targets: jax.Array, num_steps: int) -> jax.Array:
     return targets
 
 
+def valid_labels(labels: jax.Array, num_classes: int) -> jax.Array:
+    """Where ``0 <= label < C``: an invalid label is never scored as some valid class."""
+    return (labels >= 0) & (labels < num_classes)
+
+
 def nll_per_sample_step(readouts: jax.Array, targets: jax.Array) -> jax.Array:
-    """``(T', B)`` negative log-likelihood of each target under ``log_softmax(o_t)``."""
+    """``(T', B)`` negative log-likelihood of each target under ``log_softmax(o_t)``;
+    NaN where a label is outside ``0..C-1`` (so a loss over it is NaN, never a number
+    for another class).
+
+    Args:
+      readouts: float32 ``(T', B, C)`` readout potentials, time-major.
+      targets: int ``(T', B)`` per-step labels or ``(B,)`` sequence labels.
+
+    Raises:
+      ValueError: shapes that do not fit (:func:`check_shapes`).
+    """
+    check_shapes(readouts, targets)
     log_probs = jax.nn.log_softmax(readouts, axis=-1)
     labels = step_targets(targets, readouts.shape[0])
-    return -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    valid = valid_labels(labels, readouts.shape[-1])
+    nll = -jnp.take_along_axis(log_probs, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
+    return jnp.where(valid, nll, jnp.nan)
 
 
 def weighted_nll_sum(readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -62,8 +100,13 @@ def summed_loss(readouts: jax.Array, targets: jax.Array, weights: jax.Array | No
 
 
 def predictions(readouts: jax.Array, objective: str) -> jax.Array:
-    """``(T', B)`` per-step predictions or ``(B,)`` sequence predictions."""
+    """``(T', B)`` per-step predictions or ``(B,)`` sequence predictions.
+
+    Raises:
+      ValueError: an unknown objective, or readouts without a scored step."""
     check_objective(objective)
+    if readouts.ndim != 3 or readouts.shape[0] == 0:
+        raise ValueError(f"readouts must be time-major (T', B, C) with T' >= 1; got shape {tuple(readouts.shape)}")
     if objective == PER_STEP:
         return jnp.argmax(readouts, axis=-1)
     return jnp.argmax(jnp.mean(readouts, axis=0), axis=-1)
@@ -72,11 +115,10 @@ def predictions(readouts: jax.Array, objective: str) -> jax.Array:
 def correct_count(readouts: jax.Array, targets: jax.Array, objective: str, weights: jax.Array | None = None) -> jax.Array:
     """Number of correct predictions (steps for per-step, sequences otherwise) of the
     samples with nonzero weight."""
+    check_shapes(readouts, targets)
     predicted = predictions(readouts, objective)
-    if objective == PER_STEP:
-        hits = predicted == step_targets(targets, readouts.shape[0])
-    else:
-        hits = predicted == targets
+    labels = step_targets(targets, readouts.shape[0]) if objective == PER_STEP else targets
+    hits = (predicted == labels) & valid_labels(labels, readouts.shape[-1])
     if weights is not None:
         hits = hits & (weights > 0)
     return jnp.sum(hits)

@@ -78,6 +78,56 @@ class RecurrentSNN(nn.Module):
     recompute_segment: Optional[int] = None
 
     @nn.nowrap
+    def _checked_inputs(self, inputs, initial_state, start_step) -> jax.Array:
+        """``inputs`` as float32 after the checks of :meth:`__call__` (one error each)."""
+        if self.backward not in BACKWARDS:
+            raise ValueError(f"backward must be one of {BACKWARDS}, got {self.backward!r}")
+        shape = tuple(jnp.shape(inputs))
+        if len(shape) != 3:
+            raise ValueError(
+                f"inputs must be time-major (T, B, I); got shape {shape}. A batch-major (B, T, I) "
+                "array needs a transpose: inputs.transpose(1, 0, 2)"
+            )
+        dtype = jnp.result_type(inputs)
+        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+            raise ValueError(f"inputs must hold real numbers (cast to float32); got dtype {dtype}")
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"inputs of shape {shape} have no {'steps' if shape[0] == 0 else 'samples'}; "
+                             "pass at least one time step and one sample")
+        if start_step is not None and (not isinstance(start_step, int) or start_step < 0):
+            raise ValueError(f"start_step must be a non-negative Python int, got {start_step!r}")
+        if self.sub_seq_length > 0:
+            if initial_state is not None and start_step is None:
+                raise ValueError(
+                    f"streaming a chunk through a network with sub_seq_length={self.sub_seq_length}: pass "
+                    "start_step= (steps of the sequence already run) so that only the sequence's first "
+                    f"{self.sub_seq_length} steps are unscored, not each chunk's"
+                )
+            if initial_state is None and shape[0] <= self.sub_seq_length:
+                raise ValueError(
+                    f"inputs have {shape[0]} steps but the network leaves the first sub_seq_length="
+                    f"{self.sub_seq_length} unscored: nothing would be scored; pass more than "
+                    f"{self.sub_seq_length} steps"
+                )
+        kernel_rows = self._kernel_rows()
+        if kernel_rows is not None and kernel_rows != shape[2] + (self.hidden.features if self.hidden.recurrent else 0):
+            expected = kernel_rows - (self.hidden.features if self.hidden.recurrent else 0)
+            raise ValueError(
+                f"inputs have {shape[2]} features per step but the network's parameters expect {expected} "
+                f"(inputs must be time-major (T, B, I); got shape {shape})"
+            )
+        return jnp.asarray(inputs, jnp.float32)
+
+    @nn.nowrap
+    def _kernel_rows(self) -> Optional[int]:
+        """Rows of the hidden kernel in the bound variables, or None while initialising."""
+        if self.scope is None or not self.has_variable("params", "hidden"):
+            return None
+        hidden = self.get_variable("params", "hidden")
+        kernel = hidden.get("kernel") if hasattr(hidden, "get") else None
+        return None if kernel is None else int(jnp.shape(kernel)[0])
+
+    @nn.nowrap
     def initial_state(self, batch_size: int) -> NetworkState:
         """The all-zero state every sequence starts from."""
         state_type = neurons.get_neuron(self.hidden.neuron).state
@@ -87,16 +137,37 @@ class RecurrentSNN(nn.Module):
         )
 
     @nn.compact
-    def __call__(self, inputs: jax.Array, initial_state: Optional[NetworkState] = None) -> NetworkOutput:
-        """Run ``inputs`` of shape ``(T, B, I)`` through the network (time-major)."""
-        if inputs.ndim != 3:
-            raise ValueError(
-                f"inputs must be time-major (T, B, I); got shape {tuple(inputs.shape)}"
-            )
-        if self.backward not in BACKWARDS:
-            raise ValueError(f"backward must be one of {BACKWARDS}, got {self.backward!r}")
+    def __call__(
+        self, inputs: jax.Array, initial_state: Optional[NetworkState] = None, start_step: Optional[int] = None
+    ) -> NetworkOutput:
+        """Run ``inputs`` of shape ``(T, B, I)`` through the network (time-major).
+
+        Args:
+          inputs: ``(T, B, I)``, any real dtype; cast once to float32 (spec: all state
+            and arithmetic is float32).
+          initial_state: the :class:`NetworkState` to start from (default: rest); pass a
+            previous call's ``final_state`` to stream a sequence in chunks.
+          start_step: when streaming, the number of steps of this sequence already run
+            (a Python int): the first ``sub_seq_length`` steps of the *sequence* are
+            unscored, so this chunk's readouts start at step
+            ``max(sub_seq_length - start_step, 0)``. Required with ``initial_state``
+            when ``sub_seq_length > 0``; 0 otherwise. Under ``label_last`` each call
+            returns its chunk's last readout (the sequence's is the last chunk's).
+
+        Returns:
+          :class:`NetworkOutput`.
+
+        Raises:
+          ValueError: inputs that are not ``(T, B, I)`` with ``T ≥ 1``, not real
+            numbers, wider or narrower than the network's kernel, a sequence whose
+            steps are all unscored, or a chunk without ``start_step``.
+        """
+        inputs = self._checked_inputs(inputs, initial_state, start_step)
         if initial_state is None:
             initial_state = self.initial_state(inputs.shape[1])
+        else:
+            initial_state = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), initial_state)
+        skipped = max(self.sub_seq_length - (start_step or 0), 0)
         hidden_coefficients, hidden_kernel, hidden_bias = self.hidden.layer(inputs.shape[-1])
         readout_alpha, readout_kernel, readout_bias = self.readout.layer(self.hidden.features)
         params = scan.NetworkParams(
@@ -116,7 +187,7 @@ class RecurrentSNN(nn.Module):
             output = scan.run(spec, params, inputs, initial_state.hidden, initial_state.readout, self.return_trajectory)
         readouts, state, potential = output.readouts, output.final_hidden, output.final_readout
         counts, trajectory = output.spike_counts, output.trajectory
-        readouts = readouts[self.sub_seq_length :]
+        readouts = readouts[skipped:]
         if self.label_last:
             readouts = readouts[-1:]
         return NetworkOutput(readouts, NetworkState(state, potential), counts, trajectory)

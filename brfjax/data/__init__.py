@@ -21,6 +21,21 @@ def sha256_of_file(path: str | os.PathLike) -> str:
     return file_digest(os.fspath(path), "sha256")
 
 
+def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
+    """Labels must be integers in ``0..num_classes-1``: anything else is damaged content
+    (raises :class:`DataError` naming ``source`` and the first bad label)."""
+    labels = np.asarray(labels)
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{source}: labels must be integers, got dtype {labels.dtype}; the file is damaged or not this dataset")
+    bad = (labels < 0) | (labels >= num_classes)
+    if np.any(bad):
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{source}: label {int(labels[index])} at index {index[0] if len(index) == 1 else index} is outside "
+            f"0..{num_classes - 1}; the file is damaged or not this dataset"
+        )
+
+
 class SequenceData(NamedTuple):
     """Batch-major samples: ``inputs (N, T, I)`` (float32 or uint8, see the loader) and
     int32 ``targets`` of shape ``(N, T)`` (per-step labels) or ``(N,)`` (per sequence)."""

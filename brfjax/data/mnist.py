@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from brfjax.data import DataError, DataUsageError, SequenceData, download
+from brfjax.data import DataError, DataUsageError, SequenceData, check_labels, download
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -126,6 +126,7 @@ def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, 
     labels = parse_idx(read_verified(locate(label_name, data_dir), label_name, verify), label_name)
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
         raise DataError(f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match")
+    check_labels(labels, NUM_CLASSES, f"MNIST file {label_name!r}")
     return SequenceData(images.reshape(-1, NUM_STEPS, 1), labels.astype(np.int32))
 
 
@@ -141,6 +142,7 @@ def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
     images = np.asarray(images)
     if images.shape[1:] not in ((28, 28, 1), (28, 28)) or len(labels) != len(images):
         raise DataError(f"tensorflow-datasets MNIST {split}: unexpected shapes {images.shape}, {np.shape(labels)}")
+    check_labels(labels, NUM_CLASSES, f"tensorflow-datasets mnist {split}")
     return SequenceData(images.reshape(-1, NUM_STEPS, 1).astype(np.uint8), np.asarray(labels, np.int32))
 
 

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from brfjax.data import DataError, DataUsageError, SequenceData, download
+from brfjax.data import DataError, DataUsageError, SequenceData, check_labels, download
 
 BASE_URL = "https://zenkelab.org/datasets/"
 SPLITS = ("train", "test")
@@ -67,6 +67,7 @@ def read_shd(path: str) -> SequenceData:
             f"SHD file {path!r} is not a readable SHD HDF5 file ({error}); "
             "delete it (it is downloaded again) or fix --data-dir"
         ) from None
+    check_labels(labels, NUM_CLASSES, f"SHD file {path!r}")
     return SequenceData(inputs, np.asarray(labels, np.int32))
 
 
