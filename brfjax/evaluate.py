@@ -134,6 +134,12 @@ def evaluate_checkpoint(
     model, variables, permutation = load_for_evaluation(task, neuron, path)
     if permutation_file is not None:
         permutation = mnist.load_permutation(permutation_file)
+    if task.permuted and permutation is None:
+        raise DataUsageError(
+            f"{path!r} is a PS-MNIST model whose pixel permutation is not recorded in it: pass the permutation "
+            f"it was trained with, --permutation FILE.npy (the published models come with "
+            f"<name>_permutation.npy), or --permutation {mnist.IDENTITY} to evaluate in pixel order"
+        )
     data = tasks.load_split(task, "test", data_dir, mnist_backend)
     stats = evaluate_dataset(model, variables, data, task, batch_size or task.eval_batch_sizes[1], permutation,
                              parallel=parallel)
@@ -158,7 +164,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--neuron", required=True, choices=list(tasks.NEURON_NAMES))
     parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
     parser.add_argument("--data-dir", default=None, help="folder with the task's data files")
-    parser.add_argument("--permutation", default=None, help="PS-MNIST pixel permutation (.npy) for reference models")
+    parser.add_argument("--permutation", default=None,
+                        help="PS-MNIST pixel permutation (.npy) of a reference model, or 'identity' for pixel order "
+                             "(required for reference PS-MNIST models; workdirs record theirs)")
     parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: the original's)")
     parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
                         help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")

@@ -88,6 +88,27 @@ class StepResult(NamedTuple):
     sums: metrics.BatchSums
     final_state: Any
     readout_sum: jax.Array  # Σ_t o_t over the recorded steps, (B, C)
+    health: jax.Array  # int32 (3,): see HEALTH
+
+
+# what a train step counts, inside the jitted step, so that a run stops at the step
+# where its parameters or states become unusable and says why
+HEALTH = (
+    "BRF neurons with dt*|omega| >= 1 before the update (p(omega) undefined)",
+    "non-finite readouts, spike counts or final states in the batch",
+    "non-finite parameters after the update",
+)
+
+
+def _unstable_frequencies(model: models.RecurrentSNN, params) -> jax.Array:
+    """BRF neurons outside the stable region δ·|ω| < 1 (0 for other neurons)."""
+    if model.hidden.neuron != "brf":
+        return jnp.int32(0)
+    return jnp.sum(jnp.abs(params["hidden"]["omega"]) * neurons.DT >= 1.0).astype(jnp.int32)
+
+
+def _nonfinite(tree) -> jax.Array:
+    return sum((jnp.sum(~jnp.isfinite(leaf)).astype(jnp.int32) for leaf in jax.tree_util.tree_leaves(tree)), jnp.int32(0))
 
 
 def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
@@ -127,7 +148,9 @@ def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransfo
         params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, state.params, updates)
         sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
         sums = sums._replace(**reduce({"nll": sums.nll, "correct": sums.correct, "scored": sums.scored}))
-        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0))
+        outputs = (output.readouts, output.spike_counts, output.final_state)
+        health = jnp.stack([_unstable_frequencies(model, state.params), reduce(_nonfinite(outputs)), _nonfinite(params)])
+        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0), health)
 
     if parallel is None or parallel.num_devices == 1:
         return jax.jit(local_update, donate_argnums=0)
@@ -149,7 +172,7 @@ def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransfo
 
         in_specs = (replicated, batch_spec(inputs, 1), batch_spec(targets, targets.ndim - 1), replicated,
                     None if initial_state is None else rows, batch_spec(weights, 0))
-        out_specs = (replicated, StepResult(replicated, metrics.BatchSums(*[replicated] * 4), rows, rows))
+        out_specs = (replicated, StepResult(replicated, metrics.BatchSums(*[replicated] * 4), rows, rows, replicated))
         return jax.shard_map(per_device, mesh=parallel.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(
             state, inputs, targets, learning_rate, initial_state, weights
         )
@@ -263,17 +286,27 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
     lr = jnp.float32(lr)
     for step, indices in enumerate(batches):
         if config.tbptt_length:
-            state, loss, sums = _tbptt_batch(model, train_step, state, data, indices, lr, config.tbptt_length, task, parallel)
+            state, loss, sums, health = _tbptt_batch(model, train_step, state, data, indices, lr, config.tbptt_length,
+                                                     task, parallel)
         else:
             batch = evaluate.device_batch(parallel, task, model, data.train, indices, data.permutation)
             state, result = train_step(state, batch.inputs, batch.targets, lr, None, batch.weights)
-            loss, sums = float(result.loss), result.sums
+            loss, sums, health = float(result.loss), result.sums, np.asarray(result.health)
         if not math.isfinite(loss):
             problems = parameter_problems(state.params)
             raise TrainingError(
                 f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}"
                 + (f" ({'; '.join(problems)})" if problems else "")
                 + "; the run stops here, the best checkpoint is unchanged (lower --lr or check the data)"
+            )
+        if np.any(health > 0):
+            counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
+            problems = parameter_problems(state.params) if health[2] > 0 else []
+            cause = f"hidden.omega: {int(health[0])} neurons with dt*|omega| >= 1, outside the stable region of the BRF neuron; " if health[0] > 0 else ""
+            raise TrainingError(
+                f"unusable network in epoch {epoch_index + 1}, step {step + 1}: {cause}{counts}"
+                + (f" ({'; '.join(problems)})" if problems else "")
+                + "; the run stops here, the checkpoints are unchanged (lower --lr, or check the initial parameters)"
             )
         problems = parameter_problems(state.params) if step == len(batches) - 1 else []
         if problems:
@@ -303,9 +336,10 @@ def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, t
     inputs, targets = evaluate.host_batch(task, model, data.train, local, data.permutation)
     targets, weights = parallel.shard(targets, targets.ndim - 1), parallel.shard(weights, 0)
     carry = jax.tree_util.tree_map(lambda x: parallel.shard(np.asarray(x), 0), model.initial_state(inputs.shape[1]))
-    loss, spikes, readout_sum, last = 0.0, 0.0, 0.0, None
+    loss, spikes, readout_sum, last, health = 0.0, 0.0, 0.0, None, np.zeros(len(HEALTH), np.int64)
     for start, stop in tbptt_chunks(inputs.shape[0], length):
         state, result = train_step(state, parallel.shard(inputs[start:stop], 1), targets, lr, carry, weights)
+        health = health + np.asarray(result.health)
         carry = result.final_state
         loss += float(result.loss)
         spikes = spikes + np.asarray(result.sums.spikes)
@@ -314,7 +348,7 @@ def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, t
     readouts = (last if model.label_last else readout_sum / inputs.shape[0])[None]
     sums = metrics.batch_sums(readouts, parallel.gather(targets), spikes, task.objective,
                               None if weights is None else parallel.gather(weights))
-    return state, loss, sums
+    return state, loss, sums, health
 
 
 def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfig]:

@@ -171,3 +171,15 @@ def test_mnist_reference_checkpoints_reproduce_the_reported_accuracy(task, neuro
     stats = evaluate.evaluate_checkpoint(task, neuron, str(checkpoint(f"{task}_{neuron}")), mnist_data_dir(), permutation_file=permutation)
     # within 0.1 percentage points of the accuracy the original code reported
     assert abs(stats["correct"] - correct) <= 10 and stats["total"] == 10000
+
+
+def test_a_reference_psmnist_model_without_its_permutation_is_refused():
+    """Pixel order would silently score 14.6 % for a model trained on permuted pixels."""
+    result = run_cli("--task", "psmnist", "--neuron", "brf", "--checkpoint", str(checkpoint("psmnist_brf")),
+                     "--data-dir", mnist_data_dir())
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error:") and "--permutation FILE.npy" in message and "--permutation identity" in message
+    from brfjax.data import mnist
+
+    np.testing.assert_array_equal(mnist.load_permutation("identity"), np.arange(784))

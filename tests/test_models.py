@@ -321,3 +321,20 @@ def test_scan_into_reused_buffers_equals_lax_scan(reverse):
     for got, want in zip(jax.tree_util.tree_leaves(outputs), jax.tree_util.tree_leaves(expected)):
         np.testing.assert_array_equal(got, want)
     assert handed_on is short
+
+
+@pytest.mark.parametrize("backward", ["manual", "autodiff"])
+def test_wide_inputs_computed_before_the_loop_give_the_per_step_bits(monkeypatch, backward):
+    """Portable products of wide inputs (SHD's 700) run for all steps before the loop;
+    row by row they are exact slice products, so the loop sees the same currents."""
+    from brfjax import scan
+
+    net = models.build_network("brf", 32, 5, backward=backward)
+    x = 200.0 * (np.random.default_rng(0).random((30, 6, 100)) < 0.3).astype(np.float32)
+    variables = net.init(jax.random.PRNGKey(0), x)
+    before_loop = net.apply(variables, x)
+    monkeypatch.setattr(scan, "WIDE_INPUT", 10**9)
+    per_step = net.apply(variables, x)
+    assert float(per_step.spike_counts.sum()) > 0
+    np.testing.assert_array_equal(before_loop.readouts, per_step.readouts)
+    np.testing.assert_array_equal(before_loop.spike_counts, per_step.spike_counts)

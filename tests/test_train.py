@@ -209,3 +209,19 @@ def test_parameter_problems_name_the_parameter():
     assert any("hidden/omega: 1 neurons with dt*|omega| >= 1 (max 1.200)" in p for p in problems)
     assert any("readout/tau has 1 non-finite values" in p for p in problems)
     assert train.parameter_problems({"hidden": {"omega": np.array([5.0], np.float32)}}) == []
+
+
+def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_path):
+    """BRF neurons with dt*|omega| >= 1 have no divergence boundary (NaN states that never
+    spike, so the loss stays finite); the first update would turn every parameter NaN.
+    The jitted step counts them: the run stops at that step, naming omega and the cause,
+    with the checkpoints of the last good epoch intact."""
+    config = tasks.config_for("ecg", "brf", epochs=1, batch_size=8, max_train_batches=6, max_eval_batches=1,
+                              omega_init=(100.5, 100.5))
+    with pytest.raises(train.TrainingError, match=r"epoch 1, step 1: hidden\.omega: 36 neurons with dt\*\|omega\| >= 1"):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert not (tmp_path / "results.json").exists()
+    model = tasks.build_model(config)
+    state, _ = train.init_state(config, model, train.make_optimizer(config))
+    saved = train.load_latest(str(tmp_path), state)
+    assert int(saved["epoch"]) == 0

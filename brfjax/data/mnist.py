@@ -156,8 +156,14 @@ def make_permutation(seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 784]).permutation(NUM_STEPS)
 
 
+IDENTITY = "identity"  # the permutation argument that keeps the pixel order
+
+
 def load_permutation(path: str) -> np.ndarray:
-    """Read a ``.npy`` permutation and check it is a permutation of 0..783."""
+    """Read a ``.npy`` permutation and check it is a permutation of 0..783;
+    ``"identity"`` gives ``0..783`` (pixel order)."""
+    if path == IDENTITY:
+        return np.arange(NUM_STEPS, dtype=np.int64)
     try:
         permutation = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
