@@ -155,14 +155,24 @@ def summary_line(stats: dict) -> str:
     )
 
 
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--task``, ``--neuron`` and ``--checkpoint``: which trained network a command reads."""
+    parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
+    parser.add_argument("--neuron", required=True, choices=list(tasks.NEURON_NAMES))
+    parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
+
+
+def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not os.path.exists(args.checkpoint):
+        parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m brfjax.evaluate",
         description="Model statistics (accuracy, loss, SOP, firing rate) of a checkpoint on a test set.",
     )
-    parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
-    parser.add_argument("--neuron", required=True, choices=list(tasks.NEURON_NAMES))
-    parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--data-dir", default=None, help="folder with the task's data files")
     parser.add_argument("--permutation", default=None,
                         help="PS-MNIST pixel permutation (.npy) of a reference model, or 'identity' for pixel order "
@@ -180,8 +190,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
-    if not os.path.exists(args.checkpoint):
-        parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
+    check_checkpoint_argument(parser, args)
     return args
 
 

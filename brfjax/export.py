@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from brfjax import checkpoint, models, tasks
+from brfjax import checkpoint, evaluate, interop, models, tasks
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 METADATA_SUFFIX = ".json"
@@ -93,9 +93,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         prog="python -m brfjax.export",
         description="Write a trained network as a serialized jax.export program plus a JSON of metadata.",
     )
-    parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
-    parser.add_argument("--neuron", required=True, choices=list(tasks.NEURON_NAMES))
-    parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
+    evaluate.add_checkpoint_arguments(parser)
     parser.add_argument("-o", "--output", required=True, help="file to write (metadata goes to OUTPUT.json)")
     parser.add_argument("--platforms", nargs="+", default=["cpu"], choices=list(PLATFORMS),
                         help="platforms to lower for (default: cpu); no such device is needed")
@@ -103,14 +101,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size <= 0:
         parser.error(f"--batch-size must be a positive integer, got {args.batch_size}")
-    if not os.path.exists(args.checkpoint):
-        parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
+    evaluate.check_checkpoint_argument(parser, args)
     return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from brfjax import evaluate, interop
-
     args = parse_args(argv)
     task = tasks.get_task(args.task)
     try:

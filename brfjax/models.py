@@ -103,7 +103,7 @@ class RecurrentSNN(nn.Module):
                     "start_step= (steps of the sequence already run) so that only the sequence's first "
                     f"{self.sub_seq_length} steps are unscored, not each chunk's"
                 )
-            if initial_state is None and shape[0] <= self.sub_seq_length:
+            if initial_state is None and shape[0] <= self.sub_seq_length and not self.is_initializing():
                 raise ValueError(
                     f"inputs have {shape[0]} steps but the network leaves the first sub_seq_length="
                     f"{self.sub_seq_length} unscored: nothing would be scored; pass more than "

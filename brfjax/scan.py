@@ -116,31 +116,13 @@ def split_kernels(spec: ScanSpec, hidden_kernel, readout_kernel, input_width: in
     return KernelSlices(numerics.split_kernel(hidden_kernel[:input_width], binary_left=False), recurrent, readout)
 
 
-# input widths from which portable input products are computed for all steps at once,
-# before the loop: one large product per slice pair instead of many small ones per step
-# (SHD's 700 inputs: 21 slice products), at the cost of one (T, B, H) array
-WIDE_INPUT = 64
-
-
-def input_currents(spec: ScanSpec, kernel, inputs, slices: Optional[KernelSlices]):
-    """``x_t · K_in`` for every step, ``(T, B, H)``, when portable products of wide inputs
-    are computed before the loop; else None. Row by row the same bits as per step."""
-    if slices is None or inputs.shape[-1] < WIDE_INPUT:
-        return None
-    return numerics.product_of_slices(inputs, kernel[: inputs.shape[-1]], slices.hidden_input, False)
-
-
-def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Optional[KernelSlices], input_current=None):
+def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Optional[KernelSlices]):
     """``I_t = [x_t, z_{t-1}] · K (+ b)`` of shape ``(B, H)`` (spec §1), with
-    ``slices = split_kernels(...)`` for portable products or None for one BLAS product;
-    ``input_current``: ``x_t · K_in`` if computed before the loop (:func:`input_currents`)."""
+    ``slices = split_kernels(...)`` for portable products or None for one BLAS product."""
     if slices is None:
         return synaptic_current(cell_input(spec, x, previous_spikes), kernel, bias)
     width = x.shape[-1]
-    if input_current is not None:
-        current = input_current
-    else:
-        current = numerics.product_of_slices(x, kernel[:width], slices.hidden_input, False)
+    current = numerics.product_of_slices(x, kernel[:width], slices.hidden_input, False)
     if spec.recurrent:
         current = current + numerics.product_of_slices(previous_spikes, kernel[width:], slices.hidden_recurrent, True)
     return current if bias is None else current + bias
@@ -168,12 +150,10 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
     by default), so a loop run in segments sums them in the same order."""
     hidden_step = step_function(spec)
     slices = split_kernels(spec, params.hidden_kernel, params.readout_kernel, inputs.shape[-1])
-    precomputed = input_currents(spec, params.hidden_kernel, inputs, slices)
 
-    def time_step(carry, step_inputs):
-        x_t, input_current = step_inputs
+    def time_step(carry, x_t):
         state, potential, spike_counts = carry
-        current = hidden_current(spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices, input_current)
+        current = hidden_current(spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices)
         state = hidden_step(params.hidden_coefficients, state, current)
         drive = readout_drive(params.readout_kernel, params.readout_bias, state.z, slices)
         potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
@@ -183,7 +163,7 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
 
     counts = jnp.zeros(inputs.shape[1], jnp.float32) if counts0 is None else counts0
     (state, potential, counts), (readouts, trajectory, residuals) = jax.lax.scan(
-        time_step, (hidden0, readout0, counts), (inputs, precomputed)
+        time_step, (hidden0, readout0, counts), inputs
     )
     return ScanOutput(state, potential, readouts, counts, None), trajectory, residuals
 

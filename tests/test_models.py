@@ -278,7 +278,7 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
     initial = initial._replace(readout=jnp.full((5, 3), 0.3), hidden=initial.hidden._replace(z=initial_spikes))
 
     def loss(params, initial, inputs, model):
-        out = model.apply({"params": params}, inputs, initial)
+        out = model.apply({"params": params}, inputs, initial, start_step=0)
         final = out.final_state
         return (
             metrics.summed_loss(out.readouts, targets)
@@ -293,8 +293,8 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
         scale = float(jnp.max(jnp.abs(a)))
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale + 1e-12, err_msg=str(path))
     # the forward that the gradient runs (segmented, keeping its residuals) is the reference one, bit for bit
-    out_auto = autodiff.apply({"params": variables["params"]}, x, initial)
-    out_manual, _ = jax.vjp(lambda p: manual.apply({"params": p}, x, initial), variables["params"])
+    out_auto = autodiff.apply({"params": variables["params"]}, x, initial, start_step=0)
+    out_manual, _ = jax.vjp(lambda p: manual.apply({"params": p}, x, initial, start_step=0), variables["params"])
     for a, b in zip(jax.tree_util.tree_leaves(out_auto), jax.tree_util.tree_leaves(out_manual)):
         np.testing.assert_array_equal(b, a)
 
@@ -322,19 +322,3 @@ def test_scan_into_reused_buffers_equals_lax_scan(reverse):
         np.testing.assert_array_equal(got, want)
     assert handed_on is short
 
-
-@pytest.mark.parametrize("backward", ["manual", "autodiff"])
-def test_wide_inputs_computed_before_the_loop_give_the_per_step_bits(monkeypatch, backward):
-    """Portable products of wide inputs (SHD's 700) run for all steps before the loop;
-    row by row they are exact slice products, so the loop sees the same currents."""
-    from brfjax import scan
-
-    net = models.build_network("brf", 32, 5, backward=backward)
-    x = 200.0 * (np.random.default_rng(0).random((30, 6, 100)) < 0.3).astype(np.float32)
-    variables = net.init(jax.random.PRNGKey(0), x)
-    before_loop = net.apply(variables, x)
-    monkeypatch.setattr(scan, "WIDE_INPUT", 10**9)
-    per_step = net.apply(variables, x)
-    assert float(per_step.spike_counts.sum()) > 0
-    np.testing.assert_array_equal(before_loop.readouts, per_step.readouts)
-    np.testing.assert_array_equal(before_loop.spike_counts, per_step.spike_counts)
