@@ -179,3 +179,56 @@ def test_tfds_backend_without_the_package_names_the_extra(monkeypatch):
         mnist.load_mnist("test", backend="tfds")
     with pytest.raises(DataError, match="unknown MNIST backend"):
         mnist.load_mnist("test", backend="torchvision")
+
+
+def test_a_users_archive_never_becomes_the_verified_download(tmp_path, monkeypatch):
+    """An .h5.gz from --data-dir is unpacked once into a folder named by its content,
+    never into the download cache, which a run without --data-dir trusts only with the
+    record of a verified download."""
+    import gzip
+
+    from brfjax.data import download
+
+    monkeypatch.setenv("BRFJAX_CACHE", str(tmp_path / "cache"))
+    user = tmp_path / "user"
+    user.mkdir()
+    write_shd(tmp_path / "plain.h5", [([0.1], [3], 2)])
+    (user / "shd_test.h5.gz").write_bytes(gzip.compress((tmp_path / "plain.h5").read_bytes()))
+    unpacked = shd.locate("test", str(user))
+    assert unpacked == shd.locate("test", str(user))  # unpacked once, found again
+    official = tmp_path / "cache" / "shd" / "shd_test.h5"
+    assert not official.exists() and "shd-unpacked" in unpacked
+    assert list(shd.load_shd("test", str(user)).targets) == [2]
+
+    def offline(url, destination, timeout=60.0):
+        raise DataError(f"could not download {url}: offline")
+
+    monkeypatch.setattr(download, "fetch", offline)
+    with pytest.raises(DataError, match="offline"):
+        shd.locate("test")  # nothing verified in the cache: it downloads
+    official.parent.mkdir(parents=True, exist_ok=True)
+    official.write_bytes((tmp_path / "plain.h5").read_bytes())  # a file without the record
+    with pytest.raises(DataError, match="offline"):
+        shd.locate("test")
+    (tmp_path / "cache" / "shd" / "shd_test.h5.md5").write_text("0" * 32)
+    assert shd.locate("test") == str(official)
+
+
+def test_concurrent_unpacking_of_one_archive_gives_every_process_an_intact_file(tmp_path):
+    import gzip
+    from concurrent.futures import ProcessPoolExecutor
+
+    payload = np.random.default_rng(0).integers(0, 256, 20_000_000, dtype=np.uint8).tobytes()
+    archive = tmp_path / "data.gz"
+    archive.write_bytes(gzip.compress(payload, compresslevel=1))
+    target = str(tmp_path / "data")
+    with ProcessPoolExecutor(4) as pool:
+        list(pool.map(_unpack, [(str(archive), target)] * 4))
+    assert (tmp_path / "data").read_bytes() == payload
+    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob("*.part"))
+
+
+def _unpack(arguments):
+    from brfjax.data import download
+
+    download.gunzip(*arguments)

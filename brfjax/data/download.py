@@ -22,10 +22,16 @@ def cache_dir(name: str, root: Optional[str] = None) -> str:
     return path
 
 
+def _temporary_beside(destination: str) -> tuple[int, str]:
+    """A new file with a unique name in ``destination``'s folder: concurrent writers
+    (the processes of one multi-host run) never share a temporary file."""
+    folder = os.path.dirname(destination) or "."
+    return tempfile.mkstemp(dir=folder, prefix=os.path.basename(destination) + ".", suffix=".part")
+
+
 def fetch(url: str, destination: str, timeout: float = 60.0) -> None:
     """Download ``url`` to ``destination`` atomically (a partial download never remains)."""
-    folder = os.path.dirname(destination) or "."
-    handle, partial = tempfile.mkstemp(dir=folder, suffix=".part")
+    handle, partial = _temporary_beside(destination)
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out)
@@ -38,14 +44,27 @@ def fetch(url: str, destination: str, timeout: float = 60.0) -> None:
 
 
 def gunzip(source: str, destination: str) -> None:
-    """Decompress ``source`` (.gz) to ``destination`` atomically."""
-    partial = destination + ".part"
+    """Decompress ``source`` (.gz) to ``destination`` atomically (a unique temporary
+    file, then one rename: a reader sees no file or the whole file)."""
+    handle, partial = _temporary_beside(destination)
     try:
-        with gzip.open(source, "rb") as compressed, open(partial, "wb") as out:
+        with gzip.open(source, "rb") as compressed, os.fdopen(handle, "wb") as out:
             shutil.copyfileobj(compressed, out)
         os.replace(partial, destination)
     except (OSError, EOFError) as error:
         raise DataError(f"{source!r} is not a valid gzip file ({error}); delete it and retry") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    handle, partial = _temporary_beside(path)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(partial, path)
     finally:
         if os.path.exists(partial):
             os.remove(partial)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import urllib.request
+import uuid
 from typing import Optional
 
 import numpy as np
@@ -83,12 +84,19 @@ def _server_md5(name: str) -> str:
     return sums[name]
 
 
+VERIFIED_SUFFIX = ".md5"  # beside a downloaded file: the verified md5 of its .gz
+
+
 def locate(split: str, data_dir: Optional[str] = None) -> str:
-    """Path of ``shd_<split>.h5``: from ``data_dir`` (.h5 or .h5.gz) or downloaded."""
+    """Path of ``shd_<split>.h5``: from ``data_dir`` (.h5 read in place; .h5.gz unpacked
+    once into a cache folder named by the archive's content), or downloaded.
+
+    The download cache (``$BRFJAX_CACHE/shd``) holds only verified downloads: a file
+    there counts only with its ``.md5`` record, written after the archive's md5 matched
+    the server's list; a user's archive is never unpacked into it."""
     if split not in SPLITS:
         raise DataError(f"unknown SHD split {split!r}; expected one of {list(SPLITS)}")
     name = f"shd_{split}.h5"
-    cache = download.cache_dir("shd")
     if data_dir is not None:
         if os.path.isfile(os.path.join(data_dir, name)):
             return os.path.join(data_dir, name)
@@ -98,13 +106,15 @@ def locate(split: str, data_dir: Optional[str] = None) -> str:
                 f"SHD file {name} (or {name}.gz) not found in --data-dir {data_dir!r}; "
                 f"get it from {BASE_URL} or omit --data-dir to download it"
             )
-        target = os.path.join(cache, name)
-        download.gunzip(compressed, target)
+        key = download.file_digest(compressed, "sha256")[:16]
+        target = os.path.join(download.cache_dir(os.path.join("shd-unpacked", key)), name)
+        if not os.path.isfile(target):
+            download.gunzip(compressed, target)
         return target
-    target = os.path.join(cache, name)
-    if os.path.isfile(target):
+    target = os.path.join(download.cache_dir("shd"), name)
+    if os.path.isfile(target) and os.path.isfile(target + VERIFIED_SUFFIX):
         return target
-    compressed = target + ".gz"
+    compressed = f"{target}.{uuid.uuid4().hex}.gz"  # this process's own download
     download.fetch(BASE_URL + name + ".gz", compressed)
     expected = _server_md5(name + ".gz")
     digest = download.file_digest(compressed, "md5")
@@ -112,6 +122,7 @@ def locate(split: str, data_dir: Optional[str] = None) -> str:
         os.remove(compressed)
         raise DataError(f"downloaded {name}.gz has md5 {digest}, the server lists {expected}; retry")
     download.gunzip(compressed, target)
+    download.write_text(target + VERIFIED_SUFFIX, digest + "\n")
     os.remove(compressed)
     return target
 
