@@ -24,7 +24,7 @@ if __name__ == "__main__":  # before JAX loads: run this command again with huge
 import jax
 import numpy as np
 
-from brfjax import checkpoint, interop, metrics, tasks
+from brfjax import checkpoint, cli, interop, metrics, tasks
 from brfjax import parallel as parallel_module
 from brfjax.data import DataError, DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
@@ -168,7 +168,7 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m brfjax.evaluate",
         description="Model statistics (accuracy, loss, SOP, firing rate) of a checkpoint on a test set.",
     )

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from brfjax import checkpoint, evaluate, interop, models, tasks
+from brfjax import checkpoint, cli, evaluate, interop, models, tasks
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 METADATA_SUFFIX = ".json"
@@ -89,7 +89,7 @@ def load_program(path: str) -> tuple[jax.export.Exported, dict]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m brfjax.export",
         description="Write a trained network as a serialized jax.export program plus a JSON of metadata.",
     )

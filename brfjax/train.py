@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from brfjax import checkpoint, evaluate, metrics, models, neurons, tasks
+from brfjax import checkpoint, cli, evaluate, metrics, models, neurons, tasks
 from brfjax import parallel as parallel_module
 from brfjax.data import DataError, DataUsageError, SequenceData, ecg, mnist, pipeline
 from brfjax.interop import CheckpointError, path_name
@@ -545,7 +545,7 @@ class EpochLog:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m brfjax.train", description="Train a BRF/RF/ALIF network with the paper's protocol.")
+    parser = cli.ArgumentParser(prog="python -m brfjax.train", description="Train a BRF/RF/ALIF network with the paper's protocol.")
     parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
     parser.add_argument("--neuron", default="brf", choices=list(tasks.NEURON_NAMES))
     parser.add_argument("--epochs", type=int, help="number of training epochs (paper: 300 MNIST, 400 ECG, 20 SHD)")

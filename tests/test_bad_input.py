@@ -171,3 +171,13 @@ def test_evaluate_checkpoint_of_another_task(tmp_path):
     (tmp_path / "truncated.npz").write_bytes(checkpoint(ECG_BRF).read_bytes()[:500])
     result = cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "truncated.npz")
     assert_one_line_error(result, 1, "truncated.npz")
+
+
+@pytest.mark.parametrize("module", ["train", "evaluate", "export"])
+def test_a_misspelt_name_is_one_error_line_not_the_usage(module):
+    result = cli(module, "--task", "mnist", "--neuron", "brf", "--checkpoint", "x.npz", "-o", "y")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: argument --task: invalid choice: 'mnist' (choose from 'ecg', 'psmnist', 'shd', 'smnist'); "
+        f"see python -m brfjax.{module} --help"
+    ]
