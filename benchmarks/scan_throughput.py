@@ -45,7 +45,6 @@ import subprocess
 import sys
 import time
 
-from brfjax import hugepages
 
 SHAPES = {  # task -> (batch, steps, inputs, hidden, classes)
     "smnist": (256, 784, 1, 256, 10),
@@ -265,7 +264,7 @@ def main(argv=None) -> int:
     for task in shapes_of(args.tasks):
         for neuron in args.neurons:
             # a fresh process per configuration: separate compile caches and memory peaks
-            env = hugepages.environment_with_hugepages(dict(os.environ))  # as brfjax.train and brfjax.evaluate
+            env = dict(os.environ)
             if args.host_devices:
                 env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={args.host_devices}"
             result = subprocess.run(

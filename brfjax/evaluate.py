@@ -16,11 +16,6 @@ import os
 import sys
 from typing import NamedTuple, Optional, Sequence
 
-if __name__ == "__main__":  # before JAX loads: run this command again with huge pages for malloc
-    from brfjax.hugepages import reexec_with_hugepages
-
-    reexec_with_hugepages()
-
 import jax
 import numpy as np
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 import jax
 import numpy as np
 
-from brfjax import models, neurons
+from brfjax import models
 
 NEURON_PARAMETERS = {
     "brf": ("omega", "b_offset"),

@@ -27,11 +27,6 @@ import sys
 import time
 from typing import Any, NamedTuple, Optional, Sequence
 
-if __name__ == "__main__":  # before JAX loads: run this command again with huge pages for malloc
-    from brfjax.hugepages import reexec_with_hugepages
-
-    reexec_with_hugepages()
-
 import jax
 import jax.numpy as jnp
 import numpy as np
