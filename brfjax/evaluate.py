@@ -152,14 +152,34 @@ def summary_line(stats: dict) -> str:
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """``--task``, ``--neuron`` and ``--checkpoint``: which trained network a command reads."""
-    parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
-    parser.add_argument("--neuron", required=True, choices=list(tasks.NEURON_NAMES))
+    parser.add_argument("--task", choices=sorted(tasks.TASKS),
+                        help="the checkpoint's task (a brfjax workdir records it; required for a .npz)")
+    parser.add_argument("--neuron", choices=list(tasks.NEURON_NAMES),
+                        help="the checkpoint's neuron (a brfjax workdir records it; required for a .npz)")
     parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
 
 
 def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checkpoint exists, and its task and neuron are known: recorded in a workdir
+    (``--task``/``--neuron`` may then be omitted) or given for a ``.npz`` state dict,
+    which does not record them (a BRF and an RF file have the same keys)."""
     if not os.path.exists(args.checkpoint):
         parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
+    config_path = os.path.join(args.checkpoint, checkpoint.CONFIG_FILE)
+    if os.path.isdir(args.checkpoint) and os.path.isfile(config_path):
+        recorded = checkpoint.read_json(config_path)
+        args.task = args.task or recorded.get("task")
+        args.neuron = args.neuron or recorded.get("neuron")
+        return
+    missing = [flag for flag, value in (("--task", args.task), ("--neuron", args.neuron)) if value is None]
+    if missing:
+        parser.error(
+            f"{args.checkpoint!r} does not record its task and neuron (a state dict as the authors published "
+            f"it); pass {' and '.join(missing)}"
+        )
+    if not os.path.isdir(args.checkpoint):
+        print(f"note: {os.path.basename(args.checkpoint)} does not record its neuron or task: evaluated as a "
+              f"{args.neuron} network for {args.task}, as --neuron and --task say", file=sys.stderr)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -183,9 +203,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    check_checkpoint_argument(parser, args)
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
-    check_checkpoint_argument(parser, args)
     return args
 
 

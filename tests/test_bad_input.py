@@ -181,3 +181,16 @@ def test_a_misspelt_name_is_one_error_line_not_the_usage(module):
         f"error: argument --task: invalid choice: 'mnist' (choose from 'ecg', 'psmnist', 'shd', 'smnist'); "
         f"see python -m brfjax.{module} --help"
     ]
+
+
+def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_state_dict(ecg_workdir):
+    recorded = cli("evaluate", "--checkpoint", ecg_workdir)
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout.startswith("ecg brf: accuracy")
+    other = cli("evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
+    assert_one_line_error(other, 1, "holds a ecg/brf run, not ecg/vrf")
+    unknown = cli("evaluate", "--checkpoint", checkpoint("ecg_vrf"))
+    assert_one_line_error(unknown, 2, "does not record its task and neuron", "pass --task and --neuron")
+    assumed = cli("evaluate", "--task", "ecg", "--neuron", "vrf", "--checkpoint", checkpoint("ecg_vrf"))
+    assert assumed.returncode == 0 and assumed.stdout.startswith("ecg vrf: accuracy 85.1140 %")
+    assert "ecg_vrf.npz does not record its neuron or task: evaluated as a vrf network for ecg" in assumed.stderr
