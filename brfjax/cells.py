@@ -102,6 +102,12 @@ class SpikingCell(nn.RNNCellBase):
         """``(coefficients, masked kernel, bias or None)`` for inputs of width ``in_features``."""
         width = in_features + (self.features if self.recurrent else 0)
         kernel = self.param("kernel", self.kernel_init, (width, self.features), jnp.float32)
+        if self.mask_prob > 0.0 and not (self.is_initializing() or self.has_variable("mask", "mask")):
+            raise ValueError(
+                f"the pruning mask of this cell (mask_prob={self.mask_prob}, collection 'mask') is not visible here: "
+                "pass the 'mask' collection with the variables and, under nn.RNN or nn.scan, broadcast it: "
+                "nn.RNN(cell, variable_broadcast=('params', 'mask'))"
+            )
         if self.mask_prob > 0.0:
             self.variable(
                 "mask",

@@ -1,3 +1,6 @@
+import dataclasses
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -90,3 +93,77 @@ def test_non_recurrent_cell_with_bias():
 def test_unknown_cell_name():
     with pytest.raises(ValueError, match="alif"):
         cells.get_cell("lstm")
+
+
+# ------------------------------------------------ the cells under Flax's own transforms
+
+CELL_OPTIONS = [
+    {},
+    {"recurrent": False},
+    {"use_bias": True, "bias_init": nn.initializers.constant(0.3)},
+    {"mask_prob": 0.5},
+    {"spike_form": "fgi"},
+    {"surrogate": "gaussian"},
+    {"exact": False},
+    {"products": "fast"},
+    {"dt": 0.02},
+]
+
+
+def network_and_cell(name, options):
+    from brfjax import models
+
+    net = models.build_network(name, 6, 3, return_trajectory=True, **options)
+    x = 200.0 * (np.random.default_rng(0).random((20, 4, 3)) < 0.3).astype(np.float32)
+    variables = net.init(jax.random.PRNGKey(0), x)
+    cell_variables = {"params": variables["params"]["hidden"]}
+    if "mask" in variables:
+        cell_variables["mask"] = variables["mask"]["hidden"]
+    return net, variables, net.hidden, cell_variables, x
+
+
+def under(collection_name, cell_variables):
+    """The cell's variables as the submodule ``cell`` of a wrapping module."""
+    return {kind: {collection_name: value} for kind, value in cell_variables.items()}
+
+
+@pytest.mark.parametrize("name", sorted(cells.CELLS))
+@pytest.mark.parametrize("options", CELL_OPTIONS, ids=lambda o: ",".join(o) or "default")
+def test_cells_under_nn_rnn_nn_scan_and_nn_vmap_give_the_networks_results(name, options):
+    net, variables, cell, cell_variables, x = network_and_cell(name, options)
+    expected = net.apply(variables, x).trajectory
+    # exact=False lets XLA fuse multiply-adds as it likes in each program: ulps apart
+    same = np.testing.assert_array_equal if options.get("exact", True) else functools.partial(
+        np.testing.assert_allclose, rtol=1e-4, atol=1e-4)
+    assert float(jnp.sum(expected.z)) > 0  # the neurons spike: the comparison means something
+
+    # nn.RNN, time-major and batch-major
+    broadcast = ("params", "mask")  # the pruning mask is a variable of its own collection
+    rnn_z = nn.RNN(cell, time_major=True, variable_broadcast=broadcast).apply(under("cell", cell_variables), x)
+    same(rnn_z, expected.z)
+    batch_major = nn.RNN(cell, variable_broadcast=broadcast).apply(under("cell", cell_variables), x.transpose(1, 0, 2))
+    same(batch_major.transpose(1, 0, 2), expected.z)
+
+    # nn.scan over the cell class with the same attributes
+    fields = {f.name: getattr(cell, f.name) for f in dataclasses.fields(cell) if f.name not in ("parent", "name")}
+    scanned = nn.scan(type(cell), variable_broadcast=["params", "mask"], split_rngs={"params": False},
+                      in_axes=0, out_axes=0)(**fields)
+    carry = cell.initialize_carry(None, x[0].shape)
+    final, z = scanned.apply(cell_variables, carry, x)
+    same(z, expected.z)
+    same(final.u, expected.u[-1])
+
+    # nn.vmap over an extra leading axis: two halves of the batch side by side
+    mapped = nn.vmap(type(cell), variable_axes={"params": None, "mask": None}, split_rngs={"params": False},
+                     in_axes=(0, 0), out_axes=0)(**fields)
+    halves = x[0].reshape(2, 2, 3)
+    carry2 = jax.tree_util.tree_map(lambda a: a.reshape(2, 2, -1), cell.initialize_carry(None, x[0].shape))
+    new, z0 = mapped.apply(cell_variables, carry2, halves)
+    same(z0.reshape(4, -1), expected.z[0])
+    same(new.u.reshape(4, -1), expected.u[0])
+
+
+def test_a_cells_mask_that_is_not_broadcast_gets_one_error_naming_the_fix():
+    _, _, cell, cell_variables, x = network_and_cell("brf", {"mask_prob": 0.5})
+    with pytest.raises(ValueError, match=r"variable_broadcast=\('params', 'mask'\)"):
+        nn.RNN(cell, time_major=True).apply(under("cell", cell_variables), x)
