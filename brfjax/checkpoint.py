@@ -111,6 +111,10 @@ def _save(directory: str, step: int, tree: Any, primary: bool, barrier: Callable
         # print "Event loop is closed" tracebacks for a moment: they go to the buffer
         with contextlib.redirect_stderr(printed):
             time.sleep(1.0)
+        # its other write tasks failed too; asyncio logs each one ("Task exception was
+        # never retrieved", with a traceback) whenever it is garbage-collected, which on a
+        # loaded machine is after the moment above: the run ends here, with one line
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         if primary:
             for partial in glob.glob(os.path.join(directory, "*orbax-checkpoint-tmp*")):
                 shutil.rmtree(partial, ignore_errors=True)
