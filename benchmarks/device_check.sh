@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 4 in one call, for a machine with a GPU and JAX (CUDA) installed:
+# The GPU checks in one call, for a machine with a GPU and JAX (CUDA) installed:
 #   1. the environment (GPU, driver, JAX and its devices);
 #   2. float32 products on the GPU: brfjax's product against float64 NumPy, next to
 #      XLA's default precision (TF32 on NVIDIA GPUs since Ampere), so the record shows
