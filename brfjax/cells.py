@@ -128,8 +128,7 @@ class SpikingCell(nn.RNNCellBase):
     @nn.nowrap
     def scan_spec(self) -> scan.ScanSpec:
         """The static description of this cell that the time loop needs."""
-        if self.products not in scan.PRODUCTS:
-            raise ValueError(f"products must be one of {scan.PRODUCTS}, got {self.products!r}")
+        scan.check_products(self.products)
         return scan.ScanSpec(
             self.neuron, self.surrogate, self.spike_form, self.dt, self.exact, self.recurrent, self.products
         )
@@ -230,14 +229,11 @@ class LIReadout(nn.RNNCellBase):
 
     def __call__(self, carry: jax.Array, x: jax.Array):
         alpha, kernel, bias = self.layer(x.shape[-1])
-        if self.products not in scan.PRODUCTS:
-            raise ValueError(f"products must be one of {scan.PRODUCTS}, got {self.products!r}")
+        scan.check_products(self.products)
+        slices = None
         if self.products == "portable":
-            drive = numerics.portable_matmul(x, kernel, binary_left=True)
-            drive = drive if bias is None else drive + bias
-        else:
-            drive = neurons.synaptic_current(x, kernel, bias)
-        potential = neurons.li_step(alpha, carry, drive, self.exact)
+            slices = scan.KernelSlices(None, None, numerics.split_kernel(kernel, binary_left=True))
+        potential = neurons.li_step(alpha, carry, scan.readout_drive(kernel, bias, x, slices), self.exact)
         return potential, potential
 
     @nn.nowrap

@@ -30,9 +30,9 @@ def check_objective(objective: str) -> None:
         raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
 
 
-def check_shapes(readouts: jax.Array, targets: jax.Array) -> None:
+def check_readouts(readouts: jax.Array) -> None:
     """One clear error for readouts that are not time-major ``(T', B, C)`` with at least
-    one scored step, or targets that are neither ``(T', B)`` nor ``(B,)`` integers."""
+    one scored step."""
     if readouts.ndim != 3:
         raise ValueError(f"readouts must be time-major (T', B, C); got shape {tuple(readouts.shape)}")
     if readouts.shape[0] == 0:
@@ -40,6 +40,11 @@ def check_shapes(readouts: jax.Array, targets: jax.Array) -> None:
             f"readouts of shape {tuple(readouts.shape)} have no scored step: no prediction or loss can be made "
             "(is every step of the sequence within sub_seq_length?)"
         )
+
+
+def check_shapes(readouts: jax.Array, targets: jax.Array) -> None:
+    """:func:`check_readouts`, and targets that are ``(T', B)`` or ``(B,)`` integers."""
+    check_readouts(readouts)
     steps, batch = readouts.shape[:2]
     if not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
         raise ValueError(f"targets must be integer class labels; got dtype {jnp.result_type(targets)}")
@@ -105,8 +110,7 @@ def predictions(readouts: jax.Array, objective: str) -> jax.Array:
     Raises:
       ValueError: an unknown objective, or readouts without a scored step."""
     check_objective(objective)
-    if readouts.ndim != 3 or readouts.shape[0] == 0:
-        raise ValueError(f"readouts must be time-major (T', B, C) with T' >= 1; got shape {tuple(readouts.shape)}")
+    check_readouts(readouts)
     if objective == PER_STEP:
         return jnp.argmax(readouts, axis=-1)
     return jnp.argmax(jnp.mean(readouts, axis=0), axis=-1)

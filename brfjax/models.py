@@ -110,8 +110,8 @@ class RecurrentSNN(nn.Module):
                     f"{self.sub_seq_length} steps"
                 )
         kernel_rows = self._kernel_rows()
-        if kernel_rows is not None and kernel_rows != shape[2] + (self.hidden.features if self.hidden.recurrent else 0):
-            expected = kernel_rows - (self.hidden.features if self.hidden.recurrent else 0)
+        expected = None if kernel_rows is None else kernel_rows - (self.hidden.features if self.hidden.recurrent else 0)
+        if expected is not None and expected != shape[2]:
             raise ValueError(
                 f"inputs have {shape[2]} features per step but the network's parameters expect {expected} "
                 f"(inputs must be time-major (T, B, I); got shape {shape})"

@@ -52,6 +52,11 @@ from brfjax.neurons import synaptic_current
 PRODUCTS = ("portable", "fast")
 
 
+def check_products(products: str) -> None:
+    if products not in PRODUCTS:
+        raise ValueError(f"products must be one of {PRODUCTS}, got {products!r}")
+
+
 class ScanSpec(NamedTuple):
     """Static description of the hidden cell (hashable: a ``custom_vjp`` argument).
 
@@ -129,7 +134,8 @@ def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Opt
 
 
 def readout_drive(kernel, bias, spikes, slices: Optional[KernelSlices]):
-    """``J_t = z_t · W (+ b)`` of shape ``(B, C)``, portable when ``slices`` is given."""
+    """``J_t = z_t · W (+ b)`` of shape ``(B, C)``, portable when ``slices`` is given
+    (only its ``readout`` slices are read)."""
     if slices is None:
         return synaptic_current(spikes, kernel, bias)
     drive = numerics.product_of_slices(spikes, kernel, slices.readout, True)
