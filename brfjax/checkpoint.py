@@ -215,6 +215,7 @@ class RunCheckpoints:
     def __init__(self, workdir: str, primary: bool = True, barrier: Callable[[str], None] = _no_barrier):
         self.latest_dir = os.path.join(workdir, "checkpoints", "latest")
         self.best_dir = os.path.join(workdir, "checkpoints", "best")
+        self.interrupted_dir = os.path.join(workdir, "checkpoints", "interrupted")
         self.primary, self.barrier = primary, barrier
 
     def save_latest(self, epoch: int, state: Any) -> None:
@@ -240,6 +241,25 @@ class RunCheckpoints:
 
     def restore_best(self, template: Any) -> Optional[tuple[int, Any]]:
         return _restore(self.best_dir, template, self.primary, self.barrier)
+
+    # A position inside an epoch, written when a run is stopped by a signal. It lives
+    # beside ``latest`` (whose steps are whole epochs) and is newer than it only while
+    # its own record of the last completed epoch equals latest's.
+
+    def save_interrupted(self, epoch: int, state: Any) -> None:
+        """Write the position of a run stopped while training epoch ``epoch``."""
+        _save(self.interrupted_dir, epoch, state, self.primary, self.barrier)
+
+    def restore_interrupted(self, template: Any) -> Optional[tuple[int, Any]]:
+        if not os.path.isdir(self.interrupted_dir):
+            return None
+        return _restore(self.interrupted_dir, template, self.primary, self.barrier)
+
+    def discard_interrupted(self) -> None:
+        """Delete the mid-epoch position (once the epoch it belongs to is complete)."""
+        if self.primary and os.path.isdir(self.interrupted_dir):
+            shutil.rmtree(self.interrupted_dir)
+        self.barrier("discard interrupted")
 
 
 def package_versions() -> dict:

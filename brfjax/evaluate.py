@@ -87,9 +87,50 @@ def evaluate_dataset(
     return metrics.model_statistics(total, num_samples, num_steps, model.hidden.features, scored_steps)
 
 
+def _label(identity: dict) -> str:
+    return f"{identity['task']}/{identity['neuron']}" if identity.get("task") else identity["neuron"]
+
+
+def recorded_identity(path: str) -> Optional[dict]:
+    """What a checkpoint records about itself, in the fields of :func:`brfjax.interop.identity_record`.
+
+    Args:
+      path: a ``.npz`` state dict or a brfjax workdir.
+
+    Returns:
+      A ``.npz``'s identity record (``python -m brfjax.convert`` and
+      :func:`brfjax.interop.save_reference` write one); for a workdir, the task and neuron
+      of its ``config.json``, the task's network sizes and the brfjax version of its
+      ``manifest.json``; None for a file without a record (a state dict as the authors
+      published it) or a folder that is not a workdir.
+
+    Raises:
+      interop.CheckpointError: an unreadable file, record or ``config.json``.
+    """
+    if not os.path.isdir(path):
+        return interop.load_identity(path)
+    config_path = os.path.join(path, checkpoint.CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        return None
+    try:
+        config = checkpoint.read_json(config_path)
+        task = tasks.get_task(config["task"])
+        tasks.check_neuron(config["neuron"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise interop.CheckpointError(f"{config_path} is damaged ({error}); restore it from the run") from None
+    identity = interop.identity_record(task.name, config["neuron"], task.input_size, task.hidden_size, task.num_classes)
+    manifest_path = os.path.join(path, checkpoint.MANIFEST_FILE)
+    try:
+        identity["brfjax_version"] = checkpoint.read_json(manifest_path)["versions"]["brfjax"]
+    except (OSError, ValueError, KeyError, TypeError):
+        identity["brfjax_version"] = None  # the manifest is informative only: the run is still usable
+    return identity
+
+
 def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> tuple[RecurrentSNN, dict, Optional[np.ndarray]]:
     """``(model, variables, permutation)`` from a reference ``.npz`` or a brfjax workdir
-    (its best checkpoint and, for PS-MNIST, its saved permutation)."""
+    (its best checkpoint and, for PS-MNIST, its saved permutation). A checkpoint that
+    records another task or neuron is refused (:class:`brfjax.interop.CheckpointError`)."""
     if os.path.isdir(path):
         from brfjax import train
 
@@ -99,6 +140,11 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> tuple[R
                 f"workdir {path!r} holds a {config.task}/{config.neuron} run, not {task.name}/{neuron}"
             )
         return model, variables, train.load_permutation(path, task)
+    recorded = interop.load_identity(path)
+    if recorded is not None and (recorded["task"] or task.name, recorded["neuron"]) != (task.name, neuron):
+        raise interop.CheckpointError(
+            f"checkpoint {path!r} holds a {_label(recorded)} run (recorded in it), not {task.name}/{neuron}"
+        )
     model, variables = interop.load_reference_network(path, neuron, exact=True, **tasks.network_options(task, neuron))
     # sizes as read off the file by load_reference_network (no second read)
     input_size = variables["params"]["hidden"]["kernel"].shape[0] - model.hidden.features
@@ -153,33 +199,46 @@ def summary_line(stats: dict) -> str:
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """``--task``, ``--neuron`` and ``--checkpoint``: which trained network a command reads."""
     parser.add_argument("--task", choices=sorted(tasks.TASKS),
-                        help="the checkpoint's task (a brfjax workdir records it; required for a .npz)")
+                        help="the checkpoint's task (required for a .npz without identity record, e.g. as published)")
     parser.add_argument("--neuron", choices=list(tasks.NEURON_NAMES),
-                        help="the checkpoint's neuron (a brfjax workdir records it; required for a .npz)")
+                        help="the checkpoint's neuron (required for a .npz without identity record, e.g. as published)")
     parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
 
 
 def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The checkpoint exists, and its task and neuron are known: recorded in a workdir
-    (``--task``/``--neuron`` may then be omitted) or given for a ``.npz`` state dict,
-    which does not record them (a BRF and an RF file have the same keys)."""
+    """The checkpoint exists, and its task and neuron are known: recorded in it (a
+    workdir's ``config.json``, a ``.npz``'s identity record; ``--task``/``--neuron`` may
+    then be omitted, and one that disagrees is refused with exit status 2) or given for a
+    ``.npz`` without record (a BRF and an RF state dict have the same keys), which is noted
+    on stderr. A damaged record ends the command with exit status 1."""
     if not os.path.exists(args.checkpoint):
         parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
-    config_path = os.path.join(args.checkpoint, checkpoint.CONFIG_FILE)
-    if os.path.isdir(args.checkpoint) and os.path.isfile(config_path):
-        recorded = checkpoint.read_json(config_path)
-        args.task = args.task or recorded.get("task")
-        args.neuron = args.neuron or recorded.get("neuron")
-        return
+    try:
+        recorded = recorded_identity(args.checkpoint) or {}
+    except interop.CheckpointError as error:
+        parser.exit(1, f"error: {error}\n")
+    given = {"task": args.task, "neuron": args.neuron}
+    conflicts = [name for name, value in given.items() if value is not None and recorded.get(name) not in (None, value)]
+    if conflicts:
+        flags = " and ".join(f"--{name} {given[name]}" for name in conflicts)
+        wanted = {name: given[name] or recorded.get(name) for name in given}
+        parser.error(
+            f"{flags} disagree{'s' if len(conflicts) == 1 else ''} with {args.checkpoint!r}: it holds a {_label(recorded)} run, not {_label(wanted)} "
+            f"(recorded in it); drop {' and '.join(f'--{name}' for name in conflicts)} to use what it records, or "
+            f"pass the checkpoint of a {_label(wanted)} network"
+        )
+    args.task = args.task or recorded.get("task")
+    args.neuron = args.neuron or recorded.get("neuron")
     missing = [flag for flag, value in (("--task", args.task), ("--neuron", args.neuron)) if value is None]
     if missing:
-        parser.error(
-            f"{args.checkpoint!r} does not record its task and neuron (a state dict as the authors published "
-            f"it); pass {' and '.join(missing)}"
-        )
-    if not os.path.isdir(args.checkpoint):
-        print(f"note: {os.path.basename(args.checkpoint)} does not record its neuron or task: evaluated as a "
-              f"{args.neuron} network for {args.task}, as --neuron and --task say", file=sys.stderr)
+        unrecorded = " and ".join(flag[2:] for flag in missing)
+        published = "" if recorded else " (a state dict as the authors published it)"
+        parser.error(f"{args.checkpoint!r} does not record its {unrecorded}{published}; pass {' and '.join(missing)}")
+    assumed = [name for name in ("neuron", "task") if not recorded.get(name)]
+    if assumed and not os.path.isdir(args.checkpoint):
+        print(f"note: {os.path.basename(args.checkpoint)} does not record its {' or '.join(assumed)}: evaluated as a "
+              f"{args.neuron} network for {args.task}, as {' and '.join(f'--{name}' for name in assumed)} "
+              f"say{'s' if len(assumed) == 1 else ''}", file=sys.stderr)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -9,8 +9,10 @@ spike counts (B,))`` with the parameters inside it; ``T`` and ``I`` are fixed, t
 ``B`` is symbolic unless ``--batch-size`` fixes it. It is the reference path (exact
 constants, portable products, no host callbacks), so it runs unchanged wherever JAX runs
 for the platforms it was lowered for, with the same outputs as ``brfjax.evaluate``'s
-model. Next to ``OUT`` goes ``OUT.json``: task, neuron, input shape, platforms, brfjax
-and JAX versions and the checkpoint it came from. Load it with :func:`load_program`
+model. Next to ``OUT`` goes ``OUT.json``: the fields of a checkpoint's identity record
+(task, neuron, network sizes, brfjax version and, for a converted published model, its
+source file and SHA-256; see ``docs/published-models.md``), input shape, platforms,
+package versions and the checkpoint it came from. Load it with :func:`load_program`
 (no brfjax needed: ``jax.export.deserialize`` of the file's bytes).
 """
 
@@ -114,8 +116,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     exported = export_network(model, variables, task.num_steps, task.input_size, args.batch_size, args.platforms)
+    # the checkpoint's identity, in the fields of its record, and the file a converted one came from
+    source = (evaluate.recorded_identity(args.checkpoint) or {}).get("source")
+    identity = interop.identity_record(args.task, args.neuron, task.input_size, model.hidden.features,
+                                       model.readout.features, source)
     metadata = {
-        "task": args.task, "neuron": args.neuron, "checkpoint": os.path.abspath(args.checkpoint),
+        **identity, "checkpoint": os.path.abspath(args.checkpoint),
         "input_shape": [task.num_steps, args.batch_size if args.batch_size else "B", task.input_size],
         "layout": "time-major (T, B, I) float32",
         "outputs": ["readouts (T', B, C) float32", "spike_counts (B,) float32"],

@@ -12,10 +12,15 @@ A reference ``.npz`` holds one float32 array per state-dict key:
 | ``out.tau_mem`` (C) | ``params/readout/tau`` | |
 | ``out.linear.weight`` (C, H) | ``params/readout/kernel`` (H, C) | transposed |
 | ``out.linear.bias`` (C) | ``params/readout/bias`` | optional |
+
+A ``.npz`` that brfjax writes also holds its identity record under the reserved key
+``__brfjax__`` (a 0-d unicode array of JSON; see ``docs/published-models.md``), so that
+the tensors stay exactly those of the state dict and the file says what it is.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from typing import Any, Mapping, NamedTuple, Optional
@@ -23,14 +28,19 @@ from typing import Any, Mapping, NamedTuple, Optional
 import jax
 import numpy as np
 
-from brfjax import models
+from brfjax import __version__, models, neurons
 
-NEURON_PARAMETERS = {
-    "brf": ("omega", "b_offset"),
-    "vrf": ("omega", "b_offset"),
-    "bhrf": ("omega", "b_offset"),
-    "alif": ("tau_mem", "tau_adp"),
-}
+# the per-neuron parameters of the registered neurons, each also a key ``hidden.<name>``
+NEURON_PARAMETERS = {name: model.parameter_names for name, model in neurons.NEURONS.items()}
+
+
+def neuron_parameter_names(neuron: str) -> tuple:
+    """The parameter names of ``neuron`` (a registered name or ``"package.module:NAME"``);
+    :class:`CheckpointError` for one that :func:`brfjax.neurons.get_neuron` refuses."""
+    try:
+        return neurons.get_neuron(neuron).parameter_names
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
 
 # reference key -> (collection, module, variable name, transposed)
 _LINEAR_KEYS = {
@@ -61,11 +71,7 @@ class NetworkShape(NamedTuple):
 
 def key_map(neuron: str) -> dict[str, tuple[str, str, str, bool]]:
     """Reference key -> (collection, module, name, transposed) for ``neuron``."""
-    if neuron not in NEURON_PARAMETERS:
-        raise CheckpointError(
-            f"unknown neuron {neuron!r}; expected one of {sorted(NEURON_PARAMETERS)}"
-        )
-    mapping = {f"hidden.{name}": ("params", "hidden", name, False) for name in NEURON_PARAMETERS[neuron]}
+    mapping = {f"hidden.{name}": ("params", "hidden", name, False) for name in neuron_parameter_names(neuron)}
     mapping.update(_LINEAR_KEYS)
     return mapping
 
@@ -100,7 +106,7 @@ def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkSha
         "out.tau_mem": (classes,),
         "out.linear.bias": (classes,),
     }
-    expected.update({f"hidden.{name}": (hidden,) for name in NEURON_PARAMETERS[neuron]})
+    expected.update({f"hidden.{name}": (hidden,) for name in neuron_parameter_names(neuron)})
     for key in sorted(keys):
         got = tuple(np.shape(state_dict[key]))
         if got != expected[key]:
@@ -176,21 +182,182 @@ def variables_to_reference(variables: Mapping[str, Any], neuron: str) -> dict[st
     return state_dict
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a reference ``.npz`` into a dict, with a clear error for bad files."""
+IDENTITY_KEY = "__brfjax__"
+_NETWORK_FIELDS = ("input_size", "hidden_size", "num_classes")
+
+
+class ReferenceFile(NamedTuple):
+    """A reference ``.npz``: its tensors, and its identity record if brfjax wrote it."""
+
+    state_dict: dict[str, np.ndarray]
+    identity: Optional[dict]
+
+
+def identity_record(
+    task: Optional[str],
+    neuron: str,
+    input_size: int,
+    hidden_size: int,
+    num_classes: int,
+    source: Optional[Mapping[str, str]] = None,
+) -> dict:
+    """What a checkpoint written by brfjax says about itself (``docs/published-models.md``).
+
+    Args:
+      task: the task the network was trained for (``"ecg"``, ``"smnist"``, ``"psmnist"``,
+        ``"shd"``), or None where it is not known.
+      neuron: the hidden neuron, one of ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``.
+      input_size: I, inputs per time step.
+      hidden_size: H, hidden neurons.
+      num_classes: C, readout neurons.
+      source: for a converted file, ``{"file": its name, "sha256": its SHA-256 (hex)}``.
+
+    Returns:
+      A JSON-ready dict with ``task``, ``neuron``, ``network`` (``input_size``,
+      ``hidden_size``, ``num_classes``), ``brfjax_version`` and, if given, ``source``.
+
+    Raises:
+      CheckpointError: an unknown ``neuron``.
+    """
+    key_map(neuron)  # an unknown neuron raises here
+    record = {
+        "task": task,
+        "neuron": neuron,
+        "network": dict(zip(_NETWORK_FIELDS, (int(input_size), int(hidden_size), int(num_classes)))),
+        "brfjax_version": __version__,
+    }
+    if source is not None:
+        record["source"] = dict(source)
+    return record
+
+
+def _network_sizes(shape: NetworkShape) -> dict[str, int]:
+    return dict(zip(_NETWORK_FIELDS, (shape.input_size, shape.hidden_size, shape.num_classes)))
+
+
+def _check_record(identity: Any, state_dict: Mapping[str, Any], path: str) -> None:
+    """The record is well formed and describes the tensors beside it."""
+
+    def damaged(why: str) -> CheckpointError:
+        return CheckpointError(
+            f"checkpoint file {path!r}: its identity record ({IDENTITY_KEY!r}) is damaged: {why}; write the file "
+            f"again (python -m brfjax.convert for a published model)"
+        )
+
+    if not isinstance(identity, dict):
+        raise damaged(f"expected a JSON object, got {type(identity).__name__}")
+    if not (identity.get("task") is None or isinstance(identity.get("task"), str)):
+        raise damaged(f"task {identity.get('task')!r} is not a name")
+    if identity.get("neuron") not in NEURON_PARAMETERS:
+        raise damaged(f"neuron {identity.get('neuron')!r} is not one of {sorted(NEURON_PARAMETERS)}")
+    sizes = _network_sizes(inspect_state_dict(state_dict, identity["neuron"]))
+    if identity.get("network") != sizes:
+        raise damaged(f"it records the network {identity.get('network')}, the tensors are {sizes}")
+
+
+def read_reference(path: str | os.PathLike) -> ReferenceFile:
+    """Read a reference ``.npz``: its tensors, bit for bit, and its identity record.
+
+    Args:
+      path: a ``.npz`` state dict, as published (no record) or as brfjax writes it.
+
+    Returns:
+      ``ReferenceFile(state_dict, identity)``: ``state_dict`` maps each state-dict key to
+      its array as stored (dtype and shape unchanged); ``identity`` is the record of
+      :func:`identity_record`, or None for a file without one.
+
+    Raises:
+      CheckpointError: a missing or unreadable file, or a record that is malformed or
+        does not describe the tensors.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file {path!r} does not exist")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            state_dict = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise CheckpointError(f"checkpoint file {path!r} is not a readable .npz state dict: {error}") from None
+    record = state_dict.pop(IDENTITY_KEY, None)
+    if record is None:
+        return ReferenceFile(state_dict, None)
+    try:
+        identity = json.loads(str(record[()]))
+    except (ValueError, IndexError) as error:
+        raise CheckpointError(
+            f"checkpoint file {path!r}: its identity record ({IDENTITY_KEY!r}) is not JSON ({error}); write the file "
+            f"again (python -m brfjax.convert for a published model)"
+        ) from None
+    _check_record(identity, state_dict, path)
+    return ReferenceFile(state_dict, identity)
 
 
-def save_reference(path: str | os.PathLike, variables: Mapping[str, Any], neuron: str) -> None:
-    """Write Flax ``variables`` as a reference ``.npz`` state dict."""
-    np.savez(path, **variables_to_reference(variables, neuron))
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The tensors of a reference ``.npz`` (its identity record left out), see :func:`read_reference`."""
+    return read_reference(path).state_dict
+
+
+def load_identity(path: str | os.PathLike) -> Optional[dict]:
+    """The identity record of a reference ``.npz``, or None, see :func:`read_reference`."""
+    return read_reference(path).identity
+
+
+def check_identity(identity: Optional[Mapping[str, Any]], neuron: str, path: str | os.PathLike) -> None:
+    """Refuse to load a file whose record names another neuron than ``neuron``.
+
+    Raises:
+      CheckpointError: the record's neuron differs (a BRF and an RF state dict have the
+        same keys and shapes, so only the record tells them apart).
+    """
+    if identity is not None and identity["neuron"] != neuron:
+        raise CheckpointError(
+            f"checkpoint file {os.fspath(path)!r} records a {identity['neuron']} network, not {neuron}; "
+            f"load it as {identity['neuron']!r}"
+        )
+
+
+def write_reference(path: str | os.PathLike, state_dict: Mapping[str, np.ndarray], identity: Mapping[str, Any]) -> None:
+    """Write a state dict and its identity record as one ``.npz``, atomically.
+
+    Args:
+      path: the file to write, used as given (no suffix is added).
+      state_dict: state-dict key -> array; each array is stored as it is (dtype, shape,
+        bytes).
+      identity: the record of :func:`identity_record`; it must describe ``state_dict``.
+
+    Raises:
+      CheckpointError: keys or shapes that do not fit the record's neuron, or a record
+        whose network sizes differ from the tensors'.
+    """
+    path = os.fspath(path)
+    _check_record(json.loads(json.dumps(identity)), state_dict, path)
+    arrays = {key: np.asarray(value) for key, value in state_dict.items()}
+    arrays[IDENTITY_KEY] = np.array(json.dumps(identity, sort_keys=True))
+    partial = path + ".part"
+    # a handle, not a name: np.savez would append ".npz" to a name without it
+    with open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(partial, path)
+
+
+def save_reference(
+    path: str | os.PathLike, variables: Mapping[str, Any], neuron: str, task: Optional[str] = None
+) -> None:
+    """Write Flax ``variables`` as a reference ``.npz`` state dict with its identity record.
+
+    Args:
+      path: the file to write, used as given.
+      variables: ``{"params": ..., "mask": ...}`` of a :class:`~brfjax.models.RecurrentSNN`.
+      neuron: its hidden neuron.
+      task: the task it was trained for, recorded so that evaluation needs no ``--task``;
+        None records none.
+
+    Raises:
+      CheckpointError: variables that do not form a ``neuron`` network.
+    """
+    state_dict = variables_to_reference(variables, neuron)
+    shape = inspect_state_dict(state_dict, neuron)
+    write_reference(path, state_dict, identity_record(task, neuron, *_network_sizes(shape).values()))
 
 
 def load_reference_network(
@@ -199,9 +366,11 @@ def load_reference_network(
     """``(model, variables)`` for a reference checkpoint, sizes read from the file.
 
     ``network_kwargs`` go to :func:`brfjax.models.build_network` (``sub_seq_length``,
-    ``label_last``, ``exact``...). Biases are enabled iff the file has them.
+    ``label_last``, ``exact``...). Biases are enabled iff the file has them. A file
+    whose identity record names another neuron is refused (:class:`CheckpointError`).
     """
-    state_dict = load_state_dict(path)
+    state_dict, identity = read_reference(path)
+    check_identity(identity, neuron, path)
     shape = inspect_state_dict(state_dict, neuron)
     readout_kwargs = dict(network_kwargs.pop("readout_kwargs", None) or {}, use_bias=shape.readout_bias)
     model = models.build_network(

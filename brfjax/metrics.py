@@ -1,8 +1,11 @@
 """Loss objectives, predictions and the paper's model statistics (spec §4.1, §4.7).
 
-Readouts are time-major ``(T', B, C)`` (the recorded steps). Targets are either
-per-step ``(T', B)`` (ECG) or one label per sequence ``(B,)`` (MNIST, SHD), which is
-scored at every recorded step.
+Readouts are time-major ``(T', B, C)`` (the recorded steps), as a network returns them
+by default. Targets are either per-step ``(T', B)`` (ECG) or one label per sequence
+``(B,)`` (MNIST, SHD), which is scored at every recorded step. The readouts of a network
+built with ``time_major=False`` are batch-major ``(B, T', C)``: pass ``time_major=False``
+to the functions here as well, and give per-step targets as ``(B, T')`` (the loaders'
+layout, without the unscored steps); the results are the same numbers, with per-step outputs ``(B, T')``.
 
     ℓ_t = mean_b NLL(log_softmax(o_t)[b], target_t[b])        loss L = Σ_t ℓ_t
 
@@ -26,33 +29,84 @@ OBJECTIVES = (PER_STEP, SEQUENCE)
 
 
 def check_objective(objective: str) -> None:
+    """Raise a ``ValueError`` naming :data:`OBJECTIVES` unless ``objective`` is one of them."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
 
 
-def check_readouts(readouts: jax.Array) -> None:
-    """One clear error for readouts that are not time-major ``(T', B, C)`` with at least
-    one scored step."""
+def _readout_layout(time_major: bool) -> str:
+    """The layout of readouts for this ``time_major``, for error messages."""
+    return "time-major (T', B, C)" if time_major else "batch-major (B, T', C)"
+
+
+def check_readouts(readouts: jax.Array, time_major: bool = True) -> None:
+    """One clear error for readouts that are not ``(T', B, C)`` (``(B, T', C)`` when not
+    ``time_major``) with at least one scored step.
+
+    Raises:
+      ValueError: readouts that are not rank 3, or have no scored step.
+    """
     if readouts.ndim != 3:
-        raise ValueError(f"readouts must be time-major (T', B, C); got shape {tuple(readouts.shape)}")
-    if readouts.shape[0] == 0:
+        raise ValueError(f"readouts must be {_readout_layout(time_major)}; got shape {tuple(readouts.shape)}")
+    if readouts.shape[0 if time_major else 1] == 0:
         raise ValueError(
             f"readouts of shape {tuple(readouts.shape)} have no scored step: no prediction or loss can be made "
             "(is every step of the sequence within sub_seq_length?)"
         )
 
 
-def check_shapes(readouts: jax.Array, targets: jax.Array) -> None:
-    """:func:`check_readouts`, and targets that are ``(T', B)`` or ``(B,)`` integers."""
-    check_readouts(readouts)
-    steps, batch = readouts.shape[:2]
+def _fitting_targets(readouts_shape: tuple, time_major: bool) -> tuple:
+    """The two target shapes that fit readouts of ``readouts_shape`` in this layout:
+    per-step ``(T', B)`` (``(B, T')`` when not ``time_major``) and per sequence ``(B,)``."""
+    steps, batch = readouts_shape[:2] if time_major else readouts_shape[1::-1]
+    return ((steps, batch) if time_major else (batch, steps)), (batch,)
+
+
+def check_shapes(readouts: jax.Array, targets: jax.Array, time_major: bool = True) -> None:
+    """:func:`check_readouts`, and integer targets that fit the readouts.
+
+    Args:
+      readouts: ``(T', B, C)``, or ``(B, T', C)`` when not ``time_major``.
+      targets: per-step ``(T', B)`` (``(B, T')`` when not ``time_major``) or one label
+        per sequence ``(B,)``.
+      time_major: the layout of ``readouts`` and per-step ``targets``.
+
+    Raises:
+      ValueError: readouts without a scored step, non-integer targets, or targets that
+        do not fit; when they would fit the readouts of the other layout, the message
+        says so and names ``time_major``.
+    """
+    check_readouts(readouts, time_major)
     if not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
         raise ValueError(f"targets must be integer class labels; got dtype {jnp.result_type(targets)}")
-    if tuple(targets.shape) not in ((steps, batch), (batch,)):
-        raise ValueError(
-            f"targets of shape {tuple(targets.shape)} do not fit readouts of shape {tuple(readouts.shape)}: "
-            f"expected per-step targets ({steps}, {batch}) (time-major) or one label per sequence ({batch},)"
+    shape, fits = tuple(targets.shape), _fitting_targets(tuple(readouts.shape), time_major)
+    if shape in fits:
+        return
+    message = (
+        f"targets of shape {shape} do not fit readouts of shape {tuple(readouts.shape)}: expected per-step "
+        f"targets {fits[0]} ({'time' if time_major else 'batch'}-major) or one label per sequence {fits[1]}"
+    )
+    swapped = (readouts.shape[1], readouts.shape[0], *readouts.shape[2:])
+    if shape in _fitting_targets(swapped, time_major):
+        fix = (
+            "as a network built with time_major=False returns them (pass time_major=False here too, with "
+            "per-step targets (B, T')) or a time-major network given batch-major inputs (B, T, I) (transpose "
+            "its inputs to (T, B, I))"
+            if time_major
+            else "as a network built with time_major=True (the default) returns them: pass time_major=True "
+            "here, with per-step targets (T', B)"
         )
+        message += f". They would fit the readouts transposed: the readouts look {_readout_layout(not time_major)}, {fix}"
+    raise ValueError(message)
+
+
+def _as_time_major(readouts: jax.Array, targets: jax.Array, time_major: bool) -> tuple[jax.Array, jax.Array]:
+    """``readouts (T', B, C)`` and ``targets (T', B)`` or ``(B,)`` from either layout,
+    after :func:`check_shapes` (a transpose moves values, so results stay bit for bit)."""
+    check_shapes(readouts, targets, time_major)
+    if time_major:
+        return readouts, targets
+    return jnp.swapaxes(readouts, 0, 1), (jnp.swapaxes(targets, 0, 1) if targets.ndim == 2 else targets)
 
 
 def step_targets(targets: jax.Array, num_steps: int) -> jax.Array:
@@ -67,19 +121,30 @@ def valid_labels(labels: jax.Array, num_classes: int) -> jax.Array:
     return (labels >= 0) & (labels < num_classes)
 
 
-def nll_per_sample_step(readouts: jax.Array, targets: jax.Array) -> jax.Array:
-    """``(T', B)`` negative log-likelihood of each target under ``log_softmax(o_t)``;
-    NaN where a label is outside ``0..C-1`` (so a loss over it is NaN, never a number
-    for another class).
+def nll_per_sample_step(readouts: jax.Array, targets: jax.Array, time_major: bool = True) -> jax.Array:
+    """Negative log-likelihood of each target under ``log_softmax(o_t)``; NaN where a
+    label is outside ``0..C-1`` (so a loss over it is NaN, never a number for another
+    class).
 
     Args:
-      readouts: float32 ``(T', B, C)`` readout potentials, time-major.
-      targets: int ``(T', B)`` per-step labels or ``(B,)`` sequence labels.
+      readouts: float32 readout potentials, time-major ``(T', B, C)`` (batch-major
+        ``(B, T', C)`` when not ``time_major``).
+      targets: int per-step labels ``(T', B)`` (``(B, T')`` when not ``time_major``) or
+        sequence labels ``(B,)``.
+      time_major: the layout of ``readouts``, per-step ``targets`` and the result.
+
+    Returns:
+      float32 ``(T', B)``, or ``(B, T')`` when not ``time_major``.
 
     Raises:
       ValueError: shapes that do not fit (:func:`check_shapes`).
     """
-    check_shapes(readouts, targets)
+    nll = _nll(*_as_time_major(readouts, targets, time_major))
+    return nll if time_major else jnp.swapaxes(nll, 0, 1)
+
+
+def _nll(readouts: jax.Array, targets: jax.Array) -> jax.Array:
+    """:func:`nll_per_sample_step` of checked time-major arrays."""
     log_probs = jax.nn.log_softmax(readouts, axis=-1)
     labels = step_targets(targets, readouts.shape[0])
     valid = valid_labels(labels, readouts.shape[-1])
@@ -87,40 +152,79 @@ def nll_per_sample_step(readouts: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.where(valid, nll, jnp.nan)
 
 
-def weighted_nll_sum(readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-    """``Σ_t Σ_b w_b NLL_tb`` with sample ``weights`` (B,) (1 real, 0 padding, see
-    ``brfjax.parallel``; all 1 when None)."""
-    nll = nll_per_sample_step(readouts, targets)
+def weighted_nll_sum(
+    readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None, time_major: bool = True
+) -> jax.Array:
+    """``Σ_t Σ_b w_b NLL_tb`` (float32 scalar) with sample ``weights`` (B,) (1 real,
+    0 padding, see ``brfjax.parallel``; all 1 when None). ``readouts``, ``targets`` and
+    ``time_major`` as in :func:`nll_per_sample_step`; the sum runs in the same order in
+    both layouts, so it is the same number bit for bit."""
+    nll = _nll(*_as_time_major(readouts, targets, time_major))
     return jnp.sum(nll if weights is None else nll * weights)
 
 
-def summed_loss(readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+def summed_loss(
+    readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None, time_major: bool = True
+) -> jax.Array:
     """The training loss L = Σ_t mean_b NLL_t (spec §4.1; not divided by the steps).
 
     With sample ``weights`` the mean is over the real samples:
-    L = Σ_t Σ_b w_b NLL_tb / Σ_b w_b.
+    L = Σ_t Σ_b w_b NLL_tb / Σ_b w_b. ``readouts`` ``(T', B, C)`` (``(B, T', C)`` when
+    not ``time_major``) and ``targets`` as in :func:`nll_per_sample_step`.
+
+    Raises:
+      ValueError: shapes that do not fit (:func:`check_shapes`).
     """
-    total = readouts.shape[1] if weights is None else jnp.sum(weights)
-    return weighted_nll_sum(readouts, targets, weights) / total
+    loss = weighted_nll_sum(readouts, targets, weights, time_major)
+    total = readouts.shape[1 if time_major else 0] if weights is None else jnp.sum(weights)
+    return loss / total
 
 
-def predictions(readouts: jax.Array, objective: str) -> jax.Array:
-    """``(T', B)`` per-step predictions or ``(B,)`` sequence predictions.
+def predictions(readouts: jax.Array, objective: str, time_major: bool = True) -> jax.Array:
+    """Per-step predictions ``(T', B)`` (``(B, T')`` when not ``time_major``) under
+    ``"per_step"``, or sequence predictions ``(B,)``, int32.
+
+    Args:
+      readouts: float32 ``(T', B, C)``, or ``(B, T', C)`` when not ``time_major``.
+      objective: ``"per_step"`` or ``"sequence"``.
+      time_major: the layout of ``readouts`` and of per-step predictions.
 
     Raises:
       ValueError: an unknown objective, or readouts without a scored step."""
     check_objective(objective)
-    check_readouts(readouts)
+    check_readouts(readouts, time_major)
+    predicted = _predictions(readouts if time_major else jnp.swapaxes(readouts, 0, 1), objective)
+    return predicted if time_major or objective != PER_STEP else jnp.swapaxes(predicted, 0, 1)
+
+
+def _predictions(readouts: jax.Array, objective: str) -> jax.Array:
+    """:func:`predictions` of checked time-major readouts."""
     if objective == PER_STEP:
         return jnp.argmax(readouts, axis=-1)
     return jnp.argmax(jnp.mean(readouts, axis=0), axis=-1)
 
 
-def correct_count(readouts: jax.Array, targets: jax.Array, objective: str, weights: jax.Array | None = None) -> jax.Array:
+def correct_count(
+    readouts: jax.Array,
+    targets: jax.Array,
+    objective: str,
+    weights: jax.Array | None = None,
+    time_major: bool = True,
+) -> jax.Array:
     """Number of correct predictions (steps for per-step, sequences otherwise) of the
-    samples with nonzero weight."""
-    check_shapes(readouts, targets)
-    predicted = predictions(readouts, objective)
+    samples with nonzero weight; ``readouts``, ``targets`` and ``time_major`` as in
+    :func:`nll_per_sample_step`.
+
+    Raises:
+      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective."""
+    readouts, targets = _as_time_major(readouts, targets, time_major)
+    check_objective(objective)
+    return _correct(readouts, targets, objective, weights)
+
+
+def _correct(readouts: jax.Array, targets: jax.Array, objective: str, weights: jax.Array | None) -> jax.Array:
+    """:func:`correct_count` of checked time-major arrays."""
+    predicted = _predictions(readouts, objective)
     labels = step_targets(targets, readouts.shape[0]) if objective == PER_STEP else targets
     hits = (predicted == labels) & valid_labels(labels, readouts.shape[-1])
     if weights is not None:
@@ -132,27 +236,37 @@ class BatchSums(NamedTuple):
     """Additive per-batch sums from which the statistics of a whole set follow."""
 
     nll: jax.Array  # Σ_samples Σ_recorded-steps NLL (or the last step's under label-last),
-    # or with ``per_term`` the (T', B) terms themselves
+    # or with ``per_term`` the terms themselves, (T', B) ((B, T') when not time-major)
     correct: jax.Array
     scored: jax.Array  # number of scored predictions
     spikes: jax.Array  # (B,) hidden spikes per sample over all steps
 
 
 def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Array | None = None,
-               per_term: bool = False) -> BatchSums:
+               per_term: bool = False, time_major: bool = True) -> BatchSums:
     """The sums of one batch; samples of zero ``weight`` (padding) count nowhere.
 
-    ``per_term``: return the ``(T', B)`` NLL terms instead of their float32 sum, for
-    :func:`accumulate` to add exactly (a loss that does not depend on the batching)."""
-    nll = nll_per_sample_step(readouts, targets)
-    correct = correct_count(readouts, targets, objective, weights)
+    ``readouts``, ``targets`` and ``time_major`` as in :func:`nll_per_sample_step`;
+    ``spike_counts`` and ``weights`` are ``(B,)`` in either layout. ``per_term``: return
+    the NLL terms (``(T', B)``, or ``(B, T')`` when not ``time_major``) instead of their
+    float32 sum, for :func:`accumulate` to add exactly (a loss that does not depend on
+    the batching).
+
+    Raises:
+      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective."""
+    readouts, targets = _as_time_major(readouts, targets, time_major)
+    check_objective(objective)
+    nll = _nll(readouts, targets)
+    correct = _correct(readouts, targets, objective, weights)
     if weights is None:
-        scored = nll.size if objective == PER_STEP else readouts.shape[1]
-        return BatchSums(nll if per_term else jnp.sum(nll), correct, jnp.asarray(scored), spike_counts)
-    real = weights > 0
-    scored = jnp.sum(real) * (nll.shape[0] if objective == PER_STEP else 1)
-    nll = jnp.where(real, nll, 0.0)
-    return BatchSums(nll if per_term else jnp.sum(nll), correct, scored, jnp.where(real, spike_counts, 0.0))
+        scored, spikes = jnp.asarray(nll.size if objective == PER_STEP else readouts.shape[1]), spike_counts
+    else:
+        real = weights > 0
+        scored = jnp.sum(real) * (nll.shape[0] if objective == PER_STEP else 1)
+        nll, spikes = jnp.where(real, nll, 0.0), jnp.where(real, spike_counts, 0.0)
+    if per_term:
+        return BatchSums(nll if time_major else jnp.swapaxes(nll, 0, 1), correct, scored, spikes)
+    return BatchSums(jnp.sum(nll), correct, scored, spikes)
 
 
 def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:

@@ -1,6 +1,8 @@
 """The paper's recurrent SNN (spec §3.1): recurrent spiking hidden layer + LI readout.
 
-Sequences are **time-major**: inputs ``(T, B, I)``, readouts ``(T', B, C)``.
+Sequences are **time-major** by default: inputs ``(T, B, I)``, readouts ``(T', B, C)``.
+With ``time_major=False`` they are batch-major: inputs ``(B, T, I)``, readouts
+``(B, T', C)`` (the same numbers, bit for bit).
 
 For t = 0..T-1, starting from rest (or from a given state, for streaming):
 
@@ -33,12 +35,15 @@ class NetworkState(NamedTuple):
 class NetworkOutput(NamedTuple):
     """What a forward pass returns.
 
-    readouts: ``(T - sub_seq_length, B, C)`` raw readout potentials (``(1, B, C)`` under
-      label-last).
-    final_state: :class:`NetworkState` after the last step (feed it back to stream).
+    readouts: float32 raw readout potentials, time-major ``(T', B, C)`` with
+      ``T' = T - sub_seq_length`` (``(1, B, C)`` under label-last); batch-major
+      ``(B, T', C)`` from a network with ``time_major=False``.
+    final_state: :class:`NetworkState` after the last step, ``(B, H)`` and ``(B, C)``
+      in either layout (feed it back to stream).
     spike_counts: ``(B,)`` float32 hidden spikes per sample over all steps (exact while
-      ``T·H < 2**24``; NaN if the network diverged).
-    trajectory: the hidden state at every step, ``(T, B, H)`` per field, or ``None``.
+      ``T·H < 2**24``; NaN if the network diverged), in either layout.
+    trajectory: the hidden state at every step, time-major ``(T, B, H)`` per field
+      (batch-major ``(B, T, H)`` with ``time_major=False``), or ``None``.
     """
 
     readouts: jax.Array
@@ -50,23 +55,40 @@ class NetworkOutput(NamedTuple):
 BACKWARDS = ("manual", "autodiff", "recompute")
 
 
+def _input_layout(time_major: bool) -> str:
+    """How a network with this ``time_major`` reads its inputs, for error messages."""
+    return "time-major (T, B, I)" if time_major else "batch-major (B, T, I)"
+
+
 class RecurrentSNN(nn.Module):
     """Recurrent spiking hidden cell fed ``[x_t, z_{t-1}]`` + non-recurrent LI readout.
 
     Attributes:
-      hidden: a :class:`brfjax.cells.SpikingCell` (BRF, RF, BHRF or ALIF).
+      hidden: a :class:`brfjax.cells.SpikingCell` (BRF, RF, BHRF, ALIF or any
+        :class:`brfjax.neurons.NeuronModel`).
       readout: a :class:`brfjax.cells.LIReadout`.
       sub_seq_length: number of leading steps that are run but not returned.
       label_last: return only the last readout.
       return_trajectory: also return the hidden state at every step.
-      backward: ``"manual"`` (default) uses the hand-written reverse pass of
-        :mod:`brfjax.scan` for BRF, RF and ALIF (same forward, bit for bit; gradients
-        equal to JAX's up to float32 summation order, faster, less memory); ``"autodiff"``
-        lets JAX differentiate the scan; ``"recompute"`` saves the most memory: JAX's
-        gradient with the loop cut into segments recomputed in the backward pass
-        (:func:`brfjax.scan.run_recompute`). BHRF and trajectories always use autodiff.
+      backward: ``"manual"`` (default) uses the segment-recompute reverse pass of
+        :mod:`brfjax.scan` for every neuron, with the neuron's hand-written reverse step
+        (BRF, RF, ALIF) or ``jax.vjp`` of its step (same forward, bit for bit; gradients
+        equal to JAX's up to float32 summation order, faster, less memory; see
+        ``docs/performance-neurons.md``); ``"autodiff"`` lets JAX differentiate the scan;
+        ``"recompute"`` saves the most memory: JAX's gradient with the loop cut into
+        segments recomputed in the backward pass (:func:`brfjax.scan.run_recompute`).
+        ``"recompute"`` with trajectories uses autodiff.
       recompute_segment: the segment length of ``"manual"`` and ``"recompute"``
         (default ⌈√T⌉).
+      time_major: ``True`` (default): sequences are ``(T, B, F)``, inputs ``(T, B, I)``
+        and readouts ``(T', B, C)``. ``False``: batch-major ``(B, T, I)`` inputs,
+        ``(B, T', C)`` readouts and ``(B, T, H)`` trajectories, the layout of the data
+        loaders and the default of ``flax.linen.RNN``; the network transposes at its
+        entry and exit, and its numbers are identical bit for bit. Time-major is the
+        default because it is the layout of the paper's code, snnTorch, Norse and
+        SpikingJelly (``[T, N, *]``), the one the time loop (``jax.lax.scan`` over the
+        leading axis) consumes without a copy, and the one of this network's
+        existing API (:mod:`brfjax.export`, :mod:`brfjax.train`, :mod:`brfjax.metrics`).
     """
 
     hidden: cells.SpikingCell
@@ -76,23 +98,30 @@ class RecurrentSNN(nn.Module):
     return_trajectory: bool = False
     backward: str = "manual"
     recompute_segment: Optional[int] = None
+    time_major: bool = True
 
     @nn.nowrap
     def _checked_inputs(self, inputs, initial_state, start_step) -> jax.Array:
-        """``inputs`` as float32 after the checks of :meth:`__call__` (one error each)."""
+        """``inputs`` as time-major float32 ``(T, B, I)`` after the checks of :meth:`__call__`
+        (one error each)."""
         if self.backward not in BACKWARDS:
             raise ValueError(f"backward must be one of {BACKWARDS}, got {self.backward!r}")
+        if self.time_major not in (True, False):
+            raise ValueError(f"time_major must be True (inputs (T, B, I)) or False (inputs (B, T, I)), got {self.time_major!r}")
         shape = tuple(jnp.shape(inputs))
+        layout = _input_layout(self.time_major)
         if len(shape) != 3:
+            other = _input_layout(not self.time_major)
             raise ValueError(
-                f"inputs must be time-major (T, B, I); got shape {shape}. A batch-major (B, T, I) "
-                "array needs a transpose: inputs.transpose(1, 0, 2)"
+                f"inputs must be {layout}; got shape {shape}. A {other} array needs a transpose, "
+                f"inputs.transpose(1, 0, 2), or a network built with time_major={not self.time_major}"
             )
+        steps, batch = shape[:2] if self.time_major else shape[1::-1]
         dtype = jnp.result_type(inputs)
         if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
             raise ValueError(f"inputs must hold real numbers (cast to float32); got dtype {dtype}")
-        if shape[0] == 0 or shape[1] == 0:
-            raise ValueError(f"inputs of shape {shape} have no {'steps' if shape[0] == 0 else 'samples'}; "
+        if steps == 0 or batch == 0:
+            raise ValueError(f"inputs of shape {shape} ({layout}) have no {'steps' if steps == 0 else 'samples'}; "
                              "pass at least one time step and one sample")
         if start_step is not None and (not isinstance(start_step, int) or start_step < 0):
             raise ValueError(f"start_step must be a non-negative Python int, got {start_step!r}")
@@ -103,9 +132,9 @@ class RecurrentSNN(nn.Module):
                     "start_step= (steps of the sequence already run) so that only the sequence's first "
                     f"{self.sub_seq_length} steps are unscored, not each chunk's"
                 )
-            if initial_state is None and shape[0] <= self.sub_seq_length and not self.is_initializing():
+            if initial_state is None and steps <= self.sub_seq_length and not self.is_initializing():
                 raise ValueError(
-                    f"inputs have {shape[0]} steps but the network leaves the first sub_seq_length="
+                    f"inputs have {steps} steps but the network leaves the first sub_seq_length="
                     f"{self.sub_seq_length} unscored: nothing would be scored; pass more than "
                     f"{self.sub_seq_length} steps"
                 )
@@ -114,9 +143,11 @@ class RecurrentSNN(nn.Module):
         if expected is not None and expected != shape[2]:
             raise ValueError(
                 f"inputs have {shape[2]} features per step but the network's parameters expect {expected} "
-                f"(inputs must be time-major (T, B, I); got shape {shape})"
+                f"(expected {layout}; got shape {shape})"
             )
-        return jnp.asarray(inputs, jnp.float32)
+        inputs = jnp.asarray(inputs, jnp.float32)
+        # the time loop runs over the leading axis: batch-major inputs are transposed once, here
+        return inputs if self.time_major else jnp.swapaxes(inputs, 0, 1)
 
     @nn.nowrap
     def _kernel_rows(self) -> Optional[int]:
@@ -129,7 +160,8 @@ class RecurrentSNN(nn.Module):
 
     @nn.nowrap
     def initial_state(self, batch_size: int) -> NetworkState:
-        """The all-zero state every sequence starts from."""
+        """The all-zero state every sequence starts from: hidden fields ``(B, H)`` and
+        readout ``(B, C)`` float32, with ``B = batch_size``, in either layout."""
         state_type = neurons.get_neuron(self.hidden.neuron).state
         return NetworkState(
             neurons.zero_state(state_type, (batch_size,), self.hidden.features),
@@ -140,27 +172,31 @@ class RecurrentSNN(nn.Module):
     def __call__(
         self, inputs: jax.Array, initial_state: Optional[NetworkState] = None, start_step: Optional[int] = None
     ) -> NetworkOutput:
-        """Run ``inputs`` of shape ``(T, B, I)`` through the network (time-major).
+        """Run a batch of sequences through the network.
 
         Args:
-          inputs: ``(T, B, I)``, any real dtype; cast once to float32 (spec: all state
-            and arithmetic is float32).
+          inputs: time-major ``(T, B, I)``, or batch-major ``(B, T, I)`` when the network
+            has ``time_major=False``; any real dtype, cast once to float32 (spec: all
+            state and arithmetic is float32).
           initial_state: the :class:`NetworkState` to start from (default: rest); pass a
             previous call's ``final_state`` to stream a sequence in chunks.
           start_step: when streaming, the number of steps of this sequence already run
             (a Python int): the first ``sub_seq_length`` steps of the *sequence* are
             unscored, so this chunk's readouts start at step
-            ``max(sub_seq_length - start_step, 0)``. Required with ``initial_state``
-            when ``sub_seq_length > 0``; 0 otherwise. Under ``label_last`` each call
+            ``max(sub_seq_length - start_step, 0)`` of its time axis. Required with
+            ``initial_state`` when ``sub_seq_length > 0``; 0 otherwise. Under ``label_last`` each call
             returns its chunk's last readout (the sequence's is the last chunk's).
 
         Returns:
-          :class:`NetworkOutput`.
+          :class:`NetworkOutput`: readouts ``(T', B, C)`` and trajectory ``(T, B, H)``
+          per field, or ``(B, T', C)`` and ``(B, T, H)`` with ``time_major=False``;
+          ``final_state`` and ``spike_counts (B,)`` alike in both layouts.
 
         Raises:
-          ValueError: inputs that are not ``(T, B, I)`` with ``T ≥ 1``, not real
-            numbers, wider or narrower than the network's kernel, a sequence whose
-            steps are all unscored, or a chunk without ``start_step``.
+          ValueError: inputs that are not rank 3 with ``T ≥ 1`` and ``B ≥ 1`` in the
+            network's layout, not real numbers, wider or narrower than the network's
+            kernel (the message names the expected layout), a sequence whose steps are
+            all unscored, or a chunk without ``start_step``.
         """
         inputs = self._checked_inputs(inputs, initial_state, start_step)
         if initial_state is None:
@@ -174,13 +210,9 @@ class RecurrentSNN(nn.Module):
             hidden_coefficients, hidden_kernel, hidden_bias, readout_alpha, readout_kernel, readout_bias
         )
         spec = self.hidden.scan_spec()
-        manual = (
-            self.backward == "manual"
-            and spec.neuron in scan.MANUAL_BACKWARD_NEURONS
-            and not self.return_trajectory
-        )
-        if manual:
-            output = scan.run_manual_backward(spec, params, inputs, initial_state.hidden, initial_state.readout, self.recompute_segment)
+        if self.backward == "manual":
+            output = scan.run_manual_backward(spec, params, inputs, initial_state.hidden, initial_state.readout,
+                                              self.recompute_segment, self.return_trajectory)
         elif self.backward == "recompute" and not self.return_trajectory:
             output = scan.run_recompute(spec, params, inputs, initial_state.hidden, initial_state.readout, self.recompute_segment)
         else:
@@ -190,6 +222,8 @@ class RecurrentSNN(nn.Module):
         readouts = readouts[skipped:]
         if self.label_last:
             readouts = readouts[-1:]
+        if not self.time_major:
+            readouts, trajectory = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), (readouts, trajectory))
         return NetworkOutput(readouts, NetworkState(state, potential), counts, trajectory)
 
 
@@ -205,10 +239,12 @@ def build_network(
     products: str = "portable",
     backward: str = "manual",
     recompute_segment: Optional[int] = None,
+    time_major: bool = True,
     readout_kwargs: Optional[dict] = None,
     **hidden_kwargs,
 ) -> RecurrentSNN:
-    """The paper's network for ``neuron`` in ``{"brf", "vrf", "bhrf", "alif"}``.
+    """The paper's network for ``neuron``: ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``,
+    or the import path ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`.
 
     ``hidden_kwargs`` go to the hidden cell (initialisers, ``mask_prob``, ``surrogate``,
     ...), ``readout_kwargs`` to the :class:`~brfjax.cells.LIReadout`. ``exact=True`` (default)
@@ -218,6 +254,18 @@ def build_network(
     batch size, device count and processor (:func:`brfjax.numerics.portable_matmul`);
     ``"fast"`` uses one BLAS product (about 3x cheaper per product; deterministic only
     for a fixed machine and batch size).
+
+    ``time_major=True`` (default): the network takes time-major inputs ``(T, B, I)`` and
+    returns readouts ``(T', B, C)``; ``time_major=False``: batch-major ``(B, T, I)`` in,
+    ``(B, T', C)`` out, the same numbers bit for bit (:class:`RecurrentSNN`). The other
+    options are attributes of :class:`RecurrentSNN` of the same names.
+
+    Returns:
+      An unbound :class:`RecurrentSNN` (``init``/``apply`` it with inputs in its layout).
+
+    Raises:
+      ValueError: an unknown ``neuron`` or one that does not import (from
+        :func:`brfjax.neurons.get_neuron`).
     """
     hidden = cells.get_cell(neuron)(features=hidden_size, exact=exact, products=products, **hidden_kwargs)
     readout = cells.LIReadout(features=num_classes, exact=exact, products=products, **(readout_kwargs or {}))
@@ -229,6 +277,7 @@ def build_network(
         return_trajectory=return_trajectory,
         backward=backward,
         recompute_segment=recompute_segment,
+        time_major=time_major,
     )
 
 

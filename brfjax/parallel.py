@@ -23,6 +23,7 @@ address, process count and id from arguments or ``JAX_COORDINATOR_ADDRESS``,
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Optional
 
 import jax
@@ -69,17 +70,37 @@ def initialize(
 
 
 def use_every_core(at_least: int = 1) -> int:
-    """On CPU, one XLA host device per core (and at least ``at_least``), so that
-    batch-split forward passes run on every core (XLA's CPU client otherwise keeps one
-    device). Must run before JAX starts its backends; an explicit
-    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` wins. Returns the device
-    count requested."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return int(flags.split("xla_force_host_platform_device_count=")[1].split()[0])
+    """Ask JAX's CPU client for one device per core, so that batch-split forward and
+    backward passes run on every core (XLA's CPU client otherwise makes one device).
+
+    Sets ``jax_num_cpu_devices`` with ``jax.config.update``. JAX reads it when its
+    backends start (the first computation or device query), so it takes effect only
+    when called before that; afterwards the running backend keeps its devices. An
+    explicit setting wins and is left as it is: ``JAX_NUM_CPU_DEVICES`` or
+    ``jax.config.update("jax_num_cpu_devices", n)``, or else
+    ``--xla_force_host_platform_device_count=n`` in ``XLA_FLAGS``. Other platforms
+    (GPU, TPU) are not affected.
+
+    Args:
+        at_least: the smallest device count to ask for (``--devices N`` of the CLIs),
+            also on a machine with fewer cores.
+
+    Returns:
+        The CPU device count asked for: the explicit setting where there is one, else
+        ``max(cores, at_least)`` with cores the CPUs this process may run on.
+    """
+    configured = jax.config.jax_num_cpu_devices
+    if configured >= 0:
+        return configured
+    forced = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    if forced:  # JAX uses the flag only while jax_num_cpu_devices is unset
+        return int(forced.group(1))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     count = max(cores, at_least)
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # JAX refuses a new count once its backends run; theirs stays
+        pass
     return count
 
 
@@ -182,6 +203,16 @@ class DataParallel:
         rows = padded // self.num_processes
         part = slice(self.process_index * rows, (self.process_index + 1) * rows)
         return indices[part], None if weights is None else weights[part]
+
+    def any_process(self, flag: bool) -> bool:
+        """True on every process if ``flag`` is True on any of them (e.g. one process got
+        a stop signal: all of them must stop at the same step). Every process must call it
+        the same number of times; one process needs no communication."""
+        if self.num_processes == 1:
+            return bool(flag)
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
     def barrier(self, name: str) -> None:
         """Wait until every process reaches this point (no-op for one process)."""

@@ -1,6 +1,6 @@
 """The time loop of the recurrent SNN, and a hand-written backward pass through it.
 
-Forward (spec §3.1), for t = 0..T-1 with ``c_t = [x_t, z_{t-1}]``:
+Forward (paper Sec. 4, the recurrent network), for t = 0..T-1 with ``c_t = [x_t, z_{t-1}]``:
 
     I_t = c_t · K (+ b_h)                       s_t = hidden_step(s_{t-1}, I_t)
     J_t = z_t · W (+ b_o)                       o_t = α·o_{t-1} + (1-α)·J_t
@@ -31,9 +31,13 @@ this is also faster than keeping every state: fresh memory for the saved states 
 page faults, while recomputing a segment's states from its currents is elementwise work
 on arrays that stay in cache.
 
-The spike's derivative is the cell's surrogate ``g``; the rest is the exact derivative
-of the step equations of :mod:`brfjax.neurons` (derived in the ``_reverse_*`` functions).
-Gradients agree with JAX's own to float32 summation order (tests state the tolerance).
+The per-step adjoint is the neuron model's hand-written reverse step where it has one
+(:class:`brfjax.neurons.ReverseStep`: the spike's derivative is the cell's surrogate
+``g``, the rest the exact derivative of the step equations), else ``jax.vjp`` of its
+step with respect to the state, the current and the coefficients, inside the same
+reverse loop. Nothing here names a neuron. Gradients agree with JAX's own to float32
+summation order (tests state the tolerance); ``docs/performance-neurons.md`` compares
+the two adjoints' cost.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ def check_products(products: str) -> None:
 
 class ScanSpec(NamedTuple):
     """Static description of the hidden cell (hashable: a ``custom_vjp`` argument).
+
+    ``neuron``: a name or import path that :func:`brfjax.neurons.get_neuron` resolves.
 
     ``products``: ``"portable"`` computes the synaptic currents and readout drives with
     :func:`brfjax.numerics.portable_matmul` (the same bits on every machine and batch
@@ -122,7 +128,7 @@ def split_kernels(spec: ScanSpec, hidden_kernel, readout_kernel, input_width: in
 
 
 def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Optional[KernelSlices]):
-    """``I_t = [x_t, z_{t-1}] · K (+ b)`` of shape ``(B, H)`` (spec §1), with
+    """``I_t = [x_t, z_{t-1}] · K (+ b)`` of shape ``(B, H)``, with
     ``slices = split_kernels(...)`` for portable products or None for one BLAS product."""
     if slices is None:
         return synaptic_current(cell_input(spec, x, previous_spikes), kernel, bias)
@@ -142,10 +148,15 @@ def readout_drive(kernel, bias, spikes, slices: Optional[KernelSlices]):
     return drive if bias is None else drive + bias
 
 
+def neuron_model(spec: ScanSpec) -> neurons.NeuronModel:
+    """The :class:`brfjax.neurons.NeuronModel` of the cell."""
+    return neurons.get_neuron(spec.neuron)
+
+
 def step_function(spec: ScanSpec):
     """The pure ``(coefficients, state, current) -> state`` update of the cell."""
     spike = surrogates.spike_function(spec.surrogate, spec.spike_form)
-    return functools.partial(neurons.get_neuron(spec.neuron).step, spike=spike, dt=spec.dt, exact=spec.exact)
+    return functools.partial(neuron_model(spec).step, spike=spike, dt=spec.dt, exact=spec.exact)
 
 
 def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
@@ -174,12 +185,6 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
     return ScanOutput(state, potential, readouts, counts, None), trajectory, residuals
 
 
-# the parts of the previous and the new state that each neuron's reverse step reads;
-# its keys are the neurons with a hand-written reverse step
-_RESIDUAL_FIELDS = {"brf": (("u", "v", "q"), ("z",)), "vrf": (("u", "v"), ("z",)), "alif": (("z", "u", "a"), ("z", "a"))}
-MANUAL_BACKWARD_NEURONS = tuple(_RESIDUAL_FIELDS)
-
-
 def _kept(state, fields):
     """``state`` with the fields not in ``fields`` set to None (nothing to store for them)."""
     return state._replace(**{name: None for name in state._fields if name not in fields})
@@ -189,18 +194,22 @@ def _hidden_residuals(spec: ScanSpec, params: NetworkParams, currents, hidden0, 
     """The hidden states again from the saved currents, without the products: at every
     step the parts of the previous state ``s_{t-1}`` and the new state ``s_t`` that the
     reverse step reads (the others None) and the surrogate slope ``g`` at the argument
-    of this step's Θ (:func:`_surrogate_slope`). Same step function and currents as
-    :func:`_forward`, so the same states bit for bit.
+    of this step's Θ; without a hand-written reverse step, the whole previous state, the
+    new spikes and no slope (``jax.vjp`` of the step recomputes the rest). Same step
+    function and currents as :func:`_forward`, so the same states bit for bit.
 
     ``buffers``: where to write the outputs, or None (:func:`_scan_reusing`). Returns the
     outputs and the buffers to hand on."""
     hidden_step = step_function(spec)
-    previous_fields, new_fields = _RESIDUAL_FIELDS[spec.neuron]
+    reverse = neuron_model(spec).reverse
+    surrogate = surrogates.get_surrogate(spec.surrogate)
 
     def time_step(state, current):
         new_state = hidden_step(params.hidden_coefficients, state, current)
-        slope = _surrogate_slope(spec, state, new_state)
-        return new_state, (_kept(state, previous_fields), _kept(new_state, new_fields), slope)
+        if reverse is None:
+            return new_state, (state, _kept(new_state, ("z",)), None)
+        slope = surrogate(reverse.spike_argument(params.hidden_coefficients, state, new_state))
+        return new_state, (_kept(state, reverse.previous_fields), _kept(new_state, ("z", *reverse.new_fields)), slope)
 
     _, residuals, buffers = _scan_reusing(time_step, hidden0, currents, buffers)
     return residuals, buffers
@@ -285,26 +294,33 @@ def _over_segments(body, carry, per_step, per_segment, num_steps: int, segment: 
     return carry, step_outputs, (segment_outputs, rest_outputs[1])
 
 
-def _run_segments(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: int, remat: bool):
+def _run_segments(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: int, remat: bool,
+                  keep_trajectory: bool = False):
     """The loop as an outer scan over segments of ``segment`` steps (the last one
     shorter), each an inner :func:`_forward`: the very same step function in the same
     order, so readouts, spike counts and final states are bit-identical to :func:`run`.
     Returns the output and the hidden state at the start of every segment (full
     segments stacked, then the shorter one's or None); without ``remat``, also the
     currents ``I_t`` and drives ``J_t`` of every step (:func:`_forward`); with it, each
-    segment is wrapped in ``jax.checkpoint`` and nothing else is kept."""
+    segment is wrapped in ``jax.checkpoint`` and nothing else is kept. With
+    ``keep_trajectory`` the output holds the hidden state of every step."""
 
     def run_segment(carry, segment_inputs):
         state, potential, counts = carry
-        output, _, residuals = _forward(spec, params, segment_inputs[0], state, potential, False, not remat, counts)
-        return (output.final_hidden, output.final_readout, output.spike_counts), ((output.readouts, residuals), state)
+        output, trajectory, residuals = _forward(
+            spec, params, segment_inputs[0], state, potential, keep_trajectory, not remat, counts
+        )
+        carry = (output.final_hidden, output.final_readout, output.spike_counts)
+        return carry, ((output.readouts, trajectory, residuals), state)
 
     if remat:
         run_segment = jax.checkpoint(run_segment)
     carry = (hidden0, readout0, jnp.zeros(inputs.shape[1], jnp.float32))
-    carry, (readouts, residuals), starts = _over_segments(run_segment, carry, inputs, (None, None), inputs.shape[0], segment)
+    carry, (readouts, trajectory, residuals), starts = _over_segments(
+        run_segment, carry, inputs, (None, None), inputs.shape[0], segment
+    )
     state, potential, counts = carry
-    return ScanOutput(state, potential, readouts, counts, None), residuals, starts
+    return ScanOutput(state, potential, readouts, counts, trajectory), residuals, starts
 
 
 def run_recompute(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None) -> ScanOutput:
@@ -323,94 +339,59 @@ def run_recompute(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readou
 
 
 def run_manual_backward(
-    spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None
+    spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None,
+    keep_trajectory: bool = False,
 ) -> ScanOutput:
-    """:func:`run` (no trajectory) with the hand-written reverse pass of this module,
-    which recomputes the loop in segments of ``segment`` steps (default
-    :func:`default_segment`)."""
-    return _run_manual(spec, segment or default_segment(inputs.shape[0]), params, inputs, hidden0, readout0)
+    """:func:`run` with the segment-recompute reverse pass of this module, which
+    recomputes the loop in segments of ``segment`` steps (default :func:`default_segment`)
+    and takes each step's adjoint from the neuron's reverse step or ``jax.vjp`` of its step.
+    With ``keep_trajectory`` the hidden state of every step is returned (and may carry a
+    cotangent) as in :func:`run`."""
+    return _run_manual(spec, segment or default_segment(inputs.shape[0]), keep_trajectory, params, inputs, hidden0, readout0)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _run_manual(spec: ScanSpec, segment: int, params: NetworkParams, inputs, hidden0, readout0) -> ScanOutput:
-    return run(spec, params, inputs, hidden0, readout0)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _run_manual(spec: ScanSpec, segment: int, keep_trajectory: bool, params: NetworkParams, inputs, hidden0, readout0) -> ScanOutput:
+    return run(spec, params, inputs, hidden0, readout0, keep_trajectory)
 
 
-def _manual_forward(spec, segment, params, inputs, hidden0, readout0):
-    output, (currents, drives), starts = _run_segments(spec, params, inputs, hidden0, readout0, segment, remat=False)
+def _manual_forward(spec, segment, keep_trajectory, params, inputs, hidden0, readout0):
+    output, (currents, drives), starts = _run_segments(
+        spec, params, inputs, hidden0, readout0, segment, remat=False, keep_trajectory=keep_trajectory
+    )
     return output, (params, inputs, hidden0, readout0, starts, output.readouts, currents, drives)
 
 
-def _surrogate_slope(spec: ScanSpec, prev, cur):
-    """The surrogate derivative ``g(x_t)`` at the argument of the step's Θ:
-    BRF ``u_t - 1 - q_{t-1}``, RF ``u_t - 1``, ALIF ``u'_t - ϑ_t`` (``u'_t = u_t + z_t·ϑ_t``)."""
-    surrogate = surrogates.get_surrogate(spec.surrogate)
-    if spec.neuron == "brf":
-        return surrogate((cur.u - 1.0) - prev.q)
-    if spec.neuron == "alif":
-        threshold = neurons.ALIF_BASE_THRESHOLD + cur.a * neurons.ALIF_ADAPTATION_STRENGTH
-        return surrogate(cur.u + cur.z * threshold - threshold)
-    return surrogate(cur.u - 1.0)
+def _step_adjoint(spec: ScanSpec, coefficients):
+    """``adjoint(previous, new, current, carry, gz, slope) -> (carry of step t-1,
+    ∂L/∂I_t, coefficient terms, ∂L/∂z_{t-1} through the neuron or None)`` and
+    ``sum_terms(summed terms of a segment) -> coefficient cotangent``.
 
+    ``carry`` holds the cotangents of the state's fields after ``z``; ``gz`` is
+    ``∂L/∂z_t``. The neuron's hand-written reverse step keeps per-sample terms, summed
+    over the batch once per segment; ``jax.vjp`` of the step (the generic adjoint) gives
+    the coefficients' cotangent summed over the batch already."""
+    model = neuron_model(spec)
+    reverse = model.reverse
+    if reverse is not None:
 
-def _reverse_resonator(spec, coefficients, prev, cur, neuron_carry, gz, slope):
-    """Adjoint of one BRF / vanilla-RF step.
+        def adjoint(previous, new, current, carry, gz, slope):
+            return reverse.step(coefficients, previous, new, current, carry, gz, slope, spec.dt)
 
-    Forward: u_t = u + (b·u)δ - (ω·v)δ + I·δ, v_t = v + (ω·u)δ + (b·v)δ,
-    BRF: b = p - b' - q_{t-1}, z_t = Θ(u_t - 1 - q_{t-1}), q_t = 0.9·q_{t-1} + z_t;
-    RF: b = -b', z_t = Θ(u_t - 1). ``slope`` is g at this step's Θ argument.
+        def sum_terms(sums):
+            return reverse.coefficient_gradients(coefficients, [jnp.sum(s, axis=0) for s in sums], spec.dt)
 
-    Returns the carried cotangents of step t-1, ∂L/∂I_t, the per-sample terms
-    ``(v̄·u - ū·v, ∂L/∂b)`` whose batch sums :func:`_coefficient_gradients` turns into the
-    coefficients' gradients, and the spikes' cotangent through the neuron (none).
-    """
-    dt = spec.dt
-    omega = coefficients.omega
-    if spec.neuron == "brf":
-        gu, gv, gq = neuron_carry
-        gz = gz + gq  # q_t = 0.9·q_{t-1} + z_t
-        damping = (coefficients.boundary - coefficients.b_offset) - prev.q
-    else:
-        gu, gv = neuron_carry
-        damping = -coefficients.b_offset
-    gx = gz * slope
-    gu = gu + gx
-    g_damping = (gu * prev.u + gv * prev.v) * dt
-    gu_prev = gu * (1.0 + damping * dt) + gv * (omega * dt)
-    gv_prev = gv * (1.0 + damping * dt) - gu * (omega * dt)
-    if spec.neuron == "brf":
-        carry = (gu_prev, gv_prev, gq * neurons.BRF_REFRACTORY_DECAY - gx - g_damping)
-    else:
-        carry = (gu_prev, gv_prev)
-    return carry, gu * dt, (gv * prev.u - gu * prev.v, g_damping), None
+        return adjoint, sum_terms
 
+    hidden_step = step_function(spec)
 
-def _reverse_alif(spec, coefficients, prev, cur, current, neuron_carry, gz, slope):
-    """Adjoint of one ALIF step.
+    def generic_adjoint(previous, new, current, carry, gz, slope):
+        del new, slope  # the vjp recomputes the step
+        _, pullback = jax.vjp(hidden_step, coefficients, previous, current)
+        g_coefficients, g_previous, g_current = pullback(model.state(gz, *carry))
+        return tuple(g_previous)[1:], g_current, g_coefficients, g_previous.z
 
-    Forward: a_t = ρ·a + (1-ρ)·z_{t-1}, ϑ_t = 0.01 + 1.8·a_t, u'_t = α·u + (1-α)·I,
-    z_t = Θ(u'_t - ϑ_t), u_t = u'_t - z_t·ϑ_t. The per-sample coefficient terms are
-    ``((u - I)·ū', (a - z_{t-1})·ā)``.
-    """
-    alpha, rho = coefficients
-    gu, ga = neuron_carry
-    threshold = neurons.ALIF_BASE_THRESHOLD + cur.a * neurons.ALIF_ADAPTATION_STRENGTH
-    gz = gz - gu * threshold
-    gx = gz * slope
-    gu_pre = gu + gx
-    ga = ga + neurons.ALIF_ADAPTATION_STRENGTH * (-gu * cur.z - gx)
-    carry = (alpha * gu_pre, rho * ga)
-    terms = ((prev.u - current) * gu_pre, (prev.a - prev.z) * ga)
-    return carry, (1.0 - alpha) * gu_pre, terms, (1.0 - rho) * ga
-
-
-def _coefficient_gradients(spec, coefficients, sums):
-    """The coefficients' gradients from the summed per-sample terms of the reverse steps."""
-    if spec.neuron == "alif":
-        return type(coefficients)(*sums)
-    g_omega = sums[0] * spec.dt
-    g_boundary = sums[1] if spec.neuron == "brf" else jnp.zeros_like(coefficients.omega)
-    return type(coefficients)(g_omega, -sums[1], g_boundary)
+    return generic_adjoint, lambda sums: sums
 
 
 def _flat_product(a, b):
@@ -445,7 +426,8 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
     ∂L/∂I of the first step of the later segment, gradients so far, output buffers of
     the recomputation and of ∂L/∂I_t (:func:`_scan_reusing`))``; ``segment = ((inputs,
-    currents, ∂L/∂J_t (B, C) of its steps), start hidden state)``. What does not
+    currents, ∂L/∂J_t (B, C) of its steps, the trajectory's cotangent or None), start
+    hidden state)``. What does not
     depend on the reverse recurrence is done for all k steps of the segment at once:
     ``∂L/∂z_t`` from the readout and spike count, and the kernel gradients (single
     products over k·B rows, :func:`_spike_kernel_gradients`). The sequential loop keeps
@@ -453,21 +435,22 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
     Returns the new carry and ``(∂L/∂x_t, None)`` (see :func:`_over_segments`).
     """
     neuron_carry, g_spikes_future, g_current_later, grads, (residual_buffers, current_buffer) = carry
-    (inputs, currents, g_drive), start = segment
+    (inputs, currents, g_drive, g_trajectory), start = segment
     (previous, trajectory, slopes), residual_buffers = _hidden_residuals(spec, params, currents, start, residual_buffers)
     spikes = trajectory.z
     # ∂L/∂z_t from the readout and the spike count; the next step's part comes in the loop
     g_spikes_direct = _matmul(g_drive, params.readout_kernel.T) + count_cotangent[:, None]
-    reverse_step = _reverse_alif if spec.neuron == "alif" else _reverse_resonator
+    if g_trajectory is not None:  # the returned states s_t are outputs of their own
+        g_spikes_direct = g_spikes_direct + g_trajectory.z
+    adjoint, sum_terms = _step_adjoint(spec, params.hidden_coefficients)
     input_size = inputs.shape[-1]
 
     def step_backward(step_carry, step):
         neuron_carry, g_spikes_next, term_sums = step_carry
-        prev, cur, current, gz, slope = step
-        extra = (current,) if spec.neuron == "alif" else ()
-        neuron_carry, g_current, terms, gz_prev = reverse_step(
-            spec, params.hidden_coefficients, prev, cur, *extra, neuron_carry, gz + g_spikes_next, slope
-        )
+        prev, cur, current, gz, slope, g_state = step
+        if g_state is not None:
+            neuron_carry = tuple(g + direct for g, direct in zip(neuron_carry, tuple(g_state)[1:]))
+        neuron_carry, g_current, terms, gz_prev = adjoint(prev, cur, current, neuron_carry, gz + g_spikes_next, slope)
         if spec.recurrent:
             recurrent = _matmul(g_current, recurrent_kernel_t)
             gz_prev = recurrent if gz_prev is None else gz_prev + recurrent
@@ -475,12 +458,14 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
             gz_prev = jnp.zeros_like(g_current)
         return (neuron_carry, gz_prev, jax.tree_util.tree_map(jnp.add, term_sums, terms)), g_current
 
-    zero_terms = (jnp.zeros_like(spikes[0]),) * 2
+    steps = (previous, trajectory, currents, g_spikes_direct, slopes, g_trajectory)
+    first_step = jax.tree_util.tree_map(lambda a: a[0], steps)
+    term_shapes = jax.eval_shape(lambda s: adjoint(*s[:3], neuron_carry, s[3], s[4])[2], first_step)
+    zero_terms = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), term_shapes)
     (neuron_carry, g_spikes_future, term_sums), g_currents, current_buffer = _scan_reusing(
-        step_backward, (neuron_carry, g_spikes_future, zero_terms),
-        (previous, trajectory, currents, g_spikes_direct, slopes), current_buffer, reverse=True,
+        step_backward, (neuron_carry, g_spikes_future, zero_terms), steps, current_buffer, reverse=True,
     )
-    g_coefficients = _coefficient_gradients(spec, params.hidden_coefficients, [jnp.sum(s, axis=0) for s in term_sums])
+    g_coefficients = sum_terms(term_sums)
     g_recurrent, g_readout_kernel = _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive)
     g_kernel = _flat_product(inputs, g_currents)  # the input rows of K: Σ_t x_tᵀ ∂L/∂I_t
     if spec.recurrent:
@@ -517,7 +502,7 @@ def _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive):
     return product[:, :hidden], product[:, hidden:]
 
 
-def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
+def _manual_backward(spec, segment, keep_trajectory, residuals, cotangent: ScanOutput):
     params, inputs, hidden0, readout0, starts, readouts, currents, drives = residuals
     num_steps = inputs.shape[0]
 
@@ -550,7 +535,8 @@ def _manual_backward(spec, segment, residuals, cotangent: ScanOutput):
     # K_recᵀ for the per-step product of the reverse loops, transposed once for all segments
     recurrent_kernel_t = params.hidden_kernel[inputs.shape[-1]:].T if spec.recurrent else None
     backward = functools.partial(_segment_backward, spec, params, recurrent_kernel_t, cotangent.spike_counts)
-    carry, g_inputs, _ = _over_segments(backward, carry, (inputs, currents, g_drive), starts, num_steps, segment, reverse=True)
+    per_step = (inputs, currents, g_drive, cotangent.trajectory)
+    carry, g_inputs, _ = _over_segments(backward, carry, per_step, starts, num_steps, segment, reverse=True)
     neuron_carry, g_z0, g_current0, grads, _ = carry
     g_kernel = grads.hidden_kernel
     if spec.recurrent:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are part of c_0

@@ -1,119 +1,76 @@
-"""Run logging without TensorFlow: ``metrics.csv``, TensorBoard event files, a progress bar.
+"""Run logging: ``metrics.csv``, TensorBoard scalars (tensorboardX) and a progress bar (tqdm).
 
-TensorBoard event files are TFRecord files of ``Event`` protocol buffers::
-
-    record  = uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
-    Event   = {1: wall_time (double), 2: step (int64), 3: file_version (string), 5: summary}
-    Summary = {1: repeated Value},  Value = {1: tag (string), 2: simple_value (float)}
-
-encoded here by hand (a few lines of protobuf wire format).
+The TensorBoard event files are written by tensorboardX, which needs no TensorFlow;
+TensorBoard (``tensorboard --logdir RUN/tensorboard``) reads them.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import socket
-import struct
 import sys
-import time
-from typing import Optional, TextIO
+from typing import TYPE_CHECKING, Optional, TextIO
 
-# ------------------------------------------------------------------------- crc32c
+from tqdm import tqdm
 
+if TYPE_CHECKING:
+    from tensorboardX import SummaryWriter
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
+# ---------------------------------------------------------------------- tensorboard
 
 
-_CRC_TABLE = _crc32c_table()
+def event_writer(logdir: str) -> SummaryWriter:
+    """A TensorBoard writer that adds a new event file to ``logdir`` (created if missing).
+
+    tensorboardX is imported here rather than with this module: it imports PyTorch
+    where that is installed, seconds that only a training run needs to spend.
+
+    Args:
+        logdir: the folder of the event files, e.g. ``RUN/tensorboard``.
+
+    Returns:
+        A ``tensorboardX.SummaryWriter``; write with :func:`add_scalars`, end with ``close()``.
+    """
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(logdir)
 
 
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), as used by TFRecord."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+def add_scalars(writer: SummaryWriter, step: int, values: dict) -> None:
+    """Write scalars ``{tag: value}`` at ``step`` and flush them to disk.
 
+    A value of None (a metric the step does not have, such as the training loss of the
+    evaluation before training) is left out. The flush makes every finished step
+    visible to TensorBoard, and keeps it if the run is stopped afterwards.
 
-def masked_crc32c(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-# ---------------------------------------------------------------- protobuf encoding
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def encode_event(step: int, wall_time: float, scalars: Optional[dict] = None, file_version: Optional[str] = None) -> bytes:
-    """An ``Event`` message with scalar summaries ``{tag: value}``."""
-    message = _varint(1 << 3 | 1) + struct.pack("<d", wall_time) + _varint(2 << 3) + _varint(step)
-    if file_version is not None:
-        message += _length_delimited(3, file_version.encode())
-    if scalars:
-        values = b"".join(
-            _length_delimited(1, _length_delimited(1, tag.encode()) + _varint(2 << 3 | 5) + struct.pack("<f", value))
-            for tag, value in scalars.items()
-        )
-        message += _length_delimited(5, values)
-    return message
-
-
-def tfrecord(data: bytes) -> bytes:
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
-
-
-class EventWriter:
-    """Appends scalar summaries to a TensorBoard event file in ``logdir``."""
-
-    def __init__(self, logdir: str):
-        os.makedirs(logdir, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-        self.path = os.path.join(logdir, name)
-        self._file = open(self.path, "ab")
-        self._write(encode_event(0, time.time(), file_version="brain.Event:2"))
-
-    def _write(self, event: bytes) -> None:
-        self._file.write(tfrecord(event))
-        self._file.flush()
-
-    def scalars(self, step: int, values: dict) -> None:
-        finite = {tag: float(value) for tag, value in values.items() if value is not None}
-        self._write(encode_event(step, time.time(), finite))
-
-    def close(self) -> None:
-        self._file.close()
+    Args:
+        writer: from :func:`event_writer`.
+        step: TensorBoard's step, here the epoch (0 = before training).
+        values: tag to float (stored as float32) or None.
+    """
+    for tag, value in values.items():
+        if value is not None:
+            writer.add_scalar(tag, float(value), step)
+    writer.flush()
 
 
 # ---------------------------------------------------------------------------- csv
 
 
 class MetricsCSV:
-    """``metrics.csv``: one row per epoch; rows of epochs after a resume point are
-    dropped when the run resumes (they belonged to an epoch that did not complete)."""
+    """``metrics.csv``: one row per epoch, floats with 6 significant digits, None as an
+    empty cell.
+
+    Opening it writes the header. When a run resumes, the rows of epochs after the
+    resume point are dropped (they belonged to an epoch that did not complete).
+
+    Args:
+        path: the file, created or rewritten.
+        columns: the column names, in order; ``"epoch"`` among them when
+            ``keep_through_epoch`` is given.
+        keep_through_epoch: keep the existing rows up to this epoch (a resumed run);
+            None starts an empty file.
+    """
 
     def __init__(self, path: str, columns: list[str], keep_through_epoch: Optional[int] = None):
         self.path = path
@@ -128,6 +85,7 @@ class MetricsCSV:
             writer.writerows(rows)
 
     def append(self, row: dict) -> None:
+        """Add one row ``{column: value}``; columns it lacks are left empty, others ignored."""
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, self.columns).writerow({key: _cell(row.get(key)) for key in self.columns})
 
@@ -141,7 +99,14 @@ def _cell(value):
 
 
 def read_metrics(path: str) -> list[dict]:
-    """Rows of a ``metrics.csv`` with numbers parsed (empty cells -> None)."""
+    """The rows of a ``metrics.csv``.
+
+    Args:
+        path: the file written by :class:`MetricsCSV`.
+
+    Returns:
+        One dict per row, column name to float (the epoch too), or None for an empty cell.
+    """
     with open(path, newline="") as handle:
         return [
             {key: (float(value) if value not in ("", None) else None) for key, value in row.items()}
@@ -153,29 +118,46 @@ def read_metrics(path: str) -> list[dict]:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: ``label [####....] n/N  key value ...``.
+    """tqdm's bar over the batches of an epoch, with running statistics.
 
-    Redrawn in place on a terminal; elsewhere only the final state of each bar is
-    printed, so logs stay short. ``enabled=False`` draws nothing (processes other than
-    the first of a multi-process run).
+    ``epoch 1/2:  67%|######6   | 2/3 [00:01<00:00,  1.90batch/s, loss    0.6931  acc     50.00  rate   0.01230]``
+
+    Drawn only on a terminal: where ``stream`` is not one (a log file, a pipe) nothing
+    is written, and the caller's one line per epoch is the log. ``enabled=False`` draws
+    nothing anywhere (processes other than the first of a multi-process run). The bar
+    ends (its last state stays on screen) with the update that reaches ``total``.
+
+    Args:
+        total: number of updates (batches) in the bar.
+        label: text before the bar, e.g. ``"epoch 3/300"``.
+        stream: where to draw; default ``sys.stderr`` at the time of the call.
+        enabled: False to draw nothing.
+        initial: updates already done (an epoch resumed part-way).
     """
 
-    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr, width: int = 24, enabled: bool = True):
-        self.total, self.label, self.stream, self.width = total, label, stream, width
-        self.enabled = enabled
-        self.count = 0
-        self.interactive = getattr(stream, "isatty", lambda: False)()
-        self.started = time.time()
+    def __init__(self, total: int, label: str, stream: Optional[TextIO] = None, enabled: bool = True,
+                 initial: int = 0):
+        # disable=None: tqdm draws only where stream.isatty() is True
+        self._bar = tqdm(total=total, desc=label, file=sys.stderr if stream is None else stream, unit="batch",
+                         disable=None if enabled else True, dynamic_ncols=True, initial=initial)
 
-    def update(self, **values) -> None:
-        self.count += 1
-        if self.enabled and (self.interactive or self.count == self.total):
-            self._draw(values, end="\n" if self.count == self.total else "")
+    def update(self, **values: float) -> None:
+        """Advance the bar by one and show ``values`` (e.g. ``loss=0.69, acc=50.0, rate=0.012``)."""
+        self._bar.set_postfix_str(stats_text(values), refresh=False)
+        self._bar.update()
+        if self._bar.n >= self._bar.total:
+            self._bar.close()
 
-    def _draw(self, values: dict, end: str) -> None:
-        filled = int(self.width * self.count / max(self.total, 1))
-        stats = "  ".join(f"{key} {value:.4g}" for key, value in values.items())
-        elapsed = time.time() - self.started
-        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.count}/{self.total} {elapsed:.1f}s  {stats}"
-        self.stream.write(("\r" if self.interactive else "") + line + end)
-        self.stream.flush()
+
+def stats_text(values: dict) -> str:
+    """The statistics of a progress bar, in a text that keeps its width as they change.
+
+    Args:
+        values: name to number, e.g. ``{"loss": 0.6931, "acc": 50.0}``.
+
+    Returns:
+        ``"name value"`` pairs joined by two spaces, each value right-aligned in 9
+        characters with 4 significant digits, trailing zeros kept
+        (``"loss    0.6931  acc     50.00"``).
+    """
+    return "  ".join(f"{key} {value:>#9.4g}" for key, value in values.items())

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from brfjax import cells, metrics, models
+from brfjax import cells, metrics, models, neurons
 from brfjax.data import DataUsageError, SequenceData, ecg, mnist, shd
 
 NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
@@ -58,8 +58,9 @@ def get_task(name: str) -> TaskSpec:
 
 
 def check_neuron(neuron: str) -> None:
-    if neuron not in NEURON_NAMES:
-        raise ValueError(f"unknown neuron {neuron!r}; expected one of {list(NEURON_NAMES)}")
+    """Raise ValueError unless ``neuron`` is a registered name or the import path
+    ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`."""
+    neurons.get_neuron(neuron)
 
 
 def network_options(task: TaskSpec, neuron: str) -> dict:
@@ -172,15 +173,22 @@ _HARMONIC_INIT = dict(omega_init=(10.0, 50.0), b_offset_init=(1.0, 6.0))
 
 
 def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
-    """The paper's configuration for ``task`` x ``neuron``, with ``overrides`` applied."""
+    """The paper's configuration for ``task`` x ``neuron``, with ``overrides`` applied.
+
+    A neuron the paper's table has no row for (an import path ``"package.module:NAME"``)
+    is trained with the BRF row's protocol for the task (epochs, batch size, learning
+    rate, clipping, readout initialiser, model selection) and its own model's default
+    initialisers."""
     get_task(task)
     check_neuron(neuron)
     if neuron == "alif":
         values = _ALIF[task]
     elif neuron == "bhrf":
         values = {**_RESONATOR[task], **_HARMONIC_INIT}
-    else:
+    elif neuron in NEURON_NAMES:
         values = _RESONATOR[task]
+    else:
+        values = {key: value for key, value in _RESONATOR[task].items() if key not in ("omega_init", "b_offset_init")}
     return TrainConfig(task=task, neuron=neuron, **values).replace(**overrides)
 
 
@@ -191,7 +199,7 @@ def build_model(config: TrainConfig) -> models.RecurrentSNN:
     if config.neuron == "alif":
         hidden_kwargs["tau_mem_init"] = cells.normal_init(*config.tau_mem_init)
         hidden_kwargs["tau_adp_init"] = cells.normal_init(*config.tau_adp_init)
-    else:
+    elif config.neuron in NEURON_NAMES:
         hidden_kwargs["omega_init"] = cells.uniform_init(*config.omega_init)
         hidden_kwargs["b_offset_init"] = cells.uniform_init(*config.b_offset_init)
     return models.build_network(

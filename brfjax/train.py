@@ -23,9 +23,10 @@ import argparse
 import functools
 import math
 import os
+import shlex
 import sys
 import time
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,8 @@ from brfjax import parallel as parallel_module
 from brfjax.data import DataError, DataUsageError, SequenceData, ecg, mnist, pipeline
 from brfjax.interop import CheckpointError, path_name
 from brfjax.parallel import DataParallel, ParallelError
-from brfjax.summaries import EventWriter, MetricsCSV, ProgressBar
+from brfjax.stopping import StopSignals
+from brfjax.summaries import MetricsCSV, ProgressBar, add_scalars, event_writer
 
 METRIC_COLUMNS = [
     "epoch", "learning_rate", "train_loss", "train_accuracy", "train_spike_rate",
@@ -54,22 +56,26 @@ class UsageError(ValueError):
     """A command-line value that does not fit the data (exit status 2)."""
 
 
-def parameter_problems(params) -> list[str]:
-    """Names of non-finite parameters, and of BRF frequencies outside the stable region
-    δ·|ω| < 1 where the divergence boundary p(ω) is undefined (NaN)."""
+def parameter_problems(params, neuron: str = "brf") -> list[str]:
+    """Names of non-finite parameters, and of hidden parameters outside the region where
+    ``neuron``'s step is defined (its model's stability check, e.g. BRF's δ·|ω| < 1 where
+    the divergence boundary p(ω) is undefined, NaN)."""
     problems = []
     for path, value in jax.tree_util.tree_leaves_with_path(params):
         name = path_name(path)
         value = np.asarray(value)
         if not np.isfinite(value).all():
             problems.append(f"{name} has {int(np.sum(~np.isfinite(value)))} non-finite values")
-        elif name.endswith("omega"):
-            unstable = np.abs(value) * neurons.DT >= 1.0
-            if unstable.any():
-                problems.append(
-                    f"{name}: {int(unstable.sum())} neurons with dt*|omega| >= 1 (max {float(np.abs(value).max() * neurons.DT):.3f}), "
-                    "outside the stable region of the BRF neuron"
-                )
+    check = neurons.get_neuron(neuron).stability
+    hidden = params.get("hidden", {}) if hasattr(params, "get") else {}
+    if check is not None and check.parameter in hidden and np.isfinite(np.asarray(hidden[check.parameter])).all():
+        measure = np.asarray(check.measure(hidden))
+        unstable = measure >= check.limit
+        if unstable.any():
+            problems.append(
+                f"hidden/{check.parameter}: {int(unstable.sum())} neurons with {check.measure_name} >= {check.limit:g} "
+                f"(max {float(measure.max()):.3f}), outside the stable region of the {neuron} neuron"
+            )
     return problems
 
 
@@ -96,10 +102,12 @@ HEALTH = (
 
 
 def _unstable_frequencies(model: models.RecurrentSNN, params) -> jax.Array:
-    """BRF neurons outside the stable region δ·|ω| < 1 (0 for other neurons)."""
-    if model.hidden.neuron != "brf":
+    """Hidden neurons outside their model's stable region (BRF: δ·|ω| < 1; 0 for a
+    neuron without a stability check)."""
+    check = neurons.get_neuron(model.hidden.neuron).stability
+    if check is None:
         return jnp.int32(0)
-    return jnp.sum(jnp.abs(params["hidden"]["omega"]) * neurons.DT >= 1.0).astype(jnp.int32)
+    return jnp.sum(check.unstable(params["hidden"])).astype(jnp.int32)
 
 
 def _nonfinite(tree) -> jax.Array:
@@ -272,14 +280,45 @@ def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
     return config.learning_rate * (1.0 - epoch_index / config.epochs)
 
 
-def train_epoch(config, task, model, train_step, state, data: RunData, epoch_index: int, lr: float, parallel: DataParallel):
-    """One pass over the shuffled training set; returns the new state and epoch metrics."""
-    order = pipeline.epoch_order(np.arange(len(data.train.targets)), config.seed, epoch_index)
-    batches = list(pipeline.batches(order, config.batch_size, config.max_train_batches))
-    bar = ProgressBar(len(batches), f"epoch {epoch_index + 1}/{config.epochs}", enabled=parallel.is_primary)
-    total_loss, total_steps, correct, scored, spikes, neuron_steps = 0.0, 0, 0.0, 0.0, 0.0, 0
+class EpochProgress(NamedTuple):
+    """The running sums of a training epoch after ``steps`` of its minibatches (what a
+    run stopped mid-epoch saves, so that the resumed epoch reports the same metrics)."""
+
+    steps: int = 0
+    loss: float = 0.0  # Σ over batches of the batch loss per scored step
+    correct: float = 0.0
+    scored: float = 0.0
+    spikes: float = 0.0
+    neuron_steps: int = 0
+    seconds: float = 0.0  # training time spent on the epoch before it was stopped
+
+    def metrics(self) -> dict:
+        return {
+            "train_loss": self.loss / self.steps,
+            "train_accuracy": 100.0 * self.correct / self.scored,
+            "train_spike_rate": self.spikes / self.neuron_steps,
+        }
+
+
+def epoch_batches(config: tasks.TrainConfig, num_samples: int, epoch_index: int) -> list[np.ndarray]:
+    """The minibatches (sample indices) of training epoch ``epoch_index``, shuffled from the seed."""
+    order = pipeline.epoch_order(np.arange(num_samples), config.seed, epoch_index)
+    return list(pipeline.batches(order, config.batch_size, config.max_train_batches))
+
+
+def train_epoch(config, task, model, train_step, state, data: RunData, epoch_index: int, lr: float, parallel: DataParallel,
+                progress: EpochProgress = EpochProgress(), stop=lambda: False) -> tuple[TrainState, EpochProgress]:
+    """The shuffled training minibatches of one epoch from ``progress.steps`` on; returns
+    the new state and the epoch's sums. ``stop()`` is asked after every step: when it is
+    True the epoch ends early (``progress.steps`` tells how far it got)."""
+    batches = epoch_batches(config, len(data.train.targets), epoch_index)
+    bar = ProgressBar(len(batches), f"epoch {epoch_index + 1}/{config.epochs}", enabled=parallel.is_primary,
+                      initial=progress.steps)
     lr = jnp.float32(lr)
+    started = time.time() - progress.seconds
     for step, indices in enumerate(batches):
+        if step < progress.steps:
+            continue
         if config.tbptt_length:
             state, loss, sums, health = _tbptt_batch(model, train_step, state, data, indices, lr, config.tbptt_length,
                                                      task, parallel)
@@ -288,7 +327,7 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
             state, result = train_step(state, batch.inputs, batch.targets, lr, None, batch.weights)
             loss, sums, health = float(result.loss), result.sums, np.asarray(result.health)
         if not math.isfinite(loss):
-            problems = parameter_problems(state.params)
+            problems = parameter_problems(state.params, model.hidden.neuron)
             raise TrainingError(
                 f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}"
                 + (f" ({'; '.join(problems)})" if problems else "")
@@ -296,32 +335,34 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
             )
         if np.any(health > 0):
             counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
-            problems = parameter_problems(state.params) if health[2] > 0 else []
+            problems = parameter_problems(state.params, model.hidden.neuron) if health[2] > 0 else []
             cause = f"hidden.omega: {int(health[0])} neurons with dt*|omega| >= 1, outside the stable region of the BRF neuron; " if health[0] > 0 else ""
             raise TrainingError(
                 f"unusable network in epoch {epoch_index + 1}, step {step + 1}: {cause}{counts}"
                 + (f" ({'; '.join(problems)})" if problems else "")
                 + "; the run stops here, the checkpoints are unchanged (lower --lr, or check the initial parameters)"
             )
-        problems = parameter_problems(state.params) if step == len(batches) - 1 else []
+        problems = parameter_problems(state.params, model.hidden.neuron) if step == len(batches) - 1 else []
         if problems:
             raise TrainingError(
                 f"parameters left the usable region in epoch {epoch_index + 1}, step {step + 1}: {'; '.join(problems)}; "
                 "the run stops here, the best checkpoint is unchanged (lower --lr)"
             )
         num_steps = data.train.inputs.shape[1]
-        total_loss += loss / (1 if model.label_last else num_steps - model.sub_seq_length)
-        total_steps += 1
-        correct += float(sums.correct)
-        scored += float(sums.scored)
-        spikes += float(np.sum(np.asarray(sums.spikes, np.float64)))
-        neuron_steps += len(indices) * num_steps * model.hidden.features
-        bar.update(loss=total_loss / total_steps, acc=100 * correct / scored, rate=spikes / neuron_steps)
-    return state, {
-        "train_loss": total_loss / total_steps,
-        "train_accuracy": 100.0 * correct / scored,
-        "train_spike_rate": spikes / neuron_steps,
-    }
+        progress = EpochProgress(
+            steps=step + 1,
+            loss=progress.loss + loss / (1 if model.label_last else num_steps - model.sub_seq_length),
+            correct=progress.correct + float(sums.correct),
+            scored=progress.scored + float(sums.scored),
+            spikes=progress.spikes + float(np.sum(np.asarray(sums.spikes, np.float64))),
+            neuron_steps=progress.neuron_steps + len(indices) * num_steps * model.hidden.features,
+            seconds=time.time() - started,
+        )
+        bar.update(loss=progress.loss / progress.steps, acc=100 * progress.correct / progress.scored,
+                   rate=progress.spikes / progress.neuron_steps)
+        if step + 1 < len(batches) and stop():
+            break
+    return state, progress
 
 
 def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, task, parallel: DataParallel):
@@ -400,6 +441,12 @@ def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -
             raise TrainingError(f"{path} is damaged ({error}); restore it or choose a new --workdir") from None
         if existing != config.to_dict():
             changed = sorted(k for k in existing if existing[k] != config.to_dict()[k])
+            if changed == ["epochs"]:
+                raise UsageError(
+                    f"workdir {workdir!r} belongs to a run of --epochs {existing['epochs']}, not {config.epochs}: the "
+                    "learning rate decays linearly to 0 over --epochs, so a run cannot be lengthened; to train in "
+                    "slices give the final --epochs from the start with --until-epoch; to train longer start a new --workdir"
+                )
             raise UsageError(
                 f"workdir {workdir!r} belongs to a different run (differs in {changed}); "
                 "use another --workdir, or repeat the original command to resume"
@@ -407,6 +454,40 @@ def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -
     elif write:
         os.makedirs(workdir, exist_ok=True)
         checkpoint.write_json(path, config.to_dict())
+
+
+def resume_inside_epoch(checkpoints: checkpoint.RunCheckpoints, state: TrainState,
+                        bookkeeping: dict) -> tuple[TrainState, EpochProgress]:
+    """The state and epoch sums saved by a run stopped inside the epoch after
+    ``bookkeeping["epoch"]``, if there is such a position; else ``state`` unchanged
+    and an empty :class:`EpochProgress` (a position older than the latest whole epoch is
+    deleted)."""
+    template = {"state": state, **FRESH_BOOKKEEPING, "progress": np.zeros(len(EpochProgress._fields), np.float64)}
+    restored = checkpoints.restore_interrupted(template)
+    if restored is None:
+        return state, EpochProgress()
+    saved = restored[1]
+    if int(saved["epoch"]) != int(bookkeeping["epoch"]):
+        checkpoints.discard_interrupted()
+        return state, EpochProgress()
+    values = np.asarray(saved["progress"], np.float64)
+    progress = EpochProgress(*(field_type(value) for field_type, value in
+                               zip((int, float, float, float, float, int, float), values)))
+    return saved["state"], progress
+
+
+class RunStopped(Exception):
+    """A run stopped on request (a signal) inside an epoch, its position saved.
+
+    Attributes:
+        epoch: the epoch being trained (1-based, as in the log).
+        step: its completed training steps; steps: its number of steps.
+        checkpoint: the folder that holds the saved position.
+    """
+
+    def __init__(self, epoch: int, step: int, steps: int, checkpoint: str):
+        super().__init__(f"stopped in epoch {epoch} after training step {step} of {steps}; position saved in {checkpoint}")
+        self.epoch, self.step, self.steps, self.checkpoint = epoch, step, steps, checkpoint
 
 
 def train_and_evaluate(
@@ -417,14 +498,34 @@ def train_and_evaluate(
     stop_after_epoch: Optional[int] = None,
     mnist_backend: str = "idx",
     parallel: Optional[DataParallel] = None,
+    stop: Optional[Callable[[], bool]] = None,
 ) -> dict:
     """Train ``config`` in ``workdir`` (resuming if it holds a partial run) and return
     the test statistics of the best checkpoint (also written to ``results.json``).
 
     Every batch is split over the devices of ``parallel`` (default: all local devices);
-    in a multi-process run only process 0 writes files. ``stop_after_epoch`` ends the
-    call after that epoch's checkpoint, as an interruption would (used to test
-    resumption); it returns ``{}`` then.
+    in a multi-process run only process 0 writes files.
+
+    Args:
+        config: the run's configuration (the paper's protocol for its task and neuron).
+        workdir: the run folder; a partial run there is resumed.
+        data_dir, permutation_file, mnist_backend: where the data comes from.
+        stop_after_epoch: end the call after this epoch's checkpoint (training in slices:
+            the same call without it, or with a larger value, continues); the learning-rate
+            schedule still follows ``config.epochs``.
+        parallel: the devices and processes to use.
+        stop: asked after every training step (on every process: the answer must agree,
+            see :meth:`brfjax.parallel.DataParallel.any_process`); when True the run saves
+            its position inside the epoch and raises :class:`RunStopped`.
+
+    Returns:
+        The best checkpoint's test statistics, or ``{}`` when the call ended at
+        ``stop_after_epoch`` before the last epoch.
+
+    Raises:
+        RunStopped: ``stop()`` became True; the same call resumes from the saved position
+            and ends bit-identical to an uninterrupted run.
+        UsageError, TrainingError, CheckpointError, DataError: see their messages.
     """
     parallel = parallel or DataParallel()
     primary = parallel.is_primary
@@ -452,26 +553,43 @@ def train_and_evaluate(
     if saved is not None:
         state = saved["state"]
         bookkeeping = {key: float(saved[key]) for key in bookkeeping}
-        if primary:
-            print(f"resuming {workdir} after epoch {int(bookkeeping['epoch'])}", file=sys.stderr)
+    state, progress = resume_inside_epoch(checkpoints, state, bookkeeping)
     first_epoch = int(bookkeeping["epoch"]) + 1
+    if primary and (saved is not None or progress.steps):
+        inside = f", step {progress.steps} of epoch {first_epoch}" if progress.steps else ""
+        print(f"resuming {workdir} after epoch {first_epoch - 1}{inside}", file=sys.stderr)
+    if stop_after_epoch is not None and first_epoch > stop_after_epoch and first_epoch <= config.epochs:
+        return {}  # this slice is done already
     checkpoints.discard_best_after(first_epoch - 1)
     log = EpochLog(workdir, first_epoch) if primary else None
     train_step = make_train_step(model, optimizer, task.objective, constants, parallel)
     eval_step = evaluate.make_eval_step(model, task.objective, parallel)
     val_batch, test_batch = task.eval_batch_sizes
+    if log is not None:
+        print("per epoch: validation loss and accuracy (%), test accuracy (%) and firing rate (spikes per neuron "
+              "per step); * marks a new best validation loss, kept as checkpoints/best", file=sys.stderr)
+    agreed_stop = (lambda: parallel.any_process(stop())) if stop is not None else (lambda: False)
 
     def statistics(variables, split, batch_size):
         return evaluate.evaluate_dataset(model, variables, split, task, batch_size, data.permutation,
                                          config.max_eval_batches, eval_step, parallel)
 
     for epoch in range(first_epoch, config.epochs + 1):
-        started = time.time()
         row = {"epoch": epoch}
+        seconds = 0.0
         if epoch > 0:
             lr = learning_rate(config, epoch - 1)
-            state, train_metrics = train_epoch(config, task, model, train_step, state, data, epoch - 1, lr, parallel)
-            row.update(train_metrics, learning_rate=lr)
+            state, progress = train_epoch(config, task, model, train_step, state, data, epoch - 1, lr, parallel,
+                                          progress, agreed_stop)
+            steps = len(epoch_batches(config, len(data.train.targets), epoch - 1))
+            if progress.steps < steps:
+                checkpoints.save_interrupted(epoch, {"state": state, **bookkeeping, "progress": np.asarray(progress, np.float64)})
+                if log is not None:
+                    log.close()
+                raise RunStopped(epoch, progress.steps, steps, checkpoints.interrupted_dir)
+            row.update(progress.metrics(), learning_rate=lr)
+            seconds, progress = progress.seconds, EpochProgress()
+        started = time.time()
         variables = {"params": state.params, **constants}
         val = statistics(variables, data.val, val_batch)
         improved = val["loss"] <= bookkeeping["best_val_loss"] if config.selection_inclusive else val["loss"] < bookkeeping["best_val_loss"]
@@ -481,16 +599,24 @@ def train_and_evaluate(
         test = statistics(variables, data.test, test_batch)
         row.update(
             val_loss=val["loss"], val_accuracy=val["accuracy"], test_loss=test["loss"], test_accuracy=test["accuracy"],
-            test_spike_rate=test["firing_rate"], test_sop_per_step=test["sop_per_step"], epoch_seconds=time.time() - started,
+            test_spike_rate=test["firing_rate"], test_sop_per_step=test["sop_per_step"],
+            epoch_seconds=seconds + time.time() - started,
         )
         if log is not None:
             log.append(row, improved)
         bookkeeping.update(epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"])
         checkpoints.save_latest(epoch, {"state": state, **bookkeeping})
+        checkpoints.discard_interrupted()
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
             if log is not None:
                 log.close()
             return {}
+        if epoch < config.epochs and agreed_stop():
+            # stopped while evaluating: the epoch's checkpoint just written is the position
+            if log is not None:
+                log.close()
+            raise RunStopped(epoch + 1, 0, len(epoch_batches(config, len(data.train.targets), epoch)),
+                             checkpoints.latest_dir)
     if log is not None:
         log.close()
 
@@ -514,11 +640,11 @@ class EpochLog:
 
     def __init__(self, workdir: str, first_epoch: int):
         self.csv = MetricsCSV(os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1)
-        self.events = EventWriter(os.path.join(workdir, "tensorboard"))
+        self.events = event_writer(os.path.join(workdir, "tensorboard"))
 
     def append(self, row: dict, improved: bool) -> None:
         self.csv.append(row)
-        self.events.scalars(row["epoch"], {
+        add_scalars(self.events, row["epoch"], {
             "Loss/train": row.get("train_loss"), "Accuracy/train": row.get("train_accuracy"),
             "Loss/val": row["val_loss"], "Accuracy/val": row["val_accuracy"],
             "Loss/test": row["test_loss"], "Accuracy/test": row["test_accuracy"],
@@ -539,10 +665,21 @@ class EpochLog:
 # ------------------------------------------------------------------------------ CLI
 
 
+def _neuron_name(value: str) -> str:
+    """``--neuron``: a registered name or an importable ``package.module:NAME``."""
+    try:
+        tasks.check_neuron(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="python -m brfjax.train", description="Train a BRF/RF/ALIF network with the paper's protocol.")
     parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
-    parser.add_argument("--neuron", default="brf", choices=list(tasks.NEURON_NAMES))
+    parser.add_argument("--neuron", default="brf", type=_neuron_name,
+                        help=f"one of {', '.join(tasks.NEURON_NAMES)}, or the import path package.module:NAME of a "
+                             "brfjax.neurons.NeuronModel (trained with the BRF row's protocol of the task)")
     parser.add_argument("--epochs", type=int, help="number of training epochs (paper: 300 MNIST, 400 ECG, 20 SHD)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="initial learning rate")
@@ -559,6 +696,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "JAX's autodiff, or recompute (JAX's, segments recomputed: least memory)")
     parser.add_argument("--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)")
     parser.add_argument("--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)")
+    parser.add_argument("--until-epoch", type=int,
+                        help="stop cleanly after this epoch (training in slices, e.g. under a wall-time limit); "
+                             "the same command with a larger value, or without it, continues. The learning-rate "
+                             "schedule follows --epochs")
     parallel_flags = parser.add_argument_group("devices and processes")
     parallel_flags.add_argument("--devices", type=int, help="use the first N local devices (default: all)")
     parallel_flags.add_argument("--coordinator-address", help="multi-process run: HOST:PORT of process 0 "
@@ -574,6 +715,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not (value > 0 and math.isfinite(value)):
             parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    if args.until_epoch is not None and args.until_epoch < 0:
+        parser.error(f"--until-epoch must be 0 or a positive integer, got {args.until_epoch}")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
     return args
@@ -588,24 +731,56 @@ def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
                             **{k: v for k, v in overrides.items() if v is not None})
 
 
+def without_option(argv: Sequence[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command line that continues this run."""
+    return " ".join(["python -m brfjax.train", *(shlex.quote(arg) for arg in argv)])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     config = config_from_args(args)
     workdir = args.workdir or os.path.join("runs", f"{config.task}_{config.neuron}_seed{config.seed}")
     parallel_module.use_every_core()  # CPU: one device per core, each training on its part of the batch
     try:
-        parallel_module.initialize(args.coordinator_address, args.num_processes, args.process_id)
-        parallel = DataParallel(args.devices)
-        results = train_and_evaluate(config, workdir, args.data_dir, args.permutation, mnist_backend=args.mnist_backend,
-                                     parallel=parallel)
+        with StopSignals() as signals:
+            parallel_module.initialize(args.coordinator_address, args.num_processes, args.process_id)
+            parallel = DataParallel(args.devices)
+            results = train_and_evaluate(config, workdir, args.data_dir, args.permutation, args.until_epoch,
+                                         mnist_backend=args.mnist_backend, parallel=parallel,
+                                         stop=lambda: signals.requested)
+    except RunStopped as stopped:
+        if parallel.is_primary:
+            print(f"{signals.name or 'stop request'}: {stopped}; resume with: {resume_command(argv)}", file=sys.stderr)
+        return signals.exit_status if signals.requested else 1
     except (UsageError, ParallelError, DataUsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (TrainingError, DataError, CheckpointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if parallel.is_primary:
-        print(evaluate.summary_line(results) + f", best epoch {results['best_epoch']}, {results['train_seconds']:.0f}s training")
+    if not parallel.is_primary:
+        return 0
+    if not results:
+        print(f"stopped after epoch {args.until_epoch} of {config.epochs} (--until-epoch); continue with a larger "
+              f"--until-epoch or without it: {resume_command(without_option(argv, '--until-epoch'))}", file=sys.stderr)
+        return 0
+    print(f"results in {workdir}: results.json (test statistics of the best checkpoint, epoch {results['best_epoch']}), "
+          "metrics.csv (one row per epoch), tensorboard/, checkpoints/best and checkpoints/latest", file=sys.stderr)
+    print(evaluate.summary_line(results) + f", best epoch {results['best_epoch']}, {results['train_seconds']:.0f}s training")
     return 0
 
 

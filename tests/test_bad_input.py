@@ -188,7 +188,7 @@ def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_s
     assert recorded.returncode == 0, recorded.stderr
     assert recorded.stdout.startswith("ecg brf: accuracy")
     other = cli("evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
-    assert_one_line_error(other, 1, "holds a ecg/brf run, not ecg/vrf")
+    assert_one_line_error(other, 2, "holds a ecg/brf run, not ecg/vrf")
     unknown = cli("evaluate", "--checkpoint", checkpoint("ecg_vrf"))
     assert_one_line_error(unknown, 2, "does not record its task and neuron", "pass --task and --neuron")
     assumed = cli("evaluate", "--task", "ecg", "--neuron", "vrf", "--checkpoint", checkpoint("ecg_vrf"))

@@ -54,3 +54,19 @@ def test_export_of_a_fixed_batch_and_its_errors(tmp_path):
          str(tmp_path / "nope.npz"), "-o", str(tmp_path / "x")], capture_output=True, text=True,
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_metadata_records_the_checkpoints_identity_and_flags_may_be_omitted(tmp_path, capsys):
+    import brfjax
+    from brfjax import interop
+
+    _, variables = interop.load_reference_network(checkpoint("ecg_brf"), "brf")
+    recorded = tmp_path / "ecg_brf_recorded.npz"
+    interop.save_reference(recorded, variables, "brf", task="ecg")
+    path = tmp_path / "ecg_brf.jaxexport"
+    assert export.main(["--checkpoint", str(recorded), "-o", str(path)]) == 0
+    _, metadata = export.load_program(str(path))
+    assert metadata["task"] == "ecg" and metadata["neuron"] == "brf"
+    assert metadata["network"] == {"input_size": 4, "hidden_size": 36, "num_classes": 6}
+    assert metadata["brfjax_version"] == brfjax.__version__ and "source" not in metadata
+    assert capsys.readouterr().err == ""

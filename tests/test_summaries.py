@@ -1,59 +1,93 @@
-import struct
+import contextlib
+import io
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from brfjax import summaries
+from brfjax import summaries, train
 
-
-def event_message_class():
-    """TensorBoard's Event/Summary/Value messages, declared independently with protobuf."""
-    proto = descriptor_pb2.FileDescriptorProto(name="event_test.proto", package="t", syntax="proto3")
-    value = proto.message_type.add(name="Value")
-    value.field.add(name="tag", number=1, type=9, label=1)
-    value.field.add(name="simple_value", number=2, type=2, label=1)
-    summary = proto.message_type.add(name="Summary")
-    summary.field.add(name="value", number=1, type=11, label=3, type_name=".t.Value")
-    event = proto.message_type.add(name="Event")
-    event.field.add(name="wall_time", number=1, type=1, label=1)
-    event.field.add(name="step", number=2, type=3, label=1)
-    event.field.add(name="file_version", number=3, type=9, label=1)
-    event.field.add(name="summary", number=5, type=11, label=1, type_name=".t.Summary")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("t.Event"))
+# TensorBoard tag of each metrics.csv column (README, "What a run writes")
+TAGS = {
+    "Loss/train": "train_loss",
+    "Accuracy/train": "train_accuracy",
+    "Loss/val": "val_loss",
+    "Accuracy/val": "val_accuracy",
+    "Loss/test": "test_loss",
+    "Accuracy/test": "test_accuracy",
+    "SpikeRate/test": "test_spike_rate",
+    "SOPPerStep/test": "test_sop_per_step",
+    "LearningRate": "learning_rate",
+}
+# a short training run: one epoch of 2 batches, 1 evaluation batch
+RUN = ["--task", "ecg", "--epochs", "1", "--max-train-batches", "2", "--max-eval-batches", "1"]
 
 
-def read_records(path):
-    data = open(path, "rb").read()
-    records, offset = [], 0
-    while offset < len(data):
-        (length,) = struct.unpack_from("<Q", data, offset)
-        (length_crc,) = struct.unpack_from("<I", data, offset + 8)
-        assert length_crc == summaries.masked_crc32c(data[offset : offset + 8])
-        payload = data[offset + 12 : offset + 12 + length]
-        (payload_crc,) = struct.unpack_from("<I", data, offset + 12 + length)
-        assert payload_crc == summaries.masked_crc32c(payload)
-        records.append(payload)
-        offset += 16 + length
-    return records
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self):
+        return True
 
 
-def test_crc32c_check_value():
-    assert summaries.crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """A one-epoch ECG run (2 training batches) with stderr a file, not a terminal."""
+    workdir = tmp_path_factory.mktemp("run")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = train.main([*RUN, "--workdir", str(workdir)])
+    assert code == 0, stderr.getvalue()
+    return workdir, stderr.getvalue()
 
 
-def test_event_file_decodes_with_protobuf(tmp_path):
-    writer = summaries.EventWriter(str(tmp_path))
-    writer.scalars(3, {"Loss/val": 0.25, "Accuracy/val": 81.5, "LearningRate": None})
-    writer.scalars(300, {"Loss/val": 0.125})
-    writer.close()
-    Event = event_message_class()
-    events = [Event.FromString(record) for record in read_records(writer.path)]
-    assert events[0].file_version == "brain.Event:2"
-    assert events[1].step == 3 and events[1].wall_time > 1e9
-    assert {v.tag: v.simple_value for v in events[1].summary.value} == {"Loss/val": 0.25, "Accuracy/val": 81.5}
-    assert events[2].step == 300 and events[2].summary.value[0].simple_value == 0.125
+def test_tensorboard_reads_every_scalar_of_a_run(short_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    workdir, _ = short_run
+    events = EventAccumulator(str(workdir / "tensorboard"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == sorted(TAGS)
+    rows = summaries.read_metrics(workdir / "metrics.csv")
+    assert [row["epoch"] for row in rows] == [0, 1]
+    for tag, column in TAGS.items():
+        expected = [(int(row["epoch"]), row[column]) for row in rows if row[column] is not None]
+        scalars = [(event.step, event.value) for event in events.Scalars(tag)]
+        assert [step for step, _ in scalars] == [step for step, _ in expected], tag
+        # metrics.csv keeps 6 significant digits, the event file float32
+        assert [value for _, value in scalars] == pytest.approx([value for _, value in expected], rel=1e-5), tag
+    # the untrained network's evaluation (epoch 0) has no training metrics and no learning rate
+    assert [event.step for event in events.Scalars("Loss/train")] == [1]
+
+
+def test_a_run_logged_to_a_file_has_one_line_per_epoch_and_no_bar(short_run):
+    _, stderr = short_run
+    assert "\r" not in stderr and "%|" not in stderr
+    assert [line.split(":")[0] for line in stderr.splitlines() if line.startswith("epoch ")] == ["epoch 0", "epoch 1"]
+
+
+def test_progress_bar_is_drawn_on_a_terminal():
+    screen = Terminal()
+    bar = summaries.ProgressBar(3, "epoch 1/2", stream=screen)
+    for step in range(3):
+        bar.update(loss=1.0 / (step + 1), acc=50.0, rate=0.0123)
+    text = screen.getvalue()
+    assert text.startswith("\r") and "epoch 1/2" in text and "3/3" in text
+    assert "loss    0.3333  acc     50.00  rate   0.01230" in text
+    assert text.endswith("\n")  # closed at the last update: its final state stays on screen
+
+
+def test_progress_bar_draws_nothing_when_disabled_or_not_on_a_terminal():
+    for stream, enabled in ((Terminal(), False), (io.StringIO(), True)):
+        bar = summaries.ProgressBar(2, "epoch 1/1", stream=stream, enabled=enabled)
+        bar.update(loss=0.5)
+        bar.update(loss=0.25)
+        assert stream.getvalue() == ""
+
+
+def test_progress_statistics_keep_their_width():
+    values = [(2.302585, 9.5, 0.0012), (0.05, 100.0, 0.5), (12.5, 0.0, 3.2e-5), (1e-7, 99.99, 0.01)]
+    texts = [summaries.stats_text({"loss": loss, "acc": acc, "rate": rate}) for loss, acc, rate in values]
+    assert len({len(text) for text in texts}) == 1, texts
+    assert texts[0] == "loss     2.303  acc     9.500  rate  0.001200"
 
 
 def test_metrics_csv_drops_rows_of_unfinished_epochs(tmp_path):
@@ -65,13 +99,3 @@ def test_metrics_csv_drops_rows_of_unfinished_epochs(tmp_path):
     rows = summaries.read_metrics(path)
     assert [row["epoch"] for row in rows] == [0, 1]
     assert rows[1]["loss"] == pytest.approx(0.5)
-
-
-def test_progress_bar_prints_the_final_state_when_not_a_terminal(capsys):
-    import sys
-
-    bar = summaries.ProgressBar(3, "epoch 1/2", stream=sys.stderr)
-    for step in range(3):
-        bar.update(loss=1.0 / (step + 1), acc=50.0)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "3/3" in err and "loss 0.3333" in err

@@ -183,7 +183,7 @@ def test_cli_trains_and_reports(tmp_path):
     result = run_cli("--task", "ecg", "--epochs", "1", "--max-train-batches", "2", "--workdir", str(tmp_path / "w"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ecg brf: accuracy") and "best epoch" in result.stdout
-    assert "epoch 1/1 [" in result.stderr
+    assert "epoch 1: val loss" in result.stderr and "\r" not in result.stderr  # stderr a pipe: no progress bar
     missing = run_cli("--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "m"))
     assert missing.returncode == 2 and "--data-dir" in missing.stderr and "Traceback" not in missing.stderr
 

@@ -22,8 +22,9 @@ def sha256_of_file(path: str | os.PathLike) -> str:
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
-    """Labels must be integers in ``0..num_classes-1``: anything else is damaged content
-    (raises :class:`DataError` naming ``source`` and the first bad label)."""
+    """Labels (any shape: batch-major ``(N,)`` or ``(N, T)``) must be integers in
+    ``0..num_classes-1``: anything else is damaged content (raises :class:`DataError`
+    naming ``source`` and the first bad label)."""
     labels = np.asarray(labels)
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{source}: labels must be integers, got dtype {labels.dtype}; the file is damaged or not this dataset")
@@ -38,10 +39,15 @@ def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
 
 class SequenceData(NamedTuple):
     """Batch-major samples: ``inputs (N, T, I)`` (float32 or uint8, see the loader) and
-    int32 ``targets`` of shape ``(N, T)`` (per-step labels) or ``(N,)`` (per sequence)."""
+    int32 ``targets`` of shape ``(N, T)`` (per-step labels) or ``(N,)`` (per sequence).
+
+    The network is time-major by default: feed it a batch as ``(T, B, I)``
+    (:func:`brfjax.tasks.model_inputs` transposes), or build it with ``time_major=False``
+    to take these batch-major arrays as they are (:class:`brfjax.models.RecurrentSNN`)."""
 
     inputs: np.ndarray
     targets: np.ndarray
 
     def subset(self, indices: np.ndarray) -> "SequenceData":
+        """The samples at ``indices`` (along the leading, batch axis N), batch-major."""
         return SequenceData(self.inputs[indices], self.targets[indices])

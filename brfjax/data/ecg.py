@@ -41,7 +41,15 @@ def ecg_file(split: str, data_dir: Optional[str] = None) -> str:
 
 
 def load_ecg(split: str, data_dir: Optional[str] = None, verify: bool = True) -> SequenceData:
-    """Load and decode one split (checksum-verified unless ``verify=False``)."""
+    """Load and decode one split (checksum-verified unless ``verify=False``).
+
+    Returns:
+      :class:`~brfjax.data.SequenceData`, batch-major: inputs ``(N, 1300, 4)`` float32,
+      per-step targets ``(N, 1300)`` int32.
+
+    Raises:
+      DataError: an unknown split, a missing, corrupt or malformed file.
+    """
     import scipy.io  # imported here: only ECG needs scipy
 
     path = ecg_file(split, data_dir)
@@ -60,7 +68,9 @@ def load_ecg(split: str, data_dir: Optional[str] = None, verify: bool = True) ->
 
 
 def decode_ecg(mat: dict, source: str = "<memory>") -> SequenceData:
-    """Apply the loader rule of spec §7 to the ``x``/``y`` arrays of a QTDB ``.mat``."""
+    """Apply the loader rule of spec §7 to the batch-major ``x (N, T+1, 4)`` and
+    ``y (N, T+1, 6)`` arrays of a QTDB ``.mat``: inputs ``(N, T, 4)`` float32 and
+    per-step targets ``(N, T)`` int32, batch-major."""
     for key in ("x", "y"):
         if key not in mat:
             raise DataError(f"ECG file {source!r} has no {key!r} array")

@@ -110,7 +110,8 @@ BACKENDS = ("idx", "tfds")
 
 
 def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, backend: str = "idx") -> SequenceData:
-    """``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)`` of a split.
+    """``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)`` of a split,
+    batch-major (one pixel per step, T = 784).
 
     ``backend="idx"`` (default) reads the verified IDX files; ``"tfds"`` takes MNIST from
     tensorflow-datasets (optional extra ``brfjax[tfds]``; ``data_dir`` is its data folder).
@@ -131,7 +132,7 @@ def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, 
 
 
 def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
-    """MNIST from tensorflow-datasets, in the layout of :func:`load_mnist`."""
+    """MNIST from tensorflow-datasets, in the batch-major layout of :func:`load_mnist`."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -147,7 +148,9 @@ def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
 
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> float32(pixel) / 255 in [0, 1] (no mean/std normalisation)."""
+    """uint8 pixels -> float32(pixel) / 255 in [0, 1] (no mean/std normalisation),
+    elementwise: the shape and layout (batch-major ``(B, 784, 1)`` from the loader) are
+    kept."""
     return pixels.astype(np.float32) / np.float32(255.0)
 
 

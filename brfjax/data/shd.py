@@ -40,7 +40,8 @@ def bin_thresholds() -> np.ndarray:
 
 
 def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> None:
-    """Write one sample's spikes into ``out`` (T, 700), binned as described above."""
+    """Write one sample's spikes into ``out`` ``(T, 700)`` (one sample, time first: a
+    row of the batch-major ``(N, T, 700)`` inputs), binned as described above."""
     times = np.asarray(times).astype(np.float16)
     units = np.asarray(units).astype(np.int64)
     bins = np.searchsorted(bin_thresholds(), times, side="left")
@@ -49,7 +50,8 @@ def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> None:
 
 
 def read_shd(path: str) -> SequenceData:
-    """Decode and bin an SHD HDF5 file."""
+    """Decode and bin an SHD HDF5 file: batch-major inputs ``(N, 250, 700)`` uint8,
+    labels ``(N,)`` int32 (raises :class:`~brfjax.data.DataError` for an unreadable file)."""
     import h5py
 
     try:
@@ -128,4 +130,6 @@ def locate(split: str, data_dir: Optional[str] = None) -> str:
 
 
 def load_shd(split: str, data_dir: Optional[str] = None) -> SequenceData:
+    """One split (``"train"`` or ``"test"``), batch-major: inputs ``(N, 250, 700)`` uint8,
+    labels ``(N,)`` int32; downloaded and verified unless ``data_dir`` holds the files."""
     return read_shd(locate(split, data_dir))

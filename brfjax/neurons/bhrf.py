@@ -1,0 +1,58 @@
+"""Balanced harmonic resonate-and-fire neuron (the original code's harmonic-oscillator
+variant of the BRF, paper Sec. 3.4 with a second-order membrane; semi-implicit Euler).
+
+    b_t = (ω²·0.005 + b') + q_{t-1}
+    v_t = v_{t-1} + u_{t-1}·δ
+    u_t = ((u_{t-1} + I_t·δ) - (b_t·u_{t-1})·(2δ)) - (ω²·v_t)·δ
+    z_t = Θ((u_t - 1) - q_{t-1}),   q_t = 0.9·q_{t-1} + z_t
+
+with ω = |ω̃|, b' = |b̃'|, δ = 0.01. No hand-written reverse step: the backward pass
+takes the step's adjoint from ``jax.vjp``.
+"""
+
+from __future__ import annotations
+
+from brfjax.neurons.brf import (
+    BRF_THRESHOLD,
+    BRFState,
+    ResonatorCoefficients,
+    refractory_update,
+)
+from brfjax.neurons.common import (
+    DT,
+    Array,
+    NeuronModel,
+    Parameter,
+    arithmetic,
+    default_spike,
+    uniform_init,
+)
+from brfjax.neurons.rf import rf_coefficients
+from brfjax.surrogates import SurrogateFn
+
+
+def bhrf_step(
+    coefficients: ResonatorCoefficients,
+    state: BRFState,
+    current: Array,
+    spike: SurrogateFn = default_spike,
+    dt: float = DT,
+    exact: bool = True,
+) -> BRFState:
+    """One balanced harmonic-RF step (semi-implicit Euler), ``(B, H)`` float32 arrays."""
+    add, subtract = arithmetic(exact)
+    omega_squared = coefficients.omega * coefficients.omega
+    damping = add(add(omega_squared * 0.005, coefficients.b_offset), state.q)
+    v = add(state.v, state.u * dt)
+    u = subtract(subtract(add(state.u, current * dt), (damping * state.u) * (2.0 * dt)), (omega_squared * v) * dt)
+    z = spike((u - BRF_THRESHOLD) - state.q)
+    return BRFState(z, u, v, refractory_update(state.q, z, exact))
+
+
+BHRF = NeuronModel(
+    name="bhrf",
+    state=BRFState,
+    parameters=(Parameter("omega", uniform_init(10.0, 50.0)), Parameter("b_offset", uniform_init(1.0, 6.0))),
+    coefficients=rf_coefficients,
+    step=bhrf_step,
+)

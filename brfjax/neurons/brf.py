@@ -1,0 +1,153 @@
+"""Balanced resonate-and-fire neuron (paper Sec. 3.2-3.4, Algorithm 1).
+
+    b_t = (p(ω) - b') - q_{t-1}                       smooth reset + divergence boundary
+    u_t = ((u + (b_t·u)·δ) - (ω·v)·δ) + I_t·δ          explicit Euler of du/dt = (b + iω)u + I
+    v_t = (v + (ω·u)·δ) + (b_t·v)·δ
+    z_t = Θ((u_t - θ_c) - q_{t-1})                     refractory threshold
+    q_t = γ·q_{t-1} + z_t
+
+with ω = |ω̃|, b' = |b̃'|, p(ω) = (-1 + sqrt(1 - (δω)²))/δ (Eq. 7), δ = 0.01, θ_c = 1,
+γ = 0.9. Expressions are parenthesised in the original's evaluation order so that the
+float32 roundings match it; ``exact=True`` also rounds every product before it is added
+(:func:`~brfjax.neurons.common.unfused_add`) and evaluates p(ω) correctly rounded.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from brfjax import numerics
+from brfjax.neurons.common import (
+    DT,
+    Array,
+    NeuronModel,
+    Parameter,
+    ReverseStep,
+    StabilityCheck,
+    arithmetic,
+    default_spike,
+    uniform_init,
+)
+from brfjax.surrogates import SurrogateFn
+
+BRF_THRESHOLD = 1.0  # θ_c
+BRF_REFRACTORY_DECAY = 0.9  # γ
+
+
+class BRFState(NamedTuple):
+    """Balanced RF state: spike z, membrane u + i·v, refractory variable q; ``(B, H)`` each."""
+
+    z: Array
+    u: Array
+    v: Array
+    q: Array
+
+
+class ResonatorCoefficients(NamedTuple):
+    """|ω̃|, |b̃'| and the divergence boundary p(ω) (zeros where unused), ``(H,)`` each."""
+
+    omega: Array
+    b_offset: Array
+    boundary: Array
+
+
+def divergence_boundary(omega: Array, exact: bool = True) -> Array:
+    """p(ω) = (-1 + sqrt(1 - (δω)²)) / δ with δ = 0.01 (paper Eq. 7).
+
+    The largest damping b for which |1 + δ(b + iω)| ≤ 1. NaN for ω > 100.
+    """
+    if exact:
+        return numerics.divergence_boundary(omega)
+    scaled = DT * omega
+    radicand = 1.0 - scaled * scaled
+    return (-1.0 + jnp.sqrt(radicand)) / DT
+
+
+def brf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = True) -> ResonatorCoefficients:
+    """ω = |ω̃|, b' = |b̃'|, p(ω) from the raw ``(H,)`` parameters."""
+    omega = jnp.abs(omega_raw)
+    return ResonatorCoefficients(omega, jnp.abs(b_offset_raw), divergence_boundary(omega, exact))
+
+
+def euler_resonator(u, v, damping, omega, current, dt: float, exact: bool):
+    """Explicit Euler of du/dt = (b + iω)·u + I on u + i·v, both from the old (u, v).
+
+    u_t = ((u + (b·u)·δ) - (ω·v)·δ) + I·δ
+    v_t = (v + (ω·u)·δ) + (b·v)·δ
+    """
+    add, subtract = arithmetic(exact)
+    u_new = add(subtract(add(u, (damping * u) * dt), (omega * v) * dt), current * dt)
+    v_new = add(add(v, (omega * u) * dt), (damping * v) * dt)
+    return u_new, v_new
+
+
+def refractory_update(q: Array, z: Array, exact: bool) -> Array:
+    """q_t = q_{t-1}·γ + z_t."""
+    add, _ = arithmetic(exact)
+    return add(q * BRF_REFRACTORY_DECAY, z)
+
+
+def brf_step(
+    coefficients: ResonatorCoefficients,
+    state: BRFState,
+    current: Array,
+    spike: SurrogateFn = default_spike,
+    dt: float = DT,
+    exact: bool = True,
+) -> BRFState:
+    """One balanced-RF step (paper Algorithm 1), ``(B, H)`` float32 arrays.
+
+    b_t = (p(ω) - b') - q_{t-1}
+    u_t, v_t = Euler step with damping b_t
+    z_t = Θ((u_t - θ_c) - q_{t-1})
+    q_t = γ·q_{t-1} + z_t
+    """
+    damping = (coefficients.boundary - coefficients.b_offset) - state.q
+    u, v = euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt, exact)
+    z = spike((u - BRF_THRESHOLD) - state.q)
+    return BRFState(z, u, v, refractory_update(state.q, z, exact))
+
+
+# ------------------------------------------------------------ hand-written adjoint
+
+
+def _spike_argument(coefficients, previous, new):
+    return (new.u - BRF_THRESHOLD) - previous.q
+
+
+def _reverse(coefficients, previous, new, current, carry, gz, slope, dt):
+    """Adjoint of :func:`brf_step`. Per-sample terms ``(v̄·u - ū·v, ∂L/∂b)``."""
+    omega = coefficients.omega
+    gu, gv, gq = carry
+    gz = gz + gq  # q_t = γ·q_{t-1} + z_t
+    damping = (coefficients.boundary - coefficients.b_offset) - previous.q
+    gx = gz * slope
+    gu = gu + gx
+    g_damping = (gu * previous.u + gv * previous.v) * dt
+    gu_prev = gu * (1.0 + damping * dt) + gv * (omega * dt)
+    gv_prev = gv * (1.0 + damping * dt) - gu * (omega * dt)
+    carry = (gu_prev, gv_prev, gq * BRF_REFRACTORY_DECAY - gx - g_damping)
+    return carry, gu * dt, (gv * previous.u - gu * previous.v, g_damping), None
+
+
+def _coefficient_gradients(coefficients, sums, dt):
+    # b = p - b' - q: ∂L/∂p = ∂L/∂b, ∂L/∂b' = -∂L/∂b
+    return ResonatorCoefficients(sums[0] * dt, -sums[1], sums[1])
+
+
+def _scaled_frequency(parameters):
+    return jnp.abs(parameters["omega"]) * DT  # p(ω) always uses δ = 0.01
+
+
+BRF = NeuronModel(
+    name="brf",
+    state=BRFState,
+    parameters=(Parameter("omega", uniform_init(5.0, 10.0)), Parameter("b_offset", uniform_init(0.0, 1.0))),
+    coefficients=brf_coefficients,
+    step=brf_step,
+    reverse=ReverseStep(("u", "v", "q"), ("z",), _spike_argument, _reverse, _coefficient_gradients),
+    # p(ω) is NaN outside δ·|ω| < 1 (paper Eq. 7)
+    stability=StabilityCheck(_scaled_frequency, 1.0, "omega", "dt*|omega|"),
+)

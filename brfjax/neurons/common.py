@@ -1,0 +1,204 @@
+"""What every neuron model shares: the model record, float32 rounding helpers, decays,
+initialisers and the synaptic current.
+
+A neuron model (:class:`NeuronModel`) is the one place a neuron is defined; the cells
+(:mod:`brfjax.cells`) and the time loop with its backward pass (:mod:`brfjax.scan`) read
+everything neuron-specific from it. See ``docs/performance-neurons.md`` for the cost of
+the generic backward against a hand-written reverse step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from brfjax import numerics
+from brfjax.surrogates import heaviside
+
+Array = jax.Array
+Initializer = Callable[..., jax.Array]
+
+DT = 0.01  # δ, the Euler step of every resonator (paper Sec. 3.1)
+
+
+def default_spike(x: Array) -> Array:
+    """Θ(x) with the default (double-Gaussian) surrogate derivative."""
+    return heaviside(x)
+
+
+# ----------------------------------------------------------------------- initialisers
+
+
+def uniform_init(low: float, high: float) -> Initializer:
+    """U(low, high) initialiser (Flax signature ``(key, shape, dtype) -> array``)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, low, high)
+
+    return init
+
+
+def normal_init(mean: float, std: float) -> Initializer:
+    """N(mean, std²) initialiser (Flax signature ``(key, shape, dtype) -> array``)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return mean + std * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+# ----------------------------------------------------------------- float32 rounding
+
+
+@jax.custom_jvp
+def unfused_add(x: Array, y: Array) -> Array:
+    """x + y with each operand rounded to float32 first (no fused multiply-add).
+
+    XLA contracts a product that feeds an addition into one fused multiply-add with a
+    single rounding; the original rounds the product first. Selecting each operand on
+    the other's NaN-ness keeps every value (NaN and inf cases included: a NaN operand
+    makes the sum NaN either way) and hides the product from the contraction. The
+    derivative is that of x + y (the selects are value-preserving), so the backward
+    pass carries none of them.
+    """
+    return jnp.where(jnp.isnan(y), y, x) + jnp.where(jnp.isnan(x), x, y)
+
+
+@unfused_add.defjvp
+def _unfused_add_jvp(primals, tangents):
+    return unfused_add(*primals), tangents[0] + tangents[1]
+
+
+def unfused_subtract(x: Array, y: Array) -> Array:
+    """x - y = x + (-y), with each operand rounded to float32 first."""
+    return unfused_add(x, -y)
+
+
+def arithmetic(exact: bool):
+    """``(add, subtract)``: the reference path's unfused ones (``exact=True``) or XLA's
+    plain ones, which may fuse a product into a multiply-add (one rounding fewer)."""
+    return (unfused_add, unfused_subtract) if exact else (jnp.add, jnp.subtract)
+
+
+def decay_factor(tau: Array, exact: bool = True) -> Array:
+    """α = exp((-1)/|τ̃|), the per-step decay of a leaky state with time constant τ̃
+    (steps), float32, same shape as ``tau``; correctly rounded when ``exact``."""
+    if exact:
+        return numerics.decay(tau)
+    return jnp.exp((-1.0) / jnp.abs(tau))
+
+
+def synaptic_current(inputs: Array, kernel: Array, bias: Array | None = None) -> Array:
+    """I = c · K (+ b) for c of shape ``(..., in)`` and K of shape ``(in, out)``.
+
+    Always full float32 products: on GPUs XLA's default precision would use TF32,
+    which changes spikes (paper Sec. 4: float32 throughout).
+    """
+    current = jnp.matmul(inputs, kernel, precision=jax.lax.Precision.HIGHEST)
+    return current if bias is None else current + bias
+
+
+# ---------------------------------------------------------------------- model record
+
+
+class Parameter(NamedTuple):
+    """One trainable per-neuron parameter: its Flax name (also the reference
+    checkpoint key ``hidden.<name>``) and default initialiser, of shape ``(H,)``."""
+
+    name: str
+    init: Initializer
+
+
+class ReverseStep(NamedTuple):
+    """A hand-written adjoint of one step, used by the segment-recompute backward of
+    :mod:`brfjax.scan` instead of ``jax.vjp`` of the step.
+
+    Attributes:
+      previous_fields: the fields of the previous state ``s_{t-1}`` the adjoint reads
+        (the others are not stored).
+      new_fields: the fields of the new state ``s_t`` it reads (``"z"`` always kept).
+      spike_argument: ``(coefficients, previous, new) -> x_t``, the argument of this
+        step's Θ, at which the surrogate slope ``g(x_t)`` is taken.
+      step: ``(coefficients, previous, new, current, carry, gz, slope, dt) -> (carry,
+        ∂L/∂I_t, per-sample terms, ∂L/∂z_{t-1} through the neuron or None)``; ``carry``
+        holds the cotangents of the state's fields after ``z``, ``(B, H)`` each; ``gz``
+        is ``∂L/∂z_t``; the terms are a tuple of ``(B, H)`` arrays summed over steps
+        and batch.
+      coefficient_gradients: ``(coefficients, summed terms, dt) -> cotangent of the
+        coefficients`` (same structure as the coefficients).
+    """
+
+    previous_fields: tuple
+    new_fields: tuple
+    spike_argument: Callable
+    step: Callable
+    coefficient_gradients: Callable
+
+
+class StabilityCheck(NamedTuple):
+    """Where a neuron's parameters leave the region its step is defined in: the neurons
+    whose ``measure(raw parameters by name) -> (H,)`` is ``>= limit``.
+
+    ``parameter`` names the parameter to report, ``measure_name`` the measure in words
+    (e.g. ``"dt*|omega|"``)."""
+
+    measure: Callable
+    limit: float
+    parameter: str
+    measure_name: str
+
+    def unstable(self, parameters) -> Array:
+        """bool ``(H,)``: the neurons outside the stable region."""
+        return self.measure(parameters) >= self.limit
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuronModel:
+    """A hidden neuron model: everything the cells and the time loop need.
+
+    Attributes:
+      name: the registered name (or ``"package.module:NAME"``), for messages.
+      state: the state ``NamedTuple`` type; its first field is the spike output ``z``,
+        every field a float32 ``(B, H)`` array.
+      parameters: the raw per-neuron parameters (:class:`Parameter`), in the order
+        ``coefficients`` takes them.
+      coefficients: ``(*raw parameters (H,), exact=bool) -> pytree`` of parameter-only
+        constants, computed once per forward pass.
+      step: ``(coefficients, state, current (B, H), spike=..., dt=..., exact=...) ->
+        state``, one pure time step; ``spike`` is a spike function of
+        :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      reverse: an optional hand-written :class:`ReverseStep`; without one the backward
+        pass takes the step's adjoint from ``jax.vjp`` (same gradients up to float32
+        summation order).
+      stability: an optional :class:`StabilityCheck` that training runs before every
+        update.
+    """
+
+    name: str
+    state: type
+    parameters: tuple
+    coefficients: Callable
+    step: Callable
+    reverse: ReverseStep | None = None
+    stability: StabilityCheck | None = None
+
+    def parameter(self, name: str) -> Parameter:
+        """The :class:`Parameter` called ``name`` (KeyError naming the valid ones)."""
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        raise KeyError(f"neuron {self.name!r} has no parameter {name!r}; it has {self.parameter_names}")
+
+    @property
+    def parameter_names(self) -> tuple:
+        return tuple(parameter.name for parameter in self.parameters)
+
+
+def zero_state(state_type: type, batch_shape: tuple, features: int) -> Any:
+    """All-zero float32 state of shape ``(*batch_shape, features)`` per field (rest,
+    ``z_{-1} = 0``)."""
+    return state_type(*(jnp.zeros((*batch_shape, features), jnp.float32) for _ in state_type._fields))
