@@ -69,7 +69,15 @@ def _step_files(step_dir: str) -> dict:
 
 
 def verify_step(step_dir: str) -> Optional[str]:
-    """None if the step folder's files match its checksums, else what is wrong."""
+    """Whether a step folder's files match its checksums.
+
+    Args:
+      step_dir: an Orbax step folder, e.g. ``<workdir>/checkpoints/latest/12``.
+
+    Returns:
+      None if every file matches ``brfjax_sha256.json``, else a sentence saying what is
+      wrong.
+    """
     path = os.path.join(step_dir, CHECKSUM_FILE)
     if not os.path.exists(path):
         return "no checksum file (the write did not complete)"
@@ -206,10 +214,14 @@ def _no_barrier(name: str) -> None:
 
 
 class RunCheckpoints:
-    """The ``latest`` and ``best`` checkpoints of one workdir.
+    """The ``latest``, ``best`` and ``interrupted`` checkpoints of one workdir.
 
-    ``primary`` and ``barrier`` come from a multi-process run's
-    :class:`brfjax.parallel.DataParallel`; the defaults fit a single process.
+    Args:
+      workdir: the run folder; checkpoints go to ``<workdir>/checkpoints/``.
+      primary: whether this process writes checksums and moves damaged steps (process 0
+        of a multi-process run; from :class:`brfjax.parallel.DataParallel`).
+      barrier: called with a name after each save and restore to synchronise the
+        processes of a multi-process run; the default does nothing (one process).
     """
 
     def __init__(self, workdir: str, primary: bool = True, barrier: Callable[[str], None] = _no_barrier):
@@ -219,14 +231,40 @@ class RunCheckpoints:
         self.primary, self.barrier = primary, barrier
 
     def save_latest(self, epoch: int, state: Any) -> None:
+        """Write everything needed to resume after epoch ``epoch``.
+
+        Args:
+          epoch: the last completed epoch, the checkpoint's step.
+          state: the pytree to save (parameters, optimizer state, bookkeeping).
+
+        Raises:
+          CheckpointWriteError: the write failed (e.g. the disk is full); the previous
+            checkpoint is intact.
+        """
         _save(self.latest_dir, epoch, state, self.primary, self.barrier)
 
     def save_best(self, epoch: int, params: Any) -> None:
+        """Write the parameters selected by validation loss at epoch ``epoch``.
+
+        Args:
+          epoch: the epoch of the parameters, the checkpoint's step.
+          params: the parameters pytree.
+
+        Raises:
+          CheckpointWriteError: the write failed (e.g. the disk is full); the previous
+            checkpoint is intact.
+        """
         _save(self.best_dir, epoch, params, self.primary, self.barrier)
 
     def discard_best_after(self, epoch: int) -> None:
-        """Delete best checkpoints of epochs after ``epoch`` (written by a run killed
-        before that epoch's ``latest`` checkpoint: the epoch is trained again)."""
+        """Delete best checkpoints of epochs after ``epoch``.
+
+        They were written by a run killed before that epoch's ``latest`` checkpoint: the
+        epoch is trained again.
+
+        Args:
+          epoch: the last epoch whose best checkpoint is kept.
+        """
         if not os.path.isdir(self.best_dir):
             return
         manager = _manager(self.best_dir)
@@ -237,9 +275,29 @@ class RunCheckpoints:
         self.barrier(f"discard best after {epoch}")
 
     def restore_latest(self, template: Any) -> Optional[tuple[int, Any]]:
+        """The newest intact ``latest`` checkpoint.
+
+        Args:
+          template: a pytree of the saved structure (shapes and dtypes; its containers are
+            those of the result).
+
+        Returns:
+          ``(epoch, tree)`` of the newest intact checkpoint, or None when there is none.
+          Damaged steps are moved aside to ``corrupt-<step>-<time>`` with a warning.
+        """
         return _restore(self.latest_dir, template, self.primary, self.barrier)
 
     def restore_best(self, template: Any) -> Optional[tuple[int, Any]]:
+        """The newest intact ``best`` checkpoint.
+
+        Args:
+          template: a pytree of the saved structure (shapes and dtypes; its containers are
+            those of the result).
+
+        Returns:
+          ``(epoch, tree)`` of the newest intact checkpoint, or None when there is none.
+          Damaged steps are moved aside to ``corrupt-<step>-<time>`` with a warning.
+        """
         return _restore(self.best_dir, template, self.primary, self.barrier)
 
     # A position inside an epoch, written when a run is stopped by a signal. It lives
@@ -247,10 +305,29 @@ class RunCheckpoints:
     # its own record of the last completed epoch equals latest's.
 
     def save_interrupted(self, epoch: int, state: Any) -> None:
-        """Write the position of a run stopped while training epoch ``epoch``."""
+        """Write the position of a run stopped while training epoch ``epoch``.
+
+        Args:
+          epoch: the epoch being trained when the run was stopped.
+          state: the pytree to save (including the position inside the epoch).
+
+        Raises:
+          CheckpointWriteError: the write failed (e.g. the disk is full); the previous
+            checkpoint is intact.
+        """
         _save(self.interrupted_dir, epoch, state, self.primary, self.barrier)
 
     def restore_interrupted(self, template: Any) -> Optional[tuple[int, Any]]:
+        """The mid-epoch position written by :meth:`save_interrupted`, if any.
+
+        Args:
+          template: a pytree of the saved structure (shapes and dtypes; its containers are
+            those of the result).
+
+        Returns:
+          ``(epoch, tree)`` of the newest intact checkpoint, or None when there is none.
+          Damaged steps are moved aside to ``corrupt-<step>-<time>`` with a warning.
+        """
         if not os.path.isdir(self.interrupted_dir):
             return None
         return _restore(self.interrupted_dir, template, self.primary, self.barrier)
@@ -263,6 +340,13 @@ class RunCheckpoints:
 
 
 def package_versions() -> dict:
+    """The versions of Python and of the packages a run's numbers depend on.
+
+    Returns:
+      name -> version string (None for a package that is not installed), for
+      ``python``, ``brfjax``, ``jax``, ``jaxlib``, ``flax``, ``optax``,
+      ``orbax-checkpoint``, ``numpy``, ``scipy`` and ``h5py``.
+    """
     import importlib.metadata as metadata
 
     versions = {"python": platform.python_version()}
@@ -275,7 +359,16 @@ def package_versions() -> dict:
 
 
 def write_json(path: str, value: Any) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
+    """Write JSON atomically (temporary file, fsync, rename).
+
+    Args:
+      path: the file to write.
+      value: JSON-ready data; NumPy scalars and arrays are converted.
+
+    Raises:
+      TypeError: a value JSON cannot hold.
+      OSError: the file cannot be written.
+    """
     partial = path + ".part"
     with open(partial, "w") as handle:
         json.dump(value, handle, indent=2, default=_json_default)
@@ -286,7 +379,12 @@ def write_json(path: str, value: Any) -> None:
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
-    """``np.save`` atomically (temporary file + rename)."""
+    """``np.save`` atomically (temporary file + rename).
+
+    Args:
+      path: the file to write, used as given (``np.save`` adds no suffix).
+      array: the array to store.
+    """
     partial = path + ".part.npy"
     np.save(partial, array)
     os.replace(partial, path)
@@ -303,5 +401,17 @@ def _json_default(value):
 
 
 def read_json(path: str) -> Any:
+    """Read a JSON file.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The decoded value.
+
+    Raises:
+      OSError: the file cannot be read.
+      ValueError: it is not JSON.
+    """
     with open(path) as handle:
         return json.load(handle)

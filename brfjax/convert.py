@@ -40,8 +40,14 @@ class UsageError(ValueError):
 
 
 class Converted(NamedTuple):
-    """What :func:`convert_file` wrote: ``kind`` is ``"model"`` or ``"permutation"``;
-    ``identity`` is the model's record (None for a permutation)."""
+    """What :func:`convert_file` wrote.
+
+    Attributes:
+      kind: ``"model"`` or ``"permutation"``.
+      output: the path written.
+      identity: the model's identity record (:func:`brfjax.interop.identity_record`),
+        None for a permutation.
+    """
 
     kind: str
     output: str
@@ -53,6 +59,12 @@ def load_torch_file(path: str) -> Any:
 
     ``weights_only`` unpickles tensors and plain containers only, never arbitrary code;
     it reads every published model and permutation file.
+
+    Args:
+      path: the ``.pt`` file.
+
+    Returns:
+      The unpickled object: a dict (model file) or a tensor (permutation file), on the CPU.
 
     Raises:
       UsageError: torch is not installed.
@@ -89,6 +101,14 @@ def _is_tensor(value: Any) -> bool:
 def tensor_to_array(tensor: Any, name: str, path: str) -> np.ndarray:
     """``tensor`` as a NumPy array of the same dtype, shape and values (bit for bit).
 
+    Args:
+      tensor: a ``torch.Tensor``.
+      name: its key, for the message.
+      path: its file, for the message.
+
+    Returns:
+      The NumPy array.
+
     Raises:
       interop.CheckpointError: a dtype NumPy has not (e.g. bfloat16).
     """
@@ -100,6 +120,13 @@ def tensor_to_array(tensor: Any, name: str, path: str) -> np.ndarray:
 
 def model_state_dict(content: Any, path: str) -> dict[str, np.ndarray]:
     """The ``model_state_dict`` of a loaded model file as NumPy arrays (bit for bit).
+
+    Args:
+      content: what :func:`load_torch_file` returned.
+      path: the file, for the message.
+
+    Returns:
+      state-dict key -> NumPy array, dtypes and shapes unchanged.
 
     Raises:
       interop.CheckpointError: neither a model nor a permutation file, or an entry that is
@@ -120,8 +147,14 @@ def model_state_dict(content: Any, path: str) -> dict[str, np.ndarray]:
 def check_task_fits(task: tasks.TaskSpec, shape: interop.NetworkShape, path: str) -> None:
     """The state dict's input width and class count are the task's.
 
+    Args:
+      task: the task given on the command line (:func:`brfjax.tasks.get_task`).
+      shape: the state dict's sizes (:func:`brfjax.interop.inspect_state_dict`).
+      path: the file, for the message.
+
     Raises:
-      UsageError: they differ (the wrong ``--task`` for this file).
+      UsageError: they differ (the wrong ``--task`` for this file); the message names the
+        tasks that fit.
     """
     if (shape.input_size, shape.num_classes) != (task.input_size, task.num_classes):
         fitting = [name for name, spec in sorted(tasks.TASKS.items())
@@ -196,7 +229,17 @@ def _convert_permutation(content: Any, path: str, output: str, task: Optional[st
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """The command line; a usage error is one ``error:`` line and exit status 2."""
+    """The command line of ``python -m brfjax.convert``.
+
+    Args:
+      argv: the arguments without the program name; None reads ``sys.argv``.
+
+    Returns:
+      The namespace with ``source``, ``task``, ``neuron`` and ``output``.
+
+    Raises:
+      SystemExit: a usage error (one ``error:`` line, status 2) or ``--help`` (status 0).
+    """
     parser = cli.ArgumentParser(
         prog="python -m brfjax.convert",
         description="Convert a published PyTorch model (.pt) to a brfjax .npz checkpoint, or a PS-MNIST "
@@ -211,8 +254,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m brfjax.convert``: 0 written, 2 arguments that do not fit the file (or no
-    torch), 1 an unreadable or unfitting file; each error is one ``error:`` line."""
+    """``python -m brfjax.convert``; each error is one ``error:`` line on stderr.
+
+    Args:
+      argv: the arguments without the program name; None reads ``sys.argv``.
+
+    Returns:
+      The exit status: 0 written, 2 arguments that do not fit the file (or no torch), 1 an
+      unreadable or unfitting file.
+    """
     args = parse_args(argv)
     try:
         converted = convert_file(args.source, args.output, args.task, args.neuron)

@@ -47,10 +47,16 @@ def export_network(
       model: a :class:`~brfjax.models.RecurrentSNN`; it is exported with portable
         products and a plain ``lax.scan`` (the backward pass is not exported).
       variables: its variables (``{"params": ..., "mask": ...}``), baked into the program.
-      num_steps: ``T``; input_size: ``I``.
+      num_steps: ``T``, the sequence length in steps.
+      input_size: ``I``, inputs per step.
       batch_size: a fixed ``B``, or None for a symbolic batch.
       platforms: any of ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``; lowering needs no
         such device.
+
+    Returns:
+      The ``jax.export.Exported`` program: time-major float32 inputs ``(T, B, I)`` to
+      float32 readouts ``(T', B, C)`` (``T' = T - sub_seq_length``, 1 under label-last)
+      and float32 spike counts ``(B,)``.
 
     Raises:
       ValueError: an unknown platform or a non-positive size.
@@ -75,14 +81,35 @@ def export_network(
 
 
 def save_program(exported: jax.export.Exported, path: str, metadata: dict) -> None:
-    """Write ``exported.serialize()`` to ``path`` and ``metadata`` to ``path + ".json"``."""
+    """Write ``exported.serialize()`` to ``path`` and ``metadata`` to ``path + ".json"``.
+
+    Args:
+      exported: the program of :func:`export_network`.
+      path: the program file to write.
+      metadata: a JSON-ready dict (the fields of the identity record, input shape,
+        platforms, versions; ``docs/how-to/export.md``).
+
+    Raises:
+      OSError: a file cannot be written.
+    """
     with open(path, "wb") as handle:
         handle.write(exported.serialize())
     checkpoint.write_json(path + METADATA_SUFFIX, metadata)
 
 
 def load_program(path: str) -> tuple[jax.export.Exported, dict]:
-    """``(exported, metadata)``; call ``exported.call(inputs)`` with float32 ``(T, B, I)``."""
+    """Read a program written by :func:`save_program` and its metadata.
+
+    Args:
+      path: the program file.
+
+    Returns:
+      ``(exported, metadata)``: call ``exported.call(inputs)`` with float32 ``(T, B, I)``;
+      ``metadata`` is the dict of ``path + ".json"``, empty when that file is absent.
+
+    Raises:
+      OSError: ``path`` cannot be read.
+    """
     with open(path, "rb") as handle:
         exported = jax.export.deserialize(bytearray(handle.read()))
     metadata_path = path + METADATA_SUFFIX
@@ -91,6 +118,19 @@ def load_program(path: str) -> tuple[jax.export.Exported, dict]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line of ``python -m brfjax.export``.
+
+    Args:
+      argv: the arguments without the program name; None reads ``sys.argv``.
+
+    Returns:
+      The namespace with the checkpoint arguments of :mod:`brfjax.evaluate`, ``output``,
+      ``platforms`` and ``batch_size``.
+
+    Raises:
+      SystemExit: a usage error such as a non-positive ``--batch-size`` (one ``error:``
+        line, status 2) or ``--help`` (status 0).
+    """
     parser = cli.ArgumentParser(
         prog="python -m brfjax.export",
         description="Write a trained network as a serialized jax.export program plus a JSON of metadata.",
@@ -108,6 +148,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m brfjax.export``: write the program and its ``.json`` metadata.
+
+    Args:
+      argv: the arguments without the program name; None reads ``sys.argv``.
+
+    Returns:
+      The exit status: 0 written, 1 an unreadable or unfitting checkpoint (one ``error:``
+      line); usage errors exit with status 2 from :func:`parse_args`.
+    """
     args = parse_args(argv)
     task = tasks.get_task(args.task)
     try:

@@ -1,4 +1,7 @@
-"""Reference (PyTorch state-dict) checkpoints <-> Flax variables (spec §6).
+"""Reference (PyTorch state-dict) checkpoints <-> Flax variables.
+
+The authors' trained models (github.com/AdaptiveAILab/brf-neurons) are PyTorch state
+dicts; ``docs/published-models.md`` lists them and converts them to ``.npz``.
 
 A reference ``.npz`` holds one float32 array per state-dict key:
 
@@ -35,8 +38,18 @@ NEURON_PARAMETERS = {name: model.parameter_names for name, model in neurons.NEUR
 
 
 def neuron_parameter_names(neuron: str) -> tuple:
-    """The parameter names of ``neuron`` (a registered name or ``"package.module:NAME"``);
-    :class:`CheckpointError` for one that :func:`brfjax.neurons.get_neuron` refuses."""
+    """The per-neuron parameter names of ``neuron`` (each is a key ``hidden.<name>``).
+
+    Args:
+      neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
+        ``"package.module:NAME"``.
+
+    Returns:
+      A tuple of names, e.g. ``("omega", "b_offset")`` for BRF.
+
+    Raises:
+      CheckpointError: a neuron that :func:`brfjax.neurons.get_neuron` refuses.
+    """
     try:
         return neurons.get_neuron(neuron).parameter_names
     except ValueError as error:
@@ -59,7 +72,16 @@ class CheckpointError(ValueError):
 
 
 class NetworkShape(NamedTuple):
-    """Sizes read off a reference state dict."""
+    """Sizes read off a reference state dict.
+
+    Attributes:
+      input_size: I, inputs per time step.
+      hidden_size: H, hidden neurons.
+      num_classes: C, readout neurons.
+      has_mask: the file has a ``hidden.linear.mask``.
+      hidden_bias: the file has a ``hidden.linear.bias``.
+      readout_bias: the file has an ``out.linear.bias``.
+    """
 
     input_size: int
     hidden_size: int
@@ -70,7 +92,19 @@ class NetworkShape(NamedTuple):
 
 
 def key_map(neuron: str) -> dict[str, tuple[str, str, str, bool]]:
-    """Reference key -> (collection, module, name, transposed) for ``neuron``."""
+    """Where each reference key of ``neuron`` goes among the Flax variables.
+
+    Args:
+      neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
+        ``"package.module:NAME"``.
+
+    Returns:
+      reference key -> ``(collection, module, name, transposed)``, e.g.
+      ``"hidden.linear.weight" -> ("params", "hidden", "kernel", True)``.
+
+    Raises:
+      CheckpointError: an unknown ``neuron``.
+    """
     mapping = {f"hidden.{name}": ("params", "hidden", name, False) for name in neuron_parameter_names(neuron)}
     mapping.update(_LINEAR_KEYS)
     return mapping
@@ -81,7 +115,21 @@ def _shape_error(key: str, expected: tuple, got: tuple) -> CheckpointError:
 
 
 def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkShape:
-    """Check the key set and the mutual consistency of the shapes; return the sizes."""
+    """Check the key set and the mutual consistency of the shapes; return the sizes.
+
+    Args:
+      state_dict: reference key -> array, e.g. ``{"hidden.omega": (H,), "hidden.linear.weight":
+        (H, I+H), ...}`` in the PyTorch ``(out, in)`` layout.
+      neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
+        ``"package.module:NAME"``.
+
+    Returns:
+      The :class:`NetworkShape` of the state dict.
+
+    Raises:
+      CheckpointError: missing or unexpected keys (both listed), or a tensor whose shape
+        does not fit the others (named with the expected and the found shape).
+    """
     mapping = key_map(neuron)
     keys = set(state_dict)
     missing = sorted(set(mapping) - _OPTIONAL_KEYS - keys)
@@ -133,6 +181,20 @@ def reference_to_variables(
 
     With ``model`` given, the result must have exactly the model's parameter structure
     and shapes; every difference is reported with its key and both shapes.
+
+    Args:
+      state_dict: reference key -> array, e.g. ``{"hidden.omega": (H,), "hidden.linear.weight":
+        (H, I+H), ...}`` in the PyTorch ``(out, in)`` layout.
+      neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
+        ``"package.module:NAME"``.
+      model: the :class:`~brfjax.models.RecurrentSNN` the variables are for, or None.
+
+    Returns:
+      ``{"params": {"hidden": ..., "readout": ...}[, "mask": {"hidden": {"mask": ...}}]}``
+      of float32 arrays, kernels transposed to ``(in, out)``.
+
+    Raises:
+      CheckpointError: keys or shapes that do not fit ``neuron`` or ``model``.
     """
     shape = inspect_state_dict(state_dict, neuron)
     variables: dict = {}
@@ -161,13 +223,34 @@ def _check_against_model(variables: dict, model: models.RecurrentSNN, input_size
 
 
 def path_name(path) -> str:
-    """``a/b/c`` for a ``jax.tree_util`` key path."""
+    """``a/b/c`` for a ``jax.tree_util`` key path.
+
+    Args:
+      path (tuple): a key path from ``jax.tree_util.tree_leaves_with_path``.
+
+    Returns:
+      The keys joined by ``/``.
+    """
     return "/".join(str(getattr(entry, "key", entry)) for entry in path)
 
 
 def variables_to_reference(variables: Mapping[str, Any], neuron: str) -> dict[str, np.ndarray]:
-    """The reference state-dict layout of Flax ``variables`` (inverse of
-    :func:`reference_to_variables`)."""
+    """The reference state-dict layout of Flax ``variables``.
+
+    The inverse of :func:`reference_to_variables`.
+
+    Args:
+      variables: ``{"params": ..., "mask": ...}`` of a :class:`~brfjax.models.RecurrentSNN`.
+      neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
+        ``"package.module:NAME"``.
+
+    Returns:
+      reference key -> float32 NumPy array in the PyTorch ``(out, in)`` layout.
+
+    Raises:
+      CheckpointError: a required variable is missing, or the result does not form a
+        ``neuron`` network.
+    """
     state_dict = {}
     for key, (collection, module, name, transposed) in key_map(neuron).items():
         try:
@@ -187,7 +270,12 @@ _NETWORK_FIELDS = ("input_size", "hidden_size", "num_classes")
 
 
 class ReferenceFile(NamedTuple):
-    """A reference ``.npz``: its tensors, and its identity record if brfjax wrote it."""
+    """A reference ``.npz``: its tensors, and its identity record if brfjax wrote it.
+
+    Attributes:
+      state_dict: reference key -> array as stored (dtype and shape unchanged).
+      identity: the record of :func:`identity_record`, or None for a file without one.
+    """
 
     state_dict: dict[str, np.ndarray]
     identity: Optional[dict]
@@ -293,17 +381,43 @@ def read_reference(path: str | os.PathLike) -> ReferenceFile:
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The tensors of a reference ``.npz`` (its identity record left out), see :func:`read_reference`."""
+    """The tensors of a reference ``.npz``, its identity record left out.
+
+    Args:
+      path: the ``.npz`` file.
+
+    Returns:
+      reference key -> array as stored (see :func:`read_reference`).
+
+    Raises:
+      CheckpointError: as :func:`read_reference`.
+    """
     return read_reference(path).state_dict
 
 
 def load_identity(path: str | os.PathLike) -> Optional[dict]:
-    """The identity record of a reference ``.npz``, or None, see :func:`read_reference`."""
+    """The identity record of a reference ``.npz``.
+
+    Args:
+      path: the ``.npz`` file.
+
+    Returns:
+      The record (``docs/published-models.md``, "The identity record"), or None for a
+      file without one.
+
+    Raises:
+      CheckpointError: as :func:`read_reference`.
+    """
     return read_reference(path).identity
 
 
 def check_identity(identity: Optional[Mapping[str, Any]], neuron: str, path: str | os.PathLike) -> None:
     """Refuse to load a file whose record names another neuron than ``neuron``.
+
+    Args:
+      identity: the file's record (:func:`load_identity`), or None (nothing to check).
+      neuron: the neuron the caller wants to load the file as.
+      path: the file, for the message.
 
     Raises:
       CheckpointError: the record's neuron differs (a BRF and an RF state dict have the
@@ -365,9 +479,22 @@ def load_reference_network(
 ) -> tuple[models.RecurrentSNN, dict]:
     """``(model, variables)`` for a reference checkpoint, sizes read from the file.
 
-    ``network_kwargs`` go to :func:`brfjax.models.build_network` (``sub_seq_length``,
-    ``label_last``, ``exact``...). Biases are enabled iff the file has them. A file
-    whose identity record names another neuron is refused (:class:`CheckpointError`).
+    Biases are enabled iff the file has them.
+
+    Args:
+      path: a reference ``.npz`` (``docs/published-models.md``).
+      neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
+        ``"package.module:NAME"``.
+      **network_kwargs (Any): options of :func:`brfjax.models.build_network`
+        (``sub_seq_length``, ``label_last``, ``exact``, ``time_major``...).
+
+    Returns:
+      ``(model, variables)``: an unbound :class:`~brfjax.models.RecurrentSNN` and its
+      variables, ready for ``model.apply(variables, inputs)``.
+
+    Raises:
+      CheckpointError: a missing or unreadable file, keys or shapes that do not fit
+        ``neuron``, or an identity record that names another neuron.
     """
     state_dict, identity = read_reference(path)
     check_identity(identity, neuron, path)

@@ -1,4 +1,4 @@
-"""Loss objectives, predictions and the paper's model statistics (spec §4.1, §4.7).
+"""Loss objectives, predictions and the paper's model statistics.
 
 Readouts are time-major ``(T', B, C)`` (the recorded steps), as a network returns them
 by default. Targets are either per-step ``(T', B)`` (ECG) or one label per sequence
@@ -12,6 +12,9 @@ layout, without the unscored steps); the results are the same numbers, with per-
 Predictions: per-step ``argmax_c o_t`` (ECG), or per sequence
 ``argmax_c mean_t o_t`` (MNIST, SHD; under label-last the mean is over one step).
 ``argmax`` takes the first maximal index and treats NaN as maximal (as the original).
+The loss and the statistics are those of the authors' code
+(github.com/AdaptiveAILab/brf-neurons, its training and model-statistics scripts);
+``docs/reference/metrics.md`` defines them, SOP is paper Eq. 41.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ OBJECTIVES = (PER_STEP, SEQUENCE)
 
 
 def check_objective(objective: str) -> None:
-    """Raise a ``ValueError`` naming :data:`OBJECTIVES` unless ``objective`` is one of them."""
+    """Check that ``objective`` is one of :data:`OBJECTIVES`.
+
+    Args:
+      objective: the name to check.
+
+    Raises:
+      ValueError: ``objective`` is not ``"per_step"`` or ``"sequence"``; the message
+        names both.
+    """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
 
@@ -40,8 +51,12 @@ def _readout_layout(time_major: bool) -> str:
 
 
 def check_readouts(readouts: jax.Array, time_major: bool = True) -> None:
-    """One clear error for readouts that are not ``(T', B, C)`` (``(B, T', C)`` when not
-    ``time_major``) with at least one scored step.
+    """One clear error for readouts that are not rank 3 with at least one scored step.
+
+    Args:
+      readouts: float32 readout potentials, time-major ``(T', B, C)`` (batch-major
+        ``(B, T', C)`` when not ``time_major``).
+      time_major: the layout ``readouts`` should have.
 
     Raises:
       ValueError: readouts that are not rank 3, or have no scored step.
@@ -110,14 +125,30 @@ def _as_time_major(readouts: jax.Array, targets: jax.Array, time_major: bool) ->
 
 
 def step_targets(targets: jax.Array, num_steps: int) -> jax.Array:
-    """Targets as ``(T', B)``: per-step targets unchanged, sequence labels repeated."""
+    """Targets as ``(T', B)``: per-step targets unchanged, sequence labels repeated.
+
+    Args:
+      targets: int time-major per-step labels ``(T', B)`` or sequence labels ``(B,)``.
+      num_steps: ``T'``, the number of scored steps.
+
+    Returns:
+      int ``(T', B)``, the dtype of ``targets``.
+    """
     if targets.ndim == 1:
         return jnp.broadcast_to(targets, (num_steps, targets.shape[0]))
     return targets
 
 
 def valid_labels(labels: jax.Array, num_classes: int) -> jax.Array:
-    """Where ``0 <= label < C``: an invalid label is never scored as some valid class."""
+    """Where ``0 <= label < C``: an invalid label is never scored as some valid class.
+
+    Args:
+      labels: int labels, any shape.
+      num_classes: ``C``.
+
+    Returns:
+      bool array of the shape of ``labels``.
+    """
     return (labels >= 0) & (labels < num_classes)
 
 
@@ -155,10 +186,25 @@ def _nll(readouts: jax.Array, targets: jax.Array) -> jax.Array:
 def weighted_nll_sum(
     readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None, time_major: bool = True
 ) -> jax.Array:
-    """``Σ_t Σ_b w_b NLL_tb`` (float32 scalar) with sample ``weights`` (B,) (1 real,
-    0 padding, see ``brfjax.parallel``; all 1 when None). ``readouts``, ``targets`` and
-    ``time_major`` as in :func:`nll_per_sample_step`; the sum runs in the same order in
-    both layouts, so it is the same number bit for bit."""
+    """``Σ_t Σ_b w_b NLL_tb``, the loss summed over steps and samples.
+
+    The sum runs in the same order in both layouts, so it is the same number bit for bit.
+
+    Args:
+      readouts: float32 readout potentials, time-major ``(T', B, C)`` (batch-major
+        ``(B, T', C)`` when not ``time_major``).
+      targets: int per-step labels ``(T', B)`` (``(B, T')`` when not ``time_major``) or
+        sequence labels ``(B,)``.
+      weights: float32 ``(B,)`` sample weights, 1 for a real sample and 0 for padding
+        (see ``brfjax.parallel``); ``None`` means all 1.
+      time_major: the layout of ``readouts`` and per-step ``targets``.
+
+    Returns:
+      float32 scalar; NaN if a label is outside ``0..C-1``.
+
+    Raises:
+      ValueError: shapes that do not fit (:func:`check_shapes`).
+    """
     nll = _nll(*_as_time_major(readouts, targets, time_major))
     return jnp.sum(nll if weights is None else nll * weights)
 
@@ -166,11 +212,24 @@ def weighted_nll_sum(
 def summed_loss(
     readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None, time_major: bool = True
 ) -> jax.Array:
-    """The training loss L = Σ_t mean_b NLL_t (spec §4.1; not divided by the steps).
+    """The training loss L = Σ_t mean_b NLL_t, summed over the scored steps.
 
+    Not divided by the number of steps, as the authors' training scripts
+    (github.com/AdaptiveAILab/brf-neurons) back-propagate it; ``docs/reference/metrics.md``.
     With sample ``weights`` the mean is over the real samples:
-    L = Σ_t Σ_b w_b NLL_tb / Σ_b w_b. ``readouts`` ``(T', B, C)`` (``(B, T', C)`` when
-    not ``time_major``) and ``targets`` as in :func:`nll_per_sample_step`.
+    L = Σ_t Σ_b w_b NLL_tb / Σ_b w_b.
+
+    Args:
+      readouts: float32 readout potentials, time-major ``(T', B, C)`` (batch-major
+        ``(B, T', C)`` when not ``time_major``).
+      targets: int per-step labels ``(T', B)`` (``(B, T')`` when not ``time_major``) or
+        sequence labels ``(B,)``.
+      weights: float32 ``(B,)`` sample weights, 1 for a real sample and 0 for padding
+        (see ``brfjax.parallel``); ``None`` means all 1.
+      time_major: the layout of ``readouts`` and per-step ``targets``.
+
+    Returns:
+      float32 scalar L.
 
     Raises:
       ValueError: shapes that do not fit (:func:`check_shapes`).
@@ -181,16 +240,22 @@ def summed_loss(
 
 
 def predictions(readouts: jax.Array, objective: str, time_major: bool = True) -> jax.Array:
-    """Per-step predictions ``(T', B)`` (``(B, T')`` when not ``time_major``) under
-    ``"per_step"``, or sequence predictions ``(B,)``, int32.
+    """The predicted classes: per step under ``"per_step"``, per sequence otherwise.
 
     Args:
-      readouts: float32 ``(T', B, C)``, or ``(B, T', C)`` when not ``time_major``.
-      objective: ``"per_step"`` or ``"sequence"``.
+      readouts: float32 readout potentials, time-major ``(T', B, C)`` (batch-major
+        ``(B, T', C)`` when not ``time_major``).
+      objective: ``"per_step"`` (ECG: one prediction per step) or ``"sequence"`` (MNIST,
+        SHD: ``argmax_c mean_t o_t`` per sample).
       time_major: the layout of ``readouts`` and of per-step predictions.
 
+    Returns:
+      int32 per-step predictions ``(T', B)`` (``(B, T')`` when not ``time_major``) under
+      ``"per_step"``, or sequence predictions ``(B,)``.
+
     Raises:
-      ValueError: an unknown objective, or readouts without a scored step."""
+      ValueError: an unknown objective, or readouts without a scored step.
+    """
     check_objective(objective)
     check_readouts(readouts, time_major)
     predicted = _predictions(readouts if time_major else jnp.swapaxes(readouts, 0, 1), objective)
@@ -211,12 +276,28 @@ def correct_count(
     weights: jax.Array | None = None,
     time_major: bool = True,
 ) -> jax.Array:
-    """Number of correct predictions (steps for per-step, sequences otherwise) of the
-    samples with nonzero weight; ``readouts``, ``targets`` and ``time_major`` as in
-    :func:`nll_per_sample_step`.
+    """Number of correct predictions of the samples with nonzero weight.
+
+    Counts steps under ``"per_step"``, sequences otherwise; a label outside ``0..C-1`` is
+    never correct.
+
+    Args:
+      readouts: float32 readout potentials, time-major ``(T', B, C)`` (batch-major
+        ``(B, T', C)`` when not ``time_major``).
+      targets: int per-step labels ``(T', B)`` (``(B, T')`` when not ``time_major``) or
+        sequence labels ``(B,)``.
+      objective: ``"per_step"`` (ECG: one prediction per step) or ``"sequence"`` (MNIST,
+        SHD: ``argmax_c mean_t o_t`` per sample).
+      weights: float32 ``(B,)`` sample weights, 1 for a real sample and 0 for padding
+        (see ``brfjax.parallel``); ``None`` means all 1.
+      time_major: the layout of ``readouts`` and per-step ``targets``.
+
+    Returns:
+      int32 scalar.
 
     Raises:
-      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective."""
+      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective.
+    """
     readouts, targets = _as_time_major(readouts, targets, time_major)
     check_objective(objective)
     return _correct(readouts, targets, objective, weights)
@@ -233,7 +314,18 @@ def _correct(readouts: jax.Array, targets: jax.Array, objective: str, weights: j
 
 
 class BatchSums(NamedTuple):
-    """Additive per-batch sums from which the statistics of a whole set follow."""
+    """Additive per-batch sums from which the statistics of a whole set follow.
+
+    Attributes:
+      nll: float32 scalar Σ_samples Σ_recorded-steps NLL (the last step's only under
+        label-last), or with ``per_term`` the terms themselves, ``(T', B)`` (``(B, T')``
+        when not time-major); after :func:`accumulate`, a list of float64 arrays.
+      correct: number of correct predictions.
+      scored: number of scored predictions (steps × samples under ``"per_step"``,
+        samples otherwise).
+      spikes: float32 ``(B,)`` hidden spikes per sample over all steps (a float64 total
+        after :func:`accumulate`).
+    """
 
     nll: jax.Array  # Σ_samples Σ_recorded-steps NLL (or the last step's under label-last),
     # or with ``per_term`` the terms themselves, (T', B) ((B, T') when not time-major)
@@ -246,14 +338,27 @@ def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Arr
                per_term: bool = False, time_major: bool = True) -> BatchSums:
     """The sums of one batch; samples of zero ``weight`` (padding) count nowhere.
 
-    ``readouts``, ``targets`` and ``time_major`` as in :func:`nll_per_sample_step`;
-    ``spike_counts`` and ``weights`` are ``(B,)`` in either layout. ``per_term``: return
-    the NLL terms (``(T', B)``, or ``(B, T')`` when not ``time_major``) instead of their
-    float32 sum, for :func:`accumulate` to add exactly (a loss that does not depend on
-    the batching).
+    Args:
+      readouts (jax.Array): float32 readout potentials, time-major ``(T', B, C)``
+        (batch-major ``(B, T', C)`` when not ``time_major``).
+      targets (jax.Array): int per-step labels ``(T', B)`` (``(B, T')`` when not
+        ``time_major``) or sequence labels ``(B,)``.
+      spike_counts (jax.Array): float32 ``(B,)`` hidden spikes per sample (``NetworkOutput.spike_counts``),
+        in either layout.
+      objective: ``"per_step"`` (ECG: one prediction per step) or ``"sequence"`` (MNIST,
+        SHD: ``argmax_c mean_t o_t`` per sample).
+      weights: float32 ``(B,)`` sample weights, 1 for a real sample and 0 for padding
+        (see ``brfjax.parallel``); ``None`` means all 1.
+      per_term: return the NLL terms instead of their float32 sum, for
+        :func:`accumulate` to add exactly (a loss that does not depend on the batching).
+      time_major: the layout of ``readouts``, per-step ``targets`` and the NLL terms.
+
+    Returns:
+      :class:`BatchSums` of this batch.
 
     Raises:
-      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective."""
+      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective.
+    """
     readouts, targets = _as_time_major(readouts, targets, time_major)
     check_objective(objective)
     nll = _nll(readouts, targets)
@@ -270,10 +375,21 @@ def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Arr
 
 
 def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:
-    """Add one batch's sums on the host. Counts are summed in float64 (exact: they are
-    integers below 2^53); the loss terms are kept, as a list of float64 arrays, and
-    :func:`model_statistics` adds them exactly (``math.fsum``), so the loss is the same
-    however the set was cut into batches or devices."""
+    """Add one batch's sums on the host.
+
+    Counts are summed in float64 (exact: they are integers below 2^53); the loss terms are
+    kept, as a list of float64 arrays, and :func:`model_statistics` adds them exactly
+    (``math.fsum``), so the loss is the same however the set was cut into batches or
+    devices.
+
+    Args:
+      total: the running :class:`BatchSums` of the batches so far, or ``None`` for the
+        first batch.
+      sums: this batch's :func:`batch_sums`.
+
+    Returns:
+      :class:`BatchSums` with ``nll`` a list of float64 arrays and float64 counts.
+    """
     terms = [np.asarray(sums.nll, np.float64).ravel()]
     counts = [np.sum(np.asarray(value, np.float64)) for value in sums[1:]]
     if total is None:
@@ -284,11 +400,25 @@ def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:
 def model_statistics(
     sums: BatchSums, num_samples: int, num_steps: int, hidden_size: int, scored_steps: int
 ) -> dict:
-    """The statistics of the original stats scripts (spec §4.7).
+    """The statistics of the authors' model-statistics scripts.
 
     loss = Σ_t ℓ_t / scored_steps (ℓ_t mean over samples), accuracy in percent,
-    SOP = S/N, SOP per step = S/(N·T), firing rate = S/(N·T·H), with S the total hidden
-    spike count and T the full sequence length (also when leading steps are unscored).
+    SOP = S/N (paper Eq. 41), SOP per step = S/(N·T), firing rate = S/(N·T·H), with S the
+    total hidden spike count and T the full sequence length (also when leading steps are
+    unscored); definitions in ``docs/reference/metrics.md``.
+
+    Args:
+      sums: the :func:`accumulate`-d (or one batch's) :class:`BatchSums` of the whole set.
+      num_samples: N, the number of samples in the set.
+      num_steps: T, the full sequence length in steps.
+      hidden_size: H, the number of hidden neurons.
+      scored_steps: the number of scored steps per sample, ``T - sub_seq_length`` (1
+        under label-last).
+
+    Returns:
+      A dict with float ``accuracy`` (percent), ``loss``, ``spikes`` (S), ``sop``,
+      ``sop_per_step``, ``firing_rate`` (spikes per neuron per step) and int ``correct``,
+      ``total`` (scored predictions) and ``num_samples``.
     """
     nll = math.fsum(np.concatenate(sums.nll)) if isinstance(sums.nll, list) else float(sums.nll)
     correct, scored, spikes = (float(value) for value in sums[1:])

@@ -1,8 +1,9 @@
-"""The paper's recurrent SNN (spec §3.1): recurrent spiking hidden layer + LI readout.
+"""The paper's recurrent SNN: recurrent spiking hidden layer + LI readout.
 
-Sequences are **time-major** by default: inputs ``(T, B, I)``, readouts ``(T', B, C)``.
-With ``time_major=False`` they are batch-major: inputs ``(B, T, I)``, readouts
-``(B, T', C)`` (the same numbers, bit for bit).
+The network of all the paper's tasks (``docs/concepts/brf-neuron.md``, "In a
+network"). Sequences are **time-major** by default: inputs ``(T, B, I)``,
+readouts ``(T', B, C)``. With ``time_major=False`` they are batch-major: inputs
+``(B, T, I)``, readouts ``(B, T', C)`` (the same numbers, bit for bit).
 
 For t = 0..T-1, starting from rest (or from a given state, for streaming):
 
@@ -26,7 +27,13 @@ from brfjax import cells, neurons, scan
 
 
 class NetworkState(NamedTuple):
-    """Carry of the network between steps: the hidden cell's state and the readout ``o``."""
+    """Carry of the network between steps.
+
+    Attributes:
+      hidden: the hidden cell's state, a NamedTuple of float32 ``(B, H)`` fields, spikes
+        ``z`` first (BRF: ``z, u, v, q``; ALIF: ``z, u, a``).
+      readout: float32 ``(B, C)`` readout potential ``o``.
+    """
 
     hidden: Any
     readout: jax.Array
@@ -35,15 +42,16 @@ class NetworkState(NamedTuple):
 class NetworkOutput(NamedTuple):
     """What a forward pass returns.
 
-    readouts: float32 raw readout potentials, time-major ``(T', B, C)`` with
-      ``T' = T - sub_seq_length`` (``(1, B, C)`` under label-last); batch-major
-      ``(B, T', C)`` from a network with ``time_major=False``.
-    final_state: :class:`NetworkState` after the last step, ``(B, H)`` and ``(B, C)``
-      in either layout (feed it back to stream).
-    spike_counts: ``(B,)`` float32 hidden spikes per sample over all steps (exact while
-      ``T·H < 2**24``; NaN if the network diverged), in either layout.
-    trajectory: the hidden state at every step, time-major ``(T, B, H)`` per field
-      (batch-major ``(B, T, H)`` with ``time_major=False``), or ``None``.
+    Attributes:
+      readouts: float32 raw readout potentials, time-major ``(T', B, C)`` with
+        ``T' = T - sub_seq_length`` (``(1, B, C)`` under label-last); batch-major
+        ``(B, T', C)`` from a network with ``time_major=False``.
+      final_state: :class:`NetworkState` after the last step, ``(B, H)`` and ``(B, C)``
+        in either layout (feed it back to stream).
+      spike_counts: ``(B,)`` float32 hidden spikes per sample over all steps (exact while
+        ``T·H < 2**24``; NaN if the network diverged), in either layout.
+      trajectory: the hidden state at every step, time-major ``(T, B, H)`` per field
+        (batch-major ``(B, T, H)`` with ``time_major=False``), or ``None``.
     """
 
     readouts: jax.Array
@@ -160,8 +168,15 @@ class RecurrentSNN(nn.Module):
 
     @nn.nowrap
     def initial_state(self, batch_size: int) -> NetworkState:
-        """The all-zero state every sequence starts from: hidden fields ``(B, H)`` and
-        readout ``(B, C)`` float32, with ``B = batch_size``, in either layout."""
+        """The all-zero state every sequence starts from.
+
+        Args:
+          batch_size: B, the number of samples.
+
+        Returns:
+          :class:`NetworkState` with float32 hidden fields ``(B, H)`` and readout ``(B, C)``,
+          in either layout.
+        """
         state_type = neurons.get_neuron(self.hidden.neuron).state
         return NetworkState(
             neurons.zero_state(state_type, (batch_size,), self.hidden.features),
@@ -176,8 +191,8 @@ class RecurrentSNN(nn.Module):
 
         Args:
           inputs: time-major ``(T, B, I)``, or batch-major ``(B, T, I)`` when the network
-            has ``time_major=False``; any real dtype, cast once to float32 (spec: all
-            state and arithmetic is float32).
+            has ``time_major=False``; any real dtype, cast once to float32 (all state
+            and arithmetic is float32, as in the authors' code).
           initial_state: the :class:`NetworkState` to start from (default: rest); pass a
             previous call's ``final_state`` to stream a sequence in chunks.
           start_step: when streaming, the number of steps of this sequence already run
@@ -243,22 +258,35 @@ def build_network(
     readout_kwargs: Optional[dict] = None,
     **hidden_kwargs,
 ) -> RecurrentSNN:
-    """The paper's network for ``neuron``: ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``,
-    or the import path ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`.
+    """The paper's network for ``neuron``.
 
-    ``hidden_kwargs`` go to the hidden cell (initialisers, ``mask_prob``, ``surrogate``,
-    ...), ``readout_kwargs`` to the :class:`~brfjax.cells.LIReadout`. ``exact=True`` (default)
-    is the reference float32 path of spec §1.7 (spike-for-spike parity with the
-    original implementation); ``exact=False`` lets XLA reassociate at the ulp level.
-    ``products="portable"`` (default) makes every synaptic product independent of the
-    batch size, device count and processor (:func:`brfjax.numerics.portable_matmul`);
-    ``"fast"`` uses one BLAS product (about 3x cheaper per product; deterministic only
-    for a fixed machine and batch size).
-
-    ``time_major=True`` (default): the network takes time-major inputs ``(T, B, I)`` and
-    returns readouts ``(T', B, C)``; ``time_major=False``: batch-major ``(B, T, I)`` in,
-    ``(B, T', C)`` out, the same numbers bit for bit (:class:`RecurrentSNN`). The other
-    options are attributes of :class:`RecurrentSNN` of the same names.
+    Args:
+      neuron: ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``, or the import path
+        ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`.
+      hidden_size: H, the number of hidden neurons.
+      num_classes: C, the number of readout units.
+      sub_seq_length: leading steps that are run but not returned (ALIF on ECG and SHD:
+        10).
+      label_last: return only the last step's readout (S-MNIST).
+      return_trajectory: also return the hidden state at every step.
+      exact: ``True`` (default) is the reference float32 path (spike-for-spike parity
+        with the original implementation; ``docs/numerics.md``); ``False`` lets XLA
+        reassociate at the ulp level.
+      products: ``"portable"`` (default) makes every synaptic product independent of the
+        batch size, device count and processor (:func:`brfjax.numerics.portable_matmul`);
+        ``"fast"`` uses one BLAS product (about 3x cheaper per product; deterministic
+        only for a fixed machine and batch size).
+      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"``, see
+        :class:`RecurrentSNN`.
+      recompute_segment: segment length of the ``"manual"`` and ``"recompute"`` backward
+        passes in steps (default ⌈√T⌉).
+      time_major: ``True`` (default): the network takes time-major inputs ``(T, B, I)``
+        and returns readouts ``(T', B, C)``; ``False``: batch-major ``(B, T, I)`` in,
+        ``(B, T', C)`` out, the same numbers bit for bit.
+      readout_kwargs: options of the :class:`~brfjax.cells.LIReadout` (e.g. its
+        ``tau_init``).
+      **hidden_kwargs (Any): options of the hidden cell (initialisers, ``mask_prob``,
+        ``surrogate``, ...).
 
     Returns:
       An unbound :class:`RecurrentSNN` (``init``/``apply`` it with inputs in its layout).
@@ -282,13 +310,28 @@ def build_network(
 
 
 def with_products(model: RecurrentSNN, products: str) -> RecurrentSNN:
-    """``model`` with the synaptic products of its hidden cell and readout set to
-    ``products`` (``"portable"`` or ``"fast"``); same parameters, same variables."""
+    """``model`` with another kind of synaptic product.
+
+    Args:
+      model: a :class:`RecurrentSNN`.
+      products: ``"portable"`` or ``"fast"`` (see :func:`build_network`).
+
+    Returns:
+      A :class:`RecurrentSNN` whose hidden cell and readout use ``products``; same
+      parameters, same variables.
+    """
     return model.clone(
         hidden=model.hidden.clone(products=products), readout=model.readout.clone(products=products)
     )
 
 
 def count_parameters(params: Any) -> int:
-    """Number of trainable scalars in a params tree (the mask is not a parameter)."""
+    """Number of trainable scalars in a params tree (the mask is not a parameter).
+
+    Args:
+      params: a pytree of arrays, e.g. ``variables["params"]``.
+
+    Returns:
+      The total number of elements (ECG network 4-36-6: 1,734).
+    """
     return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))

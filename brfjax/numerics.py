@@ -20,8 +20,10 @@ and multiplication are correctly rounded everywhere; three other things are not:
 
 Everything here runs on the device under ``jit``, ``grad`` and ``vmap``, has no host
 callback, and lowers for CPU, CUDA and TPU (so a model that uses it can be exported
-with :mod:`jax.export`). Sources: the divergence boundary and decays of spec §1.1/§1.3/
-§1.4 (paper eq. 5 and appendix A.2); Dekker (1971) and Knuth for the error-free
+with :mod:`jax.export`). Sources: the divergence boundary and decays of the paper
+(Section 3, Algorithm 1 and appendix A.2; ``docs/concepts/brf-neuron.md`` and
+``docs/concepts/other-neurons.md``), evaluated as the authors' code does
+(``docs/numerics.md``); Dekker (1971) and Knuth for the error-free
 transformations; Ozaki, Ogita, Oishi & Rump (2012) for the split products.
 """
 
@@ -66,7 +68,17 @@ def two_product(a: Array, b: Array) -> tuple[Array, Array]:
     """``(p, e)`` with ``p = fl(a·b)`` and ``p + e = a·b`` exactly (Dekker 1971).
 
     Every product of the 12-bit parts is exact, so a fused multiply-add anywhere gives
-    the same values."""
+    the same values.
+
+    Args:
+      a: float32 array, any shape.
+      b: float32 array broadcastable with ``a``.
+
+    Returns:
+      ``(p, e)``: two float32 arrays of the broadcast shape, the rounded product and its
+      exact rounding error (exact for finite products whose parts stay in the normal
+      range).
+    """
     product = lax.optimization_barrier(a * b)
     a_high, a_low = _split(a)
     b_high, b_low = _split(b)
@@ -75,7 +87,16 @@ def two_product(a: Array, b: Array) -> tuple[Array, Array]:
 
 
 def two_sum(a: Array, b: Array) -> tuple[Array, Array]:
-    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth)."""
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth).
+
+    Args:
+      a: float32 array, any shape.
+      b: float32 array broadcastable with ``a``.
+
+    Returns:
+      ``(s, e)``: two float32 arrays of the broadcast shape, the rounded sum and its exact
+      rounding error (for finite operands).
+    """
     # the barrier keeps XLA's simplifier from rewriting (a + b) - a as b
     total = lax.optimization_barrier(a + b)
     b_virtual = total - a
@@ -127,7 +148,7 @@ def correctly_rounded_divide(numerator: Array, denominator) -> Array:
 
     Args:
       numerator: float32 array, any shape.
-      denominator: float32 array or scalar, broadcastable to ``numerator``.
+      denominator (jax.Array | float): float32 array or scalar, broadcastable to ``numerator``.
 
     Returns:
       float32 array of the broadcast shape. Zeros, infinities, NaNs and results outside
@@ -164,8 +185,11 @@ def correctly_rounded_sqrt(x: Array) -> Array:
     """IEEE float32 square root (round to nearest even) on any backend.
 
     Args:
-      x: float32 array. Returns float32 of the same shape; ``0``, negative, infinite,
-      NaN and subnormal inputs give the backend's own ``sqrt``.
+      x: float32 array, any shape.
+
+    Returns:
+      float32 array of the same shape. ``0``, negative, infinite, NaN and subnormal
+      inputs give the backend's own ``sqrt``.
     """
     x = jnp.asarray(x, jnp.float32)
     guess = jnp.sqrt(x)
@@ -224,7 +248,8 @@ def correctly_rounded_exp(a: Array) -> Array:
     Returns:
       float32 array of the same shape. ``e^a`` below the smallest normal float32
       (``a < -87.3365``) is flushed to 0 on every backend (the original's subnormal
-      decays have no visible effect, spec §1.7); ``+inf`` above ``88.7228``; NaN for NaN.
+      decays have no visible effect, see ``docs/numerics.md``, "Subnormal numbers");
+      ``+inf`` above ``88.7228``; NaN for NaN.
     """
     a = jnp.asarray(a, jnp.float32)
     clipped = jnp.clip(a, _EXP_MIN_ARGUMENT, _EXP_MAX_ARGUMENT)
@@ -271,13 +296,18 @@ def _power_of_two(exponent: Array) -> Array:
 
 @jax.custom_jvp
 def divergence_boundary(omega: Array) -> Array:
-    """``p(ω) = (-1 + sqrt(1 - (δω)²)) / δ`` with δ = 0.01, each step an IEEE float32
-    operation in this order (spec §1.1, paper eq. 5): ``s = δ·ω``, ``r = 1 - s·s``
+    """The divergence boundary ``p(ω) = (-1 + sqrt(1 - (δω)²)) / δ`` with δ = 0.01.
+
+    Each step is an IEEE float32 operation in this order: ``s = δ·ω``, ``r = 1 - s·s``
     (``s·s`` rounded before the subtraction), correctly rounded sqrt, ``-1 + √r``, and a
-    true division by ``δ`` (not ``·100``).
+    true division by ``δ`` (not ``·100``), as the authors' code evaluates it. ``p(ω)`` is
+    the largest damping for which the Euler step's factor ``|1 + δ(b + iω)|`` stays ≤ 1
+    (paper Section 3 and Algorithm 1; ``docs/concepts/brf-neuron.md``, "Divergence
+    boundary"). The derivative is ``dp/dω = -δω / sqrt(1 - (δω)²)``.
 
     Args:
-      omega: float32 angular frequencies ``ω = |ω̃| ≥ 0`` in rad per unit time, any shape.
+      omega: float32 angular frequencies ``ω = |ω̃| ≥ 0`` in the paper's units (rad per
+        unit time, with δ = 0.01 time units per step), any shape.
 
     Returns:
       float32 ``p(ω) ≤ 0`` of the same shape; NaN for ``ω > 100``.
@@ -297,8 +327,12 @@ def _divergence_boundary_jvp(primals, tangents):
 
 @jax.custom_jvp
 def decay(tau: Array) -> Array:
-    """``α = exp((-1)/|τ|)``: correctly rounded float32 argument, correctly rounded exp
-    (spec §1.3/§1.4; the original's float32 exp on the GPU).
+    """``α = exp((-1)/|τ|)``: correctly rounded float32 argument, correctly rounded exp.
+
+    The decay of the ALIF membrane and adaptation (paper appendix A.2) and of the LI
+    readout (``docs/concepts/other-neurons.md``); the rounding matches the original's
+    float32 exp on the GPU (``docs/numerics.md``). The derivative is
+    ``α · sign(τ) / τ²``.
 
     Args:
       tau: float32 time constants in steps (raw, signed; ``|τ|`` is used), any shape.
@@ -332,10 +366,22 @@ def _slice_bits(depth: int) -> int:
 
 
 def split_columns(matrix: Array, slices: int, bits: int) -> list[Array]:
-    """``matrix ≈ Σ_j slice_j`` column by column: slice j holds the next ``bits`` bits
-    below the column's largest magnitude ``2^E`` (multiples of ``2^(E - j·bits)``, at
-    most ``2^bits`` of them). Bits below the last slice are dropped; the slices are a
-    function of the column alone."""
+    """``matrix ≈ Σ_j slice_j`` column by column.
+
+    Slice j holds the next ``bits`` bits below the column's largest magnitude ``2^E``
+    (multiples of ``2^(E - j·bits)``, at most ``2^bits`` of them). Bits below the last
+    slice are dropped; the slices are a function of the column alone (Ozaki et al. 2012;
+    ``docs/numerics.md``).
+
+    Args:
+      matrix: float32 ``(K, N)``.
+      slices: number of slices, ≥ 1.
+      bits: significant bits per slice (``24 - bit_length(K)`` keeps a sum of ``K``
+        slice products exact).
+
+    Returns:
+      A list of ``slices`` float32 ``(K, N)`` arrays, largest first.
+    """
     largest = jnp.max(jnp.abs(matrix), axis=0)
     _, exponent = jnp.frexp(largest)  # largest < 2^exponent
     # keep every slice's grid at or above the smallest normal float32
@@ -367,8 +413,20 @@ def _sum_in_order(terms: list[Array]) -> Array:
 
 
 def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) -> tuple[Array, ...]:
-    """The slices of ``b`` (K, N) that :func:`portable_matmul` multiplies: compute them
-    once, outside a time loop, and pass them to :func:`product_of_slices` at every step."""
+    """The slices of ``b`` that :func:`portable_matmul` multiplies.
+
+    Compute them once, outside a time loop, and pass them to :func:`product_of_slices`
+    at every step.
+
+    Args:
+      b: float32 ``(K, N)``, e.g. a hidden kernel ``(I + H, H)``.
+      binary_left: the left operand holds only 0 and 1 (spikes), so only ``b`` is split.
+      slices: slices of ``b`` (default :data:`MATMUL_SLICES`); more are used when the
+        left operand is split too, to keep 36 bits of each operand.
+
+    Returns:
+      A tuple of float32 ``(K, N)`` slices, largest first.
+    """
     depth = b.shape[0]
     if binary_left:
         return tuple(split_columns(b, slices, _slice_bits(depth)))
@@ -381,7 +439,17 @@ def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) ->
 def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left: bool) -> Array:
     """:func:`portable_matmul` of ``a`` and ``b`` given ``parts = split_kernel(b, ...)``.
 
-    Its derivative is that of ``a @ b`` (the slices only change how the value is summed)."""
+    Its derivative is that of ``a @ b`` (the slices only change how the value is summed).
+
+    Args:
+      a: float32 ``(..., K)``, e.g. spikes ``(B, H)``.
+      b: float32 ``(K, N)``.
+      parts: ``split_kernel(b, binary_left=binary_left)``.
+      binary_left: as given to :func:`split_kernel`.
+
+    Returns:
+      float32 ``(..., N)``.
+    """
     depth, width = b.shape
     if binary_left:
         products = _precise_matmul(a, jnp.concatenate(parts, axis=1))

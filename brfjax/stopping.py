@@ -63,7 +63,11 @@ class StopSignals:
 
     @property
     def exit_status(self) -> int:
-        """``128 + signal number``: what a shell reports for a process ended by the signal."""
+        """``128 + signal number``: what a shell reports for a process ended by the signal.
+
+        Raises:
+          RuntimeError: no signal was received yet.
+        """
         if self.signum is None:
             raise RuntimeError("no signal was received")
         return 128 + self.signum

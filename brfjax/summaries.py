@@ -85,7 +85,11 @@ class MetricsCSV:
             writer.writerows(rows)
 
     def append(self, row: dict) -> None:
-        """Add one row ``{column: value}``; columns it lacks are left empty, others ignored."""
+        """Add one row to the file.
+
+        Args:
+            row: column name to value; columns it lacks are left empty, other keys ignored.
+        """
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, self.columns).writerow({key: _cell(row.get(key)) for key in self.columns})
 
@@ -142,7 +146,12 @@ class ProgressBar:
                          disable=None if enabled else True, dynamic_ncols=True, initial=initial)
 
     def update(self, **values: float) -> None:
-        """Advance the bar by one and show ``values`` (e.g. ``loss=0.69, acc=50.0, rate=0.012``)."""
+        """Advance the bar by one.
+
+        Args:
+            **values: the statistics to show, name to number (e.g. ``loss=0.69, acc=50.0,
+                rate=0.012``), formatted by :func:`stats_text`.
+        """
         self._bar.set_postfix_str(stats_text(values), refresh=False)
         self._bar.update()
         if self._bar.n >= self._bar.total:

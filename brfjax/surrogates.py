@@ -4,7 +4,8 @@ The forward pass of every spike function is the strict step
 
     Θ(x) = 1 if x > 0 else 0        (Θ(0) = 0, float32 0.0 / 1.0)
 
-and the backward pass replaces dΘ/dx by a surrogate derivative g(x) (spec §2).
+and the backward pass replaces dΘ/dx by a surrogate derivative g(x)
+(``docs/concepts/surrogate-gradients.md``).
 With the normalised Gaussian density N(x; μ, σ) = exp(-(x-μ)²/(2σ²)) / (σ·sqrt(2π)):
 
     gaussian         g(x) = N(x; 0, 1)
@@ -42,22 +43,55 @@ DOUBLE_GAUSSIAN_GAIN = 0.5
 
 
 def normal_density(x: jax.Array, mu: float, sigma: float) -> jax.Array:
-    """N(x; μ, σ) = exp(-(x-μ)²/(2σ²)) / (σ·sqrt(2π))."""
+    """The normalised Gaussian density N(x; μ, σ) = exp(-(x-μ)²/(2σ²)) / (σ·sqrt(2π)).
+
+    Args:
+      x: float32 array, any shape.
+      mu: the mean μ.
+      sigma: the standard deviation σ > 0.
+
+    Returns:
+      float32 array of the shape of ``x``.
+    """
     return jnp.exp(-((x - mu) ** 2) / (2.0 * sigma**2)) / (sigma * math.sqrt(2.0 * math.pi))
 
 
 def gaussian(x: jax.Array) -> jax.Array:
-    """g(x) = N(x; 0, 1)."""
+    """The Gaussian surrogate g(x) = N(x; 0, 1).
+
+    Args:
+      x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``
+        for BRF, ``u_t - 1`` for RF, ``u'_t - ϑ_t`` for ALIF.
+
+    Returns:
+      float32 g(x), the shape of ``x``.
+    """
     return normal_density(x, 0.0, 1.0)
 
 
 def linear(x: jax.Array) -> jax.Array:
-    """Triangle: g(x) = max(0, 1 - |x|)."""
+    """The triangle surrogate g(x) = max(0, 1 - |x|) (the original's LIF cell).
+
+    Args:
+      x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``
+        for BRF, ``u_t - 1`` for RF, ``u'_t - ϑ_t`` for ALIF.
+
+    Returns:
+      float32 g(x), the shape of ``x``.
+    """
     return jnp.maximum(0.0, 1.0 - jnp.abs(x))
 
 
 def exponential(x: jax.Array) -> jax.Array:
-    """g(x) = exp(-|x|)."""
+    """The exponential surrogate g(x) = exp(-|x|).
+
+    Args:
+      x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``
+        for BRF, ``u_t - 1`` for RF, ``u'_t - ϑ_t`` for ALIF.
+
+    Returns:
+      float32 g(x), the shape of ``x``.
+    """
     return jnp.exp(-jnp.abs(x))
 
 
@@ -68,7 +102,22 @@ def double_gaussian(
     scale: float = DOUBLE_GAUSSIAN_SCALE,
     gain: float = DOUBLE_GAUSSIAN_GAIN,
 ) -> jax.Array:
-    """g(x) = γ·[(1+h)·N(x; 0, σ) - 2h·N(x; 0, s·σ)] (Yin et al. 2021; paper eq. 39)."""
+    """The double Gaussian g(x) = γ·[(1+h)·N(x; 0, σ) - 2h·N(x; 0, s·σ)].
+
+    The surrogate of every published model (Yin et al. 2021; paper Eq. 39;
+    ``docs/concepts/surrogate-gradients.md``). Slightly negative for ``|x| > 1.27``.
+
+    Args:
+      x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``
+        for BRF, ``u_t - 1`` for RF, ``u'_t - ϑ_t`` for ALIF.
+      height: h, the weight of the negative side lobe.
+      sigma: σ, the width of the central Gaussian (in units of ``x``).
+      scale: s, the width of the side lobe relative to σ.
+      gain: γ, the overall factor.
+
+    Returns:
+      float32 g(x), the shape of ``x``; ``g(0) = 0.43883651`` with the defaults.
+    """
     return gain * (
         (1.0 + height) * normal_density(x, 0.0, sigma)
         - 2.0 * height * normal_density(x, 0.0, scale * sigma)
@@ -82,7 +131,21 @@ def multi_gaussian(
     scale: float = DOUBLE_GAUSSIAN_SCALE,
     gain: float = DOUBLE_GAUSSIAN_GAIN,
 ) -> jax.Array:
-    """g(x) = γ·[(1+h)·N(x; 0, σ) - h·N(x; σ, s·σ) - h·N(x; -σ, s·σ)]."""
+    """The multi Gaussian g(x) = γ·[(1+h)·N(x; 0, σ) - h·N(x; σ, s·σ) - h·N(x; -σ, s·σ)].
+
+    Side lobes centred at ±σ (defined in the authors' code; no published model uses it).
+
+    Args:
+      x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``
+        for BRF, ``u_t - 1`` for RF, ``u'_t - ϑ_t`` for ALIF.
+      height: h, the weight of each side lobe.
+      sigma: σ, the width of the central Gaussian and the side lobes' offset.
+      scale: s, the width of the side lobes relative to σ.
+      gain: γ, the overall factor.
+
+    Returns:
+      float32 g(x), the shape of ``x``.
+    """
     return gain * (
         (1.0 + height) * normal_density(x, 0.0, sigma)
         - height * normal_density(x, sigma, scale * sigma)
@@ -100,7 +163,18 @@ SURROGATES: dict[str, SurrogateFn] = {
 
 
 def get_surrogate(name: str) -> SurrogateFn:
-    """The surrogate derivative registered under ``name`` (see :data:`SURROGATES`)."""
+    """The surrogate derivative registered under ``name``.
+
+    Args:
+      name: a key of :data:`SURROGATES`: ``"double_gaussian"``, ``"multi_gaussian"``,
+        ``"gaussian"``, ``"linear"`` or ``"exp"``.
+
+    Returns:
+      The elementwise function ``g``, float32 array -> float32 array of the same shape.
+
+    Raises:
+      ValueError: an unknown ``name``; the message lists the valid ones.
+    """
     try:
         return SURROGATES[name]
     except KeyError:
@@ -110,13 +184,30 @@ def get_surrogate(name: str) -> SurrogateFn:
 
 
 def step(x: jax.Array) -> jax.Array:
-    """Θ(x) = 1.0 where x > 0 (strictly) else 0.0, in the dtype of x."""
+    """The Heaviside step Θ(x) = 1.0 where x > 0 (strictly) else 0.0, without a gradient.
+
+    Args:
+      x: floating array, any shape.
+
+    Returns:
+      0.0/1.0 in the dtype and shape of ``x`` (NaN gives 0.0).
+    """
     return (x > 0).astype(x.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def heaviside(x: jax.Array, surrogate: SurrogateFn = double_gaussian) -> jax.Array:
-    """Θ(x) forward; backward ``grad_out · surrogate(x)``."""
+    """Θ(x) forward; backward ``grad_out · surrogate(x)`` (a ``jax.custom_vjp``).
+
+    Args:
+      x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``
+        for BRF, ``u_t - 1`` for RF, ``u'_t - ϑ_t`` for ALIF.
+      surrogate: the derivative g used in the backward pass (not differentiated; pass it
+        positionally under ``jit``).
+
+    Returns:
+      float32 spikes 0.0/1.0, the shape of ``x``.
+    """
     return step(x)
 
 
@@ -132,7 +223,20 @@ heaviside.defvjp(_heaviside_fwd, _heaviside_bwd)
 
 
 def fgi_heaviside(x: jax.Array, surrogate: SurrogateFn = double_gaussian) -> jax.Array:
-    """Forward gradient injection: ``h = x·sg(g(x)); y = h - sg(h) + sg(Θ(x))``."""
+    """Forward gradient injection: ``h = x·sg(g(x)); y = h - sg(h) + sg(Θ(x))``.
+
+    ``sg`` is ``jax.lax.stop_gradient``; the forward value is Θ(x) and the derivative is
+    g(x), as for :func:`heaviside`, except that ±inf or NaN arguments give NaN (paper
+    appendix A.13; ``docs/concepts/surrogate-gradients.md``).
+
+    Args:
+      x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``
+        for BRF, ``u_t - 1`` for RF, ``u'_t - ϑ_t`` for ALIF.
+      surrogate: the derivative g.
+
+    Returns:
+      float32 spikes 0.0/1.0 (NaN where ``x`` is ±inf or NaN), the shape of ``x``.
+    """
     sg = jax.lax.stop_gradient
     h = x * sg(surrogate(x))
     return h - sg(h) + sg(step(x))
@@ -142,7 +246,19 @@ SPIKE_FORMS = {"custom_vjp": heaviside, "fgi": fgi_heaviside}
 
 
 def spike_function(surrogate: str = "double_gaussian", form: str = "custom_vjp") -> SurrogateFn:
-    """A spike function ``x -> Θ(x)`` with the named surrogate attached in the named form."""
+    """A spike function ``x -> Θ(x)`` with the named surrogate attached in the named form.
+
+    Args:
+      surrogate: a name of :data:`SURROGATES` (default ``"double_gaussian"``).
+      form: ``"custom_vjp"`` (:func:`heaviside`) or ``"fgi"`` (:func:`fgi_heaviside`);
+        both give the same values and gradients for finite arguments.
+
+    Returns:
+      The elementwise spike function, float32 array -> float32 0.0/1.0 of the same shape.
+
+    Raises:
+      ValueError: an unknown ``surrogate`` or ``form``; the message lists the valid ones.
+    """
     derivative = get_surrogate(surrogate)
     try:
         attach = SPIKE_FORMS[form]

@@ -93,7 +93,7 @@ def reference_checkpoint(folder: str, task: str, neuron: str) -> tuple[str, Opti
     """``(checkpoint path, permutation path or None)`` of a published model in ``folder``.
 
     PS-MNIST models come with ``<name>_permutation.npy``; ``psmnist_vrf`` has none (the
-    original feeds it the identity order, spec §4.2), which is returned as None.
+    original feeds it the identity order, docs/results.md), which is returned as None.
     """
     path = os.path.join(folder, f"{task}_{neuron}.npz")
     if not os.path.isfile(path):
@@ -133,14 +133,14 @@ def load_test_subset(task: str, data_dir: Optional[str], samples: Optional[int] 
 
 def evaluate_model(task: str, model, variables, data: SequenceData, permutation=None,
                    batch_size: Optional[int] = None, eval_step=None) -> dict:
-    """brfjax's statistics (spec §4.7) of ``model`` on ``data``."""
+    """brfjax's statistics (docs/reference/metrics.md) of ``model`` on ``data``."""
     spec = tasks.get_task(task)
     return evaluate.evaluate_dataset(model, variables, data, spec, batch_size or spec.eval_batch_sizes[1],
                                      permutation, eval_step=eval_step)
 
 
 def evaluate_batches(task: str, model, data: SequenceData, run_batch, batch_size: int, permutation=None) -> dict:
-    """The statistics of spec §4.7 with a custom forward pass: ``run_batch(inputs (T,B,I),
+    """The statistics of docs/reference/metrics.md with a custom forward pass: ``run_batch(inputs (T,B,I),
     targets, batch_index) -> metrics.BatchSums`` is called once per consecutive batch."""
     spec = tasks.get_task(task)
     total = None

@@ -41,10 +41,10 @@ import common
 FRACTIONS = (0.95, 0.98, 1.0)
 TARGETS = ("selected", "final", "best")
 REFERENCE_TASKS = {"ECG-QTDB": "ecg", "SHD": "shd", "PS-MNIST": "psmnist", "S-MNIST": "smnist"}
-# ties in the validation-loss selection (spec §4.1): True = "<=" (the later epoch wins)
+# ties in the validation-loss selection of the authors' training scripts: True = "<=" (the later epoch wins)
 INCLUSIVE = {("ecg", "brf"): True, ("ecg", "vrf"): True, ("ecg", "alif"): True, ("shd", "alif"): True,
              ("shd", "brf"): False, ("shd", "vrf"): False, ("smnist", "alif"): True, ("psmnist", "alif"): True}
-# spec §5.1: paper Table 2, mean epochs to 95 / 98 / 100 % of the final test accuracy (5 runs)
+# paper Table 2: mean epochs to 95 / 98 / 100 % of the final test accuracy (5 runs)
 PAPER_TABLE2 = {
     ("smnist", "alif"): (105, 162, 276), ("smnist", "vrf"): (134, 172, 263), ("smnist", "brf"): (3, 29, 246),
     ("smnist", "bhrf"): (5, 12, 119), ("psmnist", "alif"): (143, 200, 265), ("psmnist", "brf"): (10, 39, 282),

@@ -6,7 +6,7 @@
 For the published ``smnist_{brf,vrf,alif}`` checkpoints: the loss
 ``L(θ + α·d₁ + β·d₂)`` on a fixed test subset (the first ``--samples`` digits) over a
 ``--grid`` x ``--grid`` grid of ``(α, β)`` in ``[-extent, extent]²``. The loss is the
-evaluation loss of spec §4.7 (S-MNIST: label-last NLL, mean over samples).
+evaluation loss of docs/reference/metrics.md (S-MNIST: label-last NLL, mean over samples).
 
 Directions are random and filter-normalised: each entry N(0, 1) (JAX PRNG from
 ``--seed`` and the neuron), then for every weight matrix each output neuron's weight

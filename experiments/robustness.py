@@ -1,4 +1,4 @@
-"""Noise robustness on S-MNIST (spec §5.3, §1.6): accuracy and SOP against the noise level.
+"""Noise robustness on S-MNIST: accuracy and SOP against the noise level.
 
     python experiments/robustness.py --out experiments/results/robustness \
         [--samples 1000] [--repeats 2] [--studies ...] [--neurons brf vrf alif] [--seed 0]
@@ -8,19 +8,20 @@ the levels of the paper's result arrays (``../shared/reference/studies``):
 
 * ``input_noise`` — Gaussian input noise: every pixel value x in [0, 1] of every
   sample and step becomes ``x + σ·ε``, ε ~ N(0, 1) i.i.d., σ = 0, 0.05, …, 0.35.
-  No clipping (the spec is silent; we clip nothing).
+  No clipping.
 * ``spike_deletion`` — after each hidden update every spike is kept iff ``p < U``,
-  U ~ Uniform[0, 1) i.i.d. per sample, neuron and step, p = 0, 0.1, …, 0.9 (spec §1.6):
+  U ~ Uniform[0, 1) i.i.d. per sample, neuron and step, p = 0, 0.1, …, 0.9 (as
+  the authors' spike-deletion networks, github.com/AdaptiveAILab/brf-neurons):
   the thinned spikes are counted, read out and fed back (recurrence, and ALIF's
   adaptation); BRF's refractory ``q`` and ALIF's soft reset were already computed inside
   the cell with the un-thinned spike.
 * ``synaptic_noise`` — relative weight noise: every entry of the hidden kernel (input and
   recurrent weights) and of the readout kernel becomes ``w·(1 + σ·ε)``, ε ~ N(0, 1),
   one draw per repeat shared by all test samples, σ = 0, 0.1, …, 1.0. The per-neuron
-  parameters (ω, b', τ) are left alone (the spec does not say; "synaptic" = weights).
+  parameters (ω, b', τ) are left alone ("synaptic" = weights).
 * ``bit_precision`` — fixed-point quantisation ``Q_f(x) = round(2^f·x)·2^-f`` (round half
   to even) of every parameter (raw ω, b', τ and both kernels), of the input tensor, and
-  of the readout decay α_out (ALIF also its α and ρ), spec §1.6, for f = 1, 2, 4, 8, 16,
+  of the readout decay α_out (ALIF also its α and ρ), as the authors' bit-precision networks, github.com/AdaptiveAILab/brf-neurons, for f = 1, 2, 4, 8, 16,
   32 and unquantised. The paper's arrays have 7 rows whose last two equal the
   unquantised result; we align them with f = 1, 2, 4, 8, 16, 32, unquantised.
 
@@ -30,7 +31,7 @@ network, computed once per neuron. ``--samples N`` evaluates the first N test di
 (the paper: all 10,000, 5 repeats, 5 trained models per neuron; we have the one
 published model, which is the paper's model 3 of 5 for BRF and RF — its curve is drawn
 dashed next to ours, the 5-model mean dotted; the paper's ALIF entries are multiples of
-10 % from very few samples and unreliable, spec §5.3).
+10 % from very few samples and unreliable).
 
 Writes ``robustness.csv`` (one row per study, neuron, level, repeat),
 ``robustness_summary.csv`` / ``.md`` (mean over repeats beside the paper's numbers) and
@@ -54,7 +55,7 @@ from brfjax import metrics, neurons, scan, tasks
 
 TASK = "smnist"
 UNQUANTISED = math.inf
-PUBLISHED_MODEL = {"brf": 2, "vrf": 2}  # index of the published checkpoint among the paper's 5 models (spec §5.3)
+PUBLISHED_MODEL = {"brf": 2, "vrf": 2}  # index of the published checkpoint among the paper's 5 models (the authors' robustness arrays, github.com/AdaptiveAILab/brf-neurons)
 
 
 class Study(NamedTuple):
@@ -92,7 +93,8 @@ def network_params(model, variables: dict, input_size: int) -> scan.NetworkParam
 
 def run_with_deletion(spec: scan.ScanSpec, params: scan.NetworkParams, inputs, probability, key):
     """``(readouts (T,B,C), spike counts (B,))`` of the forward loop of
-    :func:`brfjax.scan.run` with hidden spikes thinned after every update (spec §1.6)."""
+    :func:`brfjax.scan.run` with hidden spikes thinned after every update, as
+    the authors' spike-deletion networks do."""
     hidden_step = scan.step_function(spec)
     batch = inputs.shape[1]
     hidden0 = neurons.zero_state(neurons.get_neuron(spec.neuron).state, (batch,), params.hidden_kernel.shape[1])

@@ -1,8 +1,9 @@
-"""An independent NumPy float32 implementation of spec §1/§3.1, used as a test oracle.
+"""An independent NumPy float32 implementation of the neurons and the network, used as a test oracle.
 
-Written from the specification only (not from brfjax): every operation is a separate
-IEEE float32 NumPy operation in the spec's evaluation order; weights in the reference
-(PyTorch) layout; decays with float64 exp rounded to float32 (spec §1.7).
+Written from the equations (paper Algorithm 1, appendix A.2; docs/concepts/) as the authors'
+code evaluates them, not from brfjax: every operation is a separate IEEE float32 NumPy
+operation in that code's evaluation order; weights in the reference (PyTorch) layout; decays
+with float64 exp rounded to float32 (docs/numerics.md).
 """
 
 import numpy as np

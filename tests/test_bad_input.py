@@ -5,20 +5,21 @@ existing workdir left exactly as it was."""
 import gzip
 import hashlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from conftest import SHARED, checkpoint
+from in_process import run_main
+
+from brfjax import evaluate, export, train
 
 ECG_BRF = "ecg_brf"
+MAINS = {"train": train.main, "evaluate": evaluate.main, "export": export.main}
 
 
-def cli(module, *args, cwd=None):
-    result = subprocess.run([sys.executable, "-m", f"brfjax.{module}", *map(str, args)],
-                            capture_output=True, text=True, cwd=cwd)
-    return result
+def cli(capfd, module, *args):
+    """``python -m brfjax.<module> args`` run in this process: exit status and output as a subprocess's."""
+    return run_main(MAINS[module], args, capfd)
 
 
 def assert_one_line_error(result, code, *fragments):
@@ -40,9 +41,9 @@ def snapshot(folder):
 def ecg_workdir(tmp_path_factory):
     """A finished one-epoch ECG run (lr 0.1)."""
     workdir = tmp_path_factory.mktemp("runs") / "ecg"
-    result = cli("train", "--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
-                 "--workdir", workdir)
-    assert result.returncode == 0, result.stderr
+    result = run_main(train.main, ["--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
+                                   "--workdir", workdir])
+    assert result.returncode == 0  # the error is in the output pytest shows
     return workdir
 
 
@@ -61,28 +62,28 @@ def ecg_workdir(tmp_path_factory):
     (["--task", "ecg", "--devices", "99"], 2, ["--devices 99: this process has", "cpu device(s); use 1.."]),
     (["--task", "smnist", "--data-dir", "nowhere"], 2, ["--data-dir 'nowhere' does not exist"]),
 ])
-def test_train_misuse(args, code, fragments, tmp_path):
-    result = cli("train", *args, "--workdir", tmp_path / "w")
+def test_train_misuse(args, code, fragments, tmp_path, capfd):
+    result = cli(capfd, "train", *args, "--workdir", tmp_path / "w")
     assert_one_line_error(result, code, *fragments)
     assert not (tmp_path / "w").exists()
 
 
-def test_train_empty_data_folder(tmp_path):
+def test_train_empty_data_folder(tmp_path, capfd):
     (tmp_path / "data").mkdir()
-    result = cli("train", "--task", "smnist", "--data-dir", tmp_path / "data", "--workdir", tmp_path / "w")
+    result = cli(capfd, "train", "--task", "smnist", "--data-dir", tmp_path / "data", "--workdir", tmp_path / "w")
     assert_one_line_error(result, 2, "MNIST file train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) not found in --data-dir")
     assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "mnist").is_dir(), reason="needs ../shared/data/mnist")
-def test_train_truncated_idx_file(tmp_path):
+def test_train_truncated_idx_file(tmp_path, capfd):
     data = tmp_path / "mnist"
     shutil.copytree(SHARED / "data" / "mnist", data)
     source = next(p for p in data.iterdir() if p.name.startswith("train-images"))
     raw = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
     source.unlink()
     (data / "train-images-idx3-ubyte").write_bytes(raw[: len(raw) // 3])
-    result = cli("train", "--task", "smnist", "--data-dir", data, "--workdir", tmp_path / "w")
+    result = cli(capfd, "train", "--task", "smnist", "--data-dir", data, "--workdir", tmp_path / "w")
     assert_one_line_error(result, 1, "train-images-idx3-ubyte", "corrupt or truncated")
     assert not (tmp_path / "w").exists()
 
@@ -91,12 +92,12 @@ def test_train_truncated_idx_file(tmp_path):
     ("shd", {"shd_train.h5": b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "shd_test.h5": b"not hdf5"}, ["shd_train.h5", "not a readable SHD"]),
     ("ecg", {"QTDB_train.mat": b"MATLAB 5.0 MAT-file" + b"\0" * 200, "QTDB_test.mat": b"garbage"}, ["QTDB_train.mat", "corrupt"]),
 ])
-def test_train_corrupt_data_files(task, files, fragments, tmp_path):
+def test_train_corrupt_data_files(task, files, fragments, tmp_path, capfd):
     data = tmp_path / task
     data.mkdir()
     for name, content in files.items():
         (data / name).write_bytes(content)
-    result = cli("train", "--task", task, "--data-dir", data, "--workdir", tmp_path / "w")
+    result = cli(capfd, "train", "--task", task, "--data-dir", data, "--workdir", tmp_path / "w")
     assert_one_line_error(result, 1, *fragments)
 
 
@@ -105,9 +106,9 @@ def test_train_corrupt_data_files(task, files, fragments, tmp_path):
     (np.arange(100), "expected an integer array of shape (784,)"),
     (np.zeros(784, np.int64), "not a permutation of 0..783"),
 ])
-def test_train_bad_permutation_file(permutation, fragment, tmp_path):
+def test_train_bad_permutation_file(permutation, fragment, tmp_path, capfd):
     np.save(tmp_path / "p.npy", permutation)
-    result = cli("train", "--task", "psmnist", "--data-dir", SHARED / "data" / "mnist", "--permutation", tmp_path / "p.npy",
+    result = cli(capfd, "train", "--task", "psmnist", "--data-dir", SHARED / "data" / "mnist", "--permutation", tmp_path / "p.npy",
                  "--workdir", tmp_path / "w")
     assert_one_line_error(result, 2, fragment)
     assert not (tmp_path / "w").exists()
@@ -117,34 +118,35 @@ def test_train_bad_permutation_file(permutation, fragment, tmp_path):
     (["--lr", "0.05"], "belongs to a different run (differs in ['learning_rate'])"),
     (["--neuron", "vrf"], "belongs to a different run (differs in"),
 ])
-def test_workdir_of_another_run_is_refused_and_untouched(ecg_workdir, args, fragment):
+def test_workdir_of_another_run_is_refused_and_untouched(ecg_workdir, args, fragment, capfd):
     before = snapshot(ecg_workdir)
-    result = cli("train", "--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
+    result = cli(capfd, "train", "--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
                  *args, "--workdir", ecg_workdir)
     assert_one_line_error(result, 2, fragment)
     assert snapshot(ecg_workdir) == before
 
 
-def test_workdir_that_is_not_a_brfjax_workdir_is_refused(tmp_path):
+def test_workdir_that_is_not_a_brfjax_workdir_is_refused(tmp_path, capfd):
     (tmp_path / "mine.txt").write_text("precious")
-    result = cli("train", "--task", "ecg", "--workdir", tmp_path)
+    result = cli(capfd, "train", "--task", "ecg", "--workdir", tmp_path)
     assert_one_line_error(result, 2, "is a non-empty folder that is not a brfjax workdir")
     assert snapshot(tmp_path) == {"mine.txt": hashlib.sha256(b"precious").hexdigest()}
     (tmp_path / "file").write_text("x")
-    result = cli("train", "--task", "ecg", "--workdir", tmp_path / "file")
+    result = cli(capfd, "train", "--task", "ecg", "--workdir", tmp_path / "file")
     assert_one_line_error(result, 2, "is a file, not a folder")
 
 
 # --------------------------------------------------------------------- evaluation
 
 
-def test_evaluate_misuse(tmp_path):
-    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "nope.npz"),
+def test_evaluate_misuse(tmp_path, capfd):
+    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "nope.npz"),
                           2, "does not exist")
-    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz"), 2, "invalid choice: 'lif'")
-    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0"),
-                          2, "--batch-size must be a positive integer, got 0")
-    assert_one_line_error(cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "-1"),
+    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz"), 2,
+                          "invalid choice: 'lif'")
+    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size",
+                              "0"), 2, "--batch-size must be a positive integer, got 0")
+    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "-1"),
                           2, "--devices must be a positive integer, got -1")
 
 
@@ -158,24 +160,24 @@ def reference_dict():
     (lambda sd: sd.update({"hidden.extra": np.ones(3, np.float32)}), 1, ["unexpected ['hidden.extra']"]),
     (lambda sd: sd.update({"out.linear.weight": np.ones((7, 36), np.float32)}), 1, ["out.tau_mem", "expected shape (7,), got (6,)"]),
 ])
-def test_evaluate_damaged_checkpoint(reference_dict, edit, code, fragments, tmp_path):
+def test_evaluate_damaged_checkpoint(reference_dict, edit, code, fragments, tmp_path, capfd):
     edit(reference_dict)
     np.savez(tmp_path / "bad.npz", **reference_dict)
-    result = cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "bad.npz")
+    result = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "bad.npz")
     assert_one_line_error(result, code, *fragments)
 
 
-def test_evaluate_checkpoint_of_another_task(tmp_path):
-    result = cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", checkpoint("smnist_brf"))
+def test_evaluate_checkpoint_of_another_task(tmp_path, capfd):
+    result = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", checkpoint("smnist_brf"))
     assert_one_line_error(result, 1, "smnist_brf.npz")
     (tmp_path / "truncated.npz").write_bytes(checkpoint(ECG_BRF).read_bytes()[:500])
-    result = cli("evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "truncated.npz")
+    result = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "truncated.npz")
     assert_one_line_error(result, 1, "truncated.npz")
 
 
 @pytest.mark.parametrize("module", ["train", "evaluate", "export"])
-def test_a_misspelt_name_is_one_error_line_not_the_usage(module):
-    result = cli(module, "--task", "mnist", "--neuron", "brf", "--checkpoint", "x.npz", "-o", "y")
+def test_a_misspelt_name_is_one_error_line_not_the_usage(module, capfd):
+    result = cli(capfd, module, "--task", "mnist", "--neuron", "brf", "--checkpoint", "x.npz", "-o", "y")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: argument --task: invalid choice: 'mnist' (choose from 'ecg', 'psmnist', 'shd', 'smnist'); "
@@ -183,14 +185,14 @@ def test_a_misspelt_name_is_one_error_line_not_the_usage(module):
     ]
 
 
-def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_state_dict(ecg_workdir):
-    recorded = cli("evaluate", "--checkpoint", ecg_workdir)
+def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_state_dict(ecg_workdir, capfd):
+    recorded = cli(capfd, "evaluate", "--checkpoint", ecg_workdir)
     assert recorded.returncode == 0, recorded.stderr
     assert recorded.stdout.startswith("ecg brf: accuracy")
-    other = cli("evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
+    other = cli(capfd, "evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
     assert_one_line_error(other, 2, "holds a ecg/brf run, not ecg/vrf")
-    unknown = cli("evaluate", "--checkpoint", checkpoint("ecg_vrf"))
+    unknown = cli(capfd, "evaluate", "--checkpoint", checkpoint("ecg_vrf"))
     assert_one_line_error(unknown, 2, "does not record its task and neuron", "pass --task and --neuron")
-    assumed = cli("evaluate", "--task", "ecg", "--neuron", "vrf", "--checkpoint", checkpoint("ecg_vrf"))
+    assumed = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "vrf", "--checkpoint", checkpoint("ecg_vrf"))
     assert assumed.returncode == 0 and assumed.stdout.startswith("ecg vrf: accuracy 85.1140 %")
     assert "ecg_vrf.npz does not record its neuron or task: evaluated as a vrf network for ecg" in assumed.stderr

@@ -1,8 +1,8 @@
 import json
-import subprocess
 import sys
 
 from conftest import REPO
+from in_process import run_main
 
 FIELDS = {"task", "neuron", "batch", "steps", "hidden", "forward_s", "train_step_s", "compile_s", "sample_steps_per_s",
           "peak_memory_mb", "forward_flops", "train_flops", "peak_flops_per_s", "forward_fraction_of_peak",
@@ -10,10 +10,14 @@ FIELDS = {"task", "neuron", "batch", "steps", "hidden", "forward_s", "train_step
           "product_loop_fraction_of_peak", "forward_portable_s", "portable_forward_ratio"}
 
 
-def test_benchmark_records_on_two_host_devices(tmp_path):
+def test_benchmark_records_on_two_host_devices(tmp_path, capfd):
+    """The script measures each configuration in a process of its own (``--single``, run
+    with the device count in XLA_FLAGS): its driver runs here."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import scan_throughput
+
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scan_throughput.py"), "--tasks", "ecg",
-                             "--host-devices", "2", "--json", str(out)], capture_output=True, text=True)
+    result = run_main(scan_throughput.main, ["--tasks", "ecg", "--host-devices", "2", "--json", out], capfd)
     assert result.returncode == 0, result.stderr
     (record,) = json.loads(out.read_text())
     assert FIELDS <= set(record) and record["devices"] == 2

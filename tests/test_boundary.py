@@ -2,17 +2,15 @@
 dtype, length or label gets one clear error (or is cast, for real dtypes), never a
 number for something else; and streaming is indexed relative to the whole sequence."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import checkpoint
+from in_process import run_main
 from test_data import write_shd
 
-from brfjax import metrics, models
+from brfjax import evaluate, metrics, models
 from brfjax.data import DataError, shd
 
 NEURONS = ["brf", "vrf", "bhrf", "alif"]
@@ -126,13 +124,11 @@ def test_metrics_check_the_shapes_of_readouts_and_targets():
         metrics.summed_loss(READOUTS, jnp.zeros(3))
 
 
-def test_loaders_reject_labels_out_of_range_as_damaged_files(tmp_path):
+def test_loaders_reject_labels_out_of_range_as_damaged_files(tmp_path, capfd):
     write_shd(tmp_path / "shd_test.h5", [([0.1], [3], 2), ([0.2], [5], 20), ([0.3], [7], 25)])
     with pytest.raises(DataError, match=r"label 20 at index 1 is outside 0..19"):
         shd.load_shd("test", str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "-m", "brfjax.evaluate", "--task", "shd", "--neuron", "brf", "--checkpoint",
-         str(checkpoint("shd_brf")), "--data-dir", str(tmp_path)], capture_output=True, text=True,
-    )
+    result = run_main(evaluate.main, ["--task", "shd", "--neuron", "brf", "--checkpoint", checkpoint("shd_brf"),
+                                      "--data-dir", tmp_path], capfd)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: SHD file") and "label 20" in result.stderr

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED, TRAINING_CURVES, checkpoint
+from in_process import run_main
 
 sys.path.insert(0, str(REPO / "experiments"))
 
@@ -24,7 +25,9 @@ def write_run(folder, seed, accuracy):
     }))
 
 
-def test_summarize_runs_reports_mean_and_sample_std(tmp_path):
+def test_summarize_runs_reports_mean_and_sample_std(tmp_path, capfd):
+    import summarize_runs
+
     for seed, accuracy in [(0, 84.0), (1, 86.0), (2, 85.0)]:
         write_run(tmp_path / f"run{seed}", seed, accuracy)
     script = REPO / "experiments" / "summarize_runs.py"
@@ -32,7 +35,7 @@ def test_summarize_runs_reports_mean_and_sample_std(tmp_path):
                             capture_output=True, text=True, check=True)
     assert "| ecg | brf | 3 | 85.00 ± 1.00 |" in result.stdout
     assert "| ecg | brf | 1 | 86.00 | 100.0 |" in result.stdout
-    missing = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+    missing = run_main(summarize_runs.main, [tmp_path], capfd)
     assert missing.returncode == 1 and "no results.json" in missing.stderr
 
 

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import checkpoint
+from in_process import run_main
 
 from brfjax import evaluate, export, models, tasks
 from brfjax.data import ecg
@@ -35,7 +36,7 @@ def test_cli_writes_a_program_for_cpu_gpu_and_tpu_that_reproduces_the_model(tmp_
         np.testing.assert_array_equal(counts, expected.spike_counts)
 
 
-def test_export_of_a_fixed_batch_and_its_errors(tmp_path):
+def test_export_of_a_fixed_batch_and_its_errors(tmp_path, capfd):
     network = models.build_network("alif", 8, 3, sub_seq_length=2)
     x = np.ones((6, 2, 4), np.float32)
     import jax
@@ -49,10 +50,8 @@ def test_export_of_a_fixed_batch_and_its_errors(tmp_path):
         export.export_network(network, variables, 6, 4, platforms=("metal",))
     with pytest.raises(ValueError, match="num_steps must be positive"):
         export.export_network(network, variables, 0, 4)
-    missing = subprocess.run(
-        [sys.executable, "-m", "brfjax.export", "--task", "ecg", "--neuron", "brf", "--checkpoint",
-         str(tmp_path / "nope.npz"), "-o", str(tmp_path / "x")], capture_output=True, text=True,
-    )
+    missing = run_main(export.main, ["--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "nope.npz",
+                                     "-o", tmp_path / "x"], capfd)
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
 

@@ -29,7 +29,8 @@ def synthetic_ecg_input():
     return x
 
 
-# spec §8.8
+# the published ECG models on a synthetic 100-step input: (sub_seq_length, total hidden spikes,
+# final readout o_99, argmax of the recorded outputs at t = 0, 10, ...); spikes and argmaxes exact, readouts to 1e-4
 SYNTHETIC = {
     "brf": (0, 417, [-2.43116, -3.0178, -13.98336, -5.70269, 1.34831, 0.14085], [0, 0, 0, 0, 0, 4, 4, 4, 4, 4]),
     "vrf": (0, 808, [-2.38764, -7.52336, -14.29632, -22.05466, -1.13957, 0.86308], [0, 0, 0, 0, 4, 4, 4, 4, 5, 5]),

@@ -88,7 +88,7 @@ def test_exp_is_correctly_rounded_where_float32_exp_is_not():
 
 
 def test_decay_equals_the_original_float32_exp_for_every_stored_time_constant():
-    """spec §1.7: exp((-1)/|τ|) with a float32 argument, float64 exp, one rounding."""
+    """exp((-1)/|τ|) with a float32 argument, float64 exp, one rounding (docs/numerics.md)."""
     taus = [RNG.uniform(0.02, 500, 200_000).astype(np.float32)]
     for name in ("ecg_brf", "ecg_vrf", "ecg_alif", "smnist_brf", "smnist_alif", "psmnist_alif", "shd_alif"):
         with np.load(checkpoint(name)) as state:

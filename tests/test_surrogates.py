@@ -6,7 +6,7 @@ import pytest
 from brfjax import surrogates
 
 POINTS = np.array([-3, -1, -0.5, 0, 0.25, 0.5, 1, 2, 3], np.float32)
-# spec §2 reference table
+# float32 values of the authors' surrogate functions (github.com/AdaptiveAILab/brf-neurons, snn/)
 REFERENCE = {
     "double_gaussian": [-0.01209853, 0.04322045, 0.25859436, 0.43883651, 0.38499716, 0.25859436, 0.04322045, -0.01581849, -0.01209853],
     "multi_gaussian": [-0.01209776, 0.04345199, 0.2588582, 0.43911165, 0.38526943, 0.2588582, 0.04345199, -0.01569552, -0.01209776],

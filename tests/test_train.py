@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import SHARED
+from in_process import run_main
 from test_data import write_shd
 
 from brfjax import evaluate, tasks, train
@@ -40,11 +41,17 @@ def test_tbptt_makes_17_updates_per_mnist_sequence():
     assert chunks[0] == (0, 1) and chunks[1] == (1, 51) and chunks[-1] == (751, 784)
 
 
-def test_ecg_run_writes_everything_and_is_deterministic(tmp_path):
+@pytest.fixture(scope="module")
+def ecg_run(tmp_path_factory):
+    """A finished two-epoch ECG run: (config, workdir, results)."""
     config = quick_ecg()
-    results = train.train_and_evaluate(config, str(tmp_path / "a"))
+    workdir = tmp_path_factory.mktemp("ecg_run") / "a"
+    return config, workdir, train.train_and_evaluate(config, str(workdir))
+
+
+def test_ecg_run_writes_everything_and_is_deterministic(ecg_run, tmp_path):
+    config, workdir, results = ecg_run
     assert set(results) == RESULT_KEYS
-    workdir = tmp_path / "a"
     for name in ("config.json", "manifest.json", "metrics.csv", "results.json"):
         assert (workdir / name).exists(), name
     manifest = json.loads((workdir / "manifest.json").read_text())
@@ -88,12 +95,17 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
     )
 
 
-def test_a_workdir_of_another_configuration_is_refused(tmp_path):
-    train.train_and_evaluate(quick_ecg(epochs=1, max_train_batches=1), str(tmp_path))
-    before = (tmp_path / "metrics.csv").read_text()
+def every_file(folder):
+    """{relative path: content} of every file under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_workdir_of_another_configuration_is_refused(ecg_run):
+    config, workdir, _ = ecg_run
+    before = every_file(workdir)
     with pytest.raises(train.UsageError, match=r"differs in \['learning_rate'\]"):
-        train.train_and_evaluate(quick_ecg(epochs=1, max_train_batches=1, learning_rate=0.2), str(tmp_path))
-    assert (tmp_path / "metrics.csv").read_text() == before
+        train.train_and_evaluate(config.replace(learning_rate=0.2), str(workdir))
+    assert every_file(workdir) == before
 
 
 def needs_mnist():
@@ -124,7 +136,8 @@ def test_psmnist_alif_uses_tbptt_and_saves_its_permutation(tmp_path):
 def test_psmnist_permutation_file_is_used_and_kept(tmp_path):
     needs_mnist()
     permutation = SHARED / "reference" / "checkpoints" / "psmnist_brf_permutation.npy"
-    config = tasks.config_for("psmnist", "brf", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1)
+    # the batch of test_smnist_one_epoch, whose compiled training step this run shares
+    config = tasks.config_for("psmnist", "brf", epochs=1, batch_size=8, max_train_batches=1, max_eval_batches=1)
     train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR, permutation_file=str(permutation))
     np.testing.assert_array_equal(np.load(tmp_path / "permutation.npy"), np.load(permutation))
     np.testing.assert_array_equal(train.load_permutation(str(tmp_path), tasks.get_task("psmnist")), np.load(permutation))
@@ -159,8 +172,9 @@ def test_shd_one_epoch_from_generated_files(tmp_path):
     assert set(manifest["data_checksums"]) == {"shd_train.h5", "shd_test.h5"}
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "brfjax.train", *args], capture_output=True, text=True, cwd=cwd)
+def run_cli(capfd, *args):
+    """``python -m brfjax.train args`` run in this process: exit status and output as a subprocess's."""
+    return run_main(train.main, args, capfd)
 
 
 @pytest.mark.parametrize(
@@ -174,22 +188,24 @@ def run_cli(*args, cwd=None):
         (["--task", "ecg", "--permutation", "p.npy"], "--permutation applies to --task psmnist only"),
     ],
 )
-def test_cli_misuse_exits_2_with_one_line(args, message):
-    result = run_cli(*args)
+def test_cli_misuse_exits_2_with_one_line(args, message, capfd):
+    result = run_cli(capfd, *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_cli_trains_and_reports(tmp_path):
-    result = run_cli("--task", "ecg", "--epochs", "1", "--max-train-batches", "2", "--workdir", str(tmp_path / "w"))
+def test_cli_trains_and_reports(tmp_path, capfd):
+    """``python -m brfjax.train`` itself, in a process of its own."""
+    result = subprocess.run([sys.executable, "-m", "brfjax.train", "--task", "ecg", "--epochs", "1", "--max-train-batches",
+                             "2", "--workdir", str(tmp_path / "w")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ecg brf: accuracy") and "best epoch" in result.stdout
     assert "epoch 1: val loss" in result.stderr and "\r" not in result.stderr  # stderr a pipe: no progress bar
-    missing = run_cli("--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "m"))
+    missing = run_cli(capfd, "--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "m"))
     assert missing.returncode == 2 and "--data-dir" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_batch_larger_than_the_training_set_is_refused_before_anything_is_written(tmp_path):
-    result = run_cli("--task", "ecg", "--batch-size", "1000", "--workdir", str(tmp_path / "w"))
+def test_batch_larger_than_the_training_set_is_refused_before_anything_is_written(tmp_path, capfd):
+    result = run_cli(capfd, "--task", "ecg", "--batch-size", "1000", "--workdir", str(tmp_path / "w"))
     assert result.returncode == 2 and "larger than the ecg training set (557 samples" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "w").exists()
 
@@ -216,7 +232,8 @@ def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_pa
     spike, so the loss stays finite); the first update would turn every parameter NaN.
     The jitted step counts them: the run stops at that step, naming omega and the cause,
     with the checkpoints of the last good epoch intact."""
-    config = tasks.config_for("ecg", "brf", epochs=1, batch_size=8, max_train_batches=6, max_eval_batches=1,
+    # the batch of quick_ecg, whose compiled training step this run shares
+    config = tasks.config_for("ecg", "brf", epochs=1, batch_size=16, max_train_batches=6, max_eval_batches=1,
                               omega_init=(100.5, 100.5))
     with pytest.raises(train.TrainingError, match=r"epoch 1, step 1: hidden\.omega: 36 neurons with dt\*\|omega\| >= 1"):
         train.train_and_evaluate(config, str(tmp_path))

@@ -16,15 +16,36 @@ class DataUsageError(DataError):
 
 
 def sha256_of_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The lowercase hex digest.
+
+    Raises:
+      OSError: the file cannot be read.
+    """
     from brfjax.data.download import file_digest
 
     return file_digest(os.fspath(path), "sha256")
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
-    """Labels (any shape: batch-major ``(N,)`` or ``(N, T)``) must be integers in
-    ``0..num_classes-1``: anything else is damaged content (raises :class:`DataError`
-    naming ``source`` and the first bad label)."""
+    """Check that labels are integers in ``0..num_classes-1``.
+
+    Anything else is damaged content.
+
+    Args:
+      labels: the labels, any shape (batch-major ``(N,)`` or ``(N, T)``).
+      num_classes: C.
+      source: the file or dataset, for the message.
+
+    Raises:
+      DataError: non-integer labels, or a label outside the range (the message names
+        ``source`` and the first bad label with its index).
+    """
     labels = np.asarray(labels)
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{source}: labels must be integers, got dtype {labels.dtype}; the file is damaged or not this dataset")
@@ -38,16 +59,27 @@ def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
 
 
 class SequenceData(NamedTuple):
-    """Batch-major samples: ``inputs (N, T, I)`` (float32 or uint8, see the loader) and
-    int32 ``targets`` of shape ``(N, T)`` (per-step labels) or ``(N,)`` (per sequence).
+    """Batch-major samples of one split.
 
     The network is time-major by default: feed it a batch as ``(T, B, I)``
     (:func:`brfjax.tasks.model_inputs` transposes), or build it with ``time_major=False``
-    to take these batch-major arrays as they are (:class:`brfjax.models.RecurrentSNN`)."""
+    to take these batch-major arrays as they are (:class:`brfjax.models.RecurrentSNN`).
+
+    Attributes:
+      inputs: ``(N, T, I)``, float32 or uint8 (see the loader).
+      targets: int32 per-step labels ``(N, T)`` or one label per sequence ``(N,)``.
+    """
 
     inputs: np.ndarray
     targets: np.ndarray
 
     def subset(self, indices: np.ndarray) -> "SequenceData":
-        """The samples at ``indices`` (along the leading, batch axis N), batch-major."""
+        """The samples at ``indices`` (along the leading, batch axis N), batch-major.
+
+        Args:
+          indices: an int index array (or a slice) into the N samples.
+
+        Returns:
+          :class:`SequenceData` of the selected samples.
+        """
         return SequenceData(self.inputs[indices], self.targets[indices])

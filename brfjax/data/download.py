@@ -16,7 +16,18 @@ DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "brfjax")
 
 
 def cache_dir(name: str, root: Optional[str] = None) -> str:
-    """``$BRFJAX_CACHE/<name>`` (default ``~/.cache/brfjax/<name>``), created if needed."""
+    """``$BRFJAX_CACHE/<name>`` (default ``~/.cache/brfjax/<name>``), created if needed.
+
+    Args:
+      name: the dataset's folder name, e.g. ``"mnist"``.
+      root: the cache root instead of ``$BRFJAX_CACHE`` or ``~/.cache/brfjax``.
+
+    Returns:
+      The folder's path.
+
+    Raises:
+      OSError: the folder cannot be created.
+    """
     path = os.path.join(root or os.environ.get("BRFJAX_CACHE", DEFAULT_CACHE), name)
     os.makedirs(path, exist_ok=True)
     return path
@@ -30,7 +41,17 @@ def _temporary_beside(destination: str) -> tuple[int, str]:
 
 
 def fetch(url: str, destination: str, timeout: float = 60.0) -> None:
-    """Download ``url`` to ``destination`` atomically (a partial download never remains)."""
+    """Download ``url`` to ``destination`` atomically (a partial download never remains).
+
+    Args:
+      url: the address to download.
+      destination: the file to write; its folder must exist.
+      timeout: seconds to wait for the server.
+
+    Raises:
+      DataError: the download failed; the message says to download by hand and pass
+        ``--data-dir``.
+    """
     handle, partial = _temporary_beside(destination)
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -44,8 +65,17 @@ def fetch(url: str, destination: str, timeout: float = 60.0) -> None:
 
 
 def gunzip(source: str, destination: str) -> None:
-    """Decompress ``source`` (.gz) to ``destination`` atomically (a unique temporary
-    file, then one rename: a reader sees no file or the whole file)."""
+    """Decompress a ``.gz`` file atomically.
+
+    A unique temporary file, then one rename: a reader sees no file or the whole file.
+
+    Args:
+      source: the ``.gz`` file.
+      destination: the file to write.
+
+    Raises:
+      DataError: ``source`` is not a valid gzip file.
+    """
     handle, partial = _temporary_beside(destination)
     try:
         with gzip.open(source, "rb") as compressed, os.fdopen(handle, "wb") as out:
@@ -59,7 +89,15 @@ def gunzip(source: str, destination: str) -> None:
 
 
 def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
+    """Write ``text`` to ``path`` atomically.
+
+    Args:
+      path: the file to write.
+      text: its content.
+
+    Raises:
+      OSError: the file cannot be written.
+    """
     handle, partial = _temporary_beside(path)
     try:
         with os.fdopen(handle, "w") as out:
@@ -71,6 +109,18 @@ def write_text(path: str, text: str) -> None:
 
 
 def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes.
+
+    Args:
+      path: the file.
+      algorithm: a ``hashlib`` name (default ``"sha256"``).
+
+    Returns:
+      The lowercase hex digest.
+
+    Raises:
+      OSError: the file cannot be read.
+    """
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

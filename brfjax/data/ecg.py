@@ -1,7 +1,8 @@
-"""ECG-QTDB (Yin et al. 2021 preprocessing of the PhysioNet QT database), spec §7.
+"""ECG-QTDB (Yin et al. 2021 preprocessing of the PhysioNet QT database).
 
 The two MATLAB v5 files ship inside the package (``brfjax/data/ecg_qtdb``); pass
-``data_dir`` to read copies from elsewhere. Loader rule (spec §7): cast to float32,
+``data_dir`` to read copies from elsewhere. Loader rule (that of the authors' code,
+github.com/AdaptiveAILab/brf-neurons; ``docs/reference/data.md``): cast to float32,
 drop the last (sentinel) step of ``x`` and ``y`` (1301 -> 1300 steps), target =
 ``argmax`` of the per-step one-hot row (an unlabelled all-zero row becomes class 0).
 
@@ -28,7 +29,20 @@ NUM_CLASSES = 6
 
 
 def ecg_file(split: str, data_dir: Optional[str] = None) -> str:
-    """Path of the ``split`` (``"train"`` or ``"test"``) file, bundled unless ``data_dir``."""
+    """Path of one split's ``.mat`` file, bundled unless ``data_dir``.
+
+    Args:
+      split: ``"train"`` or ``"test"``.
+      data_dir: a folder holding ``QTDB_train.mat``/``QTDB_test.mat``; None for the copy
+        bundled with brfjax.
+
+    Returns:
+      The file's path (it exists).
+
+    Raises:
+      DataError: an unknown split.
+      DataUsageError: the file is not in ``data_dir``.
+    """
     if split not in FILES:
         raise DataError(f"unknown ECG split {split!r}; expected one of {sorted(FILES)}")
     path = os.path.join(data_dir or BUNDLED_DIR, FILES[split][0])
@@ -43,12 +57,18 @@ def ecg_file(split: str, data_dir: Optional[str] = None) -> str:
 def load_ecg(split: str, data_dir: Optional[str] = None, verify: bool = True) -> SequenceData:
     """Load and decode one split (checksum-verified unless ``verify=False``).
 
+    Args:
+      split: ``"train"`` (618 sequences) or ``"test"`` (141).
+      data_dir: a folder with the ``.mat`` files; None for the bundled copy.
+      verify: check the file's SHA-256 against the published data's.
+
     Returns:
-      :class:`~brfjax.data.SequenceData`, batch-major: inputs ``(N, 1300, 4)`` float32,
-      per-step targets ``(N, 1300)`` int32.
+      :class:`~brfjax.data.SequenceData`, batch-major: inputs ``(N, 1300, 4)`` float32
+      spikes in {0, 1}, per-step targets ``(N, 1300)`` int32 in 0..5.
 
     Raises:
-      DataError: an unknown split, a missing, corrupt or malformed file.
+      DataError: an unknown split, a corrupt or malformed file.
+      DataUsageError: the file is not in ``data_dir``.
     """
     import scipy.io  # imported here: only ECG needs scipy
 
@@ -68,9 +88,20 @@ def load_ecg(split: str, data_dir: Optional[str] = None, verify: bool = True) ->
 
 
 def decode_ecg(mat: dict, source: str = "<memory>") -> SequenceData:
-    """Apply the loader rule of spec §7 to the batch-major ``x (N, T+1, 4)`` and
-    ``y (N, T+1, 6)`` arrays of a QTDB ``.mat``: inputs ``(N, T, 4)`` float32 and
-    per-step targets ``(N, T)`` int32, batch-major."""
+    """Apply the ECG loader rule to the arrays of a QTDB ``.mat``.
+
+    Args:
+      mat: the dict of ``scipy.io.loadmat``, with batch-major ``x (N, T+1, 4)`` input
+        spikes and ``y (N, T+1, 6)`` one-hot labels (step ``T`` is a sentinel).
+      source: the file's name, for messages.
+
+    Returns:
+      :class:`~brfjax.data.SequenceData`: inputs ``(N, T, 4)`` float32 and per-step
+      targets ``(N, T)`` int32, batch-major (``docs/reference/data.md``).
+
+    Raises:
+      DataError: ``x`` or ``y`` missing or of the wrong shape.
+    """
     for key in ("x", "y"):
         if key not in mat:
             raise DataError(f"ECG file {source!r} has no {key!r} array")

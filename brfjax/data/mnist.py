@@ -1,4 +1,4 @@
-"""MNIST for S-MNIST and PS-MNIST (spec §4.2), NumPy only.
+"""MNIST for S-MNIST and PS-MNIST, NumPy only.
 
 Reads the original IDX files, raw or ``.gz``. Without ``data_dir`` the ``.gz`` files
 are downloaded once from a public mirror into the cache (``~/.cache/brfjax/mnist``,
@@ -8,7 +8,8 @@ bytes before use, so a truncated or corrupted file is never read.
 Each 28×28 image becomes a sequence of T = 784 steps of one pixel, row-major
 (step t gets row t//28, column t%28); PS-MNIST feeds step t the pixel at flattened
 position ``permutation[t]``. Pixels are stored as uint8 and scaled to
-``float32(pixel) / 255`` per batch (:func:`scale_pixels`).
+``float32(pixel) / 255`` per batch (:func:`scale_pixels`), as in the authors' code
+(github.com/AdaptiveAILab/brf-neurons; ``docs/reference/data.md``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,19 @@ NUM_CLASSES = 10
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode an IDX file: magic (0, 0, dtype code, ndim), big-endian int32 dims, data."""
+    """Decode an IDX file: magic (0, 0, dtype code, ndim), big-endian int32 dims, data.
+
+    Args:
+      data: the file's decoded bytes.
+      source: the file's name, for messages.
+
+    Returns:
+      A read-only uint8 array of the file's shape (images ``(N, 28, 28)``, labels
+      ``(N,)``).
+
+    Raises:
+      DataError: not an unsigned-byte IDX file, or truncated.
+    """
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{source!r} is not an unsigned-byte IDX file")
     ndim = data[3]
@@ -65,7 +78,19 @@ def _find(folder: str, name: str) -> Optional[str]:
 
 
 def read_verified(path: str, name: str, verify: bool = True) -> bytes:
-    """Decoded bytes of an IDX file (raw or .gz), checked against its SHA-256."""
+    """Decoded bytes of an IDX file (raw or .gz), checked against its SHA-256.
+
+    Args:
+      path: the file, raw or ``.gz``.
+      name: its IDX name (a key of :data:`SHA256`), e.g. ``"t10k-images-idx3-ubyte"``.
+      verify: check the SHA-256 of the decoded bytes.
+
+    Returns:
+      The decoded bytes.
+
+    Raises:
+      DataError: an unreadable file or a checksum mismatch.
+    """
     try:
         with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as handle:
             data = handle.read()
@@ -82,7 +107,19 @@ def read_verified(path: str, name: str, verify: bool = True) -> bytes:
 
 
 def locate(name: str, data_dir: Optional[str] = None) -> str:
-    """Path of IDX file ``name``: in ``data_dir`` if given, else in the cache (downloaded)."""
+    """Path of IDX file ``name``: in ``data_dir`` if given, else in the cache (downloaded).
+
+    Args:
+      name: the IDX name, e.g. ``"train-images-idx3-ubyte"``.
+      data_dir: a folder with the file, raw or ``.gz``; None for the cache.
+
+    Returns:
+      The path of the raw or ``.gz`` file.
+
+    Raises:
+      DataUsageError: ``data_dir`` lacks the file.
+      DataError: every mirror failed.
+    """
     if data_dir is not None:
         path = _find(data_dir, name)
         if path is None:
@@ -110,11 +147,23 @@ BACKENDS = ("idx", "tfds")
 
 
 def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, backend: str = "idx") -> SequenceData:
-    """``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)`` of a split,
-    batch-major (one pixel per step, T = 784).
+    """One split as sequences of one pixel per step, batch-major.
 
-    ``backend="idx"`` (default) reads the verified IDX files; ``"tfds"`` takes MNIST from
-    tensorflow-datasets (optional extra ``brfjax[tfds]``; ``data_dir`` is its data folder).
+    Args:
+      split: ``"train"`` (60,000 digits) or ``"test"`` (10,000).
+      data_dir: a folder with the four IDX files (``docs/how-to/offline-data.md``), or
+        None to download; with ``backend="tfds"`` the tensorflow-datasets data folder.
+      verify: check each file's SHA-256.
+      backend: ``"idx"`` (default) reads the verified IDX files; ``"tfds"`` takes MNIST
+        from tensorflow-datasets (optional extra ``brfjax[tfds]``).
+
+    Returns:
+      ``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)``, T = 784 steps.
+
+    Raises:
+      DataError: an unknown split or backend, a corrupt file, or images and labels that
+        do not match.
+      DataUsageError: ``data_dir`` lacks a file.
     """
     if split not in SPLIT_FILES:
         raise DataError(f"unknown MNIST split {split!r}; expected one of {sorted(SPLIT_FILES)}")
@@ -132,7 +181,19 @@ def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, 
 
 
 def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
-    """MNIST from tensorflow-datasets, in the batch-major layout of :func:`load_mnist`."""
+    """MNIST from tensorflow-datasets, in the batch-major layout of :func:`load_mnist`.
+
+    Args:
+      split: ``"train"`` or ``"test"``.
+      data_dir: the tensorflow-datasets data folder, or None for its default.
+
+    Returns:
+      ``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)``.
+
+    Raises:
+      DataError: tensorflow-datasets is not installed, or returns unexpected shapes or
+        labels.
+    """
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -148,14 +209,26 @@ def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
 
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> float32(pixel) / 255 in [0, 1] (no mean/std normalisation),
-    elementwise: the shape and layout (batch-major ``(B, 784, 1)`` from the loader) are
-    kept."""
+    """uint8 pixels -> float32(pixel) / 255 in [0, 1] (no mean/std normalisation).
+
+    Args:
+      pixels: uint8 array of any shape, e.g. batch-major ``(B, 784, 1)`` from the loader.
+
+    Returns:
+      float32 array of the same shape and layout.
+    """
     return pixels.astype(np.float32) / np.float32(255.0)
 
 
 def make_permutation(seed: int) -> np.ndarray:
-    """A fixed pixel permutation of 0..783 drawn from ``seed``."""
+    """A fixed pixel permutation of 0..783 drawn from ``seed``.
+
+    Args:
+      seed: the run's seed.
+
+    Returns:
+      int64 ``(784,)``: step t reads the pixel at flattened position ``permutation[t]``.
+    """
     return np.random.default_rng([seed, 784]).permutation(NUM_STEPS)
 
 
@@ -163,8 +236,17 @@ IDENTITY = "identity"  # the permutation argument that keeps the pixel order
 
 
 def load_permutation(path: str) -> np.ndarray:
-    """Read a ``.npy`` permutation and check it is a permutation of 0..783;
-    ``"identity"`` gives ``0..783`` (pixel order)."""
+    """Read a ``.npy`` pixel permutation and check it.
+
+    Args:
+      path: a ``.npy`` of 784 integers, or ``"identity"`` for ``0..783`` (pixel order).
+
+    Returns:
+      int64 ``(784,)``, a permutation of 0..783.
+
+    Raises:
+      DataUsageError: an unreadable file or not a permutation of 0..783.
+    """
     if path == IDENTITY:
         return np.arange(NUM_STEPS, dtype=np.int64)
     try:
@@ -176,6 +258,15 @@ def load_permutation(path: str) -> np.ndarray:
 
 
 def check_permutation(permutation: np.ndarray, source: str = "permutation") -> None:
+    """Check that ``permutation`` is a permutation of 0..783.
+
+    Args:
+      permutation: the array to check.
+      source: its file or name, for the message.
+
+    Raises:
+      DataUsageError: not an integer ``(784,)`` array, or not a permutation of 0..783.
+    """
     if permutation.shape != (NUM_STEPS,) or not np.issubdtype(permutation.dtype, np.integer):
         raise DataUsageError(
             f"{source}: expected an integer array of shape ({NUM_STEPS},), got {permutation.dtype} {permutation.shape}"

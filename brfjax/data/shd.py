@@ -1,4 +1,4 @@
-"""Spiking Heidelberg Digits (Cramer et al. 2020), binned as in the paper (spec §4.4).
+"""Spiking Heidelberg Digits (Cramer et al. 2020), binned as the authors' code does.
 
 Files: ``shd_train.h5`` (8,156 samples) and ``shd_test.h5`` (2,264) with
 ``spikes/times`` (per-sample spike times in seconds, float16 in the official files),
@@ -11,7 +11,8 @@ Binning to T = 250 bins of 4 ms, compared in float16 as the original did:
     θ_i = float16(i · 0.004),  bin(t) = min{ i : t <= θ_i }  (i = 0..249)
 
 spikes later than θ_249 are dropped; unit k > 0 sets channel ``700 - k`` of its bin to 1
-(channel order reversed, unit 0 dropped, channel 0 always 0).
+(channel order reversed, unit 0 dropped, channel 0 always 0), as in the authors' code
+(github.com/AdaptiveAILab/brf-neurons; ``docs/reference/data.md``).
 Inputs are uint8 ``(N, 250, 700)`` (cast to float32 per batch), labels int32.
 """
 
@@ -35,13 +36,24 @@ BIN_WIDTH = 0.004
 
 
 def bin_thresholds() -> np.ndarray:
-    """θ_i = float16(i · 0.004), i = 0..249."""
+    """The upper edges of the 4 ms bins, as float16: θ_i = float16(i · 0.004).
+
+    Returns:
+      float16 ``(250,)``, i = 0..249, in seconds (126 of them round up).
+    """
     return (np.arange(NUM_STEPS) * BIN_WIDTH).astype(np.float16)
 
 
 def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> None:
-    """Write one sample's spikes into ``out`` ``(T, 700)`` (one sample, time first: a
-    row of the batch-major ``(N, T, 700)`` inputs), binned as described above."""
+    """Write one sample's spikes into ``out``, binned as described above.
+
+    Args:
+      times: spike times in seconds ``(S,)`` (float16 in the official files; compared as
+        float16).
+      units: unit ids 0..699 ``(S,)``, one per spike.
+      out: uint8 ``(250, 700)`` of one sample, time first (a row of the batch-major
+        ``(N, 250, 700)`` inputs), written in place; spikes set entries to 1.
+    """
     times = np.asarray(times).astype(np.float16)
     units = np.asarray(units).astype(np.int64)
     bins = np.searchsorted(bin_thresholds(), times, side="left")
@@ -50,8 +62,19 @@ def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> None:
 
 
 def read_shd(path: str) -> SequenceData:
-    """Decode and bin an SHD HDF5 file: batch-major inputs ``(N, 250, 700)`` uint8,
-    labels ``(N,)`` int32 (raises :class:`~brfjax.data.DataError` for an unreadable file)."""
+    """Decode and bin an SHD HDF5 file.
+
+    Args:
+      path: a ``shd_train.h5`` or ``shd_test.h5`` file.
+
+    Returns:
+      :class:`~brfjax.data.SequenceData`, batch-major: inputs ``(N, 250, 700)`` uint8
+      in {0, 1}, labels ``(N,)`` int32 in 0..19.
+
+    Raises:
+      DataError: an unreadable file, spike trains and labels that do not match, or a label
+        outside 0..19.
+    """
     import h5py
 
     try:
@@ -90,12 +113,26 @@ VERIFIED_SUFFIX = ".md5"  # beside a downloaded file: the verified md5 of its .g
 
 
 def locate(split: str, data_dir: Optional[str] = None) -> str:
-    """Path of ``shd_<split>.h5``: from ``data_dir`` (.h5 read in place; .h5.gz unpacked
-    once into a cache folder named by the archive's content), or downloaded.
+    """Path of ``shd_<split>.h5``, from ``data_dir`` or downloaded.
 
-    The download cache (``$BRFJAX_CACHE/shd``) holds only verified downloads: a file
-    there counts only with its ``.md5`` record, written after the archive's md5 matched
-    the server's list; a user's archive is never unpacked into it."""
+    A ``.h5`` in ``data_dir`` is read in place; a ``.h5.gz`` is unpacked once into a
+    cache folder named by the archive's content. The download cache
+    (``$BRFJAX_CACHE/shd``) holds only verified downloads: a file there counts only with
+    its ``.md5`` record, written after the archive's md5 matched the server's list; a
+    user's archive is never unpacked into it.
+
+    Args:
+      split: ``"train"`` or ``"test"``.
+      data_dir: a folder with ``shd_<split>.h5`` or ``shd_<split>.h5.gz``; None to
+        download from the official server.
+
+    Returns:
+      The path of the uncompressed ``.h5`` file.
+
+    Raises:
+      DataError: an unknown split, a failed download or a checksum mismatch.
+      DataUsageError: ``data_dir`` lacks the file.
+    """
     if split not in SPLITS:
         raise DataError(f"unknown SHD split {split!r}; expected one of {list(SPLITS)}")
     name = f"shd_{split}.h5"
@@ -130,6 +167,18 @@ def locate(split: str, data_dir: Optional[str] = None) -> str:
 
 
 def load_shd(split: str, data_dir: Optional[str] = None) -> SequenceData:
-    """One split (``"train"`` or ``"test"``), batch-major: inputs ``(N, 250, 700)`` uint8,
-    labels ``(N,)`` int32; downloaded and verified unless ``data_dir`` holds the files."""
+    """One split, batch-major, downloaded and verified unless ``data_dir`` holds the files.
+
+    Args:
+      split: ``"train"`` (8,156 samples) or ``"test"`` (2,264).
+      data_dir: a folder with the files (``docs/how-to/offline-data.md``), or None.
+
+    Returns:
+      :class:`~brfjax.data.SequenceData`: inputs ``(N, 250, 700)`` uint8 (cast to float32
+      per batch), labels ``(N,)`` int32.
+
+    Raises:
+      DataError: as :func:`locate` and :func:`read_shd`.
+      DataUsageError: ``data_dir`` lacks the file.
+    """
     return read_shd(locate(split, data_dir))
