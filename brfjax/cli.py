@@ -1,10 +1,26 @@
-"""What the command-line programs share: an argument parser whose errors are one line."""
+"""What the command-line programs share: an argument parser whose errors are one line,
+the checks of numeric options, and one mapping from errors to exit statuses.
+
+Exit statuses: 0 done; 2 a usage error (an option that does not fit the data, the
+workdir, the devices or the file); 1 a failure of the run or its inputs (damaged data or
+checkpoint, a diverged run, a full disk). Each is reported as one ``error:`` line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from typing import NoReturn
+from typing import NoReturn, Sequence
+
+from brfjax.data import DataError, DataUsageError
+from brfjax.errors import TrainingError, UsageError
+from brfjax.interop import CheckpointError
+from brfjax.parallel import ParallelError
+
+USAGE_ERRORS = (UsageError, DataUsageError, ParallelError)
+RUN_ERRORS = (TrainingError, DataError, CheckpointError, OSError)
+ERRORS = USAGE_ERRORS + RUN_ERRORS
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -12,5 +28,87 @@ class ArgumentParser(argparse.ArgumentParser):
     ``error: <what is wrong>; see <prog> --help``, and exits with status 2."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one ``error:`` line and exit with status 2.
+
+        Args:
+            message: what is wrong with the command line.
+
+        Raises:
+            SystemExit: always, with status 2.
+        """
         sys.stderr.write(f"error: {message}; see {self.prog} --help\n")
         sys.exit(2)
+
+
+def neuron_name(value: str) -> str:
+    """The argparse ``type`` of ``--neuron``: a registered neuron name or the import path
+    ``package.module:NAME`` of a :class:`brfjax.neurons.NeuronModel`.
+
+    Args:
+        value: the option's text.
+
+    Returns:
+        ``value``, checked.
+
+    Raises:
+        argparse.ArgumentTypeError: no such neuron (the message lists the registered ones).
+    """
+    from brfjax import neurons
+
+    try:
+        neurons.get_neuron(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_positive(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                   integers: Sequence[str] = (), numbers: Sequence[str] = ()) -> None:
+    """Refuse zero, negative or non-finite values of the given options (None: not given).
+
+    Args:
+        parser: reports the first bad value (one line, exit status 2).
+        args: the parsed options.
+        integers: attribute names of options that must be positive integers.
+        numbers: attribute names of options that must be positive finite numbers.
+
+    Raises:
+        SystemExit: a value is out of range.
+    """
+    for name in integers:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"{_flag(name)} must be a positive integer, got {value}")
+    for name in numbers:
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            parser.error(f"{_flag(name)} must be a positive number, got {value}")
+
+
+def exit_status(error: BaseException) -> int:
+    """2 for a usage error (:data:`USAGE_ERRORS`), 1 for any other error.
+
+    Args:
+        error: the error that ended the command.
+
+    Returns:
+        The command's exit status.
+    """
+    return 2 if isinstance(error, USAGE_ERRORS) else 1
+
+
+def report(error: BaseException) -> int:
+    """Print ``error`` as one ``error:`` line on stderr.
+
+    Args:
+        error: one of :data:`ERRORS` (or an error of a program built on brfjax).
+
+    Returns:
+        The exit status for it (:func:`exit_status`).
+    """
+    print(f"error: {error}", file=sys.stderr)
+    return exit_status(error)

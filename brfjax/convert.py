@@ -29,14 +29,11 @@ import numpy as np
 from brfjax import checkpoint, cli, interop, tasks
 from brfjax.data import DataUsageError, mnist
 from brfjax.data.download import file_digest
+from brfjax.errors import UsageError
 
 MODEL_KEY = "model_state_dict"
 # the one line of torch's long weights_only message that says what was refused
 _UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+?)(?: Please use|\n\n|$)", re.DOTALL)
-
-
-class UsageError(ValueError):
-    """The command's arguments do not fit the file (or torch is missing)."""
 
 
 class Converted(NamedTuple):
@@ -266,12 +263,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         converted = convert_file(args.source, args.output, args.task, args.neuron)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (interop.CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except cli.ERRORS as error:
+        return cli.report(error)
     if converted.identity is None:
         print(f"wrote {converted.output} (PS-MNIST pixel permutation)")
     else:

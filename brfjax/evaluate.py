@@ -14,50 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
-import jax
 import numpy as np
 
-from brfjax import checkpoint, cli, interop, metrics, tasks
+from brfjax import checkpoint, cli, interop, metrics, tasks, workdir
 from brfjax import parallel as parallel_module
-from brfjax.data import DataError, DataUsageError, SequenceData, mnist
+from brfjax.data import DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
 from brfjax.models import RecurrentSNN
+from brfjax.batches import device_batch
 from brfjax.parallel import DataParallel
-
-
-def make_eval_step(model: RecurrentSNN, objective: str, parallel: Optional[DataParallel] = None):
-    """A jitted ``(variables, inputs (T,B,I), targets, weights=None) -> BatchSums``; with
-    ``parallel`` the sums come back replicated, readable on every process."""
-
-    @jax.jit
-    def eval_step(variables, inputs, targets, weights=None):
-        output = model.apply(variables, inputs)
-        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights, per_term=True)
-        return sums if parallel is None else parallel.constrain_replicated(sums)
-
-    return eval_step
-
-
-class DeviceBatch(NamedTuple):
-    inputs: jax.Array  # (T, B', I), B' = B padded to a multiple of the devices
-    targets: jax.Array  # (B',) or (T', B')
-    weights: Optional[jax.Array]  # (B',) 1 real / 0 padding; None without padding
-
-
-def host_batch(task: tasks.TaskSpec, model: RecurrentSNN, data: SequenceData, indices, permutation=None):
-    """``(inputs (T,b,I), targets)`` of the samples ``indices`` as NumPy arrays."""
-    inputs = tasks.model_inputs(task, data.inputs[indices], permutation)
-    targets = tasks.scored_targets(data.targets[indices], model.sub_seq_length, model.label_last)
-    return inputs, targets
-
-
-def device_batch(parallel: DataParallel, task, model, data: SequenceData, indices, permutation=None) -> DeviceBatch:
-    """The global batch of sample ``indices``, of which this process builds only its rows."""
-    local, weights = parallel.local_indices(indices)
-    inputs, targets = host_batch(task, model, data, local, permutation)
-    return DeviceBatch(parallel.shard(inputs, 1), parallel.shard(targets, targets.ndim - 1), parallel.shard(weights, 0))
+from brfjax.steps import make_eval_step
 
 
 def evaluate_dataset(
@@ -132,14 +100,14 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> tuple[R
     (its best checkpoint and, for PS-MNIST, its saved permutation). A checkpoint that
     records another task or neuron is refused (:class:`brfjax.interop.CheckpointError`)."""
     if os.path.isdir(path):
-        from brfjax import train
-
-        model, variables, config = train.load_best(path)
+        model, variables, config, epoch = workdir.load_best(path)
         if config.task != task.name or config.neuron != neuron:
             raise interop.CheckpointError(
                 f"workdir {path!r} holds a {config.task}/{config.neuron} run, not {task.name}/{neuron}"
             )
-        return model, variables, train.load_permutation(path, task)
+        print(f"evaluating the best checkpoint of {path}: epoch {epoch} of {config.epochs} (lowest validation loss)"
+              + ("; warning: epoch 0 is the untrained network" if epoch == 0 else ""), file=sys.stderr)
+        return model, variables, workdir.load_permutation(path, task)
     recorded = interop.load_identity(path)
     if recorded is not None and (recorded["task"] or task.name, recorded["neuron"]) != (task.name, neuron):
         raise interop.CheckpointError(
@@ -200,7 +168,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """``--task``, ``--neuron`` and ``--checkpoint``: which trained network a command reads."""
     parser.add_argument("--task", choices=sorted(tasks.TASKS),
                         help="the checkpoint's task (required for a .npz without identity record, e.g. as published)")
-    parser.add_argument("--neuron", choices=list(tasks.NEURON_NAMES),
+    parser.add_argument("--neuron", type=cli.neuron_name,
                         help="the checkpoint's neuron (required for a .npz without identity record, e.g. as published)")
     parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
 
@@ -258,10 +226,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="split each batch over the first N local devices (default: all; on CPU one per core)")
     parser.add_argument("--json", default=None, help="also write the statistics as one JSON object here")
     args = parser.parse_args(argv)
-    for name in ("batch_size", "devices"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    cli.check_positive(parser, args, integers=("batch_size", "devices"))
     check_checkpoint_argument(parser, args)
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
@@ -277,12 +242,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation, args.mnist_backend,
             parallel,
         )
-    except (DataUsageError, parallel_module.ParallelError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (interop.CheckpointError, DataError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except cli.ERRORS as error:
+        return cli.report(error)
     print(summary_line(stats))
     if args.json:
         checkpoint.write_json(args.json, stats)

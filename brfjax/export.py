@@ -141,8 +141,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="platforms to lower for (default: cpu); no such device is needed")
     parser.add_argument("--batch-size", type=int, default=None, help="fix the batch size (default: symbolic)")
     args = parser.parse_args(argv)
-    if args.batch_size is not None and args.batch_size <= 0:
-        parser.error(f"--batch-size must be a positive integer, got {args.batch_size}")
+    cli.check_positive(parser, args, integers=("batch_size",))
     evaluate.check_checkpoint_argument(parser, args)
     return args
 
@@ -161,9 +160,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     task = tasks.get_task(args.task)
     try:
         model, variables, _ = evaluate.load_for_evaluation(task, args.neuron, args.checkpoint)
-    except (interop.CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except cli.ERRORS as error:
+        return cli.report(error)
     exported = export_network(model, variables, task.num_steps, task.input_size, args.batch_size, args.platforms)
     # the checkpoint's identity, in the fields of its record, and the file a converted one came from
     source = (evaluate.recorded_identity(args.checkpoint) or {}).get("source")

@@ -20,25 +20,26 @@ evaluated on the test set into ``results.json``.
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
 import shlex
 import sys
 import time
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from brfjax import checkpoint, cli, evaluate, metrics, models, neurons, tasks
 from brfjax import parallel as parallel_module
-from brfjax.data import DataError, DataUsageError, SequenceData, ecg, mnist, pipeline
-from brfjax.interop import CheckpointError, path_name
-from brfjax.parallel import DataParallel, ParallelError
+from brfjax.data import SequenceData, ecg, mnist, pipeline
+from brfjax.interop import path_name
+from brfjax.parallel import DataParallel
+from brfjax.errors import TrainingError, UsageError
 from brfjax.stopping import StopSignals
+from brfjax.steps import HEALTH, TrainState, init_state, learning_rate, make_optimizer, make_train_step, tbptt_chunks
+from brfjax.workdir import FRESH_BOOKKEEPING, best_variables, check_workdir, load_latest, run_checkpoints, run_permutation
 from brfjax.summaries import MetricsCSV, ProgressBar, add_scalars, event_writer
 
 METRIC_COLUMNS = [
@@ -46,14 +47,6 @@ METRIC_COLUMNS = [
     "val_loss", "val_accuracy", "test_loss", "test_accuracy", "test_spike_rate",
     "test_sop_per_step", "epoch_seconds",
 ]
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot continue: diverged, or a workdir that belongs to another run."""
-
-
-class UsageError(ValueError):
-    """A command-line value that does not fit the data (exit status 2)."""
 
 
 def parameter_problems(params, neuron: str = "brf") -> list[str]:
@@ -79,118 +72,6 @@ def parameter_problems(params, neuron: str = "brf") -> list[str]:
     return problems
 
 
-class TrainState(NamedTuple):
-    params: Any
-    opt_state: Any
-
-
-class StepResult(NamedTuple):
-    loss: jax.Array  # L = Σ_t mean_b NLL_t of the batch (or chunk)
-    sums: metrics.BatchSums
-    final_state: Any
-    readout_sum: jax.Array  # Σ_t o_t over the recorded steps, (B, C)
-    health: jax.Array  # int32 (3,): see HEALTH
-
-
-# what a train step counts, inside the jitted step, so that a run stops at the step
-# where its parameters or states become unusable and says why
-HEALTH = (
-    "BRF neurons with dt*|omega| >= 1 before the update (p(omega) undefined)",
-    "non-finite readouts, spike counts or final states in the batch",
-    "non-finite parameters after the update",
-)
-
-
-def _unstable_frequencies(model: models.RecurrentSNN, params) -> jax.Array:
-    """Hidden neurons outside their model's stable region (BRF: δ·|ω| < 1; 0 for a
-    neuron without a stability check)."""
-    check = neurons.get_neuron(model.hidden.neuron).stability
-    if check is None:
-        return jnp.int32(0)
-    return jnp.sum(check.unstable(params["hidden"])).astype(jnp.int32)
-
-
-def _nonfinite(tree) -> jax.Array:
-    return sum((jnp.sum(~jnp.isfinite(leaf)).astype(jnp.int32) for leaf in jax.tree_util.tree_leaves(tree)), jnp.int32(0))
-
-
-def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
-    """Adam's direction (β = 0.9/0.999, ε = 1e-8, PyTorch's defaults), after global-norm
-    clipping where configured; the learning rate is applied by the train step."""
-    adam = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
-    if config.grad_clip_norm is None:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
-
-
-def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransformation, objective: str, constants: dict,
-                    parallel: Optional[DataParallel] = None):
-    """One jitted update ``(state, inputs, targets, lr, initial_state, weights) -> (state, StepResult)``.
-
-    ``initial_state`` is None for full BPTT, or the (gradient-free) network state at
-    the start of a truncated-BPTT chunk; ``weights`` is None, or the (B,) sample weights
-    of a padded batch (``brfjax.parallel``). With ``parallel`` over several devices, each
-    device runs the forward and backward pass of its part of the batch on its own
-    (``shard_map``): its loss share ``Σ_t Σ_b w_b NLL_tb / Σ_all w`` and its gradient are
-    summed over the devices (one all-reduce per step), and every device applies the same
-    update. The new state, the loss and the sums are replicated on every device.
-    """
-
-    def local_update(state: TrainState, inputs, targets, learning_rate, initial_state=None, weights=None,
-                     reduce=lambda tree: tree):
-        """The update from this device's samples; ``reduce`` sums over the devices."""
-        total_weight = reduce(jnp.float32(inputs.shape[1]) if weights is None else jnp.sum(weights))
-
-        def loss_fn(params):
-            output = model.apply({"params": params, **constants}, inputs, initial_state)
-            return metrics.weighted_nll_sum(output.readouts, targets, weights) / total_weight, output
-
-        (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        loss, grads = reduce((loss, grads))
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, state.params, updates)
-        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
-        sums = sums._replace(**reduce({"nll": sums.nll, "correct": sums.correct, "scored": sums.scored}))
-        outputs = (output.readouts, output.spike_counts, output.final_state)
-        health = jnp.stack([_unstable_frequencies(model, state.params), reduce(_nonfinite(outputs)), _nonfinite(params)])
-        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0), health)
-
-    if parallel is None or parallel.num_devices == 1:
-        return jax.jit(local_update, donate_argnums=0)
-
-    from jax.sharding import PartitionSpec
-
-    replicated, rows = PartitionSpec(), PartitionSpec(parallel_module.BATCH_AXIS)
-
-    def batch_spec(array, axis):
-        return None if array is None else PartitionSpec(*([None] * axis), parallel_module.BATCH_AXIS)
-
-    def sharded_step(state, inputs, targets, learning_rate, initial_state=None, weights=None):
-        def per_device(state, inputs, targets, learning_rate, initial_state, weights):
-            reduce = functools.partial(jax.lax.psum, axis_name=parallel_module.BATCH_AXIS)
-            state, result = local_update(state, inputs, targets, learning_rate, initial_state, weights, reduce)
-            # every process reads the spike counts of the whole batch
-            spikes = jax.lax.all_gather(result.sums.spikes, parallel_module.BATCH_AXIS, tiled=True)
-            return state, result._replace(sums=result.sums._replace(spikes=spikes))
-
-        in_specs = (replicated, batch_spec(inputs, 1), batch_spec(targets, targets.ndim - 1), replicated,
-                    None if initial_state is None else rows, batch_spec(weights, 0))
-        out_specs = (replicated, StepResult(replicated, metrics.BatchSums(*[replicated] * 4), rows, rows, replicated))
-        return jax.shard_map(per_device, mesh=parallel.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(
-            state, inputs, targets, learning_rate, initial_state, weights
-        )
-
-    return jax.jit(sharded_step, donate_argnums=0)
-
-
-def tbptt_chunks(num_steps: int, length: int) -> list[tuple[int, int]]:
-    """Chunks ``[start, stop)`` of truncated BPTT: an update after every step t with
-    ``t % length == 0`` (t = 0 included) and after the last step (spec §4.6)."""
-    update_after = sorted({t for t in range(0, num_steps, length)} | {num_steps - 1})
-    starts = [0] + [t + 1 for t in update_after[:-1]]
-    return [(start, stop + 1) for start, stop in zip(starts, update_after)]
-
-
 # ---------------------------------------------------------------------------- data
 
 
@@ -213,20 +94,6 @@ def data_checksums(task: tasks.TaskSpec, data_dir: Optional[str]) -> dict:
     return {os.path.basename(p): download.file_digest(p) for p in (shd.locate(s, data_dir) for s in shd.SPLITS)}
 
 
-def permutation_path(workdir: str) -> str:
-    return os.path.join(workdir, "permutation.npy")
-
-
-def load_permutation(workdir: str, task: tasks.TaskSpec) -> Optional[np.ndarray]:
-    """The PS-MNIST permutation saved with a run (None for other tasks)."""
-    if not task.permuted:
-        return None
-    path = permutation_path(workdir)
-    if not os.path.exists(path):
-        raise CheckpointError(f"workdir {workdir!r} has no {os.path.basename(path)} for its PS-MNIST run")
-    return mnist.load_permutation(path)
-
-
 def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_file: Optional[str], mnist_backend: str = "idx") -> RunData:
     """The split data of a run, checked against the configuration before anything is
     written (the permutation is still unset: see :func:`run_permutation`)."""
@@ -244,40 +111,7 @@ def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_fi
     return RunData(full_train.subset(train_idx), full_train.subset(val_idx), test, None, data_checksums(task, data_dir))
 
 
-def run_permutation(config: tasks.TrainConfig, workdir: str, permutation_file: Optional[str], write: bool = True) -> Optional[np.ndarray]:
-    """PS-MNIST: the run's saved permutation, or a new one (from the file or the seed),
-    saved in the workdir if ``write``. None for the other tasks."""
-    if not tasks.get_task(config.task).permuted:
-        return None
-    if os.path.exists(permutation_path(workdir)):
-        return mnist.load_permutation(permutation_path(workdir))
-    permutation = mnist.load_permutation(permutation_file) if permutation_file else mnist.make_permutation(config.seed)
-    if write:
-        checkpoint.save_npy(permutation_path(workdir), permutation)
-    return permutation
-
-
 # ------------------------------------------------------------------------ training
-
-
-def init_state(config: tasks.TrainConfig, model: models.RecurrentSNN, optimizer,
-               parallel: Optional[DataParallel] = None) -> tuple[TrainState, dict]:
-    """Initial parameters (from the seed) and optimizer state, replicated over the
-    devices of ``parallel`` if given; and the non-trainable collections (masks)."""
-    task = tasks.get_task(config.task)
-    dummy = jnp.zeros((1, 1, task.input_size), jnp.float32)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed), dummy)
-    params = variables["params"]
-    constants = {k: v for k, v in variables.items() if k != "params"}
-    state = TrainState(params, optimizer.init(params))
-    if parallel is not None:
-        state, constants = parallel.replicate((state, constants))
-    return state, constants
-
-
-def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
-    """lr0 · (1 - e/E) for training epoch e = 0..E-1 (PyTorch's LinearLR per epoch)."""
-    return config.learning_rate * (1.0 - epoch_index / config.epochs)
 
 
 class EpochProgress(NamedTuple):
@@ -298,6 +132,15 @@ class EpochProgress(NamedTuple):
             "train_accuracy": 100.0 * self.correct / self.scored,
             "train_spike_rate": self.spikes / self.neuron_steps,
         }
+
+
+def _instability_cause(neuron: str, count: int) -> str:
+    """The parameter and the measure that left the neuron's stable region, in words."""
+    check = neurons.get_neuron(neuron).stability
+    if count == 0 or check is None:
+        return ""
+    return (f"hidden.{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}, "
+            f"outside the stable region of the {neuron} neuron; ")
 
 
 def epoch_batches(config: tasks.TrainConfig, num_samples: int, epoch_index: int) -> list[np.ndarray]:
@@ -336,7 +179,7 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
         if np.any(health > 0):
             counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
             problems = parameter_problems(state.params, model.hidden.neuron) if health[2] > 0 else []
-            cause = f"hidden.omega: {int(health[0])} neurons with dt*|omega| >= 1, outside the stable region of the BRF neuron; " if health[0] > 0 else ""
+            cause = _instability_cause(model.hidden.neuron, int(health[0]))
             raise TrainingError(
                 f"unusable network in epoch {epoch_index + 1}, step {step + 1}: {cause}{counts}"
                 + (f" ({'; '.join(problems)})" if problems else "")
@@ -385,75 +228,6 @@ def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, t
     sums = metrics.batch_sums(readouts, parallel.gather(targets), spikes, task.objective,
                               None if weights is None else parallel.gather(weights))
     return state, loss, sums, health
-
-
-def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> tuple[models.RecurrentSNN, dict, tasks.TrainConfig]:
-    """``(model, variables, config)`` of a workdir's best checkpoint (replicated over
-    the devices of ``parallel`` if given); the model uses portable products."""
-    config_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
-    if not os.path.exists(config_path):
-        raise CheckpointError(f"{workdir!r} is not a brfjax workdir (no {checkpoint.CONFIG_FILE})")
-    config = tasks.TrainConfig.from_dict(checkpoint.read_json(config_path))
-    model = models.with_products(tasks.build_model(config), "portable")
-    state, constants = init_state(config, model, make_optimizer(config), parallel)
-    return model, best_variables(workdir, run_checkpoints(workdir, parallel), state.params, constants), config
-
-
-def best_variables(workdir: str, checkpoints: checkpoint.RunCheckpoints, params_template, constants: dict) -> dict:
-    """The variables of the run's best checkpoint, restored like ``params_template``."""
-    restored = checkpoints.restore_best(params_template)
-    if restored is None:
-        raise CheckpointError(f"workdir {workdir!r} has no complete best checkpoint yet")
-    return {"params": restored[1], **constants}
-
-
-FRESH_BOOKKEEPING = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
-
-
-def run_checkpoints(workdir: str, parallel: Optional[DataParallel] = None) -> checkpoint.RunCheckpoints:
-    if parallel is None:
-        return checkpoint.RunCheckpoints(workdir)
-    return checkpoint.RunCheckpoints(workdir, parallel.is_primary, parallel.barrier)
-
-
-def load_latest(workdir: str, state: TrainState, parallel: Optional[DataParallel] = None) -> Optional[dict]:
-    """The ``latest`` checkpoint (``state`` plus the bookkeeping of
-    :data:`FRESH_BOOKKEEPING`), restored into the structure of ``state``; None if absent."""
-    restored = run_checkpoints(workdir, parallel).restore_latest({"state": state, **FRESH_BOOKKEEPING})
-    return None if restored is None else restored[1]
-
-
-def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -> None:
-    """Verify that the workdir is new or belongs to this very configuration; if
-    ``write``, create it and record the configuration."""
-    path = os.path.join(workdir, checkpoint.CONFIG_FILE)
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise UsageError(f"--workdir {workdir!r} is a file, not a folder; choose another --workdir")
-    if os.path.isdir(workdir) and os.listdir(workdir) and not os.path.exists(path):
-        raise UsageError(
-            f"--workdir {workdir!r} is a non-empty folder that is not a brfjax workdir (no {checkpoint.CONFIG_FILE}); "
-            "nothing was written; choose a new or empty --workdir"
-        )
-    if os.path.exists(path):
-        try:
-            existing = tasks.TrainConfig.from_dict(checkpoint.read_json(path)).to_dict()
-        except (ValueError, TypeError, KeyError) as error:
-            raise TrainingError(f"{path} is damaged ({error}); restore it or choose a new --workdir") from None
-        if existing != config.to_dict():
-            changed = sorted(k for k in existing if existing[k] != config.to_dict()[k])
-            if changed == ["epochs"]:
-                raise UsageError(
-                    f"workdir {workdir!r} belongs to a run of --epochs {existing['epochs']}, not {config.epochs}: the "
-                    "learning rate decays linearly to 0 over --epochs, so a run cannot be lengthened; to train in "
-                    "slices give the final --epochs from the start with --until-epoch; to train longer start a new --workdir"
-                )
-            raise UsageError(
-                f"workdir {workdir!r} belongs to a different run (differs in {changed}); "
-                "use another --workdir, or repeat the original command to resume"
-            )
-    elif write:
-        os.makedirs(workdir, exist_ok=True)
-        checkpoint.write_json(path, config.to_dict())
 
 
 def resume_inside_epoch(checkpoints: checkpoint.RunCheckpoints, state: TrainState,
@@ -624,7 +398,7 @@ def train_and_evaluate(
     # machine, batch size and device count (training may use the faster BLAS products)
     portable = models.with_products(model, "portable")
     results = evaluate.evaluate_dataset(
-        portable, best_variables(workdir, checkpoints, state.params, constants), data.test, task, test_batch,
+        portable, best_variables(workdir, checkpoints, state.params, constants)[1], data.test, task, test_batch,
         data.permutation, config.max_eval_batches, evaluate.make_eval_step(portable, task.objective, parallel), parallel,
     )
     results = {"task": config.task, "neuron": config.neuron, **results,
@@ -665,19 +439,10 @@ class EpochLog:
 # ------------------------------------------------------------------------------ CLI
 
 
-def _neuron_name(value: str) -> str:
-    """``--neuron``: a registered name or an importable ``package.module:NAME``."""
-    try:
-        tasks.check_neuron(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return value
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="python -m brfjax.train", description="Train a BRF/RF/ALIF network with the paper's protocol.")
     parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
-    parser.add_argument("--neuron", default="brf", type=_neuron_name,
+    parser.add_argument("--neuron", default="brf", type=cli.neuron_name,
                         help=f"one of {', '.join(tasks.NEURON_NAMES)}, or the import path package.module:NAME of a "
                              "brfjax.neurons.NeuronModel (trained with the BRF row's protocol of the task)")
     parser.add_argument("--epochs", type=int, help="number of training epochs (paper: 300 MNIST, 400 ECG, 20 SHD)")
@@ -707,14 +472,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parallel_flags.add_argument("--num-processes", type=int, help="multi-process run: number of processes (default $JAX_NUM_PROCESSES)")
     parallel_flags.add_argument("--process-id", type=int, help="multi-process run: this process's id 0..N-1 (default $JAX_PROCESS_ID)")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "max_train_batches", "max_eval_batches", "devices", "num_processes"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    for name in ("lr", "grad_clip_norm"):
-        value = getattr(args, name)
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    cli.check_positive(parser, args, integers=("epochs", "batch_size", "max_train_batches", "max_eval_batches",
+                                              "devices", "num_processes"), numbers=("lr", "grad_clip_norm"))
     if args.until_epoch is not None and args.until_epoch < 0:
         parser.error(f"--until-epoch must be 0 or a positive integer, got {args.until_epoch}")
     if args.permutation is not None and args.task != "psmnist":
@@ -766,12 +525,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if parallel.is_primary:
             print(f"{signals.name or 'stop request'}: {stopped}; resume with: {resume_command(argv)}", file=sys.stderr)
         return signals.exit_status if signals.requested else 1
-    except (UsageError, ParallelError, DataUsageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (TrainingError, DataError, CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except cli.ERRORS as error:
+        return cli.report(error)
     if not parallel.is_primary:
         return 0
     if not results:

@@ -10,7 +10,6 @@ import argparse
 import csv
 import math
 import os
-import sys
 import time
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -18,8 +17,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from brfjax import evaluate, interop, metrics, models, tasks  # noqa: E402
-from brfjax.data import DataError, SequenceData, mnist  # noqa: E402
+from brfjax import cli, evaluate, metrics, models, tasks  # noqa: E402
+from brfjax.data import SequenceData, mnist  # noqa: E402
 from brfjax.data.pipeline import batch_slices  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,13 +57,12 @@ def base_parser(description: str, checkpoints: bool = True, data: bool = True) -
 
 def run_main(body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
              argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv``, run ``body(args)``; user errors print one line and return 1."""
+    """Parse ``argv``, run ``body(args)``; user errors print one line and return their exit status (:func:`brfjax.cli.exit_status`)."""
     args = parser.parse_args(argv)
     try:
         body(args)
-    except (ExperimentError, interop.CheckpointError, DataError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (ExperimentError, *cli.ERRORS) as error:
+        return cli.report(error)
     return 0
 
 

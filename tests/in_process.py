@@ -10,16 +10,16 @@ a fresh process shows (signals, kills, device counts set before JAX starts, the
 from __future__ import annotations
 
 import subprocess
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import pytest
 
 
 def run_main(
-    main: Callable[[Optional[Sequence[str]]], Optional[int]],
+    main: Callable[[Sequence[str] | None], int | None],
     args: Iterable[object],
-    capfd: Optional[pytest.CaptureFixture[str]] = None,
+    capfd: pytest.CaptureFixture[str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``main(argv)`` as ``sys.exit(main())`` under ``python -m`` would, in this process.
 
@@ -48,4 +48,6 @@ def run_main(
     except SystemExit as exit_:
         status = exit_.code
     stdout, stderr = capfd.readouterr() if capfd is not None else (None, None)
-    return subprocess.CompletedProcess(argv, 0 if status is None else status, stdout, stderr)
+    return subprocess.CompletedProcess(
+        argv, 0 if status is None else status, stdout, stderr
+    )

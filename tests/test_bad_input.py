@@ -52,7 +52,7 @@ def ecg_workdir(tmp_path_factory):
 
 @pytest.mark.parametrize("args,code,fragments", [
     (["--task", "mnist"], 2, ["invalid choice: 'mnist'"]),
-    (["--task", "ecg", "--neuron", "lif"], 2, ["invalid choice: 'lif'"]),
+    (["--task", "ecg", "--neuron", "lif"], 2, ["unknown neuron 'lif'"]),
     (["--task", "ecg", "--epochs", "0"], 2, ["--epochs must be a positive integer, got 0"]),
     (["--task", "ecg", "--batch-size", "-3"], 2, ["--batch-size must be a positive integer, got -3"]),
     (["--task", "ecg", "--lr", "0"], 2, ["--lr must be a positive number, got 0"]),

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from brfjax import checkpoint, tasks, train
+from brfjax import workdir as workdir_module
 from brfjax.summaries import read_metrics
 
 EPOCHS = 3
@@ -60,8 +61,7 @@ def params_of(workdir):
     model = tasks.build_model(config)
     state, _ = train.init_state(config, model, train.make_optimizer(config))
     saved = train.load_latest(str(workdir), state)
-    _, best, _ = train.load_best(str(workdir))
-    return saved, best["params"]
+    return saved, workdir_module.load_best(str(workdir)).variables["params"]
 
 
 def assert_identical_runs(workdir, reference):

@@ -136,8 +136,7 @@ def test_psmnist_alif_uses_tbptt_and_saves_its_permutation(tmp_path):
 def test_psmnist_permutation_file_is_used_and_kept(tmp_path):
     needs_mnist()
     permutation = SHARED / "reference" / "checkpoints" / "psmnist_brf_permutation.npy"
-    # the batch of test_smnist_one_epoch, whose compiled training step this run shares
-    config = tasks.config_for("psmnist", "brf", epochs=1, batch_size=8, max_train_batches=1, max_eval_batches=1)
+    config = tasks.config_for("psmnist", "brf", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1)
     train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR, permutation_file=str(permutation))
     np.testing.assert_array_equal(np.load(tmp_path / "permutation.npy"), np.load(permutation))
     np.testing.assert_array_equal(train.load_permutation(str(tmp_path), tasks.get_task("psmnist")), np.load(permutation))
@@ -196,7 +195,7 @@ def test_cli_misuse_exits_2_with_one_line(args, message, capfd):
 def test_cli_trains_and_reports(tmp_path, capfd):
     """``python -m brfjax.train`` itself, in a process of its own."""
     result = subprocess.run([sys.executable, "-m", "brfjax.train", "--task", "ecg", "--epochs", "1", "--max-train-batches",
-                             "2", "--workdir", str(tmp_path / "w")], capture_output=True, text=True)
+                             "2", "--workdir", str(tmp_path / "w")], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ecg brf: accuracy") and "best epoch" in result.stdout
     assert "epoch 1: val loss" in result.stderr and "\r" not in result.stderr  # stderr a pipe: no progress bar

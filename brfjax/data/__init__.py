@@ -1,6 +1,5 @@
 """Data sources: one module per dataset; NumPy only, no JAX inside."""
 
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -13,23 +12,6 @@ class DataError(ValueError):
 class DataUsageError(DataError):
     """A data path or file given on the command line that does not exist or does not
     fit its flag (missing or empty data folder, wrong permutation file): exit status 2."""
-
-
-def sha256_of_file(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes.
-
-    Args:
-      path: the file.
-
-    Returns:
-      The lowercase hex digest.
-
-    Raises:
-      OSError: the file cannot be read.
-    """
-    from brfjax.data.download import file_digest
-
-    return file_digest(os.fspath(path), "sha256")
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:

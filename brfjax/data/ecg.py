@@ -16,7 +16,8 @@ from typing import Optional
 
 import numpy as np
 
-from brfjax.data import DataError, DataUsageError, SequenceData, sha256_of_file
+from brfjax.data import DataError, DataUsageError, SequenceData
+from brfjax.data.download import file_digest
 
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "ecg_qtdb")
 FILES = {
@@ -74,7 +75,7 @@ def load_ecg(split: str, data_dir: Optional[str] = None, verify: bool = True) ->
 
     path = ecg_file(split, data_dir)
     if verify:
-        digest = sha256_of_file(path)
+        digest = file_digest(path)
         if digest != FILES[split][1]:
             raise DataError(
                 f"ECG file {path!r} has sha256 {digest}, expected {FILES[split][1]}: "

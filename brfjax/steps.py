@@ -1,0 +1,165 @@
+"""The jitted steps of training and evaluation: the optimizer, one update of a minibatch
+(or of a truncated-BPTT chunk) with a finiteness check, and the statistics of a batch.
+
+The update minimises the paper's training loss L = Σ_t mean_b NLL_t with Adam (PyTorch's
+defaults), after global-norm clipping where the paper clipped; see
+:mod:`brfjax.train` for the protocol around it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from brfjax import metrics, models, neurons, tasks
+from brfjax import parallel as parallel_module
+from brfjax.parallel import DataParallel
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+
+
+class StepResult(NamedTuple):
+    loss: jax.Array  # L = Σ_t mean_b NLL_t of the batch (or chunk)
+    sums: metrics.BatchSums
+    final_state: Any
+    readout_sum: jax.Array  # Σ_t o_t over the recorded steps, (B, C)
+    health: jax.Array  # int32 (3,): see HEALTH
+
+
+# what a train step counts, inside the jitted step, so that a run stops at the step
+# where its parameters or states become unusable and says why
+HEALTH = (
+    "hidden neurons outside their stable region before the update (the neuron's stability check)",
+    "non-finite readouts, spike counts or final states in the batch",
+    "non-finite parameters after the update",
+)
+
+
+def _unstable_frequencies(model: models.RecurrentSNN, params) -> jax.Array:
+    """Hidden neurons outside their model's stable region (BRF: δ·|ω| < 1; 0 for a
+    neuron without a stability check)."""
+    check = neurons.get_neuron(model.hidden.neuron).stability
+    if check is None:
+        return jnp.int32(0)
+    return jnp.sum(check.unstable(params["hidden"])).astype(jnp.int32)
+
+
+def _nonfinite(tree) -> jax.Array:
+    return sum((jnp.sum(~jnp.isfinite(leaf)).astype(jnp.int32) for leaf in jax.tree_util.tree_leaves(tree)), jnp.int32(0))
+
+
+def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
+    """Adam's direction (β = 0.9/0.999, ε = 1e-8, PyTorch's defaults), after global-norm
+    clipping where configured; the learning rate is applied by the train step."""
+    adam = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
+    if config.grad_clip_norm is None:
+        return adam
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+
+
+def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransformation, objective: str, constants: dict,
+                    parallel: Optional[DataParallel] = None):
+    """One jitted update ``(state, inputs, targets, lr, initial_state, weights) -> (state, StepResult)``.
+
+    ``initial_state`` is None for full BPTT, or the (gradient-free) network state at
+    the start of a truncated-BPTT chunk; ``weights`` is None, or the (B,) sample weights
+    of a padded batch (``brfjax.parallel``). With ``parallel`` over several devices, each
+    device runs the forward and backward pass of its part of the batch on its own
+    (``shard_map``): its loss share ``Σ_t Σ_b w_b NLL_tb / Σ_all w`` and its gradient are
+    summed over the devices (one all-reduce per step), and every device applies the same
+    update. The new state, the loss and the sums are replicated on every device.
+    """
+
+    def local_update(state: TrainState, inputs, targets, learning_rate, initial_state=None, weights=None,
+                     reduce=lambda tree: tree):
+        """The update from this device's samples; ``reduce`` sums over the devices."""
+        total_weight = reduce(jnp.float32(inputs.shape[1]) if weights is None else jnp.sum(weights))
+
+        def loss_fn(params):
+            output = model.apply({"params": params, **constants}, inputs, initial_state)
+            return metrics.weighted_nll_sum(output.readouts, targets, weights) / total_weight, output
+
+        (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        loss, grads = reduce((loss, grads))
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, state.params, updates)
+        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
+        sums = sums._replace(**reduce({"nll": sums.nll, "correct": sums.correct, "scored": sums.scored}))
+        outputs = (output.readouts, output.spike_counts, output.final_state)
+        health = jnp.stack([_unstable_frequencies(model, state.params), reduce(_nonfinite(outputs)), _nonfinite(params)])
+        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0), health)
+
+    if parallel is None or parallel.num_devices == 1:
+        return jax.jit(local_update, donate_argnums=0)
+
+    from jax.sharding import PartitionSpec
+
+    replicated, rows = PartitionSpec(), PartitionSpec(parallel_module.BATCH_AXIS)
+
+    def batch_spec(array, axis):
+        return None if array is None else PartitionSpec(*([None] * axis), parallel_module.BATCH_AXIS)
+
+    def sharded_step(state, inputs, targets, learning_rate, initial_state=None, weights=None):
+        def per_device(state, inputs, targets, learning_rate, initial_state, weights):
+            reduce = functools.partial(jax.lax.psum, axis_name=parallel_module.BATCH_AXIS)
+            state, result = local_update(state, inputs, targets, learning_rate, initial_state, weights, reduce)
+            # every process reads the spike counts of the whole batch
+            spikes = jax.lax.all_gather(result.sums.spikes, parallel_module.BATCH_AXIS, tiled=True)
+            return state, result._replace(sums=result.sums._replace(spikes=spikes))
+
+        in_specs = (replicated, batch_spec(inputs, 1), batch_spec(targets, targets.ndim - 1), replicated,
+                    None if initial_state is None else rows, batch_spec(weights, 0))
+        out_specs = (replicated, StepResult(replicated, metrics.BatchSums(*[replicated] * 4), rows, rows, replicated))
+        return jax.shard_map(per_device, mesh=parallel.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(
+            state, inputs, targets, learning_rate, initial_state, weights
+        )
+
+    return jax.jit(sharded_step, donate_argnums=0)
+
+
+def tbptt_chunks(num_steps: int, length: int) -> list[tuple[int, int]]:
+    """Chunks ``[start, stop)`` of truncated BPTT: an update after every step t with
+    ``t % length == 0`` (t = 0 included) and after the last step (spec §4.6)."""
+    update_after = sorted({t for t in range(0, num_steps, length)} | {num_steps - 1})
+    starts = [0] + [t + 1 for t in update_after[:-1]]
+    return [(start, stop + 1) for start, stop in zip(starts, update_after)]
+
+
+def init_state(config: tasks.TrainConfig, model: models.RecurrentSNN, optimizer,
+               parallel: Optional[DataParallel] = None) -> tuple[TrainState, dict]:
+    """Initial parameters (from the seed) and optimizer state, replicated over the
+    devices of ``parallel`` if given; and the non-trainable collections (masks)."""
+    task = tasks.get_task(config.task)
+    dummy = jnp.zeros((1, 1, task.input_size), jnp.float32)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed), dummy)
+    params = variables["params"]
+    constants = {k: v for k, v in variables.items() if k != "params"}
+    state = TrainState(params, optimizer.init(params))
+    if parallel is not None:
+        state, constants = parallel.replicate((state, constants))
+    return state, constants
+
+
+def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
+    """lr0 · (1 - e/E) for training epoch e = 0..E-1 (PyTorch's LinearLR per epoch)."""
+    return config.learning_rate * (1.0 - epoch_index / config.epochs)
+
+
+def make_eval_step(model: models.RecurrentSNN, objective: str, parallel: Optional[DataParallel] = None):
+    """A jitted ``(variables, inputs (T,B,I), targets, weights=None) -> BatchSums``; with
+    ``parallel`` the sums come back replicated, readable on every process."""
+
+    @jax.jit
+    def eval_step(variables, inputs, targets, weights=None):
+        output = model.apply(variables, inputs)
+        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights, per_term=True)
+        return sums if parallel is None else parallel.constrain_replicated(sums)
+
+    return eval_step

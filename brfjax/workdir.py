@@ -1,0 +1,150 @@
+"""A run's folder: its configuration record, PS-MNIST permutation, manifest and
+checkpoints (Orbax, verified), read and written so that a run resumes exactly.
+
+A workdir holds ``config.json`` (the run's :class:`brfjax.tasks.TrainConfig`),
+``manifest.json`` (seed, versions, data checksums, devices), ``permutation.npy``
+(PS-MNIST), ``checkpoints/{latest,best,interrupted}``, ``metrics.csv``, ``tensorboard/``
+and, when the run is complete, ``results.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from brfjax import checkpoint, models, steps, tasks
+from brfjax.data import mnist
+from brfjax.errors import TrainingError, UsageError
+from brfjax.interop import CheckpointError
+from brfjax.parallel import DataParallel
+
+
+def permutation_path(workdir: str) -> str:
+    return os.path.join(workdir, "permutation.npy")
+
+
+def load_permutation(workdir: str, task: tasks.TaskSpec) -> Optional[np.ndarray]:
+    """The PS-MNIST permutation saved with a run (None for other tasks)."""
+    if not task.permuted:
+        return None
+    path = permutation_path(workdir)
+    if not os.path.exists(path):
+        raise CheckpointError(f"workdir {workdir!r} has no {os.path.basename(path)} for its PS-MNIST run")
+    return mnist.load_permutation(path)
+
+
+def run_permutation(config: tasks.TrainConfig, workdir: str, permutation_file: Optional[str], write: bool = True) -> Optional[np.ndarray]:
+    """PS-MNIST: the run's saved permutation, or a new one (from the file or the seed),
+    saved in the workdir if ``write``. None for the other tasks."""
+    if not tasks.get_task(config.task).permuted:
+        return None
+    if os.path.exists(permutation_path(workdir)):
+        return mnist.load_permutation(permutation_path(workdir))
+    permutation = mnist.load_permutation(permutation_file) if permutation_file else mnist.make_permutation(config.seed)
+    if write:
+        checkpoint.save_npy(permutation_path(workdir), permutation)
+    return permutation
+
+
+def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -> None:
+    """Verify that the workdir is new or belongs to this very configuration; if
+    ``write``, create it and record the configuration."""
+    path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UsageError(f"--workdir {workdir!r} is a file, not a folder; choose another --workdir")
+    if os.path.isdir(workdir) and os.listdir(workdir) and not os.path.exists(path):
+        raise UsageError(
+            f"--workdir {workdir!r} is a non-empty folder that is not a brfjax workdir (no {checkpoint.CONFIG_FILE}); "
+            "nothing was written; choose a new or empty --workdir"
+        )
+    if os.path.exists(path):
+        try:
+            existing = tasks.TrainConfig.from_dict(checkpoint.read_json(path)).to_dict()
+        except (ValueError, TypeError, KeyError) as error:
+            raise TrainingError(f"{path} is damaged ({error}); restore it or choose a new --workdir") from None
+        if existing != config.to_dict():
+            changed = sorted(k for k in existing if existing[k] != config.to_dict()[k])
+            if changed == ["epochs"]:
+                raise UsageError(
+                    f"workdir {workdir!r} belongs to a run of --epochs {existing['epochs']}, not {config.epochs}: the "
+                    "learning rate decays linearly to 0 over --epochs, so a run cannot be lengthened; to train in "
+                    "slices give the final --epochs from the start with --until-epoch; to train longer start a new --workdir"
+                )
+            raise UsageError(
+                f"workdir {workdir!r} belongs to a different run (differs in {changed}); "
+                "use another --workdir, or repeat the original command to resume"
+            )
+    elif write:
+        os.makedirs(workdir, exist_ok=True)
+        checkpoint.write_json(path, config.to_dict())
+
+
+FRESH_BOOKKEEPING = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
+
+
+def run_checkpoints(workdir: str, parallel: Optional[DataParallel] = None) -> checkpoint.RunCheckpoints:
+    if parallel is None:
+        return checkpoint.RunCheckpoints(workdir)
+    return checkpoint.RunCheckpoints(workdir, parallel.is_primary, parallel.barrier)
+
+
+def load_latest(workdir: str, state: steps.TrainState, parallel: Optional[DataParallel] = None) -> Optional[dict]:
+    """The ``latest`` checkpoint (``state`` plus the bookkeeping of
+    :data:`FRESH_BOOKKEEPING`), restored into the structure of ``state``; None if absent."""
+    restored = run_checkpoints(workdir, parallel).restore_latest({"state": state, **FRESH_BOOKKEEPING})
+    return None if restored is None else restored[1]
+
+
+class BestCheckpoint(NamedTuple):
+    """A workdir's best checkpoint, ready to evaluate.
+
+    Attributes:
+        model: the run's network, with portable products.
+        variables: its variables (parameters of the best checkpoint, masks).
+        config: the run's configuration.
+        epoch: the epoch whose parameters these are (0: the untrained network).
+    """
+
+    model: models.RecurrentSNN
+    variables: dict
+    config: tasks.TrainConfig
+    epoch: int
+
+
+def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> BestCheckpoint:
+    """The best checkpoint of a workdir (lowest validation loss).
+
+    Args:
+        workdir: the run folder.
+        parallel: replicate the variables over these devices (default: not placed).
+
+    Returns:
+        The model (portable products), variables, configuration and epoch.
+
+    Raises:
+        CheckpointError: not a workdir, or no complete best checkpoint yet.
+    """
+    config_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{workdir!r} is not a brfjax workdir (no {checkpoint.CONFIG_FILE})")
+    config = tasks.TrainConfig.from_dict(checkpoint.read_json(config_path))
+    model = models.with_products(tasks.build_model(config), "portable")
+    state, constants = steps.init_state(config, model, steps.make_optimizer(config), parallel)
+    epoch, variables = best_variables(workdir, run_checkpoints(workdir, parallel), state.params, constants)
+    return BestCheckpoint(model, variables, config, epoch)
+
+
+def best_variables(workdir: str, checkpoints: checkpoint.RunCheckpoints, params_template,
+                   constants: dict) -> tuple[int, dict]:
+    """``(epoch, variables)`` of the run's best checkpoint, restored like ``params_template``.
+
+    Raises:
+        CheckpointError: there is no complete best checkpoint yet.
+    """
+    restored = checkpoints.restore_best(params_template)
+    if restored is None:
+        raise CheckpointError(f"workdir {workdir!r} has no complete best checkpoint yet")
+    return int(restored[0]), {"params": restored[1], **constants}
