@@ -40,7 +40,7 @@ from brfjax.errors import TrainingError, UsageError
 from brfjax.stopping import StopSignals
 from brfjax.steps import HEALTH, TrainState, init_state, learning_rate, make_optimizer, make_train_step, tbptt_chunks
 from brfjax.workdir import FRESH_BOOKKEEPING, best_variables, check_workdir, load_latest, run_checkpoints, run_permutation
-from brfjax.summaries import MetricsCSV, ProgressBar, add_scalars, event_writer
+from brfjax.summaries import read_metrics, MetricsCSV, ProgressBar, add_scalars, event_writer
 
 METRIC_COLUMNS = [
     "epoch", "learning_rate", "train_loss", "train_accuracy", "train_spike_rate",
@@ -366,6 +366,7 @@ def train_and_evaluate(
         started = time.time()
         variables = {"params": state.params, **constants}
         val = statistics(variables, data.val, val_batch)
+        collapsed = collapse(val["loss"], bookkeeping["best_val_loss"], int(bookkeeping["best_epoch"]))
         improved = val["loss"] <= bookkeeping["best_val_loss"] if config.selection_inclusive else val["loss"] < bookkeeping["best_val_loss"]
         if improved:
             checkpoints.save_best(epoch, state.params)
@@ -377,7 +378,7 @@ def train_and_evaluate(
             epoch_seconds=seconds + time.time() - started,
         )
         if log is not None:
-            log.append(row, improved)
+            log.append(row, improved, collapsed)
         bookkeeping.update(epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"])
         checkpoints.save_latest(epoch, {"state": state, **bookkeeping})
         checkpoints.discard_interrupted()
@@ -404,8 +405,54 @@ def train_and_evaluate(
     results = {"task": config.task, "neuron": config.neuron, **results,
                "best_epoch": int(bookkeeping["best_epoch"]), "train_seconds": bookkeeping["train_seconds"]}
     if primary:
+        results["collapses"] = collapses(read_metrics(os.path.join(workdir, "metrics.csv")))
         checkpoint.write_json(os.path.join(workdir, "results.json"), results)
     return results
+
+
+# a validation loss above this multiple of the best one so far marks a collapse
+COLLAPSE_FACTOR = 2.0
+
+
+def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> Optional[dict]:
+    """A collapse: the validation loss jumped to more than :data:`COLLAPSE_FACTOR` times
+    the lowest one so far (after training has improved on the untrained network).
+
+    BRF runs with the paper's learning rate sometimes collapse mid-run and recover only
+    partly; the best checkpoint (kept before the collapse) is what a run reports.
+
+    Args:
+        val_loss: this epoch's validation loss.
+        best_val_loss: the lowest validation loss of the earlier epochs.
+        best_epoch: the epoch of that loss (its parameters are ``checkpoints/best``).
+
+    Returns:
+        ``{"val_loss", "best_val_loss", "best_epoch", "factor"}``, or None.
+    """
+    if best_epoch < 1 or not math.isfinite(best_val_loss) or not val_loss > COLLAPSE_FACTOR * best_val_loss:
+        return None
+    return {"val_loss": val_loss, "best_val_loss": best_val_loss, "best_epoch": best_epoch,
+            "factor": val_loss / best_val_loss}
+
+
+def collapses(rows: Sequence[dict]) -> list[dict]:
+    """The first epoch of every collapse in a run's ``metrics.csv`` rows (see :func:`collapse`).
+
+    Args:
+        rows: the rows of ``metrics.csv`` in epoch order (:func:`brfjax.summaries.read_metrics`).
+
+    Returns:
+        One ``{"epoch", "val_loss", "best_val_loss", "best_epoch", "factor"}`` per collapse.
+    """
+    found, best_loss, best_epoch, collapsed = [], math.inf, -1, False
+    for row in rows:
+        event = collapse(row["val_loss"], best_loss, best_epoch)
+        if event is not None and not collapsed:
+            found.append({"epoch": int(row["epoch"]), **event})
+        collapsed = event is not None
+        if row["val_loss"] < best_loss:
+            best_loss, best_epoch = row["val_loss"], int(row["epoch"])
+    return found
 
 
 class EpochLog:
@@ -416,7 +463,7 @@ class EpochLog:
         self.csv = MetricsCSV(os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1)
         self.events = event_writer(os.path.join(workdir, "tensorboard"))
 
-    def append(self, row: dict, improved: bool) -> None:
+    def append(self, row: dict, improved: bool, collapsed: Optional[dict] = None) -> None:
         self.csv.append(row)
         add_scalars(self.events, row["epoch"], {
             "Loss/train": row.get("train_loss"), "Accuracy/train": row.get("train_accuracy"),
@@ -431,6 +478,11 @@ class EpochLog:
             f"({row['epoch_seconds']:.1f}s)",
             file=sys.stderr,
         )
+        if collapsed is not None:
+            print(f"epoch {row['epoch']}: collapse: the validation loss {collapsed['val_loss']:.4f} is "
+                  f"{collapsed['factor']:.1f}x the best ({collapsed['best_val_loss']:.4f}, epoch "
+                  f"{collapsed['best_epoch']}, kept in checkpoints/best); see results.json's \"collapses\"",
+                  file=sys.stderr)
 
     def close(self) -> None:
         self.events.close()

@@ -13,7 +13,7 @@ from test_data import write_shd
 from brfjax import evaluate, tasks, train
 from brfjax.summaries import read_metrics
 
-RESULT_KEYS = {"task", "neuron", "accuracy", "loss", "correct", "total", "spikes", "sop", "sop_per_step",
+RESULT_KEYS = {"collapses", "task", "neuron", "accuracy", "loss", "correct", "total", "spikes", "sop", "sop_per_step",
                "firing_rate", "num_samples", "best_epoch", "train_seconds"}
 MNIST_DIR = str(SHARED / "data" / "mnist")
 
