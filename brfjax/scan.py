@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -54,6 +55,10 @@ from brfjax.neurons import synaptic_current
 
 
 PRODUCTS = ("portable", "fast")
+
+# ``(t, z) -> z'``: the step index (int32 scalar) and the new hidden spikes ``(B, H)``
+# in, the spikes the rest of the loop sees out (see :func:`run`).
+SpikeHook = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def check_products(products: str) -> None:
@@ -160,18 +165,23 @@ def step_function(spec: ScanSpec):
 
 
 def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
-             keep_residuals: bool = False, counts0=None):
+             keep_residuals: bool = False, counts0=None, spike_hook: Optional[SpikeHook] = None):
     """The loop. Returns the output, the hidden state of every step (None unless
     ``keep_trajectory``) and, if ``keep_residuals``, the currents ``I_t`` and readout
     drives ``J_t`` of every step (else None). Spike counts start from ``counts0`` (zero
-    by default), so a loop run in segments sums them in the same order."""
+    by default), so a loop run in segments sums them in the same order. ``spike_hook``
+    (see :func:`run`) replaces the spikes after every hidden update; without one the
+    scan carries no step index and nothing is added to its program."""
     hidden_step = step_function(spec)
     slices = split_kernels(spec, params.hidden_kernel, params.readout_kernel, inputs.shape[-1])
 
-    def time_step(carry, x_t):
+    def time_step(carry, step_input):
         state, potential, spike_counts = carry
+        x_t, t = (step_input, None) if spike_hook is None else step_input
         current = hidden_current(spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices)
         state = hidden_step(params.hidden_coefficients, state, current)
+        if spike_hook is not None:
+            state = state._replace(z=_hooked_spikes(spike_hook, t, state.z))
         drive = readout_drive(params.readout_kernel, params.readout_bias, state.z, slices)
         potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
@@ -179,8 +189,9 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
         return (state, potential, spike_counts), (potential, state if keep_trajectory else None, saved)
 
     counts = jnp.zeros(inputs.shape[1], jnp.float32) if counts0 is None else counts0
+    steps = inputs if spike_hook is None else (inputs, jnp.arange(inputs.shape[0]))
     (state, potential, counts), (readouts, trajectory, residuals) = jax.lax.scan(
-        time_step, (hidden0, readout0, counts), inputs
+        time_step, (hidden0, readout0, counts), steps
     )
     return ScanOutput(state, potential, readouts, counts, None), trajectory, residuals
 
@@ -245,9 +256,52 @@ def _scan_reusing(step, carry, xs, buffers, reverse: bool = False):
     return carry, outputs, outputs
 
 
-def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False) -> ScanOutput:
-    """The forward loop; its gradient is JAX's reverse-mode derivative of the scan."""
-    output, trajectory, _ = _forward(spec, params, inputs, hidden0, readout0, keep_trajectory)
+def _hooked_spikes(spike_hook: SpikeHook, t, spikes):
+    """``spike_hook(t, spikes)``, checked to keep the spikes' shape and dtype (the loop's
+    carry cannot change either)."""
+    hooked = spike_hook(t, spikes)
+    if getattr(hooked, "shape", None) != spikes.shape or getattr(hooked, "dtype", None) != spikes.dtype:
+        raise ValueError(
+            f"spike_hook returned {type(hooked).__name__} of shape {getattr(hooked, 'shape', None)} and dtype "
+            f"{getattr(hooked, 'dtype', None)}; expected the spikes' shape {spikes.shape} and dtype {spikes.dtype}; "
+            "return an array like its second argument (e.g. z * mask with a float32 mask)"
+        )
+    return hooked
+
+
+def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
+        spike_hook: Optional[SpikeHook] = None) -> ScanOutput:
+    """The forward loop (module docstring; paper Sec. 4); its gradient is JAX's
+    reverse-mode derivative of the scan.
+
+    Args:
+      spec: the hidden cell.
+      params: the network's arrays.
+      inputs: time-major ``(T, B, I)`` float32.
+      hidden0: the hidden state at t = -1, ``(B, H)`` float32 per field (``z`` first).
+      readout0: the readout potentials at t = -1, ``(B, C)`` float32.
+      keep_trajectory: also return the hidden state of every step.
+      spike_hook: optional ``spike_hook(t, z) -> z'``, for evaluation and analysis
+        (e.g. spike deletion, ``experiments/robustness.py``): called inside the loop
+        after every hidden update with the step index ``t`` (int32 scalar, 0..T-1,
+        traced) and the new spikes ``z`` ``(B, H)`` float32; its result, of the same
+        shape and dtype, replaces ``z_t`` everywhere after the update: in the
+        returned state, the spike count, the readout drive ``J_t`` and the recurrent
+        input ``c_{t+1}``. The neuron's own state (e.g. BRF's refractory ``q``) was
+        already computed with the un-hooked spike. It must be a pure JAX function
+        (draw randomness from a key it closes over, e.g. ``fold_in(key, t)``). JAX's
+        gradient of this loop includes the hook; the segment-recompute backwards
+        (:func:`run_manual_backward`, :func:`run_recompute`) take no hook. With None
+        the loop carries no step index and nothing is added to its program.
+
+    Returns:
+      :class:`ScanOutput`: readouts time-major ``(T, B, C)``, spike counts ``(B,)``,
+      final states, and the trajectory (time-major, ``(T, B, H)`` per field) or None.
+
+    Raises:
+      ValueError: ``spike_hook`` returned an array of another shape or dtype.
+    """
+    output, trajectory, _ = _forward(spec, params, inputs, hidden0, readout0, keep_trajectory, spike_hook=spike_hook)
     return output._replace(trajectory=trajectory)
 
 

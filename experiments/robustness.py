@@ -92,30 +92,31 @@ def network_params(model, variables: dict, input_size: int) -> scan.NetworkParam
 
 
 def run_with_deletion(spec: scan.ScanSpec, params: scan.NetworkParams, inputs, probability, key):
-    """``(readouts (T,B,C), spike counts (B,))`` of the forward loop of
-    :func:`brfjax.scan.run` with hidden spikes thinned after every update, as
-    the authors' spike-deletion networks do."""
-    hidden_step = scan.step_function(spec)
+    """The forward loop of :func:`brfjax.scan.run` with hidden spikes thinned after every
+    update, as the authors' spike-deletion networks do: a spike is kept iff
+    ``probability < U``, U ~ Uniform[0, 1) drawn from ``fold_in(key, t)`` per step.
+
+    Args:
+      spec: the hidden cell.
+      params: the network's arrays.
+      inputs: time-major ``(T, B, I)`` float32.
+      probability: the deletion probability p (float32 scalar; -1 keeps every spike,
+        1 deletes every one).
+      key: the PRNG key of the deletion masks.
+
+    Returns:
+      ``(readouts (T, B, C), spike counts (B,))`` float32, counting the kept spikes.
+    """
+
+    def delete_spikes(t, z):
+        keep = probability < jax.random.uniform(jax.random.fold_in(key, t), z.shape)
+        return z * keep
+
     batch = inputs.shape[1]
     hidden0 = neurons.zero_state(neurons.get_neuron(spec.neuron).state, (batch,), params.hidden_kernel.shape[1])
     readout0 = jnp.zeros((batch, params.readout_kernel.shape[1]), jnp.float32)
-    slices = scan.split_kernels(spec, params.hidden_kernel, params.readout_kernel, inputs.shape[-1])
-
-    def time_step(carry, step_input):
-        state, potential, counts = carry
-        x_t, t = step_input
-        current = scan.hidden_current(spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices)
-        state = hidden_step(params.hidden_coefficients, state, current)
-        keep = probability < jax.random.uniform(jax.random.fold_in(key, t), state.z.shape)
-        state = state._replace(z=state.z * keep)
-        drive = scan.readout_drive(params.readout_kernel, params.readout_bias, state.z, slices)
-        potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
-        return (state, potential, counts + jnp.sum(state.z, axis=-1)), potential
-
-    counts = jnp.zeros(batch, jnp.float32)
-    steps = jnp.arange(inputs.shape[0])
-    (_, _, counts), readouts = jax.lax.scan(time_step, (hidden0, readout0, counts), (inputs, steps))
-    return readouts, counts
+    output = scan.run(spec, params, inputs, hidden0, readout0, spike_hook=delete_spikes)
+    return output.readouts, output.spike_counts
 
 
 class Perturbation(NamedTuple):

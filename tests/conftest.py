@@ -11,6 +11,9 @@ _CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# an accidental float64 or int/float mix fails a test instead of promoting silently; rank
+# promotion stays allowed: per-neuron parameters (H,) broadcast over the batch (B, H) by design
+os.environ.setdefault("JAX_NUMPY_DTYPE_PROMOTION", "strict")
 
 import pathlib  # noqa: E402
 
