@@ -1,6 +1,6 @@
 """The time loop of the recurrent SNN, and a hand-written backward pass through it.
 
-Forward (paper Sec. 4, the recurrent network), for t = 0..T-1 with ``c_t = [x_t, z_{t-1}]``:
+Forward (the paper's recurrent network; docs/concepts/brf-neuron.md), for t = 0..T-1 with ``c_t = [x_t, z_{t-1}]``:
 
     I_t = c_t · K (+ b_h)                       s_t = hidden_step(s_{t-1}, I_t)
     J_t = z_t · W (+ b_o)                       o_t = α·o_{t-1} + (1-α)·J_t
@@ -271,7 +271,7 @@ def _hooked_spikes(spike_hook: SpikeHook, t, spikes):
 
 def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
         spike_hook: Optional[SpikeHook] = None) -> ScanOutput:
-    """The forward loop (module docstring; paper Sec. 4); its gradient is JAX's
+    """The forward loop (module docstring); its gradient is JAX's
     reverse-mode derivative of the scan.
 
     Args:

@@ -1,5 +1,5 @@
 """Balanced harmonic resonate-and-fire neuron (the original code's harmonic-oscillator
-variant of the BRF, paper Sec. 3.4 with a second-order membrane; semi-implicit Euler).
+variant of the BRF, paper Algorithm 2, with a second-order membrane; semi-implicit Euler).
 
     b_t = (ω²·0.005 + b') + q_{t-1}
     v_t = v_{t-1} + u_{t-1}·δ

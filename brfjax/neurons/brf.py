@@ -1,4 +1,4 @@
-"""Balanced resonate-and-fire neuron (paper Sec. 3.2-3.4, Algorithm 1).
+"""Balanced resonate-and-fire neuron (paper Section 3, Algorithm 1; docs/concepts/brf-neuron.md).
 
     b_t = (p(ω) - b') - q_{t-1}                       smooth reset + divergence boundary
     u_t = ((u + (b_t·u)·δ) - (ω·v)·δ) + I_t·δ          explicit Euler of du/dt = (b + iω)u + I
@@ -6,7 +6,7 @@
     z_t = Θ((u_t - θ_c) - q_{t-1})                     refractory threshold
     q_t = γ·q_{t-1} + z_t
 
-with ω = |ω̃|, b' = |b̃'|, p(ω) = (-1 + sqrt(1 - (δω)²))/δ (Eq. 7), δ = 0.01, θ_c = 1,
+with ω = |ω̃|, b' = |b̃'|, p(ω) = (-1 + sqrt(1 - (δω)²))/δ (paper Algorithm 1), δ = 0.01, θ_c = 1,
 γ = 0.9. Expressions are parenthesised in the original's evaluation order so that the
 float32 roundings match it; ``exact=True`` also rounds every product before it is added
 (:func:`~brfjax.neurons.common.unfused_add`) and evaluates p(ω) correctly rounded.
@@ -54,7 +54,7 @@ class ResonatorCoefficients(NamedTuple):
 
 
 def divergence_boundary(omega: Array, exact: bool = True) -> Array:
-    """p(ω) = (-1 + sqrt(1 - (δω)²)) / δ with δ = 0.01 (paper Eq. 7).
+    """p(ω) = (-1 + sqrt(1 - (δω)²)) / δ with δ = 0.01 (paper Algorithm 1).
 
     The largest damping b for which |1 + δ(b + iω)| ≤ 1. NaN for ω > 100.
     """
@@ -148,6 +148,6 @@ BRF = NeuronModel(
     coefficients=brf_coefficients,
     step=brf_step,
     reverse=ReverseStep(("u", "v", "q"), ("z",), _spike_argument, _reverse, _coefficient_gradients),
-    # p(ω) is NaN outside δ·|ω| < 1 (paper Eq. 7)
+    # p(ω) is NaN outside δ·|ω| < 1 (paper Algorithm 1)
     stability=StabilityCheck(_scaled_frequency, 1.0, "omega", "dt*|omega|"),
 )

@@ -22,7 +22,7 @@ from brfjax.surrogates import heaviside
 Array = jax.Array
 Initializer = Callable[..., jax.Array]
 
-DT = 0.01  # δ, the Euler step of every resonator (paper Sec. 3.1)
+DT = 0.01  # δ, the Euler step of every resonator (paper Section 3, Algorithm 1)
 
 
 def default_spike(x: Array) -> Array:
@@ -96,7 +96,7 @@ def synaptic_current(inputs: Array, kernel: Array, bias: Array | None = None) ->
     """I = c · K (+ b) for c of shape ``(..., in)`` and K of shape ``(in, out)``.
 
     Always full float32 products: on GPUs XLA's default precision would use TF32,
-    which changes spikes (paper Sec. 4: float32 throughout).
+    which changes spikes (brfjax computes in float32 throughout, as the paper; docs/numerics.md).
     """
     current = jnp.matmul(inputs, kernel, precision=jax.lax.Precision.HIGHEST)
     return current if bias is None else current + bias

@@ -1,4 +1,4 @@
-"""Leaky-integrator readout (paper Sec. 4): o_t = o_{t-1}·α + I_t·(1 - α), α = exp(-1/|τ̃|)."""
+"""Leaky-integrator readout (the paper's networks; docs/concepts/other-neurons.md): o_t = o_{t-1}·α + I_t·(1 - α), α = exp(-1/|τ̃|)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Vanilla resonate-and-fire neuron (Izhikevich 2001; the paper's RF baseline, Sec. 3.1).
+"""Vanilla resonate-and-fire neuron (Izhikevich 2001; the paper's RF baseline; docs/concepts/other-neurons.md).
 
     u_t, v_t = Euler step of du/dt = (b + iω)u + I with constant damping b = -|b̃'|
     z_t = Θ(u_t - 1)
