@@ -165,7 +165,7 @@ def step_function(spec: ScanSpec):
 
 
 def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
-             keep_residuals: bool = False, counts0=None, spike_hook: Optional[SpikeHook] = None):
+             keep_residuals: bool = False, counts0=None, spike_hook: SpikeHook | None = None):
     """The loop. Returns the output, the hidden state of every step (None unless
     ``keep_trajectory``) and, if ``keep_residuals``, the currents ``I_t`` and readout
     drives ``J_t`` of every step (else None). Spike counts start from ``counts0`` (zero
@@ -260,17 +260,18 @@ def _hooked_spikes(spike_hook: SpikeHook, t, spikes):
     """``spike_hook(t, spikes)``, checked to keep the spikes' shape and dtype (the loop's
     carry cannot change either)."""
     hooked = spike_hook(t, spikes)
-    if getattr(hooked, "shape", None) != spikes.shape or getattr(hooked, "dtype", None) != spikes.dtype:
+    shape, dtype = getattr(hooked, "shape", None), getattr(hooked, "dtype", None)
+    if shape != spikes.shape or dtype != spikes.dtype:
         raise ValueError(
-            f"spike_hook returned {type(hooked).__name__} of shape {getattr(hooked, 'shape', None)} and dtype "
-            f"{getattr(hooked, 'dtype', None)}; expected the spikes' shape {spikes.shape} and dtype {spikes.dtype}; "
-            "return an array like its second argument (e.g. z * mask with a float32 mask)"
+            f"spike_hook returned shape {shape} and dtype {dtype}; expected the spikes' shape "
+            f"{spikes.shape} and dtype {spikes.dtype}; return an array like its second argument "
+            "(e.g. z * mask, not z > 0)"
         )
     return hooked
 
 
-def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
-        spike_hook: Optional[SpikeHook] = None) -> ScanOutput:
+def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0,
+        keep_trajectory: bool = False, spike_hook: SpikeHook | None = None) -> ScanOutput:
     """The forward loop (module docstring); its gradient is JAX's
     reverse-mode derivative of the scan.
 
@@ -301,7 +302,8 @@ def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_t
     Raises:
       ValueError: ``spike_hook`` returned an array of another shape or dtype.
     """
-    output, trajectory, _ = _forward(spec, params, inputs, hidden0, readout0, keep_trajectory, spike_hook=spike_hook)
+    output, trajectory, _ = _forward(spec, params, inputs, hidden0, readout0, keep_trajectory,
+                                     spike_hook=spike_hook)
     return output._replace(trajectory=trajectory)
 
 

@@ -110,7 +110,7 @@ def run_with_deletion(spec: scan.ScanSpec, params: scan.NetworkParams, inputs, p
 
     def delete_spikes(t, z):
         keep = probability < jax.random.uniform(jax.random.fold_in(key, t), z.shape)
-        return z * keep
+        return z * keep.astype(z.dtype)
 
     batch = inputs.shape[1]
     hidden0 = neurons.zero_state(neurons.get_neuron(spec.neuron).state, (batch,), params.hidden_kernel.shape[1])

@@ -143,7 +143,7 @@ def test_evaluate_misuse(tmp_path, capfd):
     assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "nope.npz"),
                           2, "does not exist")
     assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz"), 2,
-                          "invalid choice: 'lif'")
+                          "unknown neuron 'lif'")
     assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size",
                               "0"), 2, "--batch-size must be a positive integer, got 0")
     assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "-1"),

@@ -132,7 +132,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capfd):
     wrong_family = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_alif")))
     assert wrong_family.returncode == 1 and "hidden.omega" in wrong_family.stderr
     unknown = run_cli(capfd, "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz")
-    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown neuron 'lif'" in unknown.stderr
     bad_batch = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0")
     assert bad_batch.returncode == 2 and "--batch-size" in bad_batch.stderr
     no_devices = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "0")

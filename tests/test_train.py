@@ -180,7 +180,7 @@ def run_cli(capfd, *args):
     "args,message",
     [
         (["--task", "mnist"], "invalid choice"),
-        (["--task", "ecg", "--neuron", "lif"], "invalid choice"),
+        (["--task", "ecg", "--neuron", "lif"], "unknown neuron 'lif'"),
         (["--task", "ecg", "--epochs", "0"], "--epochs must be a positive integer"),
         (["--task", "ecg", "--batch-size", "-3"], "--batch-size must be a positive integer"),
         (["--task", "ecg", "--lr", "0"], "--lr must be a positive number"),
