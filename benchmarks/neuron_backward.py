@@ -68,8 +68,11 @@ def measure(shape, neuron: str, backward: str, repeats: int) -> dict:
         started = time.perf_counter()
         jax.block_until_ready(compiled(params))
         times.append(time.perf_counter() - started)
-    return {"seconds": statistics.median(times), "seconds_range": [min(times), max(times)],
-            "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None}
+    return {
+        "seconds": statistics.median(times),
+        "seconds_range": [min(times), max(times)],
+        "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
+    }
 
 
 def main() -> None:
@@ -86,7 +89,10 @@ def main() -> None:
             result = measure(shape, neuron, backward, args.repeats)
             records.append({"shape": name, "variant": label, **result})
             temp = "n/a" if result["temp_bytes"] is None else f"{result['temp_bytes'] / 2**20:.1f}"
-            print(f"{name:8} {label:20} {1e3 * result['seconds'] / shape[1]:8.3f} {temp:>9}", flush=True)
+            print(
+                f"{name:8} {label:20} {1e3 * result['seconds'] / shape[1]:8.3f} {temp:>9}",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"device": str(jax.devices()[0]), "records": records}, handle, indent=1)

@@ -5,12 +5,12 @@
 For each paper shape and neuron, after warm-up and with ``block_until_ready``, the median
 of ``--repeats`` runs of
 
-* the forward pass (``brfjax.evaluate.make_eval_step``: readouts, loss sums, spikes)
+* the forward pass (``brfjax.steps.make_eval_step``: readouts, loss sums, spikes)
   with the training configuration's fast BLAS products,
 * the same forward pass with portable products (``forward_portable_s``; its cost over
   the fast one is ``portable_forward_ratio``), the path of ``brfjax.evaluate`` and of
   the final test statistics of ``brfjax.train``, and
-* the full training step (``brfjax.train.make_train_step``: forward, backward, Adam),
+* the full training step (``brfjax.steps.make_train_step``: forward, backward, Adam),
 
 i.e. the code paths ``brfjax.evaluate`` and ``brfjax.train`` use (the batch split over
 all local devices by ``brfjax.parallel.DataParallel``; ``--host-devices N`` makes N CPU
@@ -45,7 +45,6 @@ import subprocess
 import sys
 import time
 
-
 SHAPES = {  # task -> (batch, steps, inputs, hidden, classes)
     "smnist": (256, 784, 1, 256, 10),
     "ecg": (16, 1300, 4, 36, 6),
@@ -75,10 +74,13 @@ def peak_matmul(size: int = 2048):
     b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
     matmul = jax.jit(lambda a, b: jnp.matmul(a, b, precision="highest"))
     matmul(a, b).block_until_ready()
+
     def flops_per_s():
         # the median of 3 back-to-back products: the first may still share the cores with
         # the previous step's clean-up (freeing a large step's buffers)
-        return statistics.median(2.0 * size**3 / seconds(lambda: matmul(a, b).block_until_ready()) for _ in range(3))
+        return statistics.median(
+            2.0 * size**3 / seconds(lambda: matmul(a, b).block_until_ready()) for _ in range(3)
+        )
 
     return flops_per_s
 
@@ -104,8 +106,15 @@ def forward_products(parallel, hidden: int):
         return jax.lax.scan(step, jnp.zeros((inputs.shape[1], hidden), inputs.dtype), inputs)[1]
 
     batch_spec = PartitionSpec(None, BATCH_AXIS)
-    return jax.jit(jax.shard_map(loop, mesh=parallel.mesh, in_specs=(PartitionSpec(), PartitionSpec(), batch_spec),
-                                 out_specs=batch_spec, check_vma=False))
+    return jax.jit(
+        jax.shard_map(
+            loop,
+            mesh=parallel.mesh,
+            in_specs=(PartitionSpec(), PartitionSpec(), batch_spec),
+            out_specs=batch_spec,
+            check_vma=False,
+        )
+    )
 
 
 def product_loop(parallel, x, hidden: int, classes: int):
@@ -149,28 +158,34 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     import jax.numpy as jnp
     import numpy as np
 
-    from brfjax import evaluate, models, tasks, train
+    from brfjax import models, tasks
     from brfjax.parallel import DataParallel
 
     batch, steps, inputs, hidden, classes = SHAPES[task_shape]
     task = tasks.get_task(TASK_FOR_SHAPE[task_shape])
     config = tasks.config_for(task.name, neuron, batch_size=batch)
     model = tasks.build_model(config).clone(backward=backward)
-    optimizer = train.make_optimizer(config)
+    optimizer = steps.make_optimizer(config)
     parallel = DataParallel()
     if batch % parallel.num_devices:
-        raise SystemExit(f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices")
-    state, constants = train.init_state(config, model, optimizer, parallel)
+        raise SystemExit(
+            f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices"
+        )
+    state, constants = steps.init_state(config, model, optimizer, parallel)
     rng = np.random.default_rng(0)
     x = (rng.random((steps, batch, inputs)) < 0.2).astype(np.float32)
     scored = steps - model.sub_seq_length
-    y = rng.integers(0, classes, (scored, batch) if task.objective == "per_step" else (batch,)).astype(np.int32)
+    y = rng.integers(
+        0, classes, (scored, batch) if task.objective == "per_step" else (batch,)
+    ).astype(np.int32)
     x, y = parallel.shard(x, 1), parallel.shard(y, y.ndim - 1)
     lr = jnp.float32(config.learning_rate)
 
-    eval_step = evaluate.make_eval_step(model, task.objective, parallel)
-    portable_step = evaluate.make_eval_step(models.with_products(model, "portable"), task.objective, parallel)
-    train_step = train.make_train_step(model, optimizer, task.objective, constants, parallel)
+    eval_step = steps.make_eval_step(model, task.objective, parallel)
+    portable_step = steps.make_eval_step(
+        models.with_products(model, "portable"), task.objective, parallel
+    )
+    train_step = steps.make_train_step(model, optimizer, task.objective, constants, parallel)
     variables = {"params": state.params, **constants}
     started = time.perf_counter()
     eval_step.lower(variables, x, y).compile()
@@ -196,26 +211,41 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     one_train_step()
     # keyed by the record's field names: the median of each goes under its name, the
     # spread of the rounds behind it, [lowest, highest], under name + "_range"
-    samples = interleaved_samples({
-        "peak_flops_per_s": peak_matmul(), "forward_s": forward_with(eval_step),
-        "forward_portable_s": forward_with(portable_step), "train_step_s": lambda: seconds(one_train_step),
-        "product_loop_s": product_loop(parallel, x, hidden, classes),
-    }, repeats)
+    samples = interleaved_samples(
+        {
+            "peak_flops_per_s": peak_matmul(),
+            "forward_s": forward_with(eval_step),
+            "forward_portable_s": forward_with(portable_step),
+            "train_step_s": lambda: seconds(one_train_step),
+            "product_loop_s": product_loop(parallel, x, hidden, classes),
+        },
+        repeats,
+    )
     median = {name: statistics.median(values) for name, values in samples.items()}
     peak = median["peak_flops_per_s"]
     forward_flops = steps * (2 * batch * (inputs + hidden) * hidden + 2 * batch * hidden * classes)
     train_flops = 3 * forward_flops
     return {
-        "task": task_shape, "neuron": neuron, "batch": batch, "steps": steps, "hidden": hidden,
-        **median, "compile_s": compile_s,
-        "sample_steps_per_s": batch * steps / median["train_step_s"], "peak_memory_mb": peak_memory_mb(),
-        "forward_flops": forward_flops, "train_flops": train_flops,
+        "task": task_shape,
+        "neuron": neuron,
+        "batch": batch,
+        "steps": steps,
+        "hidden": hidden,
+        **median,
+        "compile_s": compile_s,
+        "sample_steps_per_s": batch * steps / median["train_step_s"],
+        "peak_memory_mb": peak_memory_mb(),
+        "forward_flops": forward_flops,
+        "train_flops": train_flops,
         "forward_fraction_of_peak": forward_flops / peak / median["forward_s"],
         "portable_forward_ratio": median["forward_portable_s"] / median["forward_s"],
         "train_fraction_of_peak": train_flops / peak / median["train_step_s"],
         "product_loop_fraction_of_peak": forward_flops / peak / median["product_loop_s"],
         **{f"{name}_range": [min(values), max(values)] for name, values in samples.items()},
-        "backward": backward, "devices": parallel.num_devices, "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+        "backward": backward,
+        "devices": parallel.num_devices,
+        "device_kind": jax.devices()[0].device_kind,
+        "jax_version": jax.__version__,
     }
 
 
@@ -231,21 +261,38 @@ def print_table(records: list[dict]) -> None:
         )
     if records:
         r = records[0]
-        print(f"device: {r['device_kind']} x{r['devices']}, jax {r['jax_version']}, backward {r['backward']}")
+        print(
+            f"device: {r['device_kind']} x{r['devices']}, jax {r['jax_version']}, backward {r['backward']}"
+        )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES) + list(SHAPE_ALIASES),
-                        help="paper shapes to measure (psmnist is the smnist shape)")
-    parser.add_argument("--neurons", nargs="+", default=["brf"], choices=["brf", "vrf", "bhrf", "alif"])
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=list(SHAPES),
+        choices=list(SHAPES) + list(SHAPE_ALIASES),
+        help="paper shapes to measure (psmnist is the smnist shape)",
+    )
+    parser.add_argument(
+        "--neurons", nargs="+", default=["brf"], choices=["brf", "vrf", "bhrf", "alif"]
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--backward", default="manual", choices=["manual", "autodiff", "recompute"],
-                        help="gradient of the time loop: brfjax's hand-written one (default), JAX's, or JAX's "
-                             "with segments recomputed (least memory)")
-    parser.add_argument("--host-devices", type=int, default=None,
-                        help="CPU only: split the host into N XLA devices and the batch over them "
-                             "(default: one per core, as brfjax.train and brfjax.evaluate do)")
+    parser.add_argument(
+        "--backward",
+        default="manual",
+        choices=["manual", "autodiff", "recompute"],
+        help="gradient of the time loop: brfjax's hand-written one (default), JAX's, or JAX's "
+        "with segments recomputed (least memory)",
+    )
+    parser.add_argument(
+        "--host-devices",
+        type=int,
+        default=None,
+        help="CPU only: split the host into N XLA devices and the batch over them "
+        "(default: one per core, as brfjax.train and brfjax.evaluate do)",
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument("--single", nargs=2, metavar=("TASK", "NEURON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -266,11 +313,25 @@ def main(argv=None) -> int:
             # a fresh process per configuration: separate compile caches and memory peaks
             env = dict(os.environ)
             if args.host_devices:
-                env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={args.host_devices}"
+                env["XLA_FLAGS"] = (
+                    f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={args.host_devices}"
+                )
             result = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--single", task, neuron, "--repeats", str(args.repeats),
-                 "--backward", args.backward] + (["--host-devices", str(args.host_devices)] if args.host_devices else []),
-                capture_output=True, text=True, env=env,
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--single",
+                    task,
+                    neuron,
+                    "--repeats",
+                    str(args.repeats),
+                    "--backward",
+                    args.backward,
+                ]
+                + (["--host-devices", str(args.host_devices)] if args.host_devices else []),
+                capture_output=True,
+                text=True,
+                env=env,
             )
             if result.returncode != 0:
                 print(result.stderr, file=sys.stderr)

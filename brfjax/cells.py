@@ -29,7 +29,8 @@ own (ω ~ U(5, 10), b' ~ U(0, 1), τ ~ N(20, 5) ...); the task configurations ov
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -89,7 +90,7 @@ class SpikingCell(nn.RNNCellBase):
     kernel_init: Initializer = nn.initializers.xavier_uniform()
     bias_init: Initializer = nn.initializers.zeros_init()
     neuron: str = "brf"
-    initializers: Optional[Mapping[str, Initializer] | tuple] = None
+    initializers: Mapping[str, Initializer] | tuple | None = None
 
     @nn.nowrap
     def neuron_parameters(self) -> tuple:
@@ -106,7 +107,8 @@ class SpikingCell(nn.RNNCellBase):
         return tuple(
             self.param(
                 parameter.name,
-                chosen.get(parameter.name) or getattr(self, f"{parameter.name}_init", parameter.init),
+                chosen.get(parameter.name)
+                or getattr(self, f"{parameter.name}_init", parameter.init),
                 (self.features,),
                 jnp.float32,
             )
@@ -118,7 +120,9 @@ class SpikingCell(nn.RNNCellBase):
         """``(coefficients, masked kernel, bias or None)`` for inputs of width ``in_features``."""
         width = in_features + (self.features if self.recurrent else 0)
         kernel = self.param("kernel", self.kernel_init, (width, self.features), jnp.float32)
-        if self.mask_prob > 0.0 and not (self.is_initializing() or self.has_variable("mask", "mask")):
+        if self.mask_prob > 0.0 and not (
+            self.is_initializing() or self.has_variable("mask", "mask")
+        ):
             raise ValueError(
                 f"the pruning mask of this cell (mask_prob={self.mask_prob}, collection 'mask') is not visible here: "
                 "pass the 'mask' collection with the variables and, under nn.RNN or nn.scan, broadcast it: "
@@ -128,7 +132,9 @@ class SpikingCell(nn.RNNCellBase):
             self.variable(
                 "mask",
                 "mask",
-                lambda: pruning_mask(self.make_rng("params"), in_features, self.features, self.mask_prob),
+                lambda: pruning_mask(
+                    self.make_rng("params"), in_features, self.features, self.mask_prob
+                ),
             )
         if self.has_variable("mask", "mask"):
             kernel = kernel * self.get_variable("mask", "mask")
@@ -146,7 +152,13 @@ class SpikingCell(nn.RNNCellBase):
         """The static description of this cell that the time loop needs."""
         scan.check_products(self.products)
         return scan.ScanSpec(
-            self.neuron, self.surrogate, self.spike_form, self.dt, self.exact, self.recurrent, self.products
+            self.neuron,
+            self.surrogate,
+            self.spike_form,
+            self.dt,
+            self.exact,
+            self.recurrent,
+            self.products,
         )
 
     def __call__(self, carry, x: jax.Array):
@@ -163,7 +175,9 @@ class SpikingCell(nn.RNNCellBase):
     def initialize_carry(self, rng: Any, input_shape: tuple):
         """The resting state, ``(B, H)`` per field, for one step's input shape ``(B, I)``."""
         del rng
-        return neurons.zero_state(neurons.get_neuron(self.neuron).state, input_shape[:-1], self.features)
+        return neurons.zero_state(
+            neurons.get_neuron(self.neuron).state, input_shape[:-1], self.features
+        )
 
     @property
     def num_feature_axes(self) -> int:
@@ -237,7 +251,9 @@ class LIReadout(nn.RNNCellBase):
         slices = None
         if self.products == "portable":
             slices = scan.KernelSlices(None, None, numerics.split_kernel(kernel, binary_left=True))
-        potential = neurons.li_step(alpha, carry, scan.readout_drive(kernel, bias, x, slices), self.exact)
+        potential = neurons.li_step(
+            alpha, carry, scan.readout_drive(kernel, bias, x, slices), self.exact
+        )
         return potential, potential
 
     @nn.nowrap

@@ -31,7 +31,8 @@ import re
 import shutil
 import sys
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -52,7 +53,8 @@ def _manager(directory: str):
     import orbax.checkpoint as ocp
 
     return ocp.CheckpointManager(
-        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True)
+        os.path.abspath(directory),
+        options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True),
     )
 
 
@@ -68,7 +70,7 @@ def _step_files(step_dir: str) -> dict:
     return checksums
 
 
-def verify_step(step_dir: str) -> Optional[str]:
+def verify_step(step_dir: str) -> str | None:
     """Whether a step folder's files match its checksums.
 
     Args:
@@ -87,7 +89,9 @@ def verify_step(step_dir: str) -> Optional[str]:
         return f"unreadable checksum file ({error})"
     actual = _step_files(step_dir)
     if actual != expected:
-        changed = sorted(name for name in set(actual) | set(expected) if actual.get(name) != expected.get(name))
+        changed = sorted(
+            name for name in set(actual) | set(expected) if actual.get(name) != expected.get(name)
+        )
         return f"files missing, added or changed: {changed[:5]}"
     return None
 
@@ -105,7 +109,9 @@ def _quiet_orbax():
         logger.setLevel(level)
 
 
-def _save(directory: str, step: int, tree: Any, primary: bool, barrier: Callable[[str], None]) -> None:
+def _save(
+    directory: str, step: int, tree: Any, primary: bool, barrier: Callable[[str], None]
+) -> None:
     printed = io.StringIO()
     try:
         with _quiet_orbax(), contextlib.redirect_stderr(printed):
@@ -150,12 +156,15 @@ def _write_step(directory: str, step: int, tree: Any, primary: bool) -> None:
         write_json(os.path.join(step_dir, CHECKSUM_FILE), _step_files(step_dir))
 
 
-_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-            errno.EFBIG: "the file-size limit is reached"}
+_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file-size limit is reached",
+}
 _TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
 
 
-def _os_error(error: BaseException) -> Optional[OSError]:
+def _os_error(error: BaseException) -> OSError | None:
     """The operating-system error behind ``error``: an OSError in its cause/context
     chain, or one that TensorStore (Orbax's writer) reports as ``os_error_code='N'``
     inside another exception type."""
@@ -172,7 +181,9 @@ def _os_error(error: BaseException) -> Optional[OSError]:
     return None
 
 
-def _restore(directory: str, template: Any, primary: bool, barrier: Callable[[str], None]) -> Optional[tuple[int, Any]]:
+def _restore(
+    directory: str, template: Any, primary: bool, barrier: Callable[[str], None]
+) -> tuple[int, Any] | None:
     """``(step, tree)`` of the newest intact checkpoint in ``directory``, or None."""
     import orbax.checkpoint as ocp
 
@@ -224,7 +235,9 @@ class RunCheckpoints:
         processes of a multi-process run; the default does nothing (one process).
     """
 
-    def __init__(self, workdir: str, primary: bool = True, barrier: Callable[[str], None] = _no_barrier):
+    def __init__(
+        self, workdir: str, primary: bool = True, barrier: Callable[[str], None] = _no_barrier
+    ):
         self.latest_dir = os.path.join(workdir, "checkpoints", "latest")
         self.best_dir = os.path.join(workdir, "checkpoints", "best")
         self.interrupted_dir = os.path.join(workdir, "checkpoints", "interrupted")
@@ -274,7 +287,7 @@ class RunCheckpoints:
         manager.close()
         self.barrier(f"discard best after {epoch}")
 
-    def restore_latest(self, template: Any) -> Optional[tuple[int, Any]]:
+    def restore_latest(self, template: Any) -> tuple[int, Any] | None:
         """The newest intact ``latest`` checkpoint.
 
         Args:
@@ -287,7 +300,7 @@ class RunCheckpoints:
         """
         return _restore(self.latest_dir, template, self.primary, self.barrier)
 
-    def restore_best(self, template: Any) -> Optional[tuple[int, Any]]:
+    def restore_best(self, template: Any) -> tuple[int, Any] | None:
         """The newest intact ``best`` checkpoint.
 
         Args:
@@ -317,7 +330,7 @@ class RunCheckpoints:
         """
         _save(self.interrupted_dir, epoch, state, self.primary, self.barrier)
 
-    def restore_interrupted(self, template: Any) -> Optional[tuple[int, Any]]:
+    def restore_interrupted(self, template: Any) -> tuple[int, Any] | None:
         """The mid-epoch position written by :meth:`save_interrupted`, if any.
 
         Args:
@@ -350,7 +363,17 @@ def package_versions() -> dict:
     import importlib.metadata as metadata
 
     versions = {"python": platform.python_version()}
-    for name in ("brfjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "h5py"):
+    for name in (
+        "brfjax",
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "orbax-checkpoint",
+        "numpy",
+        "scipy",
+        "h5py",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from brfjax.data import DataError, DataUsageError
 from brfjax.errors import TrainingError, UsageError
@@ -66,8 +67,12 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def check_positive(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                   integers: Sequence[str] = (), numbers: Sequence[str] = ()) -> None:
+def check_positive(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    integers: Sequence[str] = (),
+    numbers: Sequence[str] = (),
+) -> None:
     """Refuse zero, negative or non-finite values of the given options (None: not given).
 
     Args:

@@ -22,7 +22,8 @@ import pickle
 import re
 import sys
 import zipfile
-from typing import Any, NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class Converted(NamedTuple):
 
     kind: str
     output: str
-    identity: Optional[dict]
+    identity: dict | None
 
 
 def load_torch_file(path: str) -> Any:
@@ -71,7 +72,9 @@ def load_torch_file(path: str) -> Any:
     try:
         import torch
     except ImportError:
-        raise UsageError('converting a PyTorch file needs torch: pip install "brfjax[torch]"') from None
+        raise UsageError(
+            'converting a PyTorch file needs torch: pip install "brfjax[torch]"'
+        ) from None
     if not os.path.isfile(path):
         raise interop.CheckpointError(f"PyTorch file {path!r} does not exist")
     try:
@@ -79,14 +82,20 @@ def load_torch_file(path: str) -> Any:
     except pickle.UnpicklingError as error:
         found = _UNPICKLER_REASON.search(str(error))
         reason = found.group(1).strip() if found else str(error).strip().splitlines()[0]
-        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; legacy files fail here too
-            raise interop.CheckpointError(f"{path!r} is not a readable torch.save file: {reason}") from None
+        if not zipfile.is_zipfile(
+            path
+        ):  # torch.save writes a zip archive; legacy files fail here too
+            raise interop.CheckpointError(
+                f"{path!r} is not a readable torch.save file: {reason}"
+            ) from None
         raise interop.CheckpointError(
             f"{path!r}: torch refuses to read it with weights_only=True ({reason}); it holds Python objects beyond "
             f"tensors and plain containers, which brfjax does not unpickle"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise interop.CheckpointError(f"{path!r} is not a readable torch.save file: {error}") from None
+        raise interop.CheckpointError(
+            f"{path!r} is not a readable torch.save file: {error}"
+        ) from None
 
 
 def _is_tensor(value: Any) -> bool:
@@ -112,7 +121,9 @@ def tensor_to_array(tensor: Any, name: str, path: str) -> np.ndarray:
     try:
         return tensor.detach().cpu().numpy()
     except TypeError as error:
-        raise interop.CheckpointError(f"{path!r}: tensor {name!r} has no NumPy equivalent: {error}") from None
+        raise interop.CheckpointError(
+            f"{path!r}: tensor {name!r} has no NumPy equivalent: {error}"
+        ) from None
 
 
 def model_state_dict(content: Any, path: str) -> dict[str, np.ndarray]:
@@ -137,7 +148,9 @@ def model_state_dict(content: Any, path: str) -> dict[str, np.ndarray]:
         )
     not_tensors = sorted(key for key, value in state.items() if not _is_tensor(value))
     if not_tensors:
-        raise interop.CheckpointError(f"{path!r}: {MODEL_KEY} entries {not_tensors} are not tensors")
+        raise interop.CheckpointError(
+            f"{path!r}: {MODEL_KEY} entries {not_tensors} are not tensors"
+        )
     return {key: tensor_to_array(value, key, path) for key, value in state.items()}
 
 
@@ -154,8 +167,11 @@ def check_task_fits(task: tasks.TaskSpec, shape: interop.NetworkShape, path: str
         tasks that fit.
     """
     if (shape.input_size, shape.num_classes) != (task.input_size, task.num_classes):
-        fitting = [name for name, spec in sorted(tasks.TASKS.items())
-                   if (spec.input_size, spec.num_classes) == (shape.input_size, shape.num_classes)]
+        fitting = [
+            name
+            for name, spec in sorted(tasks.TASKS.items())
+            if (spec.input_size, spec.num_classes) == (shape.input_size, shape.num_classes)
+        ]
         raise UsageError(
             f"{path!r} has input width {shape.input_size} and {shape.num_classes} classes; --task {task.name} needs "
             f"{task.input_size} and {task.num_classes}; pass --task {' or '.join(fitting) or 'of its task'}"
@@ -164,10 +180,14 @@ def check_task_fits(task: tasks.TaskSpec, shape: interop.NetworkShape, path: str
 
 def _check_suffix(output: str, suffix: str, what: str, path: str) -> None:
     if not output.endswith(suffix):
-        raise UsageError(f"-o {output!r}: {path!r} holds {what}, written as a {suffix} file; name the output *{suffix}")
+        raise UsageError(
+            f"-o {output!r}: {path!r} holds {what}, written as a {suffix} file; name the output *{suffix}"
+        )
 
 
-def convert_file(path: str, output: str, task: Optional[str] = None, neuron: Optional[str] = None) -> Converted:
+def convert_file(
+    path: str, output: str, task: str | None = None, neuron: str | None = None
+) -> Converted:
     """Convert one published ``.pt`` file (model or permutation, read from its content).
 
     Args:
@@ -194,7 +214,9 @@ def convert_file(path: str, output: str, task: Optional[str] = None, neuron: Opt
         return _convert_permutation(content, path, output, task, neuron)
     state_dict = model_state_dict(content, path)
     if task is None or neuron is None:
-        missing = " and ".join(flag for flag, value in (("--task", task), ("--neuron", neuron)) if value is None)
+        missing = " and ".join(
+            flag for flag, value in (("--task", task), ("--neuron", neuron)) if value is None
+        )
         raise UsageError(
             f"{path!r} is a model, whose file does not record its task and neuron; pass {missing} "
             f"(the published models are listed in docs/published-models.md)"
@@ -205,16 +227,22 @@ def convert_file(path: str, output: str, task: Optional[str] = None, neuron: Opt
     shape = interop.inspect_state_dict(state_dict, neuron)
     check_task_fits(spec, shape, path)
     source = {"file": os.path.basename(path), "sha256": file_digest(path, "sha256")}
-    identity = interop.identity_record(task, neuron, shape.input_size, shape.hidden_size, shape.num_classes, source)
+    identity = interop.identity_record(
+        task, neuron, shape.input_size, shape.hidden_size, shape.num_classes, source
+    )
     interop.write_reference(output, state_dict, identity)
     return Converted("model", output, identity)
 
 
-def _convert_permutation(content: Any, path: str, output: str, task: Optional[str], neuron: Optional[str]) -> Converted:
+def _convert_permutation(
+    content: Any, path: str, output: str, task: str | None, neuron: str | None
+) -> Converted:
     if neuron is not None or task not in (None, "psmnist"):
         flags = (("--task", task), ("--neuron", neuron))
         given = " ".join(f"{flag} {value}" for flag, value in flags if value is not None)
-        raise UsageError(f"{path!r} is a PS-MNIST pixel permutation, which takes no {given}; drop it")
+        raise UsageError(
+            f"{path!r} is a PS-MNIST pixel permutation, which takes no {given}; drop it"
+        )
     _check_suffix(output, ".npy", "a pixel permutation", path)
     permutation = tensor_to_array(content, "permutation", path)
     try:
@@ -225,7 +253,7 @@ def _convert_permutation(content: Any, path: str, output: str, task: Optional[st
     return Converted("permutation", output, None)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of ``python -m brfjax.convert``.
 
     Args:
@@ -240,17 +268,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(
         prog="python -m brfjax.convert",
         description="Convert a published PyTorch model (.pt) to a brfjax .npz checkpoint, or a PS-MNIST "
-                    "permutation (.pt) to a .npy.",
+        "permutation (.pt) to a .npy.",
     )
     parser.add_argument("source", help="the torch.save file: a model or a PS-MNIST permutation")
-    parser.add_argument("--task", choices=sorted(tasks.TASKS), help="the model's task (required for a model)")
-    parser.add_argument("--neuron", choices=list(tasks.NEURON_NAMES),
-                        help="the model's hidden neuron (required for a model: BRF and RF files have the same keys)")
-    parser.add_argument("-o", "--output", required=True, help="the .npz (model) or .npy (permutation) to write")
+    parser.add_argument(
+        "--task", choices=sorted(tasks.TASKS), help="the model's task (required for a model)"
+    )
+    parser.add_argument(
+        "--neuron",
+        choices=list(tasks.NEURON_NAMES),
+        help="the model's hidden neuron (required for a model: BRF and RF files have the same keys)",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, help="the .npz (model) or .npy (permutation) to write"
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m brfjax.convert``; each error is one ``error:`` line on stderr.
 
     Args:
@@ -269,9 +304,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {converted.output} (PS-MNIST pixel permutation)")
     else:
         network = converted.identity["network"]
-        print(f"wrote {converted.output} ({args.task} {args.neuron}, {network['input_size']}-{network['hidden_size']}-"
-              f"{network['num_classes']}, from {converted.identity['source']['file']} sha256 "
-              f"{converted.identity['source']['sha256']})")
+        print(
+            f"wrote {converted.output} ({args.task} {args.neuron}, {network['input_size']}-{network['hidden_size']}-"
+            f"{network['num_classes']}, from {converted.identity['source']['file']} sha256 "
+            f"{converted.identity['source']['sha256']})"
+        )
     return 0
 
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from brfjax import checkpoint, cli, interop, metrics, tasks, workdir
 from brfjax import parallel as parallel_module
+from brfjax.batches import device_batch
 from brfjax.data import DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
 from brfjax.models import RecurrentSNN
-from brfjax.batches import device_batch
 from brfjax.parallel import DataParallel
 from brfjax.steps import make_eval_step
 
@@ -33,11 +33,11 @@ def evaluate_dataset(
     variables: dict,
     data: SequenceData,
     task: tasks.TaskSpec,
-    batch_size: Optional[int] = None,
-    permutation: Optional[np.ndarray] = None,
-    max_batches: Optional[int] = None,
+    batch_size: int | None = None,
+    permutation: np.ndarray | None = None,
+    max_batches: int | None = None,
     eval_step=None,
-    parallel: Optional[DataParallel] = None,
+    parallel: DataParallel | None = None,
 ) -> dict:
     """Statistics of ``model`` on the raw batch-major ``data`` of ``task``, each batch
     split over the devices of ``parallel`` (default: all local devices)."""
@@ -47,19 +47,25 @@ def evaluate_dataset(
     slices = batch_slices(len(data.targets), batch_size or len(data.targets), max_batches)
     total = None
     for part in slices:
-        batch = device_batch(parallel, task, model, data, np.arange(part.start, part.stop), permutation)
+        batch = device_batch(
+            parallel, task, model, data, np.arange(part.start, part.stop), permutation
+        )
         total = metrics.accumulate(total, eval_step(variables, *batch))
     num_samples = slices[-1].stop
     num_steps = data.inputs.shape[1]
     scored_steps = 1 if model.label_last else num_steps - model.sub_seq_length
-    return metrics.model_statistics(total, num_samples, num_steps, model.hidden.features, scored_steps)
+    return metrics.model_statistics(
+        total, num_samples, num_steps, model.hidden.features, scored_steps
+    )
 
 
 def _label(identity: dict) -> str:
-    return f"{identity['task']}/{identity['neuron']}" if identity.get("task") else identity["neuron"]
+    return (
+        f"{identity['task']}/{identity['neuron']}" if identity.get("task") else identity["neuron"]
+    )
 
 
-def recorded_identity(path: str) -> Optional[dict]:
+def recorded_identity(path: str) -> dict | None:
     """What a checkpoint records about itself, in the fields of :func:`brfjax.interop.identity_record`.
 
     Args:
@@ -85,17 +91,25 @@ def recorded_identity(path: str) -> Optional[dict]:
         task = tasks.get_task(config["task"])
         tasks.check_neuron(config["neuron"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise interop.CheckpointError(f"{config_path} is damaged ({error}); restore it from the run") from None
-    identity = interop.identity_record(task.name, config["neuron"], task.input_size, task.hidden_size, task.num_classes)
+        raise interop.CheckpointError(
+            f"{config_path} is damaged ({error}); restore it from the run"
+        ) from None
+    identity = interop.identity_record(
+        task.name, config["neuron"], task.input_size, task.hidden_size, task.num_classes
+    )
     manifest_path = os.path.join(path, checkpoint.MANIFEST_FILE)
     try:
         identity["brfjax_version"] = checkpoint.read_json(manifest_path)["versions"]["brfjax"]
     except (OSError, ValueError, KeyError, TypeError):
-        identity["brfjax_version"] = None  # the manifest is informative only: the run is still usable
+        identity["brfjax_version"] = (
+            None  # the manifest is informative only: the run is still usable
+        )
     return identity
 
 
-def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> tuple[RecurrentSNN, dict, Optional[np.ndarray]]:
+def load_for_evaluation(
+    task: tasks.TaskSpec, neuron: str, path: str
+) -> tuple[RecurrentSNN, dict, np.ndarray | None]:
     """``(model, variables, permutation)`` from a reference ``.npz`` or a brfjax workdir
     (its best checkpoint and, for PS-MNIST, its saved permutation). A checkpoint that
     records another task or neuron is refused (:class:`brfjax.interop.CheckpointError`)."""
@@ -105,15 +119,23 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> tuple[R
             raise interop.CheckpointError(
                 f"workdir {path!r} holds a {config.task}/{config.neuron} run, not {task.name}/{neuron}"
             )
-        print(f"evaluating the best checkpoint of {path}: epoch {epoch} of {config.epochs} (lowest validation loss)"
-              + ("; warning: epoch 0 is the untrained network" if epoch == 0 else ""), file=sys.stderr)
+        print(
+            f"evaluating the best checkpoint of {path}: epoch {epoch} of {config.epochs} (lowest validation loss)"
+            + ("; warning: epoch 0 is the untrained network" if epoch == 0 else ""),
+            file=sys.stderr,
+        )
         return model, variables, workdir.load_permutation(path, task)
     recorded = interop.load_identity(path)
-    if recorded is not None and (recorded["task"] or task.name, recorded["neuron"]) != (task.name, neuron):
+    if recorded is not None and (recorded["task"] or task.name, recorded["neuron"]) != (
+        task.name,
+        neuron,
+    ):
         raise interop.CheckpointError(
             f"checkpoint {path!r} holds a {_label(recorded)} run (recorded in it), not {task.name}/{neuron}"
         )
-    model, variables = interop.load_reference_network(path, neuron, exact=True, **tasks.network_options(task, neuron))
+    model, variables = interop.load_reference_network(
+        path, neuron, exact=True, **tasks.network_options(task, neuron)
+    )
     # sizes as read off the file by load_reference_network (no second read)
     input_size = variables["params"]["hidden"]["kernel"].shape[0] - model.hidden.features
     num_classes = model.readout.features
@@ -129,11 +151,11 @@ def evaluate_checkpoint(
     task_name: str,
     neuron: str,
     path: str,
-    data_dir: Optional[str] = None,
-    batch_size: Optional[int] = None,
-    permutation_file: Optional[str] = None,
+    data_dir: str | None = None,
+    batch_size: int | None = None,
+    permutation_file: str | None = None,
     mnist_backend: str = "idx",
-    parallel: Optional[DataParallel] = None,
+    parallel: DataParallel | None = None,
 ) -> dict:
     """Load a checkpoint (reference ``.npz`` or workdir) and evaluate it on the test set
     with portable products: the statistics are the same for every ``batch_size``, every
@@ -150,8 +172,15 @@ def evaluate_checkpoint(
             f"<name>_permutation.npy), or --permutation {mnist.IDENTITY} to evaluate in pixel order"
         )
     data = tasks.load_split(task, "test", data_dir, mnist_backend)
-    stats = evaluate_dataset(model, variables, data, task, batch_size or task.eval_batch_sizes[1], permutation,
-                             parallel=parallel)
+    stats = evaluate_dataset(
+        model,
+        variables,
+        data,
+        task,
+        batch_size or task.eval_batch_sizes[1],
+        permutation,
+        parallel=parallel,
+    )
     return {"task": task_name, "neuron": neuron, **stats}
 
 
@@ -166,11 +195,19 @@ def summary_line(stats: dict) -> str:
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """``--task``, ``--neuron`` and ``--checkpoint``: which trained network a command reads."""
-    parser.add_argument("--task", choices=sorted(tasks.TASKS),
-                        help="the checkpoint's task (required for a .npz without identity record, e.g. as published)")
-    parser.add_argument("--neuron", type=cli.neuron_name,
-                        help="the checkpoint's neuron (required for a .npz without identity record, e.g. as published)")
-    parser.add_argument("--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir")
+    parser.add_argument(
+        "--task",
+        choices=sorted(tasks.TASKS),
+        help="the checkpoint's task (required for a .npz without identity record, e.g. as published)",
+    )
+    parser.add_argument(
+        "--neuron",
+        type=cli.neuron_name,
+        help="the checkpoint's neuron (required for a .npz without identity record, e.g. as published)",
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir"
+    )
 
 
 def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -180,13 +217,19 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
     ``.npz`` without record (a BRF and an RF state dict have the same keys), which is noted
     on stderr. A damaged record ends the command with exit status 1."""
     if not os.path.exists(args.checkpoint):
-        parser.error(f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir")
+        parser.error(
+            f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir"
+        )
     try:
         recorded = recorded_identity(args.checkpoint) or {}
     except interop.CheckpointError as error:
         parser.exit(1, f"error: {error}\n")
     given = {"task": args.task, "neuron": args.neuron}
-    conflicts = [name for name, value in given.items() if value is not None and recorded.get(name) not in (None, value)]
+    conflicts = [
+        name
+        for name, value in given.items()
+        if value is not None and recorded.get(name) not in (None, value)
+    ]
     if conflicts:
         flags = " and ".join(f"--{name} {given[name]}" for name in conflicts)
         wanted = {name: given[name] or recorded.get(name) for name in given}
@@ -197,34 +240,56 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
         )
     args.task = args.task or recorded.get("task")
     args.neuron = args.neuron or recorded.get("neuron")
-    missing = [flag for flag, value in (("--task", args.task), ("--neuron", args.neuron)) if value is None]
+    missing = [
+        flag for flag, value in (("--task", args.task), ("--neuron", args.neuron)) if value is None
+    ]
     if missing:
         unrecorded = " and ".join(flag[2:] for flag in missing)
         published = "" if recorded else " (a state dict as the authors published it)"
-        parser.error(f"{args.checkpoint!r} does not record its {unrecorded}{published}; pass {' and '.join(missing)}")
+        parser.error(
+            f"{args.checkpoint!r} does not record its {unrecorded}{published}; pass {' and '.join(missing)}"
+        )
     assumed = [name for name in ("neuron", "task") if not recorded.get(name)]
     if assumed and not os.path.isdir(args.checkpoint):
-        print(f"note: {os.path.basename(args.checkpoint)} does not record its {' or '.join(assumed)}: evaluated as a "
-              f"{args.neuron} network for {args.task}, as {' and '.join(f'--{name}' for name in assumed)} "
-              f"say{'s' if len(assumed) == 1 else ''}", file=sys.stderr)
+        print(
+            f"note: {os.path.basename(args.checkpoint)} does not record its {' or '.join(assumed)}: evaluated as a "
+            f"{args.neuron} network for {args.task}, as {' and '.join(f'--{name}' for name in assumed)} "
+            f"say{'s' if len(assumed) == 1 else ''}",
+            file=sys.stderr,
+        )
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(
         prog="python -m brfjax.evaluate",
         description="Model statistics (accuracy, loss, SOP, firing rate) of a checkpoint on a test set.",
     )
     add_checkpoint_arguments(parser)
     parser.add_argument("--data-dir", default=None, help="folder with the task's data files")
-    parser.add_argument("--permutation", default=None,
-                        help="PS-MNIST pixel permutation (.npy) of a reference model, or 'identity' for pixel order "
-                             "(required for reference PS-MNIST models; workdirs record theirs)")
-    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: the original's)")
-    parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
-                        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")
-    parser.add_argument("--devices", type=int, default=None,
-                        help="split each batch over the first N local devices (default: all; on CPU one per core)")
-    parser.add_argument("--json", default=None, help="also write the statistics as one JSON object here")
+    parser.add_argument(
+        "--permutation",
+        default=None,
+        help="PS-MNIST pixel permutation (.npy) of a reference model, or 'identity' for pixel order "
+        "(required for reference PS-MNIST models; workdirs record theirs)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="evaluation batch (default: the original's)"
+    )
+    parser.add_argument(
+        "--mnist-backend",
+        default="idx",
+        choices=["idx", "tfds"],
+        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="split each batch over the first N local devices (default: all; on CPU one per core)",
+    )
+    parser.add_argument(
+        "--json", default=None, help="also write the statistics as one JSON object here"
+    )
     args = parser.parse_args(argv)
     cli.check_positive(parser, args, integers=("batch_size", "devices"))
     check_checkpoint_argument(parser, args)
@@ -233,13 +298,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parallel_module.use_every_core(args.devices or 1)  # CPU: batches split over one device per core
     try:
         parallel = DataParallel(args.devices)
         stats = evaluate_checkpoint(
-            args.task, args.neuron, args.checkpoint, args.data_dir, args.batch_size, args.permutation, args.mnist_backend,
+            args.task,
+            args.neuron,
+            args.checkpoint,
+            args.data_dir,
+            args.batch_size,
+            args.permutation,
+            args.mnist_backend,
             parallel,
         )
     except cli.ERRORS as error:

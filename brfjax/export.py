@@ -22,7 +22,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,7 @@ def export_network(
     variables: dict,
     num_steps: int,
     input_size: int,
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     platforms: Sequence[str] = ("cpu",),
 ) -> jax.export.Exported:
     """``jax.export`` of ``inputs (T, B, I) -> (readouts (T', B, C), spike counts (B,))``.
@@ -63,11 +63,19 @@ def export_network(
     """
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown or not platforms:
-        raise ValueError(f"platforms must be a non-empty subset of {PLATFORMS}, got {list(platforms)}")
-    for name, value in (("num_steps", num_steps), ("input_size", input_size), ("batch_size", batch_size)):
+        raise ValueError(
+            f"platforms must be a non-empty subset of {PLATFORMS}, got {list(platforms)}"
+        )
+    for name, value in (
+        ("num_steps", num_steps),
+        ("input_size", input_size),
+        ("batch_size", batch_size),
+    ):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    network = models.with_products(model, "portable").clone(backward="autodiff", return_trajectory=False)
+    network = models.with_products(model, "portable").clone(
+        backward="autodiff", return_trajectory=False
+    )
 
     def forward(inputs):
         output = network.apply(variables, inputs)
@@ -117,7 +125,7 @@ def load_program(path: str) -> tuple[jax.export.Exported, dict]:
     return exported, metadata
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of ``python -m brfjax.export``.
 
     Args:
@@ -136,17 +144,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description="Write a trained network as a serialized jax.export program plus a JSON of metadata.",
     )
     evaluate.add_checkpoint_arguments(parser)
-    parser.add_argument("-o", "--output", required=True, help="file to write (metadata goes to OUTPUT.json)")
-    parser.add_argument("--platforms", nargs="+", default=["cpu"], choices=list(PLATFORMS),
-                        help="platforms to lower for (default: cpu); no such device is needed")
-    parser.add_argument("--batch-size", type=int, default=None, help="fix the batch size (default: symbolic)")
+    parser.add_argument(
+        "-o", "--output", required=True, help="file to write (metadata goes to OUTPUT.json)"
+    )
+    parser.add_argument(
+        "--platforms",
+        nargs="+",
+        default=["cpu"],
+        choices=list(PLATFORMS),
+        help="platforms to lower for (default: cpu); no such device is needed",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="fix the batch size (default: symbolic)"
+    )
     args = parser.parse_args(argv)
     cli.check_positive(parser, args, integers=("batch_size",))
     evaluate.check_checkpoint_argument(parser, args)
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m brfjax.export``: write the program and its ``.json`` metadata.
 
     Args:
@@ -162,21 +179,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model, variables, _ = evaluate.load_for_evaluation(task, args.neuron, args.checkpoint)
     except cli.ERRORS as error:
         return cli.report(error)
-    exported = export_network(model, variables, task.num_steps, task.input_size, args.batch_size, args.platforms)
+    exported = export_network(
+        model, variables, task.num_steps, task.input_size, args.batch_size, args.platforms
+    )
     # the checkpoint's identity, in the fields of its record, and the file a converted one came from
     source = (evaluate.recorded_identity(args.checkpoint) or {}).get("source")
-    identity = interop.identity_record(args.task, args.neuron, task.input_size, model.hidden.features,
-                                       model.readout.features, source)
+    identity = interop.identity_record(
+        args.task,
+        args.neuron,
+        task.input_size,
+        model.hidden.features,
+        model.readout.features,
+        source,
+    )
     metadata = {
-        **identity, "checkpoint": os.path.abspath(args.checkpoint),
-        "input_shape": [task.num_steps, args.batch_size if args.batch_size else "B", task.input_size],
+        **identity,
+        "checkpoint": os.path.abspath(args.checkpoint),
+        "input_shape": [
+            task.num_steps,
+            args.batch_size if args.batch_size else "B",
+            task.input_size,
+        ],
         "layout": "time-major (T, B, I) float32",
         "outputs": ["readouts (T', B, C) float32", "spike_counts (B,) float32"],
-        "sub_seq_length": model.sub_seq_length, "label_last": model.label_last,
-        "platforms": list(args.platforms), "versions": checkpoint.package_versions(),
+        "sub_seq_length": model.sub_seq_length,
+        "label_last": model.label_last,
+        "platforms": list(args.platforms),
+        "versions": checkpoint.package_versions(),
     }
     save_program(exported, args.output, metadata)
-    print(f"wrote {args.output} ({', '.join(args.platforms)}; input {metadata['input_shape']}) and {args.output}{METADATA_SUFFIX}")
+    print(
+        f"wrote {args.output} ({', '.join(args.platforms)}; input {metadata['input_shape']}) and {args.output}{METADATA_SUFFIX}"
+    )
     return 0
 
 

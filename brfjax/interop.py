@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from typing import Any, Mapping, NamedTuple, Optional
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -54,6 +55,7 @@ def neuron_parameter_names(neuron: str) -> tuple:
         return neurons.get_neuron(neuron).parameter_names
     except ValueError as error:
         raise CheckpointError(str(error)) from None
+
 
 # reference key -> (collection, module, variable name, transposed)
 _LINEAR_KEYS = {
@@ -105,7 +107,10 @@ def key_map(neuron: str) -> dict[str, tuple[str, str, str, bool]]:
     Raises:
       CheckpointError: an unknown ``neuron``.
     """
-    mapping = {f"hidden.{name}": ("params", "hidden", name, False) for name in neuron_parameter_names(neuron)}
+    mapping = {
+        f"hidden.{name}": ("params", "hidden", name, False)
+        for name in neuron_parameter_names(neuron)
+    }
     mapping.update(_LINEAR_KEYS)
     return mapping
 
@@ -175,7 +180,7 @@ def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkSha
 
 
 def reference_to_variables(
-    state_dict: Mapping[str, Any], neuron: str, model: Optional[models.RecurrentSNN] = None
+    state_dict: Mapping[str, Any], neuron: str, model: models.RecurrentSNN | None = None
 ) -> dict:
     """Flax variables (``params`` and, if present, ``mask``) from a reference state dict.
 
@@ -202,7 +207,9 @@ def reference_to_variables(
         if key not in state_dict:
             continue
         value = np.asarray(state_dict[key], np.float32)
-        variables.setdefault(collection, {}).setdefault(module, {})[name] = value.T if transposed else value
+        variables.setdefault(collection, {}).setdefault(module, {})[name] = (
+            value.T if transposed else value
+        )
     if model is not None:
         _check_against_model(variables, model, shape.input_size)
     return variables
@@ -211,8 +218,13 @@ def reference_to_variables(
 def _check_against_model(variables: dict, model: models.RecurrentSNN, input_size: int) -> None:
     dummy = jax.ShapeDtypeStruct((1, 1, input_size), np.float32)
     expected = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), dummy)["params"]
-    flat_expected = {path_name(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(expected)}
-    flat_got = {path_name(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_leaves_with_path(variables["params"])}
+    flat_expected = {
+        path_name(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(expected)
+    }
+    flat_got = {
+        path_name(p): tuple(np.shape(v))
+        for p, v in jax.tree_util.tree_leaves_with_path(variables["params"])
+    }
     problems = [
         f"{name}: model expects {flat_expected.get(name, 'nothing')}, checkpoint has {flat_got.get(name, 'nothing')}"
         for name in sorted(set(flat_expected) | set(flat_got))
@@ -258,7 +270,9 @@ def variables_to_reference(variables: Mapping[str, Any], neuron: str) -> dict[st
         except KeyError:
             if key in _OPTIONAL_KEYS:
                 continue
-            raise CheckpointError(f"variables have no {collection}/{module}/{name} for key {key!r}") from None
+            raise CheckpointError(
+                f"variables have no {collection}/{module}/{name} for key {key!r}"
+            ) from None
         value = np.asarray(value, np.float32)
         state_dict[key] = value.T if transposed else value
     inspect_state_dict(state_dict, neuron)
@@ -278,16 +292,16 @@ class ReferenceFile(NamedTuple):
     """
 
     state_dict: dict[str, np.ndarray]
-    identity: Optional[dict]
+    identity: dict | None
 
 
 def identity_record(
-    task: Optional[str],
+    task: str | None,
     neuron: str,
     input_size: int,
     hidden_size: int,
     num_classes: int,
-    source: Optional[Mapping[str, str]] = None,
+    source: Mapping[str, str] | None = None,
 ) -> dict:
     """What a checkpoint written by brfjax says about itself (``docs/published-models.md``).
 
@@ -311,7 +325,9 @@ def identity_record(
     record = {
         "task": task,
         "neuron": neuron,
-        "network": dict(zip(_NETWORK_FIELDS, (int(input_size), int(hidden_size), int(num_classes)))),
+        "network": dict(
+            zip(_NETWORK_FIELDS, (int(input_size), int(hidden_size), int(num_classes)))
+        ),
         "brfjax_version": __version__,
     }
     if source is not None:
@@ -337,7 +353,9 @@ def _check_record(identity: Any, state_dict: Mapping[str, Any], path: str) -> No
     if not (identity.get("task") is None or isinstance(identity.get("task"), str)):
         raise damaged(f"task {identity.get('task')!r} is not a name")
     if identity.get("neuron") not in NEURON_PARAMETERS:
-        raise damaged(f"neuron {identity.get('neuron')!r} is not one of {sorted(NEURON_PARAMETERS)}")
+        raise damaged(
+            f"neuron {identity.get('neuron')!r} is not one of {sorted(NEURON_PARAMETERS)}"
+        )
     sizes = _network_sizes(inspect_state_dict(state_dict, identity["neuron"]))
     if identity.get("network") != sizes:
         raise damaged(f"it records the network {identity.get('network')}, the tensors are {sizes}")
@@ -365,7 +383,9 @@ def read_reference(path: str | os.PathLike) -> ReferenceFile:
         with np.load(path, allow_pickle=False) as archive:
             state_dict = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise CheckpointError(f"checkpoint file {path!r} is not a readable .npz state dict: {error}") from None
+        raise CheckpointError(
+            f"checkpoint file {path!r} is not a readable .npz state dict: {error}"
+        ) from None
     record = state_dict.pop(IDENTITY_KEY, None)
     if record is None:
         return ReferenceFile(state_dict, None)
@@ -395,7 +415,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return read_reference(path).state_dict
 
 
-def load_identity(path: str | os.PathLike) -> Optional[dict]:
+def load_identity(path: str | os.PathLike) -> dict | None:
     """The identity record of a reference ``.npz``.
 
     Args:
@@ -411,7 +431,9 @@ def load_identity(path: str | os.PathLike) -> Optional[dict]:
     return read_reference(path).identity
 
 
-def check_identity(identity: Optional[Mapping[str, Any]], neuron: str, path: str | os.PathLike) -> None:
+def check_identity(
+    identity: Mapping[str, Any] | None, neuron: str, path: str | os.PathLike
+) -> None:
     """Refuse to load a file whose record names another neuron than ``neuron``.
 
     Args:
@@ -430,7 +452,9 @@ def check_identity(identity: Optional[Mapping[str, Any]], neuron: str, path: str
         )
 
 
-def write_reference(path: str | os.PathLike, state_dict: Mapping[str, np.ndarray], identity: Mapping[str, Any]) -> None:
+def write_reference(
+    path: str | os.PathLike, state_dict: Mapping[str, np.ndarray], identity: Mapping[str, Any]
+) -> None:
     """Write a state dict and its identity record as one ``.npz``, atomically.
 
     Args:
@@ -455,7 +479,7 @@ def write_reference(path: str | os.PathLike, state_dict: Mapping[str, np.ndarray
 
 
 def save_reference(
-    path: str | os.PathLike, variables: Mapping[str, Any], neuron: str, task: Optional[str] = None
+    path: str | os.PathLike, variables: Mapping[str, Any], neuron: str, task: str | None = None
 ) -> None:
     """Write Flax ``variables`` as a reference ``.npz`` state dict with its identity record.
 
@@ -471,7 +495,9 @@ def save_reference(
     """
     state_dict = variables_to_reference(variables, neuron)
     shape = inspect_state_dict(state_dict, neuron)
-    write_reference(path, state_dict, identity_record(task, neuron, *_network_sizes(shape).values()))
+    write_reference(
+        path, state_dict, identity_record(task, neuron, *_network_sizes(shape).values())
+    )
 
 
 def load_reference_network(
@@ -499,7 +525,9 @@ def load_reference_network(
     state_dict, identity = read_reference(path)
     check_identity(identity, neuron, path)
     shape = inspect_state_dict(state_dict, neuron)
-    readout_kwargs = dict(network_kwargs.pop("readout_kwargs", None) or {}, use_bias=shape.readout_bias)
+    readout_kwargs = dict(
+        network_kwargs.pop("readout_kwargs", None) or {}, use_bias=shape.readout_bias
+    )
     model = models.build_network(
         neuron,
         shape.hidden_size,

@@ -62,7 +62,9 @@ def check_readouts(readouts: jax.Array, time_major: bool = True) -> None:
       ValueError: readouts that are not rank 3, or have no scored step.
     """
     if readouts.ndim != 3:
-        raise ValueError(f"readouts must be {_readout_layout(time_major)}; got shape {tuple(readouts.shape)}")
+        raise ValueError(
+            f"readouts must be {_readout_layout(time_major)}; got shape {tuple(readouts.shape)}"
+        )
     if readouts.shape[0 if time_major else 1] == 0:
         raise ValueError(
             f"readouts of shape {tuple(readouts.shape)} have no scored step: no prediction or loss can be made "
@@ -93,7 +95,9 @@ def check_shapes(readouts: jax.Array, targets: jax.Array, time_major: bool = Tru
     """
     check_readouts(readouts, time_major)
     if not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
-        raise ValueError(f"targets must be integer class labels; got dtype {jnp.result_type(targets)}")
+        raise ValueError(
+            f"targets must be integer class labels; got dtype {jnp.result_type(targets)}"
+        )
     shape, fits = tuple(targets.shape), _fitting_targets(tuple(readouts.shape), time_major)
     if shape in fits:
         return
@@ -115,13 +119,17 @@ def check_shapes(readouts: jax.Array, targets: jax.Array, time_major: bool = Tru
     raise ValueError(message)
 
 
-def _as_time_major(readouts: jax.Array, targets: jax.Array, time_major: bool) -> tuple[jax.Array, jax.Array]:
+def _as_time_major(
+    readouts: jax.Array, targets: jax.Array, time_major: bool
+) -> tuple[jax.Array, jax.Array]:
     """``readouts (T', B, C)`` and ``targets (T', B)`` or ``(B,)`` from either layout,
     after :func:`check_shapes` (a transpose moves values, so results stay bit for bit)."""
     check_shapes(readouts, targets, time_major)
     if time_major:
         return readouts, targets
-    return jnp.swapaxes(readouts, 0, 1), (jnp.swapaxes(targets, 0, 1) if targets.ndim == 2 else targets)
+    return jnp.swapaxes(readouts, 0, 1), (
+        jnp.swapaxes(targets, 0, 1) if targets.ndim == 2 else targets
+    )
 
 
 def step_targets(targets: jax.Array, num_steps: int) -> jax.Array:
@@ -152,7 +160,9 @@ def valid_labels(labels: jax.Array, num_classes: int) -> jax.Array:
     return (labels >= 0) & (labels < num_classes)
 
 
-def nll_per_sample_step(readouts: jax.Array, targets: jax.Array, time_major: bool = True) -> jax.Array:
+def nll_per_sample_step(
+    readouts: jax.Array, targets: jax.Array, time_major: bool = True
+) -> jax.Array:
     """Negative log-likelihood of each target under ``log_softmax(o_t)``; NaN where a
     label is outside ``0..C-1`` (so a loss over it is NaN, never a number for another
     class).
@@ -184,7 +194,10 @@ def _nll(readouts: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def weighted_nll_sum(
-    readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None, time_major: bool = True
+    readouts: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array | None = None,
+    time_major: bool = True,
 ) -> jax.Array:
     """``Σ_t Σ_b w_b NLL_tb``, the loss summed over steps and samples.
 
@@ -210,7 +223,10 @@ def weighted_nll_sum(
 
 
 def summed_loss(
-    readouts: jax.Array, targets: jax.Array, weights: jax.Array | None = None, time_major: bool = True
+    readouts: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array | None = None,
+    time_major: bool = True,
 ) -> jax.Array:
     """The training loss L = Σ_t mean_b NLL_t, summed over the scored steps.
 
@@ -303,7 +319,9 @@ def correct_count(
     return _correct(readouts, targets, objective, weights)
 
 
-def _correct(readouts: jax.Array, targets: jax.Array, objective: str, weights: jax.Array | None) -> jax.Array:
+def _correct(
+    readouts: jax.Array, targets: jax.Array, objective: str, weights: jax.Array | None
+) -> jax.Array:
     """:func:`correct_count` of checked time-major arrays."""
     predicted = _predictions(readouts, objective)
     labels = step_targets(targets, readouts.shape[0]) if objective == PER_STEP else targets
@@ -334,8 +352,15 @@ class BatchSums(NamedTuple):
     spikes: jax.Array  # (B,) hidden spikes per sample over all steps
 
 
-def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Array | None = None,
-               per_term: bool = False, time_major: bool = True) -> BatchSums:
+def batch_sums(
+    readouts,
+    targets,
+    spike_counts,
+    objective: str,
+    weights: jax.Array | None = None,
+    per_term: bool = False,
+    time_major: bool = True,
+) -> BatchSums:
     """The sums of one batch; samples of zero ``weight`` (padding) count nowhere.
 
     Args:
@@ -364,7 +389,10 @@ def batch_sums(readouts, targets, spike_counts, objective: str, weights: jax.Arr
     nll = _nll(readouts, targets)
     correct = _correct(readouts, targets, objective, weights)
     if weights is None:
-        scored, spikes = jnp.asarray(nll.size if objective == PER_STEP else readouts.shape[1]), spike_counts
+        scored, spikes = (
+            jnp.asarray(nll.size if objective == PER_STEP else readouts.shape[1]),
+            spike_counts,
+        )
     else:
         real = weights > 0
         scored = jnp.sum(real) * (nll.shape[0] if objective == PER_STEP else 1)

@@ -17,7 +17,7 @@ parameter-only constants (``p(ω)``, decays) are computed once, before it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -57,7 +57,7 @@ class NetworkOutput(NamedTuple):
     readouts: jax.Array
     final_state: NetworkState
     spike_counts: jax.Array
-    trajectory: Optional[Any]
+    trajectory: Any | None
 
 
 BACKWARDS = ("manual", "autodiff", "recompute")
@@ -105,7 +105,7 @@ class RecurrentSNN(nn.Module):
     label_last: bool = False
     return_trajectory: bool = False
     backward: str = "manual"
-    recompute_segment: Optional[int] = None
+    recompute_segment: int | None = None
     time_major: bool = True
 
     @nn.nowrap
@@ -115,7 +115,9 @@ class RecurrentSNN(nn.Module):
         if self.backward not in BACKWARDS:
             raise ValueError(f"backward must be one of {BACKWARDS}, got {self.backward!r}")
         if self.time_major not in (True, False):
-            raise ValueError(f"time_major must be True (inputs (T, B, I)) or False (inputs (B, T, I)), got {self.time_major!r}")
+            raise ValueError(
+                f"time_major must be True (inputs (T, B, I)) or False (inputs (B, T, I)), got {self.time_major!r}"
+            )
         shape = tuple(jnp.shape(inputs))
         layout = _input_layout(self.time_major)
         if len(shape) != 3:
@@ -126,11 +128,17 @@ class RecurrentSNN(nn.Module):
             )
         steps, batch = shape[:2] if self.time_major else shape[1::-1]
         dtype = jnp.result_type(inputs)
-        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+        if not (
+            jnp.issubdtype(dtype, jnp.floating)
+            or jnp.issubdtype(dtype, jnp.integer)
+            or dtype == jnp.bool_
+        ):
             raise ValueError(f"inputs must hold real numbers (cast to float32); got dtype {dtype}")
         if steps == 0 or batch == 0:
-            raise ValueError(f"inputs of shape {shape} ({layout}) have no {'steps' if steps == 0 else 'samples'}; "
-                             "pass at least one time step and one sample")
+            raise ValueError(
+                f"inputs of shape {shape} ({layout}) have no {'steps' if steps == 0 else 'samples'}; "
+                "pass at least one time step and one sample"
+            )
         if start_step is not None and (not isinstance(start_step, int) or start_step < 0):
             raise ValueError(f"start_step must be a non-negative Python int, got {start_step!r}")
         if self.sub_seq_length > 0:
@@ -140,14 +148,22 @@ class RecurrentSNN(nn.Module):
                     "start_step= (steps of the sequence already run) so that only the sequence's first "
                     f"{self.sub_seq_length} steps are unscored, not each chunk's"
                 )
-            if initial_state is None and steps <= self.sub_seq_length and not self.is_initializing():
+            if (
+                initial_state is None
+                and steps <= self.sub_seq_length
+                and not self.is_initializing()
+            ):
                 raise ValueError(
                     f"inputs have {steps} steps but the network leaves the first sub_seq_length="
                     f"{self.sub_seq_length} unscored: nothing would be scored; pass more than "
                     f"{self.sub_seq_length} steps"
                 )
         kernel_rows = self._kernel_rows()
-        expected = None if kernel_rows is None else kernel_rows - (self.hidden.features if self.hidden.recurrent else 0)
+        expected = (
+            None
+            if kernel_rows is None
+            else kernel_rows - (self.hidden.features if self.hidden.recurrent else 0)
+        )
         if expected is not None and expected != shape[2]:
             raise ValueError(
                 f"inputs have {shape[2]} features per step but the network's parameters expect {expected} "
@@ -158,7 +174,7 @@ class RecurrentSNN(nn.Module):
         return inputs if self.time_major else jnp.swapaxes(inputs, 0, 1)
 
     @nn.nowrap
-    def _kernel_rows(self) -> Optional[int]:
+    def _kernel_rows(self) -> int | None:
         """Rows of the hidden kernel in the bound variables, or None while initialising."""
         if self.scope is None or not self.has_variable("params", "hidden"):
             return None
@@ -185,7 +201,10 @@ class RecurrentSNN(nn.Module):
 
     @nn.compact
     def __call__(
-        self, inputs: jax.Array, initial_state: Optional[NetworkState] = None, start_step: Optional[int] = None
+        self,
+        inputs: jax.Array,
+        initial_state: NetworkState | None = None,
+        start_step: int | None = None,
     ) -> NetworkOutput:
         """Run a batch of sequences through the network.
 
@@ -217,28 +236,58 @@ class RecurrentSNN(nn.Module):
         if initial_state is None:
             initial_state = self.initial_state(inputs.shape[1])
         else:
-            initial_state = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), initial_state)
+            initial_state = jax.tree_util.tree_map(
+                lambda a: jnp.asarray(a, jnp.float32), initial_state
+            )
         skipped = max(self.sub_seq_length - (start_step or 0), 0)
         hidden_coefficients, hidden_kernel, hidden_bias = self.hidden.layer(inputs.shape[-1])
         readout_alpha, readout_kernel, readout_bias = self.readout.layer(self.hidden.features)
         params = scan.NetworkParams(
-            hidden_coefficients, hidden_kernel, hidden_bias, readout_alpha, readout_kernel, readout_bias
+            hidden_coefficients,
+            hidden_kernel,
+            hidden_bias,
+            readout_alpha,
+            readout_kernel,
+            readout_bias,
         )
         spec = self.hidden.scan_spec()
         if self.backward == "manual":
-            output = scan.run_manual_backward(spec, params, inputs, initial_state.hidden, initial_state.readout,
-                                              self.recompute_segment, self.return_trajectory)
+            output = scan.run_manual_backward(
+                spec,
+                params,
+                inputs,
+                initial_state.hidden,
+                initial_state.readout,
+                self.recompute_segment,
+                self.return_trajectory,
+            )
         elif self.backward == "recompute" and not self.return_trajectory:
-            output = scan.run_recompute(spec, params, inputs, initial_state.hidden, initial_state.readout, self.recompute_segment)
+            output = scan.run_recompute(
+                spec,
+                params,
+                inputs,
+                initial_state.hidden,
+                initial_state.readout,
+                self.recompute_segment,
+            )
         else:
-            output = scan.run(spec, params, inputs, initial_state.hidden, initial_state.readout, self.return_trajectory)
+            output = scan.run(
+                spec,
+                params,
+                inputs,
+                initial_state.hidden,
+                initial_state.readout,
+                self.return_trajectory,
+            )
         readouts, state, potential = output.readouts, output.final_hidden, output.final_readout
         counts, trajectory = output.spike_counts, output.trajectory
         readouts = readouts[skipped:]
         if self.label_last:
             readouts = readouts[-1:]
         if not self.time_major:
-            readouts, trajectory = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), (readouts, trajectory))
+            readouts, trajectory = jax.tree_util.tree_map(
+                lambda a: jnp.swapaxes(a, 0, 1), (readouts, trajectory)
+            )
         return NetworkOutput(readouts, NetworkState(state, potential), counts, trajectory)
 
 
@@ -253,9 +302,9 @@ def build_network(
     exact: bool = True,
     products: str = "portable",
     backward: str = "manual",
-    recompute_segment: Optional[int] = None,
+    recompute_segment: int | None = None,
     time_major: bool = True,
-    readout_kwargs: Optional[dict] = None,
+    readout_kwargs: dict | None = None,
     **hidden_kwargs,
 ) -> RecurrentSNN:
     """The paper's network for ``neuron``.
@@ -295,8 +344,12 @@ def build_network(
       ValueError: an unknown ``neuron`` or one that does not import (from
         :func:`brfjax.neurons.get_neuron`).
     """
-    hidden = cells.get_cell(neuron)(features=hidden_size, exact=exact, products=products, **hidden_kwargs)
-    readout = cells.LIReadout(features=num_classes, exact=exact, products=products, **(readout_kwargs or {}))
+    hidden = cells.get_cell(neuron)(
+        features=hidden_size, exact=exact, products=products, **hidden_kwargs
+    )
+    readout = cells.LIReadout(
+        features=num_classes, exact=exact, products=products, **(readout_kwargs or {})
+    )
     return RecurrentSNN(
         hidden=hidden,
         readout=readout,

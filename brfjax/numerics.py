@@ -222,7 +222,10 @@ def _exp_constants():
     rest = context.subtract(step, decimal.Decimal(float(part1)))
     part2 = np.float32(float(rest))
     part3 = np.float32(float(context.subtract(rest, decimal.Decimal(float(part2)))))
-    table = [_exact_decimal(context.power(decimal.Decimal(2), context.divide(decimal.Decimal(j), 64))) for j in range(64)]
+    table = [
+        _exact_decimal(context.power(decimal.Decimal(2), context.divide(decimal.Decimal(j), 64)))
+        for j in range(64)
+    ]
     high = np.array([h for h, _ in table], np.float32)
     low = np.array([lo for _, lo in table], np.float32)
     return (part1, part2, part3), high, low
@@ -263,8 +266,11 @@ def correctly_rounded_exp(a: Array) -> Array:
     # e^r = 1 + r + r²/2 + (r³/6 + r⁴/24 + r⁵/120); the bracket in plain float32
     square, square_error = two_product(r_high, r_high)
     half_square_low = square_error * np.float32(0.5) + r_high * r_low
-    tail = r_high * r_high * r_high * (
-        np.float32(1 / 6) + r_high * (np.float32(1 / 24) + r_high * np.float32(1 / 120))
+    tail = (
+        r_high
+        * r_high
+        * r_high
+        * (np.float32(1 / 6) + r_high * (np.float32(1 / 24) + r_high * np.float32(1 / 120)))
     )
     total, error = two_sum(np.float32(1.0), r_high)
     total, error2 = two_sum(total, square * np.float32(0.5))
@@ -314,7 +320,9 @@ def divergence_boundary(omega: Array) -> Array:
     """
     scaled = np.float32(BOUNDARY_DT) * omega
     radicand = _unfused_difference(np.float32(1.0), scaled * scaled)
-    return correctly_rounded_divide(np.float32(-1.0) + correctly_rounded_sqrt(radicand), np.float32(BOUNDARY_DT))
+    return correctly_rounded_divide(
+        np.float32(-1.0) + correctly_rounded_sqrt(radicand), np.float32(BOUNDARY_DT)
+    )
 
 
 @divergence_boundary.defjvp
@@ -453,10 +461,16 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
     depth, width = b.shape
     if binary_left:
         products = _precise_matmul(a, jnp.concatenate(parts, axis=1))
-        return _sum_in_order([products[..., j * width : (j + 1) * width] for j in range(len(parts))])
+        return _sum_in_order(
+            [products[..., j * width : (j + 1) * width] for j in range(len(parts))]
+        )
     slices = len(parts)
     left = _split_rows(a.reshape(-1, depth), slices, _slice_bits(depth) // 2)
-    terms = [_precise_matmul(left[i], parts[total - i]) for total in range(slices) for i in range(total + 1)]
+    terms = [
+        _precise_matmul(left[i], parts[total - i])
+        for total in range(slices)
+        for i in range(total + 1)
+    ]
     return _sum_in_order(terms).reshape(*a.shape[:-1], width)
 
 
@@ -464,10 +478,14 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
 def _product_of_slices_jvp(binary_left, primals, tangents):
     a, b, parts = primals
     d_a, d_b, _ = tangents
-    return product_of_slices(a, b, parts, binary_left), _precise_matmul(d_a, b) + _precise_matmul(a, d_b)
+    return product_of_slices(a, b, parts, binary_left), _precise_matmul(d_a, b) + _precise_matmul(
+        a, d_b
+    )
 
 
-def portable_matmul(a: Array, b: Array, *, binary_left: bool = False, slices: int = MATMUL_SLICES) -> Array:
+def portable_matmul(
+    a: Array, b: Array, *, binary_left: bool = False, slices: int = MATMUL_SLICES
+) -> Array:
     """``a @ b`` in float32 whose every row depends on that row of ``a`` and on ``b``
     only: the same bits for any batch size, device count, BLAS or processor.
 
@@ -501,5 +519,6 @@ def portable_matmul(a: Array, b: Array, *, binary_left: bool = False, slices: in
     Returns:
       float32 ``(..., N)``.
     """
-    return product_of_slices(a, b, split_kernel(b, binary_left=binary_left, slices=slices), binary_left)
-
+    return product_of_slices(
+        a, b, split_kernel(b, binary_left=binary_left, slices=slices), binary_left
+    )

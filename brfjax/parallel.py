@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np
@@ -38,9 +38,9 @@ class ParallelError(ValueError):
 
 
 def initialize(
-    coordinator_address: Optional[str] = None,
-    num_processes: Optional[int] = None,
-    process_id: Optional[int] = None,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
 ) -> bool:
     """Join a multi-process run if one is configured; returns whether one is.
 
@@ -92,10 +92,14 @@ def use_every_core(at_least: int = 1) -> int:
     configured = jax.config.jax_num_cpu_devices
     if configured >= 0:
         return configured
-    forced = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    forced = re.search(
+        r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", "")
+    )
     if forced:  # JAX uses the flag only while jax_num_cpu_devices is unset
         return int(forced.group(1))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     count = max(cores, at_least)
     try:
         jax.config.update("jax_num_cpu_devices", count)
@@ -104,7 +108,7 @@ def use_every_core(at_least: int = 1) -> int:
     return count
 
 
-def _env_int(name: str) -> Optional[int]:
+def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
     if value is None:
         return None
@@ -117,7 +121,7 @@ def _env_int(name: str) -> Optional[int]:
 class DataParallel:
     """The device mesh of a run and the placement of its arrays."""
 
-    def __init__(self, devices: Optional[int] = None):
+    def __init__(self, devices: int | None = None):
         local = jax.local_devices()
         count = len(local) if devices is None else devices
         if not 1 <= count <= len(local):
@@ -128,7 +132,9 @@ class DataParallel:
         by_process: dict[int, list] = {}
         for device in jax.devices():
             by_process.setdefault(device.process_index, []).append(device)
-        mesh_devices = [d for p in sorted(by_process) for d in sorted(by_process[p], key=lambda d: d.id)[:count]]
+        mesh_devices = [
+            d for p in sorted(by_process) for d in sorted(by_process[p], key=lambda d: d.id)[:count]
+        ]
         self.mesh = Mesh(np.array(mesh_devices), (BATCH_AXIS,))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.num_devices = len(mesh_devices)
@@ -150,10 +156,14 @@ class DataParallel:
         (leaves already placed so are returned as they are: no host round trip)."""
 
         def place(leaf):
-            if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(self.replicated, leaf.ndim):
+            if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(
+                self.replicated, leaf.ndim
+            ):
                 return leaf
             value = np.asarray(leaf)
-            return jax.make_array_from_callback(value.shape, self.replicated, lambda index: value[index])
+            return jax.make_array_from_callback(
+                value.shape, self.replicated, lambda index: value[index]
+            )
 
         return jax.tree_util.tree_map(place, tree)
 
@@ -162,7 +172,7 @@ class DataParallel:
         spec[batch_axis] = BATCH_AXIS
         return NamedSharding(self.mesh, PartitionSpec(*spec))
 
-    def shard(self, local: Optional[np.ndarray], batch_axis: int) -> Optional[jax.Array]:
+    def shard(self, local: np.ndarray | None, batch_axis: int) -> jax.Array | None:
         """The global array whose rows along ``batch_axis`` are every process's ``local`` rows."""
         if local is None:
             return None
@@ -190,7 +200,7 @@ class DataParallel:
     def padded_size(self, batch_size: int) -> int:
         return -(-batch_size // self.num_devices) * self.num_devices
 
-    def local_indices(self, indices: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def local_indices(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """This process's sample indices of a global batch and their weights (1 real,
         0 padding); weights are None when the batch needs no padding."""
         indices = np.asarray(indices)

@@ -45,14 +45,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from brfjax import neurons, numerics, surrogates
 from brfjax.neurons import synaptic_current
-
 
 PRODUCTS = ("portable", "fast")
 
@@ -90,10 +89,10 @@ class NetworkParams(NamedTuple):
 
     hidden_coefficients: Any
     hidden_kernel: jax.Array
-    hidden_bias: Optional[jax.Array]
+    hidden_bias: jax.Array | None
     readout_alpha: jax.Array
     readout_kernel: jax.Array
-    readout_bias: Optional[jax.Array]
+    readout_bias: jax.Array | None
 
 
 class ScanOutput(NamedTuple):
@@ -103,7 +102,7 @@ class ScanOutput(NamedTuple):
     final_readout: jax.Array
     readouts: jax.Array
     spike_counts: jax.Array
-    trajectory: Optional[Any]
+    trajectory: Any | None
 
 
 def cell_input(spec: ScanSpec, x: jax.Array, previous_spikes: jax.Array) -> jax.Array:
@@ -120,19 +119,29 @@ class KernelSlices(NamedTuple):
     readout: Any
 
 
-def split_kernels(spec: ScanSpec, hidden_kernel, readout_kernel, input_width: int) -> Optional[KernelSlices]:
+def split_kernels(
+    spec: ScanSpec, hidden_kernel, readout_kernel, input_width: int
+) -> KernelSlices | None:
     """:class:`KernelSlices` for ``spec.products == "portable"``, else None. The inputs
     ``x_t`` may hold any values; spikes are 0 or 1 (exact slice products)."""
     if spec.products == "fast":
         return None
     recurrent = (
-        numerics.split_kernel(hidden_kernel[input_width:], binary_left=True) if spec.recurrent else None
+        numerics.split_kernel(hidden_kernel[input_width:], binary_left=True)
+        if spec.recurrent
+        else None
     )
-    readout = numerics.split_kernel(readout_kernel, binary_left=True) if readout_kernel is not None else None
-    return KernelSlices(numerics.split_kernel(hidden_kernel[:input_width], binary_left=False), recurrent, readout)
+    readout = (
+        numerics.split_kernel(readout_kernel, binary_left=True)
+        if readout_kernel is not None
+        else None
+    )
+    return KernelSlices(
+        numerics.split_kernel(hidden_kernel[:input_width], binary_left=False), recurrent, readout
+    )
 
 
-def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Optional[KernelSlices]):
+def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: KernelSlices | None):
     """``I_t = [x_t, z_{t-1}] · K (+ b)`` of shape ``(B, H)``, with
     ``slices = split_kernels(...)`` for portable products or None for one BLAS product."""
     if slices is None:
@@ -140,11 +149,13 @@ def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Opt
     width = x.shape[-1]
     current = numerics.product_of_slices(x, kernel[:width], slices.hidden_input, False)
     if spec.recurrent:
-        current = current + numerics.product_of_slices(previous_spikes, kernel[width:], slices.hidden_recurrent, True)
+        current = current + numerics.product_of_slices(
+            previous_spikes, kernel[width:], slices.hidden_recurrent, True
+        )
     return current if bias is None else current + bias
 
 
-def readout_drive(kernel, bias, spikes, slices: Optional[KernelSlices]):
+def readout_drive(kernel, bias, spikes, slices: KernelSlices | None):
     """``J_t = z_t · W (+ b)`` of shape ``(B, C)``, portable when ``slices`` is given
     (only its ``readout`` slices are read)."""
     if slices is None:
@@ -164,8 +175,17 @@ def step_function(spec: ScanSpec):
     return functools.partial(neuron_model(spec).step, spike=spike, dt=spec.dt, exact=spec.exact)
 
 
-def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, keep_trajectory: bool = False,
-             keep_residuals: bool = False, counts0=None, spike_hook: SpikeHook | None = None):
+def _forward(
+    spec: ScanSpec,
+    params: NetworkParams,
+    inputs,
+    hidden0,
+    readout0,
+    keep_trajectory: bool = False,
+    keep_residuals: bool = False,
+    counts0=None,
+    spike_hook: SpikeHook | None = None,
+):
     """The loop. Returns the output, the hidden state of every step (None unless
     ``keep_trajectory``) and, if ``keep_residuals``, the currents ``I_t`` and readout
     drives ``J_t`` of every step (else None). Spike counts start from ``counts0`` (zero
@@ -178,7 +198,9 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
     def time_step(carry, step_input):
         state, potential, spike_counts = carry
         x_t, t = (step_input, None) if spike_hook is None else step_input
-        current = hidden_current(spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices)
+        current = hidden_current(
+            spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices
+        )
         state = hidden_step(params.hidden_coefficients, state, current)
         if spike_hook is not None:
             state = state._replace(z=_hooked_spikes(spike_hook, t, state.z))
@@ -186,7 +208,11 @@ def _forward(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, k
         potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
         saved = (current, drive) if keep_residuals else None
-        return (state, potential, spike_counts), (potential, state if keep_trajectory else None, saved)
+        return (state, potential, spike_counts), (
+            potential,
+            state if keep_trajectory else None,
+            saved,
+        )
 
     counts = jnp.zeros(inputs.shape[1], jnp.float32) if counts0 is None else counts0
     steps = inputs if spike_hook is None else (inputs, jnp.arange(inputs.shape[0]))
@@ -220,7 +246,11 @@ def _hidden_residuals(spec: ScanSpec, params: NetworkParams, currents, hidden0, 
         if reverse is None:
             return new_state, (state, _kept(new_state, ("z",)), None)
         slope = surrogate(reverse.spike_argument(params.hidden_coefficients, state, new_state))
-        return new_state, (_kept(state, reverse.previous_fields), _kept(new_state, ("z", *reverse.new_fields)), slope)
+        return new_state, (
+            _kept(state, reverse.previous_fields),
+            _kept(new_state, ("z", *reverse.new_fields)),
+            slope,
+        )
 
     _, residuals, buffers = _scan_reusing(time_step, hidden0, currents, buffers)
     return residuals, buffers
@@ -248,11 +278,15 @@ def _scan_reusing(step, carry, xs, buffers, reverse: bool = False):
         index, x = indexed
         carry, outputs = step(carry, x)
         buffers = jax.tree_util.tree_map(
-            lambda buffer, value: jax.lax.dynamic_update_index_in_dim(buffer, value, index, 0), buffers, outputs
+            lambda buffer, value: jax.lax.dynamic_update_index_in_dim(buffer, value, index, 0),
+            buffers,
+            outputs,
         )
         return (carry, buffers), None
 
-    (carry, outputs), _ = jax.lax.scan(body, (carry, buffers), (jnp.arange(_length(xs)), xs), reverse=reverse)
+    (carry, outputs), _ = jax.lax.scan(
+        body, (carry, buffers), (jnp.arange(_length(xs)), xs), reverse=reverse
+    )
     return carry, outputs, outputs
 
 
@@ -270,8 +304,15 @@ def _hooked_spikes(spike_hook: SpikeHook, t, spikes):
     return hooked
 
 
-def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0,
-        keep_trajectory: bool = False, spike_hook: SpikeHook | None = None) -> ScanOutput:
+def run(
+    spec: ScanSpec,
+    params: NetworkParams,
+    inputs,
+    hidden0,
+    readout0,
+    keep_trajectory: bool = False,
+    spike_hook: SpikeHook | None = None,
+) -> ScanOutput:
     """The forward loop (module docstring); its gradient is JAX's
     reverse-mode derivative of the scan.
 
@@ -302,8 +343,9 @@ def run(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0,
     Raises:
       ValueError: ``spike_hook`` returned an array of another shape or dtype.
     """
-    output, trajectory, _ = _forward(spec, params, inputs, hidden0, readout0, keep_trajectory,
-                                     spike_hook=spike_hook)
+    output, trajectory, _ = _forward(
+        spec, params, inputs, hidden0, readout0, keep_trajectory, spike_hook=spike_hook
+    )
     return output._replace(trajectory=trajectory)
 
 
@@ -315,12 +357,18 @@ def default_segment(num_steps: int) -> int:
 def _split_segments(tree, num_steps: int, segment: int):
     """The leading (time) axis of every leaf as ``(full segments (n, k, ...), rest or None)``."""
     full = num_steps // segment
-    segments = jax.tree_util.tree_map(lambda a: a[: full * segment].reshape(full, segment, *a.shape[1:]), tree)
-    rest = jax.tree_util.tree_map(lambda a: a[full * segment :], tree) if num_steps % segment else None
+    segments = jax.tree_util.tree_map(
+        lambda a: a[: full * segment].reshape(full, segment, *a.shape[1:]), tree
+    )
+    rest = (
+        jax.tree_util.tree_map(lambda a: a[full * segment :], tree) if num_steps % segment else None
+    )
     return segments, rest
 
 
-def _over_segments(body, carry, per_step, per_segment, num_steps: int, segment: int, reverse: bool = False):
+def _over_segments(
+    body, carry, per_step, per_segment, num_steps: int, segment: int, reverse: bool = False
+):
     """``body(carry, (per-step inputs of one segment, per-segment input)) -> (carry,
     (per-step outputs, per-segment output))`` over the time axis cut into segments of
     ``segment`` steps: one ``lax.scan`` over the full segments and one call for the
@@ -346,12 +394,22 @@ def _over_segments(body, carry, per_step, per_segment, num_steps: int, segment: 
         carry, rest_outputs = run_rest(carry)
     step_outputs = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), step_outputs)
     if rest is not None:
-        step_outputs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], axis=0), step_outputs, rest_outputs[0])
+        step_outputs = jax.tree_util.tree_map(
+            lambda a, b: jnp.concatenate([a, b], axis=0), step_outputs, rest_outputs[0]
+        )
     return carry, step_outputs, (segment_outputs, rest_outputs[1])
 
 
-def _run_segments(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: int, remat: bool,
-                  keep_trajectory: bool = False):
+def _run_segments(
+    spec: ScanSpec,
+    params: NetworkParams,
+    inputs,
+    hidden0,
+    readout0,
+    segment: int,
+    remat: bool,
+    keep_trajectory: bool = False,
+):
     """The loop as an outer scan over segments of ``segment`` steps (the last one
     shorter), each an inner :func:`_forward`: the very same step function in the same
     order, so readouts, spike counts and final states are bit-identical to :func:`run`.
@@ -379,7 +437,9 @@ def _run_segments(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readou
     return ScanOutput(state, potential, readouts, counts, trajectory), residuals, starts
 
 
-def run_recompute(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None) -> ScanOutput:
+def run_recompute(
+    spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: int | None = None
+) -> ScanOutput:
     """:func:`run` with JAX's gradient and less memory: the loop is cut into segments of
     ``segment`` steps (default ⌈√T⌉) whose insides are recomputed in the backward pass
     (``jax.checkpoint``). The reverse pass keeps the state at segment boundaries and
@@ -395,7 +455,12 @@ def run_recompute(spec: ScanSpec, params: NetworkParams, inputs, hidden0, readou
 
 
 def run_manual_backward(
-    spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: Optional[int] = None,
+    spec: ScanSpec,
+    params: NetworkParams,
+    inputs,
+    hidden0,
+    readout0,
+    segment: int | None = None,
     keep_trajectory: bool = False,
 ) -> ScanOutput:
     """:func:`run` with the segment-recompute reverse pass of this module, which
@@ -403,17 +468,40 @@ def run_manual_backward(
     and takes each step's adjoint from the neuron's reverse step or ``jax.vjp`` of its step.
     With ``keep_trajectory`` the hidden state of every step is returned (and may carry a
     cotangent) as in :func:`run`."""
-    return _run_manual(spec, segment or default_segment(inputs.shape[0]), keep_trajectory, params, inputs, hidden0, readout0)
+    return _run_manual(
+        spec,
+        segment or default_segment(inputs.shape[0]),
+        keep_trajectory,
+        params,
+        inputs,
+        hidden0,
+        readout0,
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _run_manual(spec: ScanSpec, segment: int, keep_trajectory: bool, params: NetworkParams, inputs, hidden0, readout0) -> ScanOutput:
+def _run_manual(
+    spec: ScanSpec,
+    segment: int,
+    keep_trajectory: bool,
+    params: NetworkParams,
+    inputs,
+    hidden0,
+    readout0,
+) -> ScanOutput:
     return run(spec, params, inputs, hidden0, readout0, keep_trajectory)
 
 
 def _manual_forward(spec, segment, keep_trajectory, params, inputs, hidden0, readout0):
     output, (currents, drives), starts = _run_segments(
-        spec, params, inputs, hidden0, readout0, segment, remat=False, keep_trajectory=keep_trajectory
+        spec,
+        params,
+        inputs,
+        hidden0,
+        readout0,
+        segment,
+        remat=False,
+        keep_trajectory=keep_trajectory,
     )
     return output, (params, inputs, hidden0, readout0, starts, output.readouts, currents, drives)
 
@@ -435,7 +523,9 @@ def _step_adjoint(spec: ScanSpec, coefficients):
             return reverse.step(coefficients, previous, new, current, carry, gz, slope, spec.dt)
 
         def sum_terms(sums):
-            return reverse.coefficient_gradients(coefficients, [jnp.sum(s, axis=0) for s in sums], spec.dt)
+            return reverse.coefficient_gradients(
+                coefficients, [jnp.sum(s, axis=0) for s in sums], spec.dt
+            )
 
         return adjoint, sum_terms
 
@@ -490,9 +580,13 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
     the coefficients' terms per sample and sums them over the batch once per segment.
     Returns the new carry and ``(∂L/∂x_t, None)`` (see :func:`_over_segments`).
     """
-    neuron_carry, g_spikes_future, g_current_later, grads, (residual_buffers, current_buffer) = carry
+    neuron_carry, g_spikes_future, g_current_later, grads, (residual_buffers, current_buffer) = (
+        carry
+    )
     (inputs, currents, g_drive, g_trajectory), start = segment
-    (previous, trajectory, slopes), residual_buffers = _hidden_residuals(spec, params, currents, start, residual_buffers)
+    (previous, trajectory, slopes), residual_buffers = _hidden_residuals(
+        spec, params, currents, start, residual_buffers
+    )
     spikes = trajectory.z
     # ∂L/∂z_t from the readout and the spike count; the next step's part comes in the loop
     g_spikes_direct = _matmul(g_drive, params.readout_kernel.T) + count_cotangent[:, None]
@@ -506,7 +600,9 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
         prev, cur, current, gz, slope, g_state = step
         if g_state is not None:
             neuron_carry = tuple(g + direct for g, direct in zip(neuron_carry, tuple(g_state)[1:]))
-        neuron_carry, g_current, terms, gz_prev = adjoint(prev, cur, current, neuron_carry, gz + g_spikes_next, slope)
+        neuron_carry, g_current, terms, gz_prev = adjoint(
+            prev, cur, current, neuron_carry, gz + g_spikes_next, slope
+        )
         if spec.recurrent:
             recurrent = _matmul(g_current, recurrent_kernel_t)
             gz_prev = recurrent if gz_prev is None else gz_prev + recurrent
@@ -519,10 +615,16 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
     term_shapes = jax.eval_shape(lambda s: adjoint(*s[:3], neuron_carry, s[3], s[4])[2], first_step)
     zero_terms = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), term_shapes)
     (neuron_carry, g_spikes_future, term_sums), g_currents, current_buffer = _scan_reusing(
-        step_backward, (neuron_carry, g_spikes_future, zero_terms), steps, current_buffer, reverse=True,
+        step_backward,
+        (neuron_carry, g_spikes_future, zero_terms),
+        steps,
+        current_buffer,
+        reverse=True,
     )
     g_coefficients = sum_terms(term_sums)
-    g_recurrent, g_readout_kernel = _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive)
+    g_recurrent, g_readout_kernel = _spike_kernel_gradients(
+        spec, spikes, g_currents, g_current_later, g_drive
+    )
     g_kernel = _flat_product(inputs, g_currents)  # the input rows of K: Σ_t x_tᵀ ∂L/∂I_t
     if spec.recurrent:
         g_kernel = jnp.concatenate([g_kernel, g_recurrent], axis=0)
@@ -570,33 +672,54 @@ def _manual_backward(spec, segment, keep_trajectory, residuals, cotangent: ScanO
         g = g_o + alpha * g_next
         return g, g
 
-    g_readout0_next, g_potential = jax.lax.scan(readout_reverse, jnp.zeros_like(readout0), g_readouts, reverse=True)
+    g_readout0_next, g_potential = jax.lax.scan(
+        readout_reverse, jnp.zeros_like(readout0), g_readouts, reverse=True
+    )
     g_drive = (1.0 - alpha) * g_potential  # ∂L/∂J_t
     g_alpha = jnp.sum((_shifted(readout0, readouts) - drives) * g_potential, axis=(0, 1))
 
     # ---- hidden layer: segments in reverse, each recomputed from its saved start
     zeros = functools.partial(jax.tree_util.tree_map, jnp.zeros_like)
     grads = _Gradients(
-        zeros(params.hidden_coefficients), zeros(params.hidden_kernel), jnp.zeros(params.hidden_kernel.shape[-1]),
+        zeros(params.hidden_coefficients),
+        zeros(params.hidden_kernel),
+        jnp.zeros(params.hidden_kernel.shape[-1]),
         zeros(params.readout_kernel),
     )
     g_final = cotangent.final_hidden
-    no_later_current = jnp.zeros(hidden0.z.shape[:-1] + params.hidden_kernel.shape[-1:], hidden0.z.dtype)
+    no_later_current = jnp.zeros(
+        hidden0.z.shape[:-1] + params.hidden_kernel.shape[-1:], hidden0.z.dtype
+    )
     # output buffers of the segments' recomputed states and of their ∂L/∂I_t, reused
     # from one segment to the next
     first = currents[:segment]
-    shapes = jax.eval_shape(lambda c, s: _hidden_residuals(spec, params, c, s, None)[0], first, hidden0)
-    buffers = (jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes), jnp.zeros_like(first))
-    carry = (tuple(g_final)[1:], g_final.z, no_later_current, grads, buffers)  # state = (z, carried...)
+    shapes = jax.eval_shape(
+        lambda c, s: _hidden_residuals(spec, params, c, s, None)[0], first, hidden0
+    )
+    buffers = (
+        jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes),
+        jnp.zeros_like(first),
+    )
+    carry = (
+        tuple(g_final)[1:],
+        g_final.z,
+        no_later_current,
+        grads,
+        buffers,
+    )  # state = (z, carried...)
     # K_recᵀ for the per-step product of the reverse loops, transposed once for all segments
-    recurrent_kernel_t = params.hidden_kernel[inputs.shape[-1]:].T if spec.recurrent else None
-    backward = functools.partial(_segment_backward, spec, params, recurrent_kernel_t, cotangent.spike_counts)
+    recurrent_kernel_t = params.hidden_kernel[inputs.shape[-1] :].T if spec.recurrent else None
+    backward = functools.partial(
+        _segment_backward, spec, params, recurrent_kernel_t, cotangent.spike_counts
+    )
     per_step = (inputs, currents, g_drive, cotangent.trajectory)
-    carry, g_inputs, _ = _over_segments(backward, carry, per_step, starts, num_steps, segment, reverse=True)
+    carry, g_inputs, _ = _over_segments(
+        backward, carry, per_step, starts, num_steps, segment, reverse=True
+    )
     neuron_carry, g_z0, g_current0, grads, _ = carry
     g_kernel = grads.hidden_kernel
     if spec.recurrent:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are part of c_0
-        g_kernel = g_kernel.at[inputs.shape[-1]:].add(_matmul(hidden0.z.T, g_current0))
+        g_kernel = g_kernel.at[inputs.shape[-1] :].add(_matmul(hidden0.z.T, g_current0))
     g_params = NetworkParams(
         grads.coefficients,
         g_kernel,

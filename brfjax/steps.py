@@ -9,7 +9,7 @@ defaults), after global-norm clipping where the paper clipped; see
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +52,13 @@ def _unstable_frequencies(model: models.RecurrentSNN, params) -> jax.Array:
 
 
 def _nonfinite(tree) -> jax.Array:
-    return sum((jnp.sum(~jnp.isfinite(leaf)).astype(jnp.int32) for leaf in jax.tree_util.tree_leaves(tree)), jnp.int32(0))
+    return sum(
+        (
+            jnp.sum(~jnp.isfinite(leaf)).astype(jnp.int32)
+            for leaf in jax.tree_util.tree_leaves(tree)
+        ),
+        jnp.int32(0),
+    )
 
 
 def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
@@ -64,8 +70,13 @@ def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
 
 
-def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransformation, objective: str, constants: dict,
-                    parallel: Optional[DataParallel] = None):
+def make_train_step(
+    model: models.RecurrentSNN,
+    optimizer: optax.GradientTransformation,
+    objective: str,
+    constants: dict,
+    parallel: DataParallel | None = None,
+):
     """One jitted update ``(state, inputs, targets, lr, initial_state, weights) -> (state, StepResult)``.
 
     ``initial_state`` is None for full BPTT, or the (gradient-free) network state at
@@ -77,24 +88,43 @@ def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransfo
     update. The new state, the loss and the sums are replicated on every device.
     """
 
-    def local_update(state: TrainState, inputs, targets, learning_rate, initial_state=None, weights=None,
-                     reduce=lambda tree: tree):
+    def local_update(
+        state: TrainState,
+        inputs,
+        targets,
+        learning_rate,
+        initial_state=None,
+        weights=None,
+        reduce=lambda tree: tree,
+    ):
         """The update from this device's samples; ``reduce`` sums over the devices."""
         total_weight = reduce(jnp.float32(inputs.shape[1]) if weights is None else jnp.sum(weights))
 
         def loss_fn(params):
             output = model.apply({"params": params, **constants}, inputs, initial_state)
-            return metrics.weighted_nll_sum(output.readouts, targets, weights) / total_weight, output
+            return metrics.weighted_nll_sum(
+                output.readouts, targets, weights
+            ) / total_weight, output
 
         (loss, output), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         loss, grads = reduce((loss, grads))
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = jax.tree_util.tree_map(lambda p, u: p - learning_rate * u, state.params, updates)
         sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights)
-        sums = sums._replace(**reduce({"nll": sums.nll, "correct": sums.correct, "scored": sums.scored}))
+        sums = sums._replace(
+            **reduce({"nll": sums.nll, "correct": sums.correct, "scored": sums.scored})
+        )
         outputs = (output.readouts, output.spike_counts, output.final_state)
-        health = jnp.stack([_unstable_frequencies(model, state.params), reduce(_nonfinite(outputs)), _nonfinite(params)])
-        return TrainState(params, opt_state), StepResult(loss, sums, output.final_state, output.readouts.sum(axis=0), health)
+        health = jnp.stack(
+            [
+                _unstable_frequencies(model, state.params),
+                reduce(_nonfinite(outputs)),
+                _nonfinite(params),
+            ]
+        )
+        return TrainState(params, opt_state), StepResult(
+            loss, sums, output.final_state, output.readouts.sum(axis=0), health
+        )
 
     if parallel is None or parallel.num_devices == 1:
         return jax.jit(local_update, donate_argnums=0)
@@ -104,22 +134,35 @@ def make_train_step(model: models.RecurrentSNN, optimizer: optax.GradientTransfo
     replicated, rows = PartitionSpec(), PartitionSpec(parallel_module.BATCH_AXIS)
 
     def batch_spec(array, axis):
-        return None if array is None else PartitionSpec(*([None] * axis), parallel_module.BATCH_AXIS)
+        return (
+            None if array is None else PartitionSpec(*([None] * axis), parallel_module.BATCH_AXIS)
+        )
 
     def sharded_step(state, inputs, targets, learning_rate, initial_state=None, weights=None):
         def per_device(state, inputs, targets, learning_rate, initial_state, weights):
             reduce = functools.partial(jax.lax.psum, axis_name=parallel_module.BATCH_AXIS)
-            state, result = local_update(state, inputs, targets, learning_rate, initial_state, weights, reduce)
+            state, result = local_update(
+                state, inputs, targets, learning_rate, initial_state, weights, reduce
+            )
             # every process reads the spike counts of the whole batch
             spikes = jax.lax.all_gather(result.sums.spikes, parallel_module.BATCH_AXIS, tiled=True)
             return state, result._replace(sums=result.sums._replace(spikes=spikes))
 
-        in_specs = (replicated, batch_spec(inputs, 1), batch_spec(targets, targets.ndim - 1), replicated,
-                    None if initial_state is None else rows, batch_spec(weights, 0))
-        out_specs = (replicated, StepResult(replicated, metrics.BatchSums(*[replicated] * 4), rows, rows, replicated))
-        return jax.shard_map(per_device, mesh=parallel.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(
-            state, inputs, targets, learning_rate, initial_state, weights
+        in_specs = (
+            replicated,
+            batch_spec(inputs, 1),
+            batch_spec(targets, targets.ndim - 1),
+            replicated,
+            None if initial_state is None else rows,
+            batch_spec(weights, 0),
         )
+        out_specs = (
+            replicated,
+            StepResult(replicated, metrics.BatchSums(*[replicated] * 4), rows, rows, replicated),
+        )
+        return jax.shard_map(
+            per_device, mesh=parallel.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False
+        )(state, inputs, targets, learning_rate, initial_state, weights)
 
     return jax.jit(sharded_step, donate_argnums=0)
 
@@ -132,8 +175,12 @@ def tbptt_chunks(num_steps: int, length: int) -> list[tuple[int, int]]:
     return [(start, stop + 1) for start, stop in zip(starts, update_after)]
 
 
-def init_state(config: tasks.TrainConfig, model: models.RecurrentSNN, optimizer,
-               parallel: Optional[DataParallel] = None) -> tuple[TrainState, dict]:
+def init_state(
+    config: tasks.TrainConfig,
+    model: models.RecurrentSNN,
+    optimizer,
+    parallel: DataParallel | None = None,
+) -> tuple[TrainState, dict]:
     """Initial parameters (from the seed) and optimizer state, replicated over the
     devices of ``parallel`` if given; and the non-trainable collections (masks)."""
     task = tasks.get_task(config.task)
@@ -152,14 +199,18 @@ def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
     return config.learning_rate * (1.0 - epoch_index / config.epochs)
 
 
-def make_eval_step(model: models.RecurrentSNN, objective: str, parallel: Optional[DataParallel] = None):
+def make_eval_step(
+    model: models.RecurrentSNN, objective: str, parallel: DataParallel | None = None
+):
     """A jitted ``(variables, inputs (T,B,I), targets, weights=None) -> BatchSums``; with
     ``parallel`` the sums come back replicated, readable on every process."""
 
     @jax.jit
     def eval_step(variables, inputs, targets, weights=None):
         output = model.apply(variables, inputs)
-        sums = metrics.batch_sums(output.readouts, targets, output.spike_counts, objective, weights, per_term=True)
+        sums = metrics.batch_sums(
+            output.readouts, targets, output.spike_counts, objective, weights, per_term=True
+        )
         return sums if parallel is None else parallel.constrain_replicated(sums)
 
     return eval_step

@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Optional
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -30,10 +29,10 @@ class StopSignals:
     """
 
     def __init__(self) -> None:
-        self.signum: Optional[int] = None
+        self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -47,9 +46,15 @@ class StopSignals:
     def _handle(self, signum: int, frame) -> None:
         self.signum = signum
         # the next signal of this kind takes its usual effect (abort without checkpoint)
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-        print(f"{self.name}: stopping after the current training step to write a checkpoint "
-              f"(send {self.name} again to abort without one)", file=sys.stderr, flush=True)
+        signal.signal(
+            signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        )
+        print(
+            f"{self.name}: stopping after the current training step to write a checkpoint "
+            f"(send {self.name} again to abort without one)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @property
     def requested(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from typing import TYPE_CHECKING, Optional, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
@@ -72,13 +72,15 @@ class MetricsCSV:
             None starts an empty file.
     """
 
-    def __init__(self, path: str, columns: list[str], keep_through_epoch: Optional[int] = None):
+    def __init__(self, path: str, columns: list[str], keep_through_epoch: int | None = None):
         self.path = path
         self.columns = columns
         rows = []
         if keep_through_epoch is not None and os.path.exists(path):
             with open(path, newline="") as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= keep_through_epoch]
+                rows = [
+                    row for row in csv.DictReader(handle) if int(row["epoch"]) <= keep_through_epoch
+                ]
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, columns)
             writer.writeheader()
@@ -91,7 +93,9 @@ class MetricsCSV:
             row: column name to value; columns it lacks are left empty, other keys ignored.
         """
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, self.columns).writerow({key: _cell(row.get(key)) for key in self.columns})
+            csv.DictWriter(handle, self.columns).writerow(
+                {key: _cell(row.get(key)) for key in self.columns}
+            )
 
 
 def _cell(value):
@@ -139,11 +143,24 @@ class ProgressBar:
         initial: updates already done (an epoch resumed part-way).
     """
 
-    def __init__(self, total: int, label: str, stream: Optional[TextIO] = None, enabled: bool = True,
-                 initial: int = 0):
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        initial: int = 0,
+    ):
         # disable=None: tqdm draws only where stream.isatty() is True
-        self._bar = tqdm(total=total, desc=label, file=sys.stderr if stream is None else stream, unit="batch",
-                         disable=None if enabled else True, dynamic_ncols=True, initial=initial)
+        self._bar = tqdm(
+            total=total,
+            desc=label,
+            file=sys.stderr if stream is None else stream,
+            unit="batch",
+            disable=None if enabled else True,
+            dynamic_ncols=True,
+            initial=initial,
+        )
 
     def update(self, **values: float) -> None:
         """Advance the bar by one.

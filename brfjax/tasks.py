@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -43,10 +42,16 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "smnist": TaskSpec("smnist", "mnist", 1, 256, 10, 784, metrics.SEQUENCE, True, False, 0, (256, 256)),
-    "psmnist": TaskSpec("psmnist", "mnist", 1, 256, 10, 784, metrics.SEQUENCE, False, True, 0, (256, 256)),
+    "smnist": TaskSpec(
+        "smnist", "mnist", 1, 256, 10, 784, metrics.SEQUENCE, True, False, 0, (256, 256)
+    ),
+    "psmnist": TaskSpec(
+        "psmnist", "mnist", 1, 256, 10, 784, metrics.SEQUENCE, False, True, 0, (256, 256)
+    ),
     "ecg": TaskSpec("ecg", "ecg", 4, 36, 6, 1300, metrics.PER_STEP, False, False, 10, (61, 141)),
-    "shd": TaskSpec("shd", "shd", 700, 128, 20, 250, metrics.SEQUENCE, False, False, 10, (256, 256)),
+    "shd": TaskSpec(
+        "shd", "shd", 700, 128, 20, 250, metrics.SEQUENCE, False, False, 10, (256, 256)
+    ),
 }
 
 
@@ -75,17 +80,23 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
 # ----------------------------------------------------------------------------- data
 
 
-def load_split(task: TaskSpec, split: str, data_dir: Optional[str] = None, mnist_backend: str = "idx") -> SequenceData:
+def load_split(
+    task: TaskSpec, split: str, data_dir: str | None = None, mnist_backend: str = "idx"
+) -> SequenceData:
     """The raw ``train`` or ``test`` split (batch-major, see the data modules)."""
     if data_dir is not None and mnist_backend != "tfds" and not os.path.isdir(data_dir):
-        raise DataUsageError(f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files")
+        raise DataUsageError(
+            f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files"
+        )
     if task.source == "mnist":
         return mnist.load_mnist(split, data_dir, backend=mnist_backend)
     loader = {"ecg": ecg.load_ecg, "shd": shd.load_shd}[task.source]
     return loader(split, data_dir)
 
 
-def model_inputs(task: TaskSpec, raw: np.ndarray, permutation: Optional[np.ndarray] = None) -> np.ndarray:
+def model_inputs(
+    task: TaskSpec, raw: np.ndarray, permutation: np.ndarray | None = None
+) -> np.ndarray:
     """A raw batch ``(B, T, I)`` as the float32 time-major ``(T, B, I)`` network input.
 
     MNIST pixels are scaled to [0, 1] and, for PS-MNIST, reordered so that step t gets
@@ -126,30 +137,30 @@ class TrainConfig:
     epochs: int
     batch_size: int
     learning_rate: float
-    grad_clip_norm: Optional[float] = None
-    tbptt_length: Optional[int] = None
-    omega_init: Optional[tuple[float, float]] = None
-    b_offset_init: Optional[tuple[float, float]] = None
-    tau_mem_init: Optional[tuple[float, float]] = None
-    tau_adp_init: Optional[tuple[float, float]] = None
+    grad_clip_norm: float | None = None
+    tbptt_length: int | None = None
+    omega_init: tuple[float, float] | None = None
+    b_offset_init: tuple[float, float] | None = None
+    tau_mem_init: tuple[float, float] | None = None
+    tau_adp_init: tuple[float, float] | None = None
     tau_out_init: tuple[float, float] = (20.0, 5.0)
     selection_inclusive: bool = True
     seed: int = 0
     val_fraction: float = 0.1
-    max_train_batches: Optional[int] = None
-    max_eval_batches: Optional[int] = None
+    max_train_batches: int | None = None
+    max_eval_batches: int | None = None
     exact: bool = True
     products: str = "fast"
     backward: str = "manual"
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         values = dict(values)
         for key, value in values.items():
             if isinstance(value, list):
@@ -158,16 +169,84 @@ class TrainConfig:
 
 
 _RESONATOR = {
-    "smnist": dict(epochs=300, batch_size=256, learning_rate=0.1, grad_clip_norm=1.0, omega_init=(15.0, 50.0), b_offset_init=(0.1, 1.0), tau_out_init=(20.0, 5.0), selection_inclusive=False),
-    "psmnist": dict(epochs=300, batch_size=256, learning_rate=0.1, grad_clip_norm=1.0, omega_init=(15.0, 85.0), b_offset_init=(0.1, 1.0), tau_out_init=(20.0, 1.0), selection_inclusive=False),
-    "ecg": dict(epochs=400, batch_size=16, learning_rate=0.1, omega_init=(3.0, 5.0), b_offset_init=(0.1, 1.0), tau_out_init=(20.0, 1.0), selection_inclusive=True),
-    "shd": dict(epochs=20, batch_size=32, learning_rate=0.075, omega_init=(5.0, 10.0), b_offset_init=(2.0, 3.0), tau_out_init=(20.0, 5.0), selection_inclusive=False),
+    "smnist": dict(
+        epochs=300,
+        batch_size=256,
+        learning_rate=0.1,
+        grad_clip_norm=1.0,
+        omega_init=(15.0, 50.0),
+        b_offset_init=(0.1, 1.0),
+        tau_out_init=(20.0, 5.0),
+        selection_inclusive=False,
+    ),
+    "psmnist": dict(
+        epochs=300,
+        batch_size=256,
+        learning_rate=0.1,
+        grad_clip_norm=1.0,
+        omega_init=(15.0, 85.0),
+        b_offset_init=(0.1, 1.0),
+        tau_out_init=(20.0, 1.0),
+        selection_inclusive=False,
+    ),
+    "ecg": dict(
+        epochs=400,
+        batch_size=16,
+        learning_rate=0.1,
+        omega_init=(3.0, 5.0),
+        b_offset_init=(0.1, 1.0),
+        tau_out_init=(20.0, 1.0),
+        selection_inclusive=True,
+    ),
+    "shd": dict(
+        epochs=20,
+        batch_size=32,
+        learning_rate=0.075,
+        omega_init=(5.0, 10.0),
+        b_offset_init=(2.0, 3.0),
+        tau_out_init=(20.0, 5.0),
+        selection_inclusive=False,
+    ),
 }
 _ALIF = {
-    "smnist": dict(epochs=300, batch_size=256, learning_rate=0.001, tbptt_length=50, tau_mem_init=(20.0, 5.0), tau_adp_init=(200.0, 50.0), tau_out_init=(20.0, 5.0), selection_inclusive=True),
-    "psmnist": dict(epochs=300, batch_size=256, learning_rate=0.001, tbptt_length=50, tau_mem_init=(20.0, 5.0), tau_adp_init=(200.0, 50.0), tau_out_init=(20.0, 5.0), selection_inclusive=True),
-    "ecg": dict(epochs=400, batch_size=64, learning_rate=0.05, tau_mem_init=(20.0, 0.5), tau_adp_init=(7.0, 0.2), tau_out_init=(20.0, 0.5), selection_inclusive=True),
-    "shd": dict(epochs=20, batch_size=32, learning_rate=0.075, tau_mem_init=(20.0, 5.0), tau_adp_init=(150.0, 10.0), tau_out_init=(20.0, 5.0), selection_inclusive=True),
+    "smnist": dict(
+        epochs=300,
+        batch_size=256,
+        learning_rate=0.001,
+        tbptt_length=50,
+        tau_mem_init=(20.0, 5.0),
+        tau_adp_init=(200.0, 50.0),
+        tau_out_init=(20.0, 5.0),
+        selection_inclusive=True,
+    ),
+    "psmnist": dict(
+        epochs=300,
+        batch_size=256,
+        learning_rate=0.001,
+        tbptt_length=50,
+        tau_mem_init=(20.0, 5.0),
+        tau_adp_init=(200.0, 50.0),
+        tau_out_init=(20.0, 5.0),
+        selection_inclusive=True,
+    ),
+    "ecg": dict(
+        epochs=400,
+        batch_size=64,
+        learning_rate=0.05,
+        tau_mem_init=(20.0, 0.5),
+        tau_adp_init=(7.0, 0.2),
+        tau_out_init=(20.0, 0.5),
+        selection_inclusive=True,
+    ),
+    "shd": dict(
+        epochs=20,
+        batch_size=32,
+        learning_rate=0.075,
+        tau_mem_init=(20.0, 5.0),
+        tau_adp_init=(150.0, 10.0),
+        tau_out_init=(20.0, 5.0),
+        selection_inclusive=True,
+    ),
 }
 _HARMONIC_INIT = dict(omega_init=(10.0, 50.0), b_offset_init=(1.0, 6.0))
 
@@ -188,7 +267,11 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
     elif neuron in NEURON_NAMES:
         values = _RESONATOR[task]
     else:
-        values = {key: value for key, value in _RESONATOR[task].items() if key not in ("omega_init", "b_offset_init")}
+        values = {
+            key: value
+            for key, value in _RESONATOR[task].items()
+            if key not in ("omega_init", "b_offset_init")
+        }
     return TrainConfig(task=task, neuron=neuron, **values).replace(**overrides)
 
 

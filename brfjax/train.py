@@ -25,7 +25,8 @@ import os
 import shlex
 import sys
 import time
-from typing import Callable, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,19 +34,45 @@ import numpy as np
 
 from brfjax import checkpoint, cli, evaluate, metrics, models, neurons, tasks
 from brfjax import parallel as parallel_module
+from brfjax.batches import device_batch, host_batch
 from brfjax.data import SequenceData, ecg, mnist, pipeline
+from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import path_name
 from brfjax.parallel import DataParallel
-from brfjax.errors import TrainingError, UsageError
+from brfjax.steps import (
+    HEALTH,
+    TrainState,
+    init_state,
+    learning_rate,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+    tbptt_chunks,
+)
 from brfjax.stopping import StopSignals
-from brfjax.steps import HEALTH, TrainState, init_state, learning_rate, make_optimizer, make_train_step, tbptt_chunks
-from brfjax.workdir import FRESH_BOOKKEEPING, best_variables, check_workdir, load_latest, run_checkpoints, run_permutation
-from brfjax.summaries import read_metrics, MetricsCSV, ProgressBar, add_scalars, event_writer
+from brfjax.summaries import MetricsCSV, ProgressBar, add_scalars, event_writer, read_metrics
+from brfjax.workdir import (
+    FRESH_BOOKKEEPING,
+    best_variables,
+    check_workdir,
+    load_latest,
+    run_checkpoints,
+    run_permutation,
+)
 
 METRIC_COLUMNS = [
-    "epoch", "learning_rate", "train_loss", "train_accuracy", "train_spike_rate",
-    "val_loss", "val_accuracy", "test_loss", "test_accuracy", "test_spike_rate",
-    "test_sop_per_step", "epoch_seconds",
+    "epoch",
+    "learning_rate",
+    "train_loss",
+    "train_accuracy",
+    "train_spike_rate",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "test_spike_rate",
+    "test_sop_per_step",
+    "epoch_seconds",
 ]
 
 
@@ -61,7 +88,11 @@ def parameter_problems(params, neuron: str = "brf") -> list[str]:
             problems.append(f"{name} has {int(np.sum(~np.isfinite(value)))} non-finite values")
     check = neurons.get_neuron(neuron).stability
     hidden = params.get("hidden", {}) if hasattr(params, "get") else {}
-    if check is not None and check.parameter in hidden and np.isfinite(np.asarray(hidden[check.parameter])).all():
+    if (
+        check is not None
+        and check.parameter in hidden
+        and np.isfinite(np.asarray(hidden[check.parameter])).all()
+    ):
         measure = np.asarray(check.measure(hidden))
         unstable = measure >= check.limit
         if unstable.any():
@@ -79,11 +110,11 @@ class RunData(NamedTuple):
     train: SequenceData
     val: SequenceData
     test: SequenceData
-    permutation: Optional[np.ndarray]
+    permutation: np.ndarray | None
     checksums: dict
 
 
-def data_checksums(task: tasks.TaskSpec, data_dir: Optional[str]) -> dict:
+def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
     """The checksums the loaders verified (ECG, MNIST) or of the files read (SHD)."""
     if task.source == "ecg":
         return {name: digest for name, digest in ecg.FILES.values()}
@@ -91,16 +122,26 @@ def data_checksums(task: tasks.TaskSpec, data_dir: Optional[str]) -> dict:
         return dict(mnist.SHA256)
     from brfjax.data import download, shd
 
-    return {os.path.basename(p): download.file_digest(p) for p in (shd.locate(s, data_dir) for s in shd.SPLITS)}
+    return {
+        os.path.basename(p): download.file_digest(p)
+        for p in (shd.locate(s, data_dir) for s in shd.SPLITS)
+    }
 
 
-def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_file: Optional[str], mnist_backend: str = "idx") -> RunData:
+def load_data(
+    config: tasks.TrainConfig,
+    data_dir: str | None,
+    permutation_file: str | None,
+    mnist_backend: str = "idx",
+) -> RunData:
     """The split data of a run, checked against the configuration before anything is
     written (the permutation is still unset: see :func:`run_permutation`)."""
     task = tasks.get_task(config.task)
     full_train = tasks.load_split(task, "train", data_dir, mnist_backend)
     test = tasks.load_split(task, "test", data_dir, mnist_backend)
-    train_idx, val_idx = pipeline.train_val_split(len(full_train.targets), config.val_fraction, config.seed)
+    train_idx, val_idx = pipeline.train_val_split(
+        len(full_train.targets), config.val_fraction, config.seed
+    )
     if config.batch_size > len(train_idx):
         raise UsageError(
             f"--batch-size {config.batch_size} is larger than the {config.task} training set "
@@ -108,7 +149,13 @@ def load_data(config: tasks.TrainConfig, data_dir: Optional[str], permutation_fi
         )
     if permutation_file is not None:
         mnist.load_permutation(permutation_file)  # validate before the run starts
-    return RunData(full_train.subset(train_idx), full_train.subset(val_idx), test, None, data_checksums(task, data_dir))
+    return RunData(
+        full_train.subset(train_idx),
+        full_train.subset(val_idx),
+        test,
+        None,
+        data_checksums(task, data_dir),
+    )
 
 
 # ------------------------------------------------------------------------ training
@@ -139,34 +186,55 @@ def _instability_cause(neuron: str, count: int) -> str:
     check = neurons.get_neuron(neuron).stability
     if count == 0 or check is None:
         return ""
-    return (f"hidden.{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}, "
-            f"outside the stable region of the {neuron} neuron; ")
+    return (
+        f"hidden.{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}, "
+        f"outside the stable region of the {neuron} neuron; "
+    )
 
 
-def epoch_batches(config: tasks.TrainConfig, num_samples: int, epoch_index: int) -> list[np.ndarray]:
+def epoch_batches(
+    config: tasks.TrainConfig, num_samples: int, epoch_index: int
+) -> list[np.ndarray]:
     """The minibatches (sample indices) of training epoch ``epoch_index``, shuffled from the seed."""
     order = pipeline.epoch_order(np.arange(num_samples), config.seed, epoch_index)
     return list(pipeline.batches(order, config.batch_size, config.max_train_batches))
 
 
-def train_epoch(config, task, model, train_step, state, data: RunData, epoch_index: int, lr: float, parallel: DataParallel,
-                progress: EpochProgress = EpochProgress(), stop=lambda: False) -> tuple[TrainState, EpochProgress]:
+def train_epoch(
+    config,
+    task,
+    model,
+    train_step,
+    state,
+    data: RunData,
+    epoch_index: int,
+    lr: float,
+    parallel: DataParallel,
+    progress: EpochProgress | None = None,
+    stop=lambda: False,
+) -> tuple[TrainState, EpochProgress]:
     """The shuffled training minibatches of one epoch from ``progress.steps`` on; returns
     the new state and the epoch's sums. ``stop()`` is asked after every step: when it is
     True the epoch ends early (``progress.steps`` tells how far it got)."""
+    progress = progress or EpochProgress()
     batches = epoch_batches(config, len(data.train.targets), epoch_index)
-    bar = ProgressBar(len(batches), f"epoch {epoch_index + 1}/{config.epochs}", enabled=parallel.is_primary,
-                      initial=progress.steps)
+    bar = ProgressBar(
+        len(batches),
+        f"epoch {epoch_index + 1}/{config.epochs}",
+        enabled=parallel.is_primary,
+        initial=progress.steps,
+    )
     lr = jnp.float32(lr)
     started = time.time() - progress.seconds
     for step, indices in enumerate(batches):
         if step < progress.steps:
             continue
         if config.tbptt_length:
-            state, loss, sums, health = _tbptt_batch(model, train_step, state, data, indices, lr, config.tbptt_length,
-                                                     task, parallel)
+            state, loss, sums, health = _tbptt_batch(
+                model, train_step, state, data, indices, lr, config.tbptt_length, task, parallel
+            )
         else:
-            batch = evaluate.device_batch(parallel, task, model, data.train, indices, data.permutation)
+            batch = device_batch(parallel, task, model, data.train, indices, data.permutation)
             state, result = train_step(state, batch.inputs, batch.targets, lr, None, batch.weights)
             loss, sums, health = float(result.loss), result.sums, np.asarray(result.health)
         if not math.isfinite(loss):
@@ -178,14 +246,20 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
             )
         if np.any(health > 0):
             counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
-            problems = parameter_problems(state.params, model.hidden.neuron) if health[2] > 0 else []
+            problems = (
+                parameter_problems(state.params, model.hidden.neuron) if health[2] > 0 else []
+            )
             cause = _instability_cause(model.hidden.neuron, int(health[0]))
             raise TrainingError(
                 f"unusable network in epoch {epoch_index + 1}, step {step + 1}: {cause}{counts}"
                 + (f" ({'; '.join(problems)})" if problems else "")
                 + "; the run stops here, the checkpoints are unchanged (lower --lr, or check the initial parameters)"
             )
-        problems = parameter_problems(state.params, model.hidden.neuron) if step == len(batches) - 1 else []
+        problems = (
+            parameter_problems(state.params, model.hidden.neuron)
+            if step == len(batches) - 1
+            else []
+        )
         if problems:
             raise TrainingError(
                 f"parameters left the usable region in epoch {epoch_index + 1}, step {step + 1}: {'; '.join(problems)}; "
@@ -194,30 +268,40 @@ def train_epoch(config, task, model, train_step, state, data: RunData, epoch_ind
         num_steps = data.train.inputs.shape[1]
         progress = EpochProgress(
             steps=step + 1,
-            loss=progress.loss + loss / (1 if model.label_last else num_steps - model.sub_seq_length),
+            loss=progress.loss
+            + loss / (1 if model.label_last else num_steps - model.sub_seq_length),
             correct=progress.correct + float(sums.correct),
             scored=progress.scored + float(sums.scored),
             spikes=progress.spikes + float(np.sum(np.asarray(sums.spikes, np.float64))),
             neuron_steps=progress.neuron_steps + len(indices) * num_steps * model.hidden.features,
             seconds=time.time() - started,
         )
-        bar.update(loss=progress.loss / progress.steps, acc=100 * progress.correct / progress.scored,
-                   rate=progress.spikes / progress.neuron_steps)
+        bar.update(
+            loss=progress.loss / progress.steps,
+            acc=100 * progress.correct / progress.scored,
+            rate=progress.spikes / progress.neuron_steps,
+        )
         if step + 1 < len(batches) and stop():
             break
     return state, progress
 
 
-def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, task, parallel: DataParallel):
+def _tbptt_batch(
+    model, train_step, state, data: RunData, indices, lr, length, task, parallel: DataParallel
+):
     """Truncated BPTT over one minibatch: an optimizer step after each chunk, the
     network state carried (without gradient) into the next chunk."""
     local, weights = parallel.local_indices(indices)
-    inputs, targets = evaluate.host_batch(task, model, data.train, local, data.permutation)
+    inputs, targets = host_batch(task, model, data.train, local, data.permutation)
     targets, weights = parallel.shard(targets, targets.ndim - 1), parallel.shard(weights, 0)
-    carry = jax.tree_util.tree_map(lambda x: parallel.shard(np.asarray(x), 0), model.initial_state(inputs.shape[1]))
+    carry = jax.tree_util.tree_map(
+        lambda x: parallel.shard(np.asarray(x), 0), model.initial_state(inputs.shape[1])
+    )
     loss, spikes, readout_sum, last, health = 0.0, 0.0, 0.0, None, np.zeros(len(HEALTH), np.int64)
     for start, stop in tbptt_chunks(inputs.shape[0], length):
-        state, result = train_step(state, parallel.shard(inputs[start:stop], 1), targets, lr, carry, weights)
+        state, result = train_step(
+            state, parallel.shard(inputs[start:stop], 1), targets, lr, carry, weights
+        )
         health = health + np.asarray(result.health)
         carry = result.final_state
         loss += float(result.loss)
@@ -225,18 +309,28 @@ def _tbptt_batch(model, train_step, state, data: RunData, indices, lr, length, t
         last = parallel.gather(result.readout_sum)
         readout_sum = readout_sum + last
     readouts = (last if model.label_last else readout_sum / inputs.shape[0])[None]
-    sums = metrics.batch_sums(readouts, parallel.gather(targets), spikes, task.objective,
-                              None if weights is None else parallel.gather(weights))
+    sums = metrics.batch_sums(
+        readouts,
+        parallel.gather(targets),
+        spikes,
+        task.objective,
+        None if weights is None else parallel.gather(weights),
+    )
     return state, loss, sums, health
 
 
-def resume_inside_epoch(checkpoints: checkpoint.RunCheckpoints, state: TrainState,
-                        bookkeeping: dict) -> tuple[TrainState, EpochProgress]:
+def resume_inside_epoch(
+    checkpoints: checkpoint.RunCheckpoints, state: TrainState, bookkeeping: dict
+) -> tuple[TrainState, EpochProgress]:
     """The state and epoch sums saved by a run stopped inside the epoch after
     ``bookkeeping["epoch"]``, if there is such a position; else ``state`` unchanged
     and an empty :class:`EpochProgress` (a position older than the latest whole epoch is
     deleted)."""
-    template = {"state": state, **FRESH_BOOKKEEPING, "progress": np.zeros(len(EpochProgress._fields), np.float64)}
+    template = {
+        "state": state,
+        **FRESH_BOOKKEEPING,
+        "progress": np.zeros(len(EpochProgress._fields), np.float64),
+    }
     restored = checkpoints.restore_interrupted(template)
     if restored is None:
         return state, EpochProgress()
@@ -245,8 +339,12 @@ def resume_inside_epoch(checkpoints: checkpoint.RunCheckpoints, state: TrainStat
         checkpoints.discard_interrupted()
         return state, EpochProgress()
     values = np.asarray(saved["progress"], np.float64)
-    progress = EpochProgress(*(field_type(value) for field_type, value in
-                               zip((int, float, float, float, float, int, float), values)))
+    progress = EpochProgress(
+        *(
+            field_type(value)
+            for field_type, value in zip((int, float, float, float, float, int, float), values)
+        )
+    )
     return saved["state"], progress
 
 
@@ -260,19 +358,21 @@ class RunStopped(Exception):
     """
 
     def __init__(self, epoch: int, step: int, steps: int, checkpoint: str):
-        super().__init__(f"stopped in epoch {epoch} after training step {step} of {steps}; position saved in {checkpoint}")
+        super().__init__(
+            f"stopped in epoch {epoch} after training step {step} of {steps}; position saved in {checkpoint}"
+        )
         self.epoch, self.step, self.steps, self.checkpoint = epoch, step, steps, checkpoint
 
 
 def train_and_evaluate(
     config: tasks.TrainConfig,
     workdir: str,
-    data_dir: Optional[str] = None,
-    permutation_file: Optional[str] = None,
-    stop_after_epoch: Optional[int] = None,
+    data_dir: str | None = None,
+    permutation_file: str | None = None,
+    stop_after_epoch: int | None = None,
     mnist_backend: str = "idx",
-    parallel: Optional[DataParallel] = None,
-    stop: Optional[Callable[[], bool]] = None,
+    parallel: DataParallel | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Train ``config`` in ``workdir`` (resuming if it holds a partial run) and return
     the test statistics of the best checkpoint (also written to ``results.json``).
@@ -309,7 +409,9 @@ def train_and_evaluate(
     parallel.barrier("workdir checked")
     if primary:
         check_workdir(workdir, config, write=True)
-    data = data._replace(permutation=run_permutation(config, workdir, permutation_file, write=primary))
+    data = data._replace(
+        permutation=run_permutation(config, workdir, permutation_file, write=primary)
+    )
     parallel.barrier("workdir ready")
     model = tasks.build_model(config)
     optimizer = make_optimizer(config)
@@ -317,9 +419,15 @@ def train_and_evaluate(
     if primary:
         checkpoint.write_json(
             os.path.join(workdir, checkpoint.MANIFEST_FILE),
-            {"config": config.to_dict(), "seed": config.seed, "versions": checkpoint.package_versions(),
-             "data_checksums": data.checksums, "devices": parallel.describe(), "processes": parallel.num_processes,
-             "parameter_count": models.count_parameters(state.params)},
+            {
+                "config": config.to_dict(),
+                "seed": config.seed,
+                "versions": checkpoint.package_versions(),
+                "data_checksums": data.checksums,
+                "devices": parallel.describe(),
+                "processes": parallel.num_processes,
+                "parameter_count": models.count_parameters(state.params),
+            },
         )
     checkpoints = run_checkpoints(workdir, parallel)
     bookkeeping = dict(FRESH_BOOKKEEPING)
@@ -332,54 +440,96 @@ def train_and_evaluate(
     if primary and (saved is not None or progress.steps):
         inside = f", step {progress.steps} of epoch {first_epoch}" if progress.steps else ""
         print(f"resuming {workdir} after epoch {first_epoch - 1}{inside}", file=sys.stderr)
-    if stop_after_epoch is not None and first_epoch > stop_after_epoch and first_epoch <= config.epochs:
+    if (
+        stop_after_epoch is not None
+        and first_epoch > stop_after_epoch
+        and first_epoch <= config.epochs
+    ):
         return {}  # this slice is done already
     checkpoints.discard_best_after(first_epoch - 1)
     log = EpochLog(workdir, first_epoch) if primary else None
     train_step = make_train_step(model, optimizer, task.objective, constants, parallel)
-    eval_step = evaluate.make_eval_step(model, task.objective, parallel)
+    eval_step = make_eval_step(model, task.objective, parallel)
     val_batch, test_batch = task.eval_batch_sizes
     if log is not None:
-        print("per epoch: validation loss and accuracy (%), test accuracy (%) and firing rate (spikes per neuron "
-              "per step); * marks a new best validation loss, kept as checkpoints/best", file=sys.stderr)
+        print(
+            "per epoch: validation loss and accuracy (%), test accuracy (%) and firing rate (spikes per neuron "
+            "per step); * marks a new best validation loss, kept as checkpoints/best",
+            file=sys.stderr,
+        )
     agreed_stop = (lambda: parallel.any_process(stop())) if stop is not None else (lambda: False)
 
     def statistics(variables, split, batch_size):
-        return evaluate.evaluate_dataset(model, variables, split, task, batch_size, data.permutation,
-                                         config.max_eval_batches, eval_step, parallel)
+        return evaluate.evaluate_dataset(
+            model,
+            variables,
+            split,
+            task,
+            batch_size,
+            data.permutation,
+            config.max_eval_batches,
+            eval_step,
+            parallel,
+        )
 
     for epoch in range(first_epoch, config.epochs + 1):
         row = {"epoch": epoch}
         seconds = 0.0
         if epoch > 0:
             lr = learning_rate(config, epoch - 1)
-            state, progress = train_epoch(config, task, model, train_step, state, data, epoch - 1, lr, parallel,
-                                          progress, agreed_stop)
-            steps = len(epoch_batches(config, len(data.train.targets), epoch - 1))
-            if progress.steps < steps:
-                checkpoints.save_interrupted(epoch, {"state": state, **bookkeeping, "progress": np.asarray(progress, np.float64)})
+            state, progress = train_epoch(
+                config,
+                task,
+                model,
+                train_step,
+                state,
+                data,
+                epoch - 1,
+                lr,
+                parallel,
+                progress,
+                agreed_stop,
+            )
+            num_batches = len(epoch_batches(config, len(data.train.targets), epoch - 1))
+            if progress.steps < num_batches:
+                checkpoints.save_interrupted(
+                    epoch,
+                    {"state": state, **bookkeeping, "progress": np.asarray(progress, np.float64)},
+                )
                 if log is not None:
                     log.close()
-                raise RunStopped(epoch, progress.steps, steps, checkpoints.interrupted_dir)
+                raise RunStopped(epoch, progress.steps, num_batches, checkpoints.interrupted_dir)
             row.update(progress.metrics(), learning_rate=lr)
             seconds, progress = progress.seconds, EpochProgress()
         started = time.time()
         variables = {"params": state.params, **constants}
         val = statistics(variables, data.val, val_batch)
-        collapsed = collapse(val["loss"], bookkeeping["best_val_loss"], int(bookkeeping["best_epoch"]))
-        improved = val["loss"] <= bookkeeping["best_val_loss"] if config.selection_inclusive else val["loss"] < bookkeeping["best_val_loss"]
+        collapsed = collapse(
+            val["loss"], bookkeeping["best_val_loss"], int(bookkeeping["best_epoch"])
+        )
+        improved = (
+            val["loss"] <= bookkeeping["best_val_loss"]
+            if config.selection_inclusive
+            else val["loss"] < bookkeeping["best_val_loss"]
+        )
         if improved:
             checkpoints.save_best(epoch, state.params)
             bookkeeping.update(best_val_loss=val["loss"], best_epoch=epoch)
         test = statistics(variables, data.test, test_batch)
         row.update(
-            val_loss=val["loss"], val_accuracy=val["accuracy"], test_loss=test["loss"], test_accuracy=test["accuracy"],
-            test_spike_rate=test["firing_rate"], test_sop_per_step=test["sop_per_step"],
+            val_loss=val["loss"],
+            val_accuracy=val["accuracy"],
+            test_loss=test["loss"],
+            test_accuracy=test["accuracy"],
+            test_spike_rate=test["firing_rate"],
+            test_sop_per_step=test["sop_per_step"],
             epoch_seconds=seconds + time.time() - started,
         )
         if log is not None:
             log.append(row, improved, collapsed)
-        bookkeeping.update(epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"])
+        bookkeeping.update(
+            epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"]
+        )
         checkpoints.save_latest(epoch, {"state": state, **bookkeeping})
         checkpoints.discard_interrupted()
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
@@ -390,8 +540,12 @@ def train_and_evaluate(
             # stopped while evaluating: the epoch's checkpoint just written is the position
             if log is not None:
                 log.close()
-            raise RunStopped(epoch + 1, 0, len(epoch_batches(config, len(data.train.targets), epoch)),
-                             checkpoints.latest_dir)
+            raise RunStopped(
+                epoch + 1,
+                0,
+                len(epoch_batches(config, len(data.train.targets), epoch)),
+                checkpoints.latest_dir,
+            )
     if log is not None:
         log.close()
 
@@ -399,11 +553,23 @@ def train_and_evaluate(
     # machine, batch size and device count (training may use the faster BLAS products)
     portable = models.with_products(model, "portable")
     results = evaluate.evaluate_dataset(
-        portable, best_variables(workdir, checkpoints, state.params, constants)[1], data.test, task, test_batch,
-        data.permutation, config.max_eval_batches, evaluate.make_eval_step(portable, task.objective, parallel), parallel,
+        portable,
+        best_variables(workdir, checkpoints, state.params, constants)[1],
+        data.test,
+        task,
+        test_batch,
+        data.permutation,
+        config.max_eval_batches,
+        make_eval_step(portable, task.objective, parallel),
+        parallel,
     )
-    results = {"task": config.task, "neuron": config.neuron, **results,
-               "best_epoch": int(bookkeeping["best_epoch"]), "train_seconds": bookkeeping["train_seconds"]}
+    results = {
+        "task": config.task,
+        "neuron": config.neuron,
+        **results,
+        "best_epoch": int(bookkeeping["best_epoch"]),
+        "train_seconds": bookkeeping["train_seconds"],
+    }
     if primary:
         results["collapses"] = collapses(read_metrics(os.path.join(workdir, "metrics.csv")))
         checkpoint.write_json(os.path.join(workdir, "results.json"), results)
@@ -414,7 +580,7 @@ def train_and_evaluate(
 COLLAPSE_FACTOR = 2.0
 
 
-def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> Optional[dict]:
+def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> dict | None:
     """A collapse: the validation loss jumped to more than :data:`COLLAPSE_FACTOR` times
     the lowest one so far (after training has improved on the untrained network).
 
@@ -429,10 +595,18 @@ def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> Optional
     Returns:
         ``{"val_loss", "best_val_loss", "best_epoch", "factor"}``, or None.
     """
-    if best_epoch < 1 or not math.isfinite(best_val_loss) or not val_loss > COLLAPSE_FACTOR * best_val_loss:
+    if (
+        best_epoch < 1
+        or not math.isfinite(best_val_loss)
+        or not val_loss > COLLAPSE_FACTOR * best_val_loss
+    ):
         return None
-    return {"val_loss": val_loss, "best_val_loss": best_val_loss, "best_epoch": best_epoch,
-            "factor": val_loss / best_val_loss}
+    return {
+        "val_loss": val_loss,
+        "best_val_loss": best_val_loss,
+        "best_epoch": best_epoch,
+        "factor": val_loss / best_val_loss,
+    }
 
 
 def collapses(rows: Sequence[dict]) -> list[dict]:
@@ -460,18 +634,28 @@ class EpochLog:
     scalars and one line on stderr."""
 
     def __init__(self, workdir: str, first_epoch: int):
-        self.csv = MetricsCSV(os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1)
+        self.csv = MetricsCSV(
+            os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1
+        )
         self.events = event_writer(os.path.join(workdir, "tensorboard"))
 
-    def append(self, row: dict, improved: bool, collapsed: Optional[dict] = None) -> None:
+    def append(self, row: dict, improved: bool, collapsed: dict | None = None) -> None:
         self.csv.append(row)
-        add_scalars(self.events, row["epoch"], {
-            "Loss/train": row.get("train_loss"), "Accuracy/train": row.get("train_accuracy"),
-            "Loss/val": row["val_loss"], "Accuracy/val": row["val_accuracy"],
-            "Loss/test": row["test_loss"], "Accuracy/test": row["test_accuracy"],
-            "SpikeRate/test": row["test_spike_rate"], "SOPPerStep/test": row["test_sop_per_step"],
-            "LearningRate": row.get("learning_rate"),
-        })
+        add_scalars(
+            self.events,
+            row["epoch"],
+            {
+                "Loss/train": row.get("train_loss"),
+                "Accuracy/train": row.get("train_accuracy"),
+                "Loss/val": row["val_loss"],
+                "Accuracy/val": row["val_accuracy"],
+                "Loss/test": row["test_loss"],
+                "Accuracy/test": row["test_accuracy"],
+                "SpikeRate/test": row["test_spike_rate"],
+                "SOPPerStep/test": row["test_sop_per_step"],
+                "LearningRate": row.get("learning_rate"),
+            },
+        )
         print(
             f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2f} | "
             f"test acc {row['test_accuracy']:.2f} rate {row['test_spike_rate']:.3f}{' *' if improved else ''} "
@@ -479,10 +663,12 @@ class EpochLog:
             file=sys.stderr,
         )
         if collapsed is not None:
-            print(f"epoch {row['epoch']}: collapse: the validation loss {collapsed['val_loss']:.4f} is "
-                  f"{collapsed['factor']:.1f}x the best ({collapsed['best_val_loss']:.4f}, epoch "
-                  f"{collapsed['best_epoch']}, kept in checkpoints/best); see results.json's \"collapses\"",
-                  file=sys.stderr)
+            print(
+                f"epoch {row['epoch']}: collapse: the validation loss {collapsed['val_loss']:.4f} is "
+                f"{collapsed['factor']:.1f}x the best ({collapsed['best_val_loss']:.4f}, epoch "
+                f'{collapsed["best_epoch"]}, kept in checkpoints/best); see results.json\'s "collapses"',
+                file=sys.stderr,
+            )
 
     def close(self) -> None:
         self.events.close()
@@ -491,41 +677,101 @@ class EpochLog:
 # ------------------------------------------------------------------------------ CLI
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = cli.ArgumentParser(prog="python -m brfjax.train", description="Train a BRF/RF/ALIF network with the paper's protocol.")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = cli.ArgumentParser(
+        prog="python -m brfjax.train",
+        description="Train a BRF/RF/ALIF network with the paper's protocol.",
+    )
     parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
-    parser.add_argument("--neuron", default="brf", type=cli.neuron_name,
-                        help=f"one of {', '.join(tasks.NEURON_NAMES)}, or the import path package.module:NAME of a "
-                             "brfjax.neurons.NeuronModel (trained with the BRF row's protocol of the task)")
-    parser.add_argument("--epochs", type=int, help="number of training epochs (paper: 300 MNIST, 400 ECG, 20 SHD)")
+    parser.add_argument(
+        "--neuron",
+        default="brf",
+        type=cli.neuron_name,
+        help=f"one of {', '.join(tasks.NEURON_NAMES)}, or the import path package.module:NAME of a "
+        "brfjax.neurons.NeuronModel (trained with the BRF row's protocol of the task)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="number of training epochs (paper: 300 MNIST, 400 ECG, 20 SHD)"
+    )
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="initial learning rate")
-    parser.add_argument("--grad-clip-norm", type=float,
-                        help="clip gradients to this global norm (paper: 1.0 for (PS-)MNIST BRF/RF, none elsewhere)")
+    parser.add_argument(
+        "--grad-clip-norm",
+        type=float,
+        help="clip gradients to this global norm (paper: 1.0 for (PS-)MNIST BRF/RF, none elsewhere)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None, help="folder with the data files (default: bundled ECG / download)")
-    parser.add_argument("--workdir", default=None, help="run folder (default runs/<task>_<neuron>_seed<seed>)")
-    parser.add_argument("--permutation", default=None, help="PS-MNIST permutation .npy (default: drawn from the seed)")
-    parser.add_argument("--mnist-backend", default="idx", choices=["idx", "tfds"],
-                        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])")
-    parser.add_argument("--backward", default="manual", choices=list(models.BACKWARDS),
-                        help="gradient through time: hand-written (default: fast, half the memory of autodiff), "
-                             "JAX's autodiff, or recompute (JAX's, segments recomputed: least memory)")
-    parser.add_argument("--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)")
-    parser.add_argument("--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)")
-    parser.add_argument("--until-epoch", type=int,
-                        help="stop cleanly after this epoch (training in slices, e.g. under a wall-time limit); "
-                             "the same command with a larger value, or without it, continues. The learning-rate "
-                             "schedule follows --epochs")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the data files (default: bundled ECG / download)",
+    )
+    parser.add_argument(
+        "--workdir", default=None, help="run folder (default runs/<task>_<neuron>_seed<seed>)"
+    )
+    parser.add_argument(
+        "--permutation",
+        default=None,
+        help="PS-MNIST permutation .npy (default: drawn from the seed)",
+    )
+    parser.add_argument(
+        "--mnist-backend",
+        default="idx",
+        choices=["idx", "tfds"],
+        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])",
+    )
+    parser.add_argument(
+        "--backward",
+        default="manual",
+        choices=list(models.BACKWARDS),
+        help="gradient through time: hand-written (default: fast, half the memory of autodiff), "
+        "JAX's autodiff, or recompute (JAX's, segments recomputed: least memory)",
+    )
+    parser.add_argument(
+        "--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)"
+    )
+    parser.add_argument(
+        "--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)"
+    )
+    parser.add_argument(
+        "--until-epoch",
+        type=int,
+        help="stop cleanly after this epoch (training in slices, e.g. under a wall-time limit); "
+        "the same command with a larger value, or without it, continues. The learning-rate "
+        "schedule follows --epochs",
+    )
     parallel_flags = parser.add_argument_group("devices and processes")
-    parallel_flags.add_argument("--devices", type=int, help="use the first N local devices (default: all)")
-    parallel_flags.add_argument("--coordinator-address", help="multi-process run: HOST:PORT of process 0 "
-                                "(default $JAX_COORDINATOR_ADDRESS)")
-    parallel_flags.add_argument("--num-processes", type=int, help="multi-process run: number of processes (default $JAX_NUM_PROCESSES)")
-    parallel_flags.add_argument("--process-id", type=int, help="multi-process run: this process's id 0..N-1 (default $JAX_PROCESS_ID)")
+    parallel_flags.add_argument(
+        "--devices", type=int, help="use the first N local devices (default: all)"
+    )
+    parallel_flags.add_argument(
+        "--coordinator-address",
+        help="multi-process run: HOST:PORT of process 0 (default $JAX_COORDINATOR_ADDRESS)",
+    )
+    parallel_flags.add_argument(
+        "--num-processes",
+        type=int,
+        help="multi-process run: number of processes (default $JAX_NUM_PROCESSES)",
+    )
+    parallel_flags.add_argument(
+        "--process-id",
+        type=int,
+        help="multi-process run: this process's id 0..N-1 (default $JAX_PROCESS_ID)",
+    )
     args = parser.parse_args(argv)
-    cli.check_positive(parser, args, integers=("epochs", "batch_size", "max_train_batches", "max_eval_batches",
-                                              "devices", "num_processes"), numbers=("lr", "grad_clip_norm"))
+    cli.check_positive(
+        parser,
+        args,
+        integers=(
+            "epochs",
+            "batch_size",
+            "max_train_batches",
+            "max_eval_batches",
+            "devices",
+            "num_processes",
+        ),
+        numbers=("lr", "grad_clip_norm"),
+    )
     if args.until_epoch is not None and args.until_epoch < 0:
         parser.error(f"--until-epoch must be 0 or a positive integer, got {args.until_epoch}")
     if args.permutation is not None and args.task != "psmnist":
@@ -535,11 +781,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
     overrides = {
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr, "grad_clip_norm": args.grad_clip_norm,
-        "max_train_batches": args.max_train_batches, "max_eval_batches": args.max_eval_batches,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "grad_clip_norm": args.grad_clip_norm,
+        "max_train_batches": args.max_train_batches,
+        "max_eval_batches": args.max_eval_batches,
     }
-    return tasks.config_for(args.task, args.neuron, seed=args.seed, backward=args.backward,
-                            **{k: v for k, v in overrides.items() if v is not None})
+    return tasks.config_for(
+        args.task,
+        args.neuron,
+        seed=args.seed,
+        backward=args.backward,
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
 
 
 def without_option(argv: Sequence[str], option: str) -> list[str]:
@@ -560,34 +815,57 @@ def resume_command(argv: Sequence[str]) -> str:
     return " ".join(["python -m brfjax.train", *(shlex.quote(arg) for arg in argv)])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     config = config_from_args(args)
-    workdir = args.workdir or os.path.join("runs", f"{config.task}_{config.neuron}_seed{config.seed}")
+    workdir = args.workdir or os.path.join(
+        "runs", f"{config.task}_{config.neuron}_seed{config.seed}"
+    )
     parallel_module.use_every_core()  # CPU: one device per core, each training on its part of the batch
     try:
         with StopSignals() as signals:
-            parallel_module.initialize(args.coordinator_address, args.num_processes, args.process_id)
+            parallel_module.initialize(
+                args.coordinator_address, args.num_processes, args.process_id
+            )
             parallel = DataParallel(args.devices)
-            results = train_and_evaluate(config, workdir, args.data_dir, args.permutation, args.until_epoch,
-                                         mnist_backend=args.mnist_backend, parallel=parallel,
-                                         stop=lambda: signals.requested)
+            results = train_and_evaluate(
+                config,
+                workdir,
+                args.data_dir,
+                args.permutation,
+                args.until_epoch,
+                mnist_backend=args.mnist_backend,
+                parallel=parallel,
+                stop=lambda: signals.requested,
+            )
     except RunStopped as stopped:
         if parallel.is_primary:
-            print(f"{signals.name or 'stop request'}: {stopped}; resume with: {resume_command(argv)}", file=sys.stderr)
+            print(
+                f"{signals.name or 'stop request'}: {stopped}; resume with: {resume_command(argv)}",
+                file=sys.stderr,
+            )
         return signals.exit_status if signals.requested else 1
     except cli.ERRORS as error:
         return cli.report(error)
     if not parallel.is_primary:
         return 0
     if not results:
-        print(f"stopped after epoch {args.until_epoch} of {config.epochs} (--until-epoch); continue with a larger "
-              f"--until-epoch or without it: {resume_command(without_option(argv, '--until-epoch'))}", file=sys.stderr)
+        print(
+            f"stopped after epoch {args.until_epoch} of {config.epochs} (--until-epoch); continue with a larger "
+            f"--until-epoch or without it: {resume_command(without_option(argv, '--until-epoch'))}",
+            file=sys.stderr,
+        )
         return 0
-    print(f"results in {workdir}: results.json (test statistics of the best checkpoint, epoch {results['best_epoch']}), "
-          "metrics.csv (one row per epoch), tensorboard/, checkpoints/best and checkpoints/latest", file=sys.stderr)
-    print(evaluate.summary_line(results) + f", best epoch {results['best_epoch']}, {results['train_seconds']:.0f}s training")
+    print(
+        f"results in {workdir}: results.json (test statistics of the best checkpoint, epoch {results['best_epoch']}), "
+        "metrics.csv (one row per epoch), tensorboard/, checkpoints/best and checkpoints/latest",
+        file=sys.stderr,
+    )
+    print(
+        evaluate.summary_line(results)
+        + f", best epoch {results['best_epoch']}, {results['train_seconds']:.0f}s training"
+    )
     return 0
 
 

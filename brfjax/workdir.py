@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,24 +26,32 @@ def permutation_path(workdir: str) -> str:
     return os.path.join(workdir, "permutation.npy")
 
 
-def load_permutation(workdir: str, task: tasks.TaskSpec) -> Optional[np.ndarray]:
+def load_permutation(workdir: str, task: tasks.TaskSpec) -> np.ndarray | None:
     """The PS-MNIST permutation saved with a run (None for other tasks)."""
     if not task.permuted:
         return None
     path = permutation_path(workdir)
     if not os.path.exists(path):
-        raise CheckpointError(f"workdir {workdir!r} has no {os.path.basename(path)} for its PS-MNIST run")
+        raise CheckpointError(
+            f"workdir {workdir!r} has no {os.path.basename(path)} for its PS-MNIST run"
+        )
     return mnist.load_permutation(path)
 
 
-def run_permutation(config: tasks.TrainConfig, workdir: str, permutation_file: Optional[str], write: bool = True) -> Optional[np.ndarray]:
+def run_permutation(
+    config: tasks.TrainConfig, workdir: str, permutation_file: str | None, write: bool = True
+) -> np.ndarray | None:
     """PS-MNIST: the run's saved permutation, or a new one (from the file or the seed),
     saved in the workdir if ``write``. None for the other tasks."""
     if not tasks.get_task(config.task).permuted:
         return None
     if os.path.exists(permutation_path(workdir)):
         return mnist.load_permutation(permutation_path(workdir))
-    permutation = mnist.load_permutation(permutation_file) if permutation_file else mnist.make_permutation(config.seed)
+    permutation = (
+        mnist.load_permutation(permutation_file)
+        if permutation_file
+        else mnist.make_permutation(config.seed)
+    )
     if write:
         checkpoint.save_npy(permutation_path(workdir), permutation)
     return permutation
@@ -64,7 +72,9 @@ def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -
         try:
             existing = tasks.TrainConfig.from_dict(checkpoint.read_json(path)).to_dict()
         except (ValueError, TypeError, KeyError) as error:
-            raise TrainingError(f"{path} is damaged ({error}); restore it or choose a new --workdir") from None
+            raise TrainingError(
+                f"{path} is damaged ({error}); restore it or choose a new --workdir"
+            ) from None
         if existing != config.to_dict():
             changed = sorted(k for k in existing if existing[k] != config.to_dict()[k])
             if changed == ["epochs"]:
@@ -85,16 +95,22 @@ def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -
 FRESH_BOOKKEEPING = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "train_seconds": 0.0}
 
 
-def run_checkpoints(workdir: str, parallel: Optional[DataParallel] = None) -> checkpoint.RunCheckpoints:
+def run_checkpoints(
+    workdir: str, parallel: DataParallel | None = None
+) -> checkpoint.RunCheckpoints:
     if parallel is None:
         return checkpoint.RunCheckpoints(workdir)
     return checkpoint.RunCheckpoints(workdir, parallel.is_primary, parallel.barrier)
 
 
-def load_latest(workdir: str, state: steps.TrainState, parallel: Optional[DataParallel] = None) -> Optional[dict]:
+def load_latest(
+    workdir: str, state: steps.TrainState, parallel: DataParallel | None = None
+) -> dict | None:
     """The ``latest`` checkpoint (``state`` plus the bookkeeping of
     :data:`FRESH_BOOKKEEPING`), restored into the structure of ``state``; None if absent."""
-    restored = run_checkpoints(workdir, parallel).restore_latest({"state": state, **FRESH_BOOKKEEPING})
+    restored = run_checkpoints(workdir, parallel).restore_latest(
+        {"state": state, **FRESH_BOOKKEEPING}
+    )
     return None if restored is None else restored[1]
 
 
@@ -114,7 +130,7 @@ class BestCheckpoint(NamedTuple):
     epoch: int
 
 
-def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> BestCheckpoint:
+def load_best(workdir: str, parallel: DataParallel | None = None) -> BestCheckpoint:
     """The best checkpoint of a workdir (lowest validation loss).
 
     Args:
@@ -133,12 +149,15 @@ def load_best(workdir: str, parallel: Optional[DataParallel] = None) -> BestChec
     config = tasks.TrainConfig.from_dict(checkpoint.read_json(config_path))
     model = models.with_products(tasks.build_model(config), "portable")
     state, constants = steps.init_state(config, model, steps.make_optimizer(config), parallel)
-    epoch, variables = best_variables(workdir, run_checkpoints(workdir, parallel), state.params, constants)
+    epoch, variables = best_variables(
+        workdir, run_checkpoints(workdir, parallel), state.params, constants
+    )
     return BestCheckpoint(model, variables, config, epoch)
 
 
-def best_variables(workdir: str, checkpoints: checkpoint.RunCheckpoints, params_template,
-                   constants: dict) -> tuple[int, dict]:
+def best_variables(
+    workdir: str, checkpoints: checkpoint.RunCheckpoints, params_template, constants: dict
+) -> tuple[int, dict]:
     """``(epoch, variables)`` of the run's best checkpoint, restored like ``params_template``.
 
     Raises:

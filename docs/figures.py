@@ -51,10 +51,17 @@ def brf_trajectory(omega: float, b_offset: float, drive: np.ndarray) -> dict:
         return new, (new.u, new.q, new.z, neurons.BRF_THRESHOLD + state.q)
 
     _, (u, q, z, threshold) = jax.lax.scan(step, state, jnp.asarray(drive, jnp.float32))
-    return {"u": np.asarray(u), "q": np.asarray(q), "z": np.asarray(z), "threshold": np.asarray(threshold)}
+    return {
+        "u": np.asarray(u),
+        "q": np.asarray(q),
+        "z": np.asarray(z),
+        "threshold": np.asarray(threshold),
+    }
 
 
-def brf_response_figure(omega: float = 10.0, b_offset: float = 0.1, amplitude: float = 0.5, steps: int = 1000) -> str:
+def brf_response_figure(
+    omega: float = 10.0, b_offset: float = 0.1, amplitude: float = 0.5, steps: int = 1000
+) -> str:
     """A BRF neuron driven by a sine at its eigenfrequency ω and at 3ω (SVG)."""
     time = np.arange(steps) * neurons.DT
     frequencies = (omega, 3.0 * omega)
@@ -63,10 +70,22 @@ def brf_response_figure(omega: float = 10.0, b_offset: float = 0.1, amplitude: f
     figure, axes = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True, sharey=True)
     for column, (axis, frequency) in enumerate(zip(axes, frequencies)):
         axis.plot(time, run["u"][:, column], lw=1.2, label="membrane Re(u)")
-        axis.plot(time, run["threshold"][:, column], lw=1.0, ls="--", color="tab:red", label="threshold θ_c + q")
+        axis.plot(
+            time,
+            run["threshold"][:, column],
+            lw=1.0,
+            ls="--",
+            color="tab:red",
+            label="threshold θ_c + q",
+        )
         spike_times = time[run["z"][:, column] > 0]
-        axis.plot(spike_times, np.full_like(spike_times, 2.2), "|", color="black", ms=10, label="spikes")
-        axis.set_title(f"input sin({frequency:g}·t), neuron ω = {omega:g}: {len(spike_times)} spikes", fontsize=10)
+        axis.plot(
+            spike_times, np.full_like(spike_times, 2.2), "|", color="black", ms=10, label="spikes"
+        )
+        axis.set_title(
+            f"input sin({frequency:g}·t), neuron ω = {omega:g}: {len(spike_times)} spikes",
+            fontsize=10,
+        )
         axis.set_ylabel("potential")
     axes[0].legend(loc="lower right", fontsize=8, ncol=3)
     axes[-1].set_xlabel("time t (units; one step δ = 0.01)")
@@ -80,7 +99,9 @@ def divergence_boundary_figure() -> str:
     boundary = np.asarray(numerics.divergence_boundary(jnp.asarray(omega)))
     figure, axis = plt.subplots(figsize=(6.5, 3.6))
     axis.plot(omega, boundary, color="tab:blue", lw=1.5, label="p(ω) = (−1 + √(1 − (δω)²)) / δ")
-    axis.fill_between(omega, boundary, -110.0, color="tab:blue", alpha=0.12, label="b ≤ p(ω): |1 + δ(b + iω)| ≤ 1")
+    axis.fill_between(
+        omega, boundary, -110.0, color="tab:blue", alpha=0.12, label="b ≤ p(ω): |1 + δ(b + iω)| ≤ 1"
+    )
     axis.axhline(0.0, color="gray", lw=0.8)
     axis.set_xlim(0.0, 100.0)
     axis.set_ylim(-110.0, 10.0)

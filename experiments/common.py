@@ -11,7 +11,7 @@ import csv
 import math
 import os
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -39,24 +39,41 @@ class ExperimentError(Exception):
 # ------------------------------------------------------------------------ command line
 
 
-def base_parser(description: str, checkpoints: bool = True, data: bool = True) -> argparse.ArgumentParser:
+def base_parser(
+    description: str, checkpoints: bool = True, data: bool = True
+) -> argparse.ArgumentParser:
     """A parser with the options every study shares."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--out", required=True, help="folder for the CSV/Markdown tables and the PNG figure")
-    parser.add_argument("--quick", action="store_true", help="tiny subsets and few levels (used by the tests)")
-    parser.add_argument("--no-plot", action="store_true", help="write the tables only (no matplotlib needed)")
+    parser.add_argument(
+        "--out", required=True, help="folder for the CSV/Markdown tables and the PNG figure"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny subsets and few levels (used by the tests)"
+    )
+    parser.add_argument(
+        "--no-plot", action="store_true", help="write the tables only (no matplotlib needed)"
+    )
     if checkpoints:
-        parser.add_argument("--checkpoints", default=DEFAULT_CHECKPOINTS,
-                            help="folder with the reference <task>_<neuron>.npz files (default: ../shared/reference/checkpoints)")
+        parser.add_argument(
+            "--checkpoints",
+            default=DEFAULT_CHECKPOINTS,
+            help="folder with the reference <task>_<neuron>.npz files (default: ../shared/reference/checkpoints)",
+        )
     if data:
-        parser.add_argument("--data-dir", default=None,
-                            help="folder with the MNIST IDX files (default: ../shared/data/mnist if present, "
-                                 "else brfjax's cache/download)")
+        parser.add_argument(
+            "--data-dir",
+            default=None,
+            help="folder with the MNIST IDX files (default: ../shared/data/mnist if present, "
+            "else brfjax's cache/download)",
+        )
     return parser
 
 
-def run_main(body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
-             argv: Optional[Sequence[str]] = None) -> int:
+def run_main(
+    body: Callable[[argparse.Namespace], None],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+) -> int:
     """Parse ``argv``, run ``body(args)``; user errors print one line and return their exit status (:func:`brfjax.cli.exit_status`)."""
     args = parser.parse_args(argv)
     try:
@@ -66,7 +83,7 @@ def run_main(body: Callable[[argparse.Namespace], None], parser: argparse.Argume
     return 0
 
 
-def mnist_dir(data_dir: Optional[str]) -> Optional[str]:
+def mnist_dir(data_dir: str | None) -> str | None:
     """``--data-dir``, else ../shared/data/mnist when it exists, else None (cache)."""
     if data_dir is not None:
         return data_dir
@@ -87,7 +104,7 @@ class Timer:
 # ---------------------------------------------------------------------------- models
 
 
-def reference_checkpoint(folder: str, task: str, neuron: str) -> tuple[str, Optional[str]]:
+def reference_checkpoint(folder: str, task: str, neuron: str) -> tuple[str, str | None]:
     """``(checkpoint path, permutation path or None)`` of a published model in ``folder``.
 
     PS-MNIST models come with ``<name>_permutation.npy``; ``psmnist_vrf`` has none (the
@@ -95,12 +112,14 @@ def reference_checkpoint(folder: str, task: str, neuron: str) -> tuple[str, Opti
     """
     path = os.path.join(folder, f"{task}_{neuron}.npz")
     if not os.path.isfile(path):
-        raise ExperimentError(f"checkpoint {path} not found; pass --checkpoints DIR with the reference .npz files")
+        raise ExperimentError(
+            f"checkpoint {path} not found; pass --checkpoints DIR with the reference .npz files"
+        )
     permutation = os.path.join(folder, f"{task}_{neuron}_permutation.npy")
     return path, permutation if os.path.isfile(permutation) else None
 
 
-def load_model(task: str, neuron: str, path: str, permutation_file: Optional[str] = None):
+def load_model(task: str, neuron: str, path: str, permutation_file: str | None = None):
     """``(model, variables, permutation)`` of a reference ``.npz`` or a brfjax workdir."""
     if not os.path.exists(path):
         raise ExperimentError(f"checkpoint {path} not found")
@@ -114,13 +133,17 @@ def parameter_count(variables: dict) -> int:
     return models.count_parameters(variables["params"])
 
 
-def load_test_subset(task: str, data_dir: Optional[str], samples: Optional[int] = None) -> SequenceData:
+def load_test_subset(task: str, data_dir: str | None, samples: int | None = None) -> SequenceData:
     """The first ``samples`` test samples of ``task`` (all if None).
 
     ``data_dir`` applies to MNIST and SHD; ECG always reads brfjax's bundled files.
     """
     spec = tasks.get_task(task)
-    folder = None if spec.source == "ecg" else (mnist_dir(data_dir) if spec.source == "mnist" else data_dir)
+    folder = (
+        None
+        if spec.source == "ecg"
+        else (mnist_dir(data_dir) if spec.source == "mnist" else data_dir)
+    )
     data = tasks.load_split(spec, "test", folder)
     if samples is not None:
         if samples <= 0:
@@ -129,15 +152,31 @@ def load_test_subset(task: str, data_dir: Optional[str], samples: Optional[int] 
     return data
 
 
-def evaluate_model(task: str, model, variables, data: SequenceData, permutation=None,
-                   batch_size: Optional[int] = None, eval_step=None) -> dict:
+def evaluate_model(
+    task: str,
+    model,
+    variables,
+    data: SequenceData,
+    permutation=None,
+    batch_size: int | None = None,
+    eval_step=None,
+) -> dict:
     """brfjax's statistics (docs/reference/metrics.md) of ``model`` on ``data``."""
     spec = tasks.get_task(task)
-    return evaluate.evaluate_dataset(model, variables, data, spec, batch_size or spec.eval_batch_sizes[1],
-                                     permutation, eval_step=eval_step)
+    return evaluate.evaluate_dataset(
+        model,
+        variables,
+        data,
+        spec,
+        batch_size or spec.eval_batch_sizes[1],
+        permutation,
+        eval_step=eval_step,
+    )
 
 
-def evaluate_batches(task: str, model, data: SequenceData, run_batch, batch_size: int, permutation=None) -> dict:
+def evaluate_batches(
+    task: str, model, data: SequenceData, run_batch, batch_size: int, permutation=None
+) -> dict:
     """The statistics of docs/reference/metrics.md with a custom forward pass: ``run_batch(inputs (T,B,I),
     targets, batch_index) -> metrics.BatchSums`` is called once per consecutive batch."""
     spec = tasks.get_task(task)
@@ -148,7 +187,9 @@ def evaluate_batches(task: str, model, data: SequenceData, run_batch, batch_size
         targets = tasks.scored_targets(data.targets[part], model.sub_seq_length, model.label_last)
         total = metrics.accumulate(total, run_batch(inputs, targets, index))
     scored_steps = 1 if model.label_last else data.inputs.shape[1] - model.sub_seq_length
-    return metrics.model_statistics(total, slices[-1].stop, data.inputs.shape[1], model.hidden.features, scored_steps)
+    return metrics.model_statistics(
+        total, slices[-1].stop, data.inputs.shape[1], model.hidden.features, scored_steps
+    )
 
 
 # ---------------------------------------------------------------------------- tables
@@ -158,7 +199,9 @@ def write_csv(path: str, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """``rows`` (dicts) as CSV with ``columns`` in that order; floats with full precision."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(
+            handle, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         for row in rows:
             writer.writerow({key: _csv_value(row.get(key)) for key in columns})
@@ -189,10 +232,14 @@ def format_value(value, fmt: str = "") -> str:
 
 def markdown_table(rows: Iterable[dict], columns: Sequence[tuple[str, str, str]]) -> str:
     """A Markdown table; ``columns`` are ``(key, header, format spec)``."""
-    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
-             "|" + "---|" * len(columns)]
+    lines = [
+        "| " + " | ".join(header for _, header, _ in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     for row in rows:
-        lines.append("| " + " | ".join(format_value(row.get(key), fmt) for key, _, fmt in columns) + " |")
+        lines.append(
+            "| " + " | ".join(format_value(row.get(key), fmt) for key, _, fmt in columns) + " |"
+        )
     return "\n".join(lines)
 
 

@@ -32,25 +32,41 @@ import math
 import os
 import sys
 from collections import defaultdict
-from typing import Optional
-
-import numpy as np
 
 import common
+import numpy as np
 
 FRACTIONS = (0.95, 0.98, 1.0)
 TARGETS = ("selected", "final", "best")
 REFERENCE_TASKS = {"ECG-QTDB": "ecg", "SHD": "shd", "PS-MNIST": "psmnist", "S-MNIST": "smnist"}
 # ties in the validation-loss selection of the authors' training scripts: True = "<=" (the later epoch wins)
-INCLUSIVE = {("ecg", "brf"): True, ("ecg", "vrf"): True, ("ecg", "alif"): True, ("shd", "alif"): True,
-             ("shd", "brf"): False, ("shd", "vrf"): False, ("smnist", "alif"): True, ("psmnist", "alif"): True}
+INCLUSIVE = {
+    ("ecg", "brf"): True,
+    ("ecg", "vrf"): True,
+    ("ecg", "alif"): True,
+    ("shd", "alif"): True,
+    ("shd", "brf"): False,
+    ("shd", "vrf"): False,
+    ("smnist", "alif"): True,
+    ("psmnist", "alif"): True,
+}
 # paper Table 2: mean epochs to 95 / 98 / 100 % of the final test accuracy (5 runs)
 PAPER_TABLE2 = {
-    ("smnist", "alif"): (105, 162, 276), ("smnist", "vrf"): (134, 172, 263), ("smnist", "brf"): (3, 29, 246),
-    ("smnist", "bhrf"): (5, 12, 119), ("psmnist", "alif"): (143, 200, 265), ("psmnist", "brf"): (10, 39, 282),
-    ("psmnist", "bhrf"): (6, 19, 123), ("ecg", "alif"): (51, 157, 282), ("ecg", "vrf"): (8, 29, 112),
-    ("ecg", "brf"): (6, 32, 75), ("ecg", "bhrf"): (15, 38, 109), ("shd", "alif"): (14, 15, 16),
-    ("shd", "vrf"): (2, 4, 5), ("shd", "brf"): (2, 3, 7), ("shd", "bhrf"): (3, 5, 8),
+    ("smnist", "alif"): (105, 162, 276),
+    ("smnist", "vrf"): (134, 172, 263),
+    ("smnist", "brf"): (3, 29, 246),
+    ("smnist", "bhrf"): (5, 12, 119),
+    ("psmnist", "alif"): (143, 200, 265),
+    ("psmnist", "brf"): (10, 39, 282),
+    ("psmnist", "bhrf"): (6, 19, 123),
+    ("ecg", "alif"): (51, 157, 282),
+    ("ecg", "vrf"): (8, 29, 112),
+    ("ecg", "brf"): (6, 32, 75),
+    ("ecg", "bhrf"): (15, 38, 109),
+    ("shd", "alif"): (14, 15, 16),
+    ("shd", "vrf"): (2, 4, 5),
+    ("shd", "brf"): (2, 3, 7),
+    ("shd", "bhrf"): (3, 5, 8),
 }
 
 
@@ -67,7 +83,7 @@ def selected_epoch(val_loss: np.ndarray, inclusive: bool) -> int:
     return best_epoch
 
 
-def epochs_to_reach(accuracy: np.ndarray, target: float) -> list[Optional[int]]:
+def epochs_to_reach(accuracy: np.ndarray, target: float) -> list[int | None]:
     """First epoch with ``accuracy >= f·target`` for each f of :data:`FRACTIONS`."""
     result = []
     for fraction in FRACTIONS:
@@ -80,7 +96,9 @@ def reference_runs(path: str) -> list[dict]:
     """The paper's runs from ``epoch_curves.csv`` (runs without training are skipped)."""
     curves = defaultdict(list)
     for row in common.read_csv(path):
-        curves[(REFERENCE_TASKS.get(row["task"], row["task"]), row["neuron"], int(row["run"]))].append(row)
+        curves[
+            (REFERENCE_TASKS.get(row["task"], row["task"]), row["neuron"], int(row["run"]))
+        ].append(row)
     runs = []
     for (task, neuron, run), rows in sorted(curves.items()):
         rows.sort(key=lambda r: int(r["epoch"]))
@@ -88,9 +106,17 @@ def reference_runs(path: str) -> list[dict]:
         val_loss = np.array([_float(r["val_loss"]) for r in rows])
         if len(rows) < 2 or not np.isfinite(accuracy[1:]).any():
             continue  # PS-MNIST vanilla RF: epoch 0 only, then NaN
-        runs.append({"source": "paper", "task": task, "neuron": neuron, "run": str(run), "accuracy": accuracy,
-                     "selected_epoch": selected_epoch(val_loss, INCLUSIVE.get((task, neuron), False)),
-                     "status": "complete"})
+        runs.append(
+            {
+                "source": "paper",
+                "task": task,
+                "neuron": neuron,
+                "run": str(run),
+                "accuracy": accuracy,
+                "selected_epoch": selected_epoch(val_loss, INCLUSIVE.get((task, neuron), False)),
+                "status": "complete",
+            }
+        )
     return runs
 
 
@@ -100,9 +126,13 @@ def workdir_run(path: str) -> dict:
     metrics_path = path if path.endswith(".csv") else os.path.join(path, "metrics.csv")
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(metrics_path):
-        raise common.ExperimentError(f"{metrics_path} not found (a brfjax workdir holds metrics.csv)")
+        raise common.ExperimentError(
+            f"{metrics_path} not found (a brfjax workdir holds metrics.csv)"
+        )
     if not os.path.isfile(config_path):
-        raise common.ExperimentError(f"{config_path} not found (a brfjax workdir holds config.json)")
+        raise common.ExperimentError(
+            f"{config_path} not found (a brfjax workdir holds config.json)"
+        )
     with open(config_path) as handle:
         config = json.load(handle)
     rows = sorted(common.read_csv(metrics_path), key=lambda r: int(r["epoch"]))
@@ -122,8 +152,16 @@ def workdir_run(path: str) -> dict:
     else:
         status = f"incomplete: {last} of {epochs} epochs (stopped early or still training)"
     name = os.path.basename(os.path.normpath(folder))
-    return {"source": "brfjax", "task": config["task"], "neuron": config["neuron"], "run": name,
-            "seed": config.get("seed"), "accuracy": accuracy, "selected_epoch": int(selected), "status": status}
+    return {
+        "source": "brfjax",
+        "task": config["task"],
+        "neuron": config["neuron"],
+        "run": name,
+        "seed": config.get("seed"),
+        "accuracy": accuracy,
+        "selected_epoch": int(selected),
+        "status": status,
+    }
 
 
 def run_rows(runs: list[dict]) -> list[dict]:
@@ -131,15 +169,29 @@ def run_rows(runs: list[dict]) -> list[dict]:
     for run in runs:
         accuracy = run["accuracy"]
         finite = accuracy[np.isfinite(accuracy)]
-        targets = {"selected": accuracy[run["selected_epoch"]] if len(accuracy) else math.nan,
-                   "final": accuracy[-1] if len(accuracy) else math.nan,
-                   "best": finite.max() if len(finite) else math.nan}
+        targets = {
+            "selected": accuracy[run["selected_epoch"]] if len(accuracy) else math.nan,
+            "final": accuracy[-1] if len(accuracy) else math.nan,
+            "best": finite.max() if len(finite) else math.nan,
+        }
         for target in TARGETS:
             epochs = epochs_to_reach(accuracy, targets[target])
-            rows.append({"source": run["source"], "task": run["task"], "neuron": run["neuron"], "run": run["run"],
-                         "status": run["status"], "epochs_logged": len(accuracy) - 1, "target": target,
-                         "target_accuracy": float(targets[target]), "selected_epoch": run["selected_epoch"],
-                         "epochs_95": epochs[0], "epochs_98": epochs[1], "epochs_100": epochs[2]})
+            rows.append(
+                {
+                    "source": run["source"],
+                    "task": run["task"],
+                    "neuron": run["neuron"],
+                    "run": run["run"],
+                    "status": run["status"],
+                    "epochs_logged": len(accuracy) - 1,
+                    "target": target,
+                    "target_accuracy": float(targets[target]),
+                    "selected_epoch": run["selected_epoch"],
+                    "epochs_95": epochs[0],
+                    "epochs_98": epochs[1],
+                    "epochs_100": epochs[2],
+                }
+            )
     return rows
 
 
@@ -155,9 +207,22 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     order = {"paper": 0, "brfjax": 1}
     summary = []
     for (source, task, neuron, target), group in sorted(
-            groups.items(), key=lambda item: (item[0][1], order[item[0][0]], TARGETS.index(item[0][3]), _neuron_rank(item[0][2]))):
-        entry = {"source": source, "task": task, "neuron": neuron, "target": target, "runs": len(group),
-                 "target_accuracy": float(np.mean([r["target_accuracy"] for r in group]))}
+        groups.items(),
+        key=lambda item: (
+            item[0][1],
+            order[item[0][0]],
+            TARGETS.index(item[0][3]),
+            _neuron_rank(item[0][2]),
+        ),
+    ):
+        entry = {
+            "source": source,
+            "task": task,
+            "neuron": neuron,
+            "target": target,
+            "runs": len(group),
+            "target_accuracy": float(np.mean([r["target_accuracy"] for r in group])),
+        }
         for key in ("epochs_95", "epochs_98", "epochs_100"):
             values = [r[key] for r in group if r[key] is not None]
             entry[key] = float(np.mean(values)) if values else None
@@ -168,14 +233,48 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     return summary
 
 
-RUN_COLUMNS = ("source", "task", "neuron", "run", "status", "epochs_logged", "target", "target_accuracy",
-               "selected_epoch", "epochs_95", "epochs_98", "epochs_100")
-SUMMARY_COLUMNS = ("source", "task", "neuron", "target", "runs", "target_accuracy", "epochs_95", "epochs_98",
-                   "epochs_100", "paper_95", "paper_98", "paper_100")
-MARKDOWN = (("task", "task", ""), ("neuron", "neuron", ""), ("source", "curves", ""), ("target", "reading of 'final'", ""),
-            ("runs", "runs", ""), ("target_accuracy", "its accuracy (%)", ".2f"), ("epochs_95", "95 %", ".1f"),
-            ("epochs_98", "98 %", ".1f"), ("epochs_100", "100 %", ".1f"), ("paper_95", "paper 95 %", ""),
-            ("paper_98", "paper 98 %", ""), ("paper_100", "paper 100 %", ""))
+RUN_COLUMNS = (
+    "source",
+    "task",
+    "neuron",
+    "run",
+    "status",
+    "epochs_logged",
+    "target",
+    "target_accuracy",
+    "selected_epoch",
+    "epochs_95",
+    "epochs_98",
+    "epochs_100",
+)
+SUMMARY_COLUMNS = (
+    "source",
+    "task",
+    "neuron",
+    "target",
+    "runs",
+    "target_accuracy",
+    "epochs_95",
+    "epochs_98",
+    "epochs_100",
+    "paper_95",
+    "paper_98",
+    "paper_100",
+)
+MARKDOWN = (
+    ("task", "task", ""),
+    ("neuron", "neuron", ""),
+    ("source", "curves", ""),
+    ("target", "reading of 'final'", ""),
+    ("runs", "runs", ""),
+    ("target_accuracy", "its accuracy (%)", ".2f"),
+    ("epochs_95", "95 %", ".1f"),
+    ("epochs_98", "98 %", ".1f"),
+    ("epochs_100", "100 %", ".1f"),
+    ("paper_95", "paper 95 %", ""),
+    ("paper_98", "paper 98 %", ""),
+    ("paper_100", "paper 100 %", ""),
+)
 
 
 def plot(plt, runs: list[dict], task: str, path: str) -> None:
@@ -183,24 +282,52 @@ def plot(plt, runs: list[dict], task: str, path: str) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
     for axis, source in zip(axes, sources):
         for neuron in common.NEURONS:
-            group = [r for r in runs if r["source"] == source and r["task"] == task and r["neuron"] == neuron
-                     and r["status"] == "complete"]
+            group = [
+                r
+                for r in runs
+                if r["source"] == source
+                and r["task"] == task
+                and r["neuron"] == neuron
+                and r["status"] == "complete"
+            ]
             if not group:
                 continue
             color = common.NEURON_COLORS[neuron]
             for run in runs:
-                if (run["source"], run["task"], run["neuron"]) == (source, task, neuron) and run["status"] != "complete":
+                if (run["source"], run["task"], run["neuron"]) == (source, task, neuron) and run[
+                    "status"
+                ] != "complete":
                     epochs = np.arange(len(run["accuracy"]))
                     axis.plot(epochs, run["accuracy"], ":", color=color, linewidth=0.8)
-                    axis.plot(epochs[-1:], run["accuracy"][-1:], "x", color=color,
-                              label=f"{common.NEURON_LABELS[neuron]}: incomplete run (ends at x)")
+                    axis.plot(
+                        epochs[-1:],
+                        run["accuracy"][-1:],
+                        "x",
+                        color=color,
+                        label=f"{common.NEURON_LABELS[neuron]}: incomplete run (ends at x)",
+                    )
             for run in group:
-                axis.plot(np.arange(len(run["accuracy"])), run["accuracy"], color=color, alpha=0.25, linewidth=0.6)
+                axis.plot(
+                    np.arange(len(run["accuracy"])),
+                    run["accuracy"],
+                    color=color,
+                    alpha=0.25,
+                    linewidth=0.6,
+                )
             length = min(len(r["accuracy"]) for r in group)
             mean = np.mean([r["accuracy"][:length] for r in group], axis=0)
-            axis.plot(np.arange(length), mean, color=color, linewidth=1.8,
-                      label=f"{common.NEURON_LABELS[neuron]}: mean of {len(group)} runs")
-        axis.set_title("brfjax, trained on this 2-core CPU" if source == "brfjax" else "paper (original code's logs)")
+            axis.plot(
+                np.arange(length),
+                mean,
+                color=color,
+                linewidth=1.8,
+                label=f"{common.NEURON_LABELS[neuron]}: mean of {len(group)} runs",
+            )
+        axis.set_title(
+            "brfjax, trained on this 2-core CPU"
+            if source == "brfjax"
+            else "paper (original code's logs)"
+        )
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
         handles, labels = axis.get_legend_handles_labels()
@@ -219,7 +346,9 @@ def run(args) -> None:
         runs.append(workdir_run(path))
     for entry in runs:
         if entry["status"] != "complete":
-            print(f"{entry['source']} {entry['run']}: {entry['status']}; left out of the means and the figure")
+            print(
+                f"{entry['source']} {entry['run']}: {entry['status']}; left out of the means and the figure"
+            )
     rows = run_rows(runs)
     summary = summary_rows(rows)
     common.write_csv(os.path.join(args.out, "convergence_runs.csv"), rows, RUN_COLUMNS)
@@ -233,9 +362,14 @@ def run(args) -> None:
 
 def parser():
     result = common.base_parser(__doc__.split("\n\n")[0], checkpoints=False, data=False)
-    result.add_argument("--runs", nargs="*", default=[], help="brfjax workdirs (or their metrics.csv)")
-    result.add_argument("--curves", default=os.path.join(common.DEFAULT_CURVES, "epoch_curves.csv"),
-                        help="the paper's per-epoch curves (empty string: none)")
+    result.add_argument(
+        "--runs", nargs="*", default=[], help="brfjax workdirs (or their metrics.csv)"
+    )
+    result.add_argument(
+        "--curves",
+        default=os.path.join(common.DEFAULT_CURVES, "epoch_curves.csv"),
+        help="the paper's per-epoch curves (empty string: none)",
+    )
     result.add_argument("--figure-task", default="ecg", choices=("ecg", "shd", "psmnist", "smnist"))
     return result
 

@@ -43,19 +43,22 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
+import common
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import common
 from brfjax import metrics, neurons, scan, tasks
 
 TASK = "smnist"
 UNQUANTISED = math.inf
-PUBLISHED_MODEL = {"brf": 2, "vrf": 2}  # index of the published checkpoint among the paper's 5 models (the authors' robustness arrays, github.com/AdaptiveAILab/brf-neurons)
+PUBLISHED_MODEL = {
+    "brf": 2,
+    "vrf": 2,
+}  # index of the published checkpoint among the paper's 5 models (the authors' robustness arrays, github.com/AdaptiveAILab/brf-neurons)
 
 
 class Study(NamedTuple):
@@ -67,10 +70,34 @@ class Study(NamedTuple):
 
 
 STUDIES = {
-    "input_noise": Study("input_noise", "input noise std σ", tuple(round(0.05 * i, 2) for i in range(8)), (0.0, 0.35), True),
-    "spike_deletion": Study("spike_deletion", "spike deletion probability p", tuple(round(0.1 * i, 1) for i in range(10)), (0.0, 0.5), True),
-    "synaptic_noise": Study("synaptic_noise", "relative weight noise std σ", tuple(round(0.1 * i, 1) for i in range(11)), (0.0, 0.3), True),
-    "bit_precision": Study("bit_precision", "fractional bits f", (1, 2, 4, 8, 16, 32, UNQUANTISED), (8, UNQUANTISED), False),
+    "input_noise": Study(
+        "input_noise",
+        "input noise std σ",
+        tuple(round(0.05 * i, 2) for i in range(8)),
+        (0.0, 0.35),
+        True,
+    ),
+    "spike_deletion": Study(
+        "spike_deletion",
+        "spike deletion probability p",
+        tuple(round(0.1 * i, 1) for i in range(10)),
+        (0.0, 0.5),
+        True,
+    ),
+    "synaptic_noise": Study(
+        "synaptic_noise",
+        "relative weight noise std σ",
+        tuple(round(0.1 * i, 1) for i in range(11)),
+        (0.0, 0.3),
+        True,
+    ),
+    "bit_precision": Study(
+        "bit_precision",
+        "fractional bits f",
+        (1, 2, 4, 8, 16, 32, UNQUANTISED),
+        (8, UNQUANTISED),
+        False,
+    ),
 }
 
 
@@ -87,7 +114,9 @@ def network_params(model, variables: dict, input_size: int) -> scan.NetworkParam
     def layers(module):
         return module.hidden.layer(input_size), module.readout.layer(module.hidden.features)
 
-    (coefficients, kernel, bias), (alpha, readout_kernel, readout_bias) = nn.apply(layers, model)(variables)
+    (coefficients, kernel, bias), (alpha, readout_kernel, readout_bias) = nn.apply(layers, model)(
+        variables
+    )
     return scan.NetworkParams(coefficients, kernel, bias, alpha, readout_kernel, readout_bias)
 
 
@@ -113,7 +142,9 @@ def run_with_deletion(spec: scan.ScanSpec, params: scan.NetworkParams, inputs, p
         return z * keep.astype(z.dtype)
 
     batch = inputs.shape[1]
-    hidden0 = neurons.zero_state(neurons.get_neuron(spec.neuron).state, (batch,), params.hidden_kernel.shape[1])
+    hidden0 = neurons.zero_state(
+        neurons.get_neuron(spec.neuron).state, (batch,), params.hidden_kernel.shape[1]
+    )
     readout0 = jnp.zeros((batch, params.readout_kernel.shape[1]), jnp.float32)
     output = scan.run(spec, params, inputs, hidden0, readout0, spike_hook=delete_spikes)
     return output.readouts, output.spike_counts
@@ -125,8 +156,8 @@ class Perturbation(NamedTuple):
 
     params: scan.NetworkParams
     input_noise: float = 0.0
-    deletion: Optional[float] = None
-    input_bits: Optional[int] = None
+    deletion: float | None = None
+    input_bits: int | None = None
     key: jax.Array = None
 
 
@@ -140,11 +171,13 @@ class PerturbedEvalStep:
         self.spec = model.hidden.scan_spec()
         self._jitted = {}
 
-    def _compiled(self, deletion: bool, noise: bool, bits: Optional[int]):
+    def _compiled(self, deletion: bool, noise: bool, bits: int | None):
         signature = (deletion, noise, bits)
         if signature not in self._jitted:
             self._jitted[signature] = jax.jit(
-                lambda params, inputs, targets, std, prob, key: self._step(params, inputs, targets, std, prob, key, *signature)
+                lambda params, inputs, targets, std, prob, key: self._step(
+                    params, inputs, targets, std, prob, key, *signature
+                )
             )
         return self._jitted[signature]
 
@@ -161,43 +194,63 @@ class PerturbedEvalStep:
             initial = self.model.initial_state(batch)
             output = scan.run(self.spec, params, inputs, initial.hidden, initial.readout)
             readouts, counts = output.readouts, output.spike_counts
-        readouts = readouts[self.model.sub_seq_length:]
+        readouts = readouts[self.model.sub_seq_length :]
         if self.model.label_last:
             readouts = readouts[-1:]
         return metrics.batch_sums(readouts, targets, counts, self.objective)
 
     def __call__(self, perturbation: Perturbation, inputs, targets, batch_index: int):
         key = jax.random.fold_in(perturbation.key, batch_index)
-        step = self._compiled(perturbation.deletion is not None, perturbation.input_noise > 0, perturbation.input_bits)
-        return step(perturbation.params, inputs, targets, jnp.float32(perturbation.input_noise),
-                    jnp.float32(perturbation.deletion or 0.0), key)
+        step = self._compiled(
+            perturbation.deletion is not None, perturbation.input_noise > 0, perturbation.input_bits
+        )
+        return step(
+            perturbation.params,
+            inputs,
+            targets,
+            jnp.float32(perturbation.input_noise),
+            jnp.float32(perturbation.deletion or 0.0),
+            key,
+        )
 
 
 def quantise(x, bits: int):
     """Q_f(x) = round(2^f·x)·2^-f (round half to even; exact power-of-two scaling)."""
-    scale = 2.0 ** bits
+    scale = 2.0**bits
     return jnp.round(x * scale) * (1.0 / scale)
 
 
 def quantised_params(model, variables: dict, input_size: int, bits: int) -> scan.NetworkParams:
     """Every parameter quantised, then the decays computed from them quantised too."""
-    params = jax.tree_util.tree_map(lambda leaf: np.asarray(quantise(jnp.asarray(leaf), bits)), variables["params"])
+    params = jax.tree_util.tree_map(
+        lambda leaf: np.asarray(quantise(jnp.asarray(leaf), bits)), variables["params"]
+    )
     network = network_params(model, {**variables, "params": params}, input_size)
     coefficients = network.hidden_coefficients
     if model.hidden.neuron == "alif":
         coefficients = type(coefficients)(*(quantise(c, bits) for c in coefficients))
-    return network._replace(hidden_coefficients=coefficients, readout_alpha=quantise(network.readout_alpha, bits))
+    return network._replace(
+        hidden_coefficients=coefficients, readout_alpha=quantise(network.readout_alpha, bits)
+    )
 
 
 def noisy_weights(params: scan.NetworkParams, std: float, key) -> scan.NetworkParams:
     hidden_key, readout_key = jax.random.split(key)
-    hidden = params.hidden_kernel * (1.0 + std * jax.random.normal(hidden_key, params.hidden_kernel.shape))
-    readout = params.readout_kernel * (1.0 + std * jax.random.normal(readout_key, params.readout_kernel.shape))
+    hidden = params.hidden_kernel * (
+        1.0 + std * jax.random.normal(hidden_key, params.hidden_kernel.shape)
+    )
+    readout = params.readout_kernel * (
+        1.0 + std * jax.random.normal(readout_key, params.readout_kernel.shape)
+    )
     return params._replace(hidden_kernel=hidden, readout_kernel=readout)
 
 
-def perturbation(study: Study, level, repeat: int, model, variables, clean: scan.NetworkParams, seed: int) -> Perturbation:
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), list(STUDIES).index(study.name)), repeat)
+def perturbation(
+    study: Study, level, repeat: int, model, variables, clean: scan.NetworkParams, seed: int
+) -> Perturbation:
+    key = jax.random.fold_in(
+        jax.random.fold_in(jax.random.PRNGKey(seed), list(STUDIES).index(study.name)), repeat
+    )
     key = jax.random.fold_in(key, int(round(1000 * level)) if math.isfinite(level) else 10**6)
     if is_clean(study, level):
         return Perturbation(clean, key=key)
@@ -208,13 +261,15 @@ def perturbation(study: Study, level, repeat: int, model, variables, clean: scan
     if study.name == "synaptic_noise":
         return Perturbation(noisy_weights(clean, float(level), jax.random.fold_in(key, 7)), key=key)
     input_size = tasks.get_task(TASK).input_size
-    return Perturbation(quantised_params(model, variables, input_size, int(level)), input_bits=int(level), key=key)
+    return Perturbation(
+        quantised_params(model, variables, input_size, int(level)), input_bits=int(level), key=key
+    )
 
 
 # ---------------------------------------------------------------------- reference
 
 
-def reference_curves(folder: str, study: Study, neuron: str) -> Optional[dict]:
+def reference_curves(folder: str, study: Study, neuron: str) -> dict | None:
     """The paper's per-level accuracy/SOP: the published model (brf/vrf) and the
     5-model mean, both averaged over the noise repeats; None if the file is absent."""
     path = os.path.join(folder, f"robustness_{study.name}_{neuron}.npy")
@@ -223,10 +278,18 @@ def reference_curves(folder: str, study: Study, neuron: str) -> Optional[dict]:
     values = np.load(path)
     if values.ndim == 4:
         values = values.mean(axis=-1)  # over repeats -> (metric, level, model)
-    result = {"loss_mean": values[0].mean(-1), "accuracy_mean": values[1].mean(-1), "sop_mean": values[2].mean(-1)}
+    result = {
+        "loss_mean": values[0].mean(-1),
+        "accuracy_mean": values[1].mean(-1),
+        "sop_mean": values[2].mean(-1),
+    }
     if neuron in PUBLISHED_MODEL:
         index = PUBLISHED_MODEL[neuron]
-        result.update(loss_model=values[0, :, index], accuracy_model=values[1, :, index], sop_model=values[2, :, index])
+        result.update(
+            loss_model=values[0, :, index],
+            accuracy_model=values[1, :, index],
+            sop_model=values[2, :, index],
+        )
     return result
 
 
@@ -252,32 +315,63 @@ def run_studies(args, studies: list[Study]) -> list[dict]:
                     if is_clean(study, level) and clean_stats is not None:
                         stats = clean_stats
                     else:
-                        perturbed = perturbation(study, level, repeat, model, variables, clean, args.seed)
+                        perturbed = perturbation(
+                            study, level, repeat, model, variables, clean, args.seed
+                        )
                         stats = common.evaluate_batches(
-                            TASK, model, data, lambda x, y, i: step(perturbed, x, y, i), args.batch_size)
+                            TASK,
+                            model,
+                            data,
+                            lambda x, y, i, step=step, perturbed=perturbed: step(
+                                perturbed, x, y, i
+                            ),
+                            args.batch_size,
+                        )
                         if is_clean(study, level):
                             clean_stats = stats
-                    rows.append({"study": study.name, "neuron": neuron, "level": level, "repeat": repeat,
-                                 "accuracy": stats["accuracy"], "loss": stats["loss"], "sop": stats["sop"],
-                                 "samples": stats["num_samples"], "seconds": timer.elapsed})
-                    print(f"{study.name} {neuron} level {level} repeat {repeat}: accuracy {stats['accuracy']:.2f} %, "
-                          f"loss {stats['loss']:.4f}, SOP {stats['sop']:.1f} ({timer.elapsed:.1f} s)", flush=True)
+                    rows.append(
+                        {
+                            "study": study.name,
+                            "neuron": neuron,
+                            "level": level,
+                            "repeat": repeat,
+                            "accuracy": stats["accuracy"],
+                            "loss": stats["loss"],
+                            "sop": stats["sop"],
+                            "samples": stats["num_samples"],
+                            "seconds": timer.elapsed,
+                        }
+                    )
+                    print(
+                        f"{study.name} {neuron} level {level} repeat {repeat}: accuracy {stats['accuracy']:.2f} %, "
+                        f"loss {stats['loss']:.4f}, SOP {stats['sop']:.1f} ({timer.elapsed:.1f} s)",
+                        flush=True,
+                    )
     return rows
 
 
 def summarise(rows: list[dict], studies_folder: str) -> list[dict]:
     summary = []
-    keys = sorted({(r["study"], r["neuron"], r["level"]) for r in rows},
-                  key=lambda k: (list(STUDIES).index(k[0]), common.NEURONS.index(k[1]), k[2]))
+    keys = sorted(
+        {(r["study"], r["neuron"], r["level"]) for r in rows},
+        key=lambda k: (list(STUDIES).index(k[0]), common.NEURONS.index(k[1]), k[2]),
+    )
     for study_name, neuron, level in keys:
-        group = [r for r in rows if (r["study"], r["neuron"], r["level"]) == (study_name, neuron, level)]
+        group = [
+            r for r in rows if (r["study"], r["neuron"], r["level"]) == (study_name, neuron, level)
+        ]
         study = STUDIES[study_name]
-        entry = {"study": study_name, "neuron": neuron, "level": level, "repeats": len(group),
-                 "samples": group[0]["samples"],
-                 "accuracy": float(np.mean([r["accuracy"] for r in group])),
-                 "accuracy_std": float(np.std([r["accuracy"] for r in group])),
-                 "loss": float(np.mean([r["loss"] for r in group])),
-                 "sop": float(np.mean([r["sop"] for r in group]))}
+        entry = {
+            "study": study_name,
+            "neuron": neuron,
+            "level": level,
+            "repeats": len(group),
+            "samples": group[0]["samples"],
+            "accuracy": float(np.mean([r["accuracy"] for r in group])),
+            "accuracy_std": float(np.std([r["accuracy"] for r in group])),
+            "loss": float(np.mean([r["loss"] for r in group])),
+            "sop": float(np.mean([r["sop"] for r in group])),
+        }
         reference = reference_curves(studies_folder, study, neuron)
         if reference is not None and level in study.levels:
             index = study.levels.index(level)
@@ -287,19 +381,44 @@ def summarise(rows: list[dict], studies_folder: str) -> list[dict]:
     return summary
 
 
-SUMMARY_COLUMNS = ("study", "neuron", "level", "repeats", "samples", "accuracy", "accuracy_std", "loss", "sop",
-                   "paper_accuracy_model", "paper_accuracy_mean", "paper_sop_model", "paper_sop_mean",
-                   "paper_loss_model", "paper_loss_mean")
-MARKDOWN = (("study", "study", ""), ("neuron", "neuron", ""), ("level", "level", "g"),
-            ("accuracy", "acc. (%)", ".2f"), ("paper_accuracy_model", "paper, same model", ".2f"),
-            ("paper_accuracy_mean", "paper, 5 models", ".2f"), ("sop", "SOP", ",.0f"),
-            ("paper_sop_model", "paper SOP, same model", ",.0f"), ("paper_sop_mean", "paper SOP, 5 models", ",.0f"))
+SUMMARY_COLUMNS = (
+    "study",
+    "neuron",
+    "level",
+    "repeats",
+    "samples",
+    "accuracy",
+    "accuracy_std",
+    "loss",
+    "sop",
+    "paper_accuracy_model",
+    "paper_accuracy_mean",
+    "paper_sop_model",
+    "paper_sop_mean",
+    "paper_loss_model",
+    "paper_loss_mean",
+)
+MARKDOWN = (
+    ("study", "study", ""),
+    ("neuron", "neuron", ""),
+    ("level", "level", "g"),
+    ("accuracy", "acc. (%)", ".2f"),
+    ("paper_accuracy_model", "paper, same model", ".2f"),
+    ("paper_accuracy_mean", "paper, 5 models", ".2f"),
+    ("sop", "SOP", ",.0f"),
+    ("paper_sop_model", "paper SOP, same model", ",.0f"),
+    ("paper_sop_mean", "paper SOP, 5 models", ",.0f"),
+)
 
 
 def plot(plt, summary: list[dict], studies: list[Study], studies_folder: str, path: str) -> None:
     figure, axes = plt.subplots(2, len(studies), figsize=(4.3 * len(studies), 7.0), squeeze=False)
     for column, study in enumerate(studies):
-        position = (lambda level: 64 if math.isinf(level) else level) if study.name == "bit_precision" else (lambda level: level)
+        position = (
+            (lambda level: 64 if math.isinf(level) else level)
+            if study.name == "bit_precision"
+            else (lambda level: level)
+        )
         for neuron in common.NEURONS:
             rows = [r for r in summary if r["study"] == study.name and r["neuron"] == neuron]
             if not rows:
@@ -308,16 +427,34 @@ def plot(plt, summary: list[dict], studies: list[Study], studies_folder: str, pa
             x = [position(r["level"]) for r in rows]
             for row_index, metric in enumerate(("accuracy", "sop")):
                 axis = axes[row_index][column]
-                axis.plot(x, [r[metric] for r in rows], "o-", color=color, label=f"{common.NEURON_LABELS[neuron]} (brfjax)")
+                axis.plot(
+                    x,
+                    [r[metric] for r in rows],
+                    "o-",
+                    color=color,
+                    label=f"{common.NEURON_LABELS[neuron]} (brfjax)",
+                )
                 full = reference_curves(studies_folder, study, neuron)
                 if full is None:
                     continue
                 reference_x = [position(level) for level in study.levels]
                 if f"{metric}_model" in full:
-                    axis.plot(reference_x, full[f"{metric}_model"], "--", color=color, alpha=0.9,
-                              label=f"{common.NEURON_LABELS[neuron]} (paper, same model)")
-                axis.plot(reference_x, full[f"{metric}_mean"], ":", color=color, alpha=0.7,
-                          label=f"{common.NEURON_LABELS[neuron]} (paper, 5-model mean{'; unreliable' if neuron == 'alif' else ''})")
+                    axis.plot(
+                        reference_x,
+                        full[f"{metric}_model"],
+                        "--",
+                        color=color,
+                        alpha=0.9,
+                        label=f"{common.NEURON_LABELS[neuron]} (paper, same model)",
+                    )
+                axis.plot(
+                    reference_x,
+                    full[f"{metric}_mean"],
+                    ":",
+                    color=color,
+                    alpha=0.7,
+                    label=f"{common.NEURON_LABELS[neuron]} (paper, 5-model mean{'; unreliable' if neuron == 'alif' else ''})",
+                )
         for row_index, ylabel in enumerate(("test accuracy (%)", "SOP (hidden spikes / sample)")):
             axis = axes[row_index][column]
             axis.set_xlabel(study.label)
@@ -329,10 +466,14 @@ def plot(plt, summary: list[dict], studies: list[Study], studies_folder: str, pa
                 axis.set_xticklabels(["1", "2", "4", "8", "16", "32", "none"])
         axes[0][column].set_title(study.name.replace("_", " "))
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    figure.legend(
+        handles, labels, loc="upper center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, 0.0)
+    )
     samples = summary[0]["samples"] if summary else 0
-    figure.suptitle(f"S-MNIST noise robustness of the published checkpoints (brfjax: first {samples} test digits; "
-                    f"paper: 10,000 digits)")
+    figure.suptitle(
+        f"S-MNIST noise robustness of the published checkpoints (brfjax: first {samples} test digits; "
+        f"paper: 10,000 digits)"
+    )
     figure.tight_layout()
     common.save_figure(plt, figure, path)
 
@@ -345,8 +486,11 @@ def run(args) -> None:
         raise common.ExperimentError(f"--repeats must be at least 1, got {args.repeats}")
     studies = [STUDIES[name] for name in args.studies]
     rows = run_studies(args, studies)
-    common.write_csv(os.path.join(args.out, "robustness.csv"), rows,
-                     ("study", "neuron", "level", "repeat", "accuracy", "loss", "sop", "samples", "seconds"))
+    common.write_csv(
+        os.path.join(args.out, "robustness.csv"),
+        rows,
+        ("study", "neuron", "level", "repeat", "accuracy", "loss", "sop", "samples", "seconds"),
+    )
     summary = summarise(rows, args.studies_dir)
     common.write_csv(os.path.join(args.out, "robustness_summary.csv"), summary, SUMMARY_COLUMNS)
     table = common.markdown_table(summary, MARKDOWN)
@@ -358,11 +502,21 @@ def run(args) -> None:
 
 def parser():
     result = common.base_parser(__doc__.split("\n\n")[0])
-    result.add_argument("--studies-dir", default=common.DEFAULT_STUDIES,
-                        help="folder with the paper's robustness_*.npy arrays (drawn beside ours)")
+    result.add_argument(
+        "--studies-dir",
+        default=common.DEFAULT_STUDIES,
+        help="folder with the paper's robustness_*.npy arrays (drawn beside ours)",
+    )
     result.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
-    result.add_argument("--neurons", nargs="+", default=list(common.NEURONS), choices=common.NEURONS)
-    result.add_argument("--samples", type=int, default=None, help="first N test digits (default 1000; 32 with --quick)")
+    result.add_argument(
+        "--neurons", nargs="+", default=list(common.NEURONS), choices=common.NEURONS
+    )
+    result.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="first N test digits (default 1000; 32 with --quick)",
+    )
     result.add_argument("--repeats", type=int, default=1, help="noise draws per level (paper: 5)")
     result.add_argument("--batch-size", type=int, default=256)
     result.add_argument("--seed", type=int, default=0)

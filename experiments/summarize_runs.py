@@ -43,7 +43,11 @@ def summary(runs: list[dict]) -> str:
     groups = defaultdict(list)
     for run in runs:
         groups[(run["task"], run["neuron"])].append(run)
-    lines += ["", "| task | neuron | runs | test acc. (%) | SOP | firing rate | train s |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| task | neuron | runs | test acc. (%) | SOP | firing rate | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (task, neuron), group in sorted(groups.items()):
         lines.append(
             f"| {task} | {neuron} | {len(group)} | {mean_std([r['accuracy'] for r in group])} | "

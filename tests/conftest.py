@@ -34,8 +34,18 @@ def checkpoint(name: str) -> pathlib.Path:
 # Test files that train in this process: optax's Adam raises a float to an int32 step
 # count, which strict promotion refuses, so these keep JAX's standard promotion.
 TRAINS_WITH_OPTAX = {
-    "test_bad_input", "test_data", "test_evaluate", "test_neuron_interface", "test_parallel", "test_precision",
-    "test_preemption", "test_summaries", "test_train", "test_tfds", "test_docs", "test_readme",
+    "test_bad_input",
+    "test_data",
+    "test_evaluate",
+    "test_neuron_interface",
+    "test_parallel",
+    "test_precision",
+    "test_preemption",
+    "test_summaries",
+    "test_train",
+    "test_tfds",
+    "test_docs",
+    "test_readme",
 }
 
 

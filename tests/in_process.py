@@ -48,6 +48,4 @@ def run_main(
     except SystemExit as exit_:
         status = exit_.code
     stdout, stderr = capfd.readouterr() if capfd is not None else (None, None)
-    return subprocess.CompletedProcess(
-        argv, 0 if status is None else status, stdout, stderr
-    )
+    return subprocess.CompletedProcess(argv, 0 if status is None else status, stdout, stderr)

@@ -34,15 +34,32 @@ def assert_one_line_error(result, code, *fragments):
 
 def snapshot(folder):
     """{relative path: sha256} of every file under ``folder``."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def ecg_workdir(tmp_path_factory):
     """A finished one-epoch ECG run (lr 0.1)."""
     workdir = tmp_path_factory.mktemp("runs") / "ecg"
-    result = run_main(train.main, ["--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
-                                   "--workdir", workdir])
+    result = run_main(
+        train.main,
+        [
+            "--task",
+            "ecg",
+            "--epochs",
+            "1",
+            "--max-train-batches",
+            "1",
+            "--max-eval-batches",
+            "1",
+            "--workdir",
+            workdir,
+        ],
+    )
     assert result.returncode == 0  # the error is in the output pytest shows
     return workdir
 
@@ -50,18 +67,37 @@ def ecg_workdir(tmp_path_factory):
 # ----------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("args,code,fragments", [
-    (["--task", "mnist"], 2, ["invalid choice: 'mnist'"]),
-    (["--task", "ecg", "--neuron", "lif"], 2, ["unknown neuron 'lif'"]),
-    (["--task", "ecg", "--epochs", "0"], 2, ["--epochs must be a positive integer, got 0"]),
-    (["--task", "ecg", "--batch-size", "-3"], 2, ["--batch-size must be a positive integer, got -3"]),
-    (["--task", "ecg", "--lr", "0"], 2, ["--lr must be a positive number, got 0"]),
-    (["--task", "ecg", "--lr", "nan"], 2, ["--lr must be a positive number, got nan"]),
-    (["--task", "ecg", "--grad-clip-norm", "-1"], 2, ["--grad-clip-norm must be a positive number, got -1.0"]),
-    (["--task", "ecg", "--batch-size", "1000"], 2, ["--batch-size 1000 is larger than the ecg training set (557 samples"]),
-    (["--task", "ecg", "--devices", "99"], 2, ["--devices 99: this process has", "cpu device(s); use 1.."]),
-    (["--task", "smnist", "--data-dir", "nowhere"], 2, ["--data-dir 'nowhere' does not exist"]),
-])
+@pytest.mark.parametrize(
+    "args,code,fragments",
+    [
+        (["--task", "mnist"], 2, ["invalid choice: 'mnist'"]),
+        (["--task", "ecg", "--neuron", "lif"], 2, ["unknown neuron 'lif'"]),
+        (["--task", "ecg", "--epochs", "0"], 2, ["--epochs must be a positive integer, got 0"]),
+        (
+            ["--task", "ecg", "--batch-size", "-3"],
+            2,
+            ["--batch-size must be a positive integer, got -3"],
+        ),
+        (["--task", "ecg", "--lr", "0"], 2, ["--lr must be a positive number, got 0"]),
+        (["--task", "ecg", "--lr", "nan"], 2, ["--lr must be a positive number, got nan"]),
+        (
+            ["--task", "ecg", "--grad-clip-norm", "-1"],
+            2,
+            ["--grad-clip-norm must be a positive number, got -1.0"],
+        ),
+        (
+            ["--task", "ecg", "--batch-size", "1000"],
+            2,
+            ["--batch-size 1000 is larger than the ecg training set (557 samples"],
+        ),
+        (
+            ["--task", "ecg", "--devices", "99"],
+            2,
+            ["--devices 99: this process has", "cpu device(s); use 1.."],
+        ),
+        (["--task", "smnist", "--data-dir", "nowhere"], 2, ["--data-dir 'nowhere' does not exist"]),
+    ],
+)
 def test_train_misuse(args, code, fragments, tmp_path, capfd):
     result = cli(capfd, "train", *args, "--workdir", tmp_path / "w")
     assert_one_line_error(result, code, *fragments)
@@ -70,8 +106,21 @@ def test_train_misuse(args, code, fragments, tmp_path, capfd):
 
 def test_train_empty_data_folder(tmp_path, capfd):
     (tmp_path / "data").mkdir()
-    result = cli(capfd, "train", "--task", "smnist", "--data-dir", tmp_path / "data", "--workdir", tmp_path / "w")
-    assert_one_line_error(result, 2, "MNIST file train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) not found in --data-dir")
+    result = cli(
+        capfd,
+        "train",
+        "--task",
+        "smnist",
+        "--data-dir",
+        tmp_path / "data",
+        "--workdir",
+        tmp_path / "w",
+    )
+    assert_one_line_error(
+        result,
+        2,
+        "MNIST file train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) not found in --data-dir",
+    )
     assert not (tmp_path / "w").exists()
 
 
@@ -83,15 +132,28 @@ def test_train_truncated_idx_file(tmp_path, capfd):
     raw = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
     source.unlink()
     (data / "train-images-idx3-ubyte").write_bytes(raw[: len(raw) // 3])
-    result = cli(capfd, "train", "--task", "smnist", "--data-dir", data, "--workdir", tmp_path / "w")
+    result = cli(
+        capfd, "train", "--task", "smnist", "--data-dir", data, "--workdir", tmp_path / "w"
+    )
     assert_one_line_error(result, 1, "train-images-idx3-ubyte", "corrupt or truncated")
     assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("task,files,fragments", [
-    ("shd", {"shd_train.h5": b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "shd_test.h5": b"not hdf5"}, ["shd_train.h5", "not a readable SHD"]),
-    ("ecg", {"QTDB_train.mat": b"MATLAB 5.0 MAT-file" + b"\0" * 200, "QTDB_test.mat": b"garbage"}, ["QTDB_train.mat", "corrupt"]),
-])
+@pytest.mark.parametrize(
+    "task,files,fragments",
+    [
+        (
+            "shd",
+            {"shd_train.h5": b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "shd_test.h5": b"not hdf5"},
+            ["shd_train.h5", "not a readable SHD"],
+        ),
+        (
+            "ecg",
+            {"QTDB_train.mat": b"MATLAB 5.0 MAT-file" + b"\0" * 200, "QTDB_test.mat": b"garbage"},
+            ["QTDB_train.mat", "corrupt"],
+        ),
+    ],
+)
 def test_train_corrupt_data_files(task, files, fragments, tmp_path, capfd):
     data = tmp_path / task
     data.mkdir()
@@ -102,26 +164,55 @@ def test_train_corrupt_data_files(task, files, fragments, tmp_path, capfd):
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "mnist").is_dir(), reason="needs ../shared/data/mnist")
-@pytest.mark.parametrize("permutation,fragment", [
-    (np.arange(100), "expected an integer array of shape (784,)"),
-    (np.zeros(784, np.int64), "not a permutation of 0..783"),
-])
+@pytest.mark.parametrize(
+    "permutation,fragment",
+    [
+        (np.arange(100), "expected an integer array of shape (784,)"),
+        (np.zeros(784, np.int64), "not a permutation of 0..783"),
+    ],
+)
 def test_train_bad_permutation_file(permutation, fragment, tmp_path, capfd):
     np.save(tmp_path / "p.npy", permutation)
-    result = cli(capfd, "train", "--task", "psmnist", "--data-dir", SHARED / "data" / "mnist", "--permutation", tmp_path / "p.npy",
-                 "--workdir", tmp_path / "w")
+    result = cli(
+        capfd,
+        "train",
+        "--task",
+        "psmnist",
+        "--data-dir",
+        SHARED / "data" / "mnist",
+        "--permutation",
+        tmp_path / "p.npy",
+        "--workdir",
+        tmp_path / "w",
+    )
     assert_one_line_error(result, 2, fragment)
     assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--lr", "0.05"], "belongs to a different run (differs in ['learning_rate'])"),
-    (["--neuron", "vrf"], "belongs to a different run (differs in"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--lr", "0.05"], "belongs to a different run (differs in ['learning_rate'])"),
+        (["--neuron", "vrf"], "belongs to a different run (differs in"),
+    ],
+)
 def test_workdir_of_another_run_is_refused_and_untouched(ecg_workdir, args, fragment, capfd):
     before = snapshot(ecg_workdir)
-    result = cli(capfd, "train", "--task", "ecg", "--epochs", "1", "--max-train-batches", "1", "--max-eval-batches", "1",
-                 *args, "--workdir", ecg_workdir)
+    result = cli(
+        capfd,
+        "train",
+        "--task",
+        "ecg",
+        "--epochs",
+        "1",
+        "--max-train-batches",
+        "1",
+        "--max-eval-batches",
+        "1",
+        *args,
+        "--workdir",
+        ecg_workdir,
+    )
     assert_one_line_error(result, 2, fragment)
     assert snapshot(ecg_workdir) == before
 
@@ -140,14 +231,57 @@ def test_workdir_that_is_not_a_brfjax_workdir_is_refused(tmp_path, capfd):
 
 
 def test_evaluate_misuse(tmp_path, capfd):
-    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "nope.npz"),
-                          2, "does not exist")
-    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz"), 2,
-                          "unknown neuron 'lif'")
-    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size",
-                              "0"), 2, "--batch-size must be a positive integer, got 0")
-    assert_one_line_error(cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "-1"),
-                          2, "--devices must be a positive integer, got -1")
+    assert_one_line_error(
+        cli(
+            capfd,
+            "evaluate",
+            "--task",
+            "ecg",
+            "--neuron",
+            "brf",
+            "--checkpoint",
+            tmp_path / "nope.npz",
+        ),
+        2,
+        "does not exist",
+    )
+    assert_one_line_error(
+        cli(capfd, "evaluate", "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz"),
+        2,
+        "unknown neuron 'lif'",
+    )
+    assert_one_line_error(
+        cli(
+            capfd,
+            "evaluate",
+            "--task",
+            "ecg",
+            "--neuron",
+            "brf",
+            "--checkpoint",
+            "x.npz",
+            "--batch-size",
+            "0",
+        ),
+        2,
+        "--batch-size must be a positive integer, got 0",
+    )
+    assert_one_line_error(
+        cli(
+            capfd,
+            "evaluate",
+            "--task",
+            "ecg",
+            "--neuron",
+            "brf",
+            "--checkpoint",
+            "x.npz",
+            "--devices",
+            "-1",
+        ),
+        2,
+        "--devices must be a positive integer, got -1",
+    )
 
 
 @pytest.fixture
@@ -155,29 +289,62 @@ def reference_dict():
     return dict(np.load(checkpoint(ECG_BRF)))
 
 
-@pytest.mark.parametrize("edit,code,fragments", [
-    (lambda sd: sd.pop("hidden.omega"), 1, ["missing ['hidden.omega']"]),
-    (lambda sd: sd.update({"hidden.extra": np.ones(3, np.float32)}), 1, ["unexpected ['hidden.extra']"]),
-    (lambda sd: sd.update({"out.linear.weight": np.ones((7, 36), np.float32)}), 1, ["out.tau_mem", "expected shape (7,), got (6,)"]),
-])
+@pytest.mark.parametrize(
+    "edit,code,fragments",
+    [
+        (lambda sd: sd.pop("hidden.omega"), 1, ["missing ['hidden.omega']"]),
+        (
+            lambda sd: sd.update({"hidden.extra": np.ones(3, np.float32)}),
+            1,
+            ["unexpected ['hidden.extra']"],
+        ),
+        (
+            lambda sd: sd.update({"out.linear.weight": np.ones((7, 36), np.float32)}),
+            1,
+            ["out.tau_mem", "expected shape (7,), got (6,)"],
+        ),
+    ],
+)
 def test_evaluate_damaged_checkpoint(reference_dict, edit, code, fragments, tmp_path, capfd):
     edit(reference_dict)
     np.savez(tmp_path / "bad.npz", **reference_dict)
-    result = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "bad.npz")
+    result = cli(
+        capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "bad.npz"
+    )
     assert_one_line_error(result, code, *fragments)
 
 
 def test_evaluate_checkpoint_of_another_task(tmp_path, capfd):
-    result = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", checkpoint("smnist_brf"))
+    result = cli(
+        capfd,
+        "evaluate",
+        "--task",
+        "ecg",
+        "--neuron",
+        "brf",
+        "--checkpoint",
+        checkpoint("smnist_brf"),
+    )
     assert_one_line_error(result, 1, "smnist_brf.npz")
     (tmp_path / "truncated.npz").write_bytes(checkpoint(ECG_BRF).read_bytes()[:500])
-    result = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "truncated.npz")
+    result = cli(
+        capfd,
+        "evaluate",
+        "--task",
+        "ecg",
+        "--neuron",
+        "brf",
+        "--checkpoint",
+        tmp_path / "truncated.npz",
+    )
     assert_one_line_error(result, 1, "truncated.npz")
 
 
 @pytest.mark.parametrize("module", ["train", "evaluate", "export"])
 def test_a_misspelt_name_is_one_error_line_not_the_usage(module, capfd):
-    result = cli(capfd, module, "--task", "mnist", "--neuron", "brf", "--checkpoint", "x.npz", "-o", "y")
+    result = cli(
+        capfd, module, "--task", "mnist", "--neuron", "brf", "--checkpoint", "x.npz", "-o", "y"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: argument --task: invalid choice: 'mnist' (choose from 'ecg', 'psmnist', 'shd', 'smnist'); "
@@ -185,14 +352,23 @@ def test_a_misspelt_name_is_one_error_line_not_the_usage(module, capfd):
     ]
 
 
-def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_state_dict(ecg_workdir, capfd):
+def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_state_dict(
+    ecg_workdir, capfd
+):
     recorded = cli(capfd, "evaluate", "--checkpoint", ecg_workdir)
     assert recorded.returncode == 0, recorded.stderr
     assert recorded.stdout.startswith("ecg brf: accuracy")
     other = cli(capfd, "evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
     assert_one_line_error(other, 2, "holds a ecg/brf run, not ecg/vrf")
     unknown = cli(capfd, "evaluate", "--checkpoint", checkpoint("ecg_vrf"))
-    assert_one_line_error(unknown, 2, "does not record its task and neuron", "pass --task and --neuron")
-    assumed = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "vrf", "--checkpoint", checkpoint("ecg_vrf"))
+    assert_one_line_error(
+        unknown, 2, "does not record its task and neuron", "pass --task and --neuron"
+    )
+    assumed = cli(
+        capfd, "evaluate", "--task", "ecg", "--neuron", "vrf", "--checkpoint", checkpoint("ecg_vrf")
+    )
     assert assumed.returncode == 0 and assumed.stdout.startswith("ecg vrf: accuracy 85.1140 %")
-    assert "ecg_vrf.npz does not record its neuron or task: evaluated as a vrf network for ecg" in assumed.stderr
+    assert (
+        "ecg_vrf.npz does not record its neuron or task: evaluated as a vrf network for ecg"
+        in assumed.stderr
+    )

@@ -4,10 +4,30 @@ import sys
 from conftest import REPO
 from in_process import run_main
 
-FIELDS = {"task", "neuron", "batch", "steps", "hidden", "forward_s", "train_step_s", "compile_s", "sample_steps_per_s",
-          "peak_memory_mb", "forward_flops", "train_flops", "peak_flops_per_s", "forward_fraction_of_peak",
-          "train_fraction_of_peak", "devices", "device_kind", "jax_version", "product_loop_s",
-          "product_loop_fraction_of_peak", "forward_portable_s", "portable_forward_ratio"}
+FIELDS = {
+    "task",
+    "neuron",
+    "batch",
+    "steps",
+    "hidden",
+    "forward_s",
+    "train_step_s",
+    "compile_s",
+    "sample_steps_per_s",
+    "peak_memory_mb",
+    "forward_flops",
+    "train_flops",
+    "peak_flops_per_s",
+    "forward_fraction_of_peak",
+    "train_fraction_of_peak",
+    "devices",
+    "device_kind",
+    "jax_version",
+    "product_loop_s",
+    "product_loop_fraction_of_peak",
+    "forward_portable_s",
+    "portable_forward_ratio",
+}
 
 
 def test_benchmark_records_on_two_host_devices(tmp_path, capfd):
@@ -17,18 +37,35 @@ def test_benchmark_records_on_two_host_devices(tmp_path, capfd):
     import scan_throughput
 
     out = tmp_path / "bench.json"
-    result = run_main(scan_throughput.main, ["--tasks", "ecg", "--host-devices", "2", "--json", out], capfd)
+    result = run_main(
+        scan_throughput.main, ["--tasks", "ecg", "--host-devices", "2", "--json", out], capfd
+    )
     assert result.returncode == 0, result.stderr
     (record,) = json.loads(out.read_text())
     assert FIELDS <= set(record) and record["devices"] == 2
     assert record["batch"] == 16 and record["steps"] == 1300 and record["hidden"] == 36
     assert record["forward_flops"] == 1300 * (2 * 16 * 40 * 36 + 2 * 16 * 36 * 6)
     assert record["train_flops"] == 3 * record["forward_flops"]
-    assert 0 < record["forward_fraction_of_peak"] == record["forward_flops"] / record["peak_flops_per_s"] / record["forward_s"]
-    assert 0 < record["product_loop_fraction_of_peak"] == (
-        record["forward_flops"] / record["peak_flops_per_s"] / record["product_loop_s"])
-    assert record["portable_forward_ratio"] == record["forward_portable_s"] / record["forward_s"] > 0
-    for name in ("forward_s", "forward_portable_s", "train_step_s", "peak_flops_per_s", "product_loop_s"):
+    assert (
+        0
+        < record["forward_fraction_of_peak"]
+        == record["forward_flops"] / record["peak_flops_per_s"] / record["forward_s"]
+    )
+    assert (
+        0
+        < record["product_loop_fraction_of_peak"]
+        == (record["forward_flops"] / record["peak_flops_per_s"] / record["product_loop_s"])
+    )
+    assert (
+        record["portable_forward_ratio"] == record["forward_portable_s"] / record["forward_s"] > 0
+    )
+    for name in (
+        "forward_s",
+        "forward_portable_s",
+        "train_step_s",
+        "peak_flops_per_s",
+        "product_loop_s",
+    ):
         lowest, highest = record[f"{name}_range"]
         assert 0 < lowest <= record[name] <= highest
     assert "ecg     brf      16  1300   36" in result.stdout and "cpu x2" in result.stdout
@@ -40,7 +77,11 @@ def test_interleaved_samples_alternate_the_functions():
 
     calls = []
     samples = scan_throughput.interleaved_samples(
-        {"a": lambda: calls.append("a") or len(calls), "b": lambda: calls.append("b") or -len(calls)}, 5
+        {
+            "a": lambda: calls.append("a") or len(calls),
+            "b": lambda: calls.append("b") or -len(calls),
+        },
+        5,
     )
     assert calls == ["a", "b"] * 5
     assert samples == {"a": [1, 3, 5, 7, 9], "b": [-2, -4, -6, -8, -10]}
@@ -69,7 +110,8 @@ def test_product_loop_computes_the_forward_products_on_the_batch_split():
     kernel = rng.standard_normal((3 + 4, 4)).astype(np.float32)
     readout_kernel = rng.standard_normal((4, 2)).astype(np.float32)
     readouts = scan_throughput.forward_products(parallel, hidden=4)(
-        parallel.replicate(kernel), parallel.replicate(readout_kernel), parallel.shard(x, 1))
+        parallel.replicate(kernel), parallel.replicate(readout_kernel), parallel.shard(x, 1)
+    )
     spikes, expected = np.zeros((x.shape[1], 4), np.float32), []
     for x_t in x:
         spikes = (np.concatenate([x_t, spikes], axis=-1) @ kernel > 0).astype(np.float32)

@@ -17,13 +17,17 @@ NEURONS = ["brf", "vrf", "bhrf", "alif"]
 
 
 def network_and_variables(neuron, sub_seq_length=0, backward="manual", label_last=False):
-    net = models.build_network(neuron, 8, 3, sub_seq_length=sub_seq_length, backward=backward, label_last=label_last)
+    net = models.build_network(
+        neuron, 8, 3, sub_seq_length=sub_seq_length, backward=backward, label_last=label_last
+    )
     x = np.zeros((12, 2, 3), np.float32)
     return net, net.init(jax.random.PRNGKey(0), x)
 
 
 def spiking_input(steps, batch=2, seed=0):
-    return 200.0 * (np.random.default_rng(seed).random((steps, batch, 3)) < 0.3)  # every neuron type spikes at init
+    return 200.0 * (
+        np.random.default_rng(seed).random((steps, batch, 3)) < 0.3
+    )  # every neuron type spikes at init
 
 
 @pytest.mark.parametrize("neuron", NEURONS)
@@ -32,14 +36,20 @@ def test_float64_and_integer_inputs_are_cast_once_to_float32(neuron, backward):
     net, variables = network_and_variables(neuron, backward=backward)
     x = spiking_input(20)
     reference = net.apply(variables, x.astype(np.float32))
-    grad_reference = jax.grad(lambda v: jnp.sum(net.apply(v, x.astype(np.float32)).readouts))(variables)
+    grad_reference = jax.grad(lambda v: jnp.sum(net.apply(v, x.astype(np.float32)).readouts))(
+        variables
+    )
     with jax.enable_x64(True):
         out = net.apply(variables, x.astype(np.float64))
-        grads = jax.grad(lambda v: jnp.sum(net.apply(v, jnp.asarray(x, jnp.float64)).readouts))(variables)
+        grads = jax.grad(lambda v: jnp.sum(net.apply(v, jnp.asarray(x, jnp.float64)).readouts))(
+            variables
+        )
     assert out.readouts.dtype == jnp.float32
     np.testing.assert_array_equal(out.readouts, reference.readouts)
     jax.tree_util.tree_map(np.testing.assert_array_equal, grads, grad_reference)
-    np.testing.assert_array_equal(net.apply(variables, (x > 0).astype(np.int32) * 200).readouts, reference.readouts)
+    np.testing.assert_array_equal(
+        net.apply(variables, (x > 0).astype(np.int32) * 200).readouts, reference.readouts
+    )
 
 
 @pytest.mark.parametrize("backward", models.BACKWARDS)
@@ -49,19 +59,24 @@ def test_shapes_lengths_and_widths_are_checked_at_the_boundary(backward):
         (np.zeros((0, 2, 3), np.float32), "have no steps"),
         (np.zeros((5, 0, 3), np.float32), "have no samples"),
         (np.zeros((5, 3), np.float32), "time-major (T, B, I)"),
-        (np.zeros((5, 2, 4), np.float32), "4 features per step but the network's parameters expect 3"),
+        (
+            np.zeros((5, 2, 4), np.float32),
+            "4 features per step but the network's parameters expect 3",
+        ),
         (np.zeros((5, 2, 3), np.complex64), "real numbers"),
     ]
     for x, message in cases:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             net.apply(variables, x)
         with pytest.raises(ValueError):
-            jax.grad(lambda v: jnp.sum(net.apply(v, x).readouts))(variables)
+            jax.grad(lambda v, x=x: jnp.sum(net.apply(v, x).readouts))(variables)
 
 
 def test_a_sequence_with_no_scored_step_is_refused():
     net, variables = network_and_variables("alif", sub_seq_length=10)
-    with pytest.raises(ValueError, match="10 steps but the network leaves the first sub_seq_length=10 unscored"):
+    with pytest.raises(
+        ValueError, match="10 steps but the network leaves the first sub_seq_length=10 unscored"
+    ):
         net.apply(variables, np.zeros((10, 2, 3), np.float32))
     assert net.apply(variables, np.zeros((11, 2, 3), np.float32)).readouts.shape == (1, 2, 3)
 
@@ -92,7 +107,9 @@ def test_streaming_in_chunks_equals_one_pass_with_unscored_leading_steps(neuron,
 def test_gradient_of_a_chunk_inside_the_unscored_steps_is_zero_not_an_error():
     net, variables = network_and_variables("brf", sub_seq_length=10)
     x = spiking_input(8)
-    grads = jax.grad(lambda v: jnp.sum(net.apply(v, x, net.initial_state(2), start_step=0).readouts))(variables)
+    grads = jax.grad(
+        lambda v: jnp.sum(net.apply(v, x, net.initial_state(2), start_step=0).readouts)
+    )(variables)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree_util.tree_leaves(grads))
 
 
@@ -128,7 +145,22 @@ def test_loaders_reject_labels_out_of_range_as_damaged_files(tmp_path, capfd):
     write_shd(tmp_path / "shd_test.h5", [([0.1], [3], 2), ([0.2], [5], 20), ([0.3], [7], 25)])
     with pytest.raises(DataError, match=r"label 20 at index 1 is outside 0..19"):
         shd.load_shd("test", str(tmp_path))
-    result = run_main(evaluate.main, ["--task", "shd", "--neuron", "brf", "--checkpoint", checkpoint("shd_brf"),
-                                      "--data-dir", tmp_path], capfd)
+    result = run_main(
+        evaluate.main,
+        [
+            "--task",
+            "shd",
+            "--neuron",
+            "brf",
+            "--checkpoint",
+            checkpoint("shd_brf"),
+            "--data-dir",
+            tmp_path,
+        ],
+        capfd,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: SHD file") and "label 20" in result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: SHD file")
+        and "label 20" in result.stderr
+    )

@@ -23,7 +23,9 @@ def test_cells_follow_the_rnn_cell_contract(name):
     assert type(new_carry) is type(carry)
     assert spikes.shape == (3, 7)
     assert cell.num_feature_axes == 1
-    sequence = nn.RNN(cell, time_major=True).apply({"params": {"cell": variables["params"]}}, jnp.ones((5, 3, 2)))
+    sequence = nn.RNN(cell, time_major=True).apply(
+        {"params": {"cell": variables["params"]}}, jnp.ones((5, 3, 2))
+    )
     assert sequence.shape == (5, 3, 7)
 
 
@@ -51,15 +53,24 @@ def test_default_initialisers_are_the_papers():
     assert 5.0 <= params["omega"].min() and params["omega"].max() <= 10.0
     assert 0.0 <= params["b_offset"].min() and params["b_offset"].max() <= 1.0
     alif = init_cell(cells.ALIFCell(features=2000))["params"]
-    assert abs(float(alif["tau_mem"].mean()) - 20) < 0.5 and abs(float(alif["tau_mem"].std()) - 5) < 0.5
-    readout = cells.LIReadout(features=10).init(jax.random.PRNGKey(0), jnp.zeros((1, 10)), jnp.zeros((1, 256)))
+    assert (
+        abs(float(alif["tau_mem"].mean()) - 20) < 0.5
+        and abs(float(alif["tau_mem"].std()) - 5) < 0.5
+    )
+    readout = cells.LIReadout(features=10).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 10)), jnp.zeros((1, 256))
+    )
     assert np.abs(np.asarray(readout["params"]["kernel"])).max() <= np.sqrt(6 / (256 + 10))
     bhrf = init_cell(cells.BHRFCell(features=500))["params"]
     assert 10 <= bhrf["omega"].min() and bhrf["omega"].max() <= 50
 
 
 def test_task_initialisers_can_be_overridden():
-    cell = cells.BRFCell(features=50, omega_init=cells.uniform_init(15.0, 85.0), b_offset_init=cells.uniform_init(0.1, 1.0))
+    cell = cells.BRFCell(
+        features=50,
+        omega_init=cells.uniform_init(15.0, 85.0),
+        b_offset_init=cells.uniform_init(0.1, 1.0),
+    )
     params = init_cell(cell)["params"]
     assert 15 <= params["omega"].min() and params["omega"].max() <= 85
     assert 0.1 <= params["b_offset"].min()
@@ -75,7 +86,10 @@ def test_pruning_mask_prunes_only_recurrent_weights():
     # the mask is applied to the kernel in the forward pass
     x = jnp.ones((1, 4))
     carry = cell.initialize_carry(None, x.shape)._replace(z=jnp.ones((1, 100)))
-    zero_recurrent = {"params": variables["params"], "mask": {"mask": jnp.asarray(mask).at[4:].set(0.0)}}
+    zero_recurrent = {
+        "params": variables["params"],
+        "mask": {"mask": jnp.asarray(mask).at[4:].set(0.0)},
+    }
     _, kernel, _ = cell.apply(zero_recurrent, 4, method=cell.layer)
     np.testing.assert_array_equal(kernel[4:], 0)
     new, _ = cell.apply(zero_recurrent, carry, x)
@@ -84,7 +98,9 @@ def test_pruning_mask_prunes_only_recurrent_weights():
 
 
 def test_non_recurrent_cell_with_bias():
-    cell = cells.ALIFCell(features=6, recurrent=False, use_bias=True, bias_init=nn.initializers.ones)
+    cell = cells.ALIFCell(
+        features=6, recurrent=False, use_bias=True, bias_init=nn.initializers.ones
+    )
     params = init_cell(cell, in_features=3)["params"]
     assert params["kernel"].shape == (3, 6)
     np.testing.assert_array_equal(params["bias"], 1)
@@ -133,31 +149,54 @@ def test_cells_under_nn_rnn_nn_scan_and_nn_vmap_give_the_networks_results(name, 
     net, variables, cell, cell_variables, x = network_and_cell(name, options)
     expected = net.apply(variables, x).trajectory
     # exact=False lets XLA fuse multiply-adds as it likes in each program: ulps apart
-    same = np.testing.assert_array_equal if options.get("exact", True) else functools.partial(
-        np.testing.assert_allclose, rtol=1e-4, atol=1e-4)
+    same = (
+        np.testing.assert_array_equal
+        if options.get("exact", True)
+        else functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-4)
+    )
     assert float(jnp.sum(expected.z)) > 0  # the neurons spike: the comparison means something
 
     # nn.RNN, time-major and batch-major
     broadcast = ("params", "mask")  # the pruning mask is a variable of its own collection
-    rnn_z = nn.RNN(cell, time_major=True, variable_broadcast=broadcast).apply(under("cell", cell_variables), x)
+    rnn_z = nn.RNN(cell, time_major=True, variable_broadcast=broadcast).apply(
+        under("cell", cell_variables), x
+    )
     same(rnn_z, expected.z)
-    batch_major = nn.RNN(cell, variable_broadcast=broadcast).apply(under("cell", cell_variables), x.transpose(1, 0, 2))
+    batch_major = nn.RNN(cell, variable_broadcast=broadcast).apply(
+        under("cell", cell_variables), x.transpose(1, 0, 2)
+    )
     same(batch_major.transpose(1, 0, 2), expected.z)
 
     # nn.scan over the cell class with the same attributes
-    fields = {f.name: getattr(cell, f.name) for f in dataclasses.fields(cell) if f.name not in ("parent", "name")}
-    scanned = nn.scan(type(cell), variable_broadcast=["params", "mask"], split_rngs={"params": False},
-                      in_axes=0, out_axes=0)(**fields)
+    fields = {
+        f.name: getattr(cell, f.name)
+        for f in dataclasses.fields(cell)
+        if f.name not in ("parent", "name")
+    }
+    scanned = nn.scan(
+        type(cell),
+        variable_broadcast=["params", "mask"],
+        split_rngs={"params": False},
+        in_axes=0,
+        out_axes=0,
+    )(**fields)
     carry = cell.initialize_carry(None, x[0].shape)
     final, z = scanned.apply(cell_variables, carry, x)
     same(z, expected.z)
     same(final.u, expected.u[-1])
 
     # nn.vmap over an extra leading axis: two halves of the batch side by side
-    mapped = nn.vmap(type(cell), variable_axes={"params": None, "mask": None}, split_rngs={"params": False},
-                     in_axes=(0, 0), out_axes=0)(**fields)
+    mapped = nn.vmap(
+        type(cell),
+        variable_axes={"params": None, "mask": None},
+        split_rngs={"params": False},
+        in_axes=(0, 0),
+        out_axes=0,
+    )(**fields)
     halves = x[0].reshape(2, 2, 3)
-    carry2 = jax.tree_util.tree_map(lambda a: a.reshape(2, 2, -1), cell.initialize_carry(None, x[0].shape))
+    carry2 = jax.tree_util.tree_map(
+        lambda a: a.reshape(2, 2, -1), cell.initialize_carry(None, x[0].shape)
+    )
     new, z0 = mapped.apply(cell_variables, carry2, halves)
     same(z0.reshape(4, -1), expected.z[0])
     same(new.u.reshape(4, -1), expected.u[0])

@@ -17,13 +17,24 @@ def test_a_jump_above_twice_the_best_is_one_collapse_per_episode():
     found = train.collapses(rows(losses))
     assert [event["epoch"] for event in found] == [5, 9]
     first = found[0]
-    assert first["best_epoch"] == 3 and first["best_val_loss"] == 0.447 and first["val_loss"] == 2.07
+    assert (
+        first["best_epoch"] == 3 and first["best_val_loss"] == 0.447 and first["val_loss"] == 2.07
+    )
     assert math.isclose(first["factor"], 2.07 / 0.447)
-    assert found[1]["best_epoch"] == 3 and found[1]["val_loss"] == 1.2  # 1.2 > 2 x 0.447 again after 0.77
+    assert (
+        found[1]["best_epoch"] == 3 and found[1]["val_loss"] == 1.2
+    )  # 1.2 > 2 x 0.447 again after 0.77
 
 
 def test_no_collapse_before_training_improved_or_for_ordinary_noise():
-    assert train.collapses(rows([1.79, 4.0, 1.0, 1.1, 1.9])) == []  # epoch 1 vs the untrained network; 1.9 < 2.0
+    assert (
+        train.collapses(rows([1.79, 4.0, 1.0, 1.1, 1.9])) == []
+    )  # epoch 1 vs the untrained network; 1.9 < 2.0
     assert train.collapses(rows([1.79, 1.0, float("nan"), 0.9])) == []  # NaN is not "above"
-    assert train.collapse(2.5, 1.0, best_epoch=4) == {"val_loss": 2.5, "best_val_loss": 1.0, "best_epoch": 4, "factor": 2.5}
+    assert train.collapse(2.5, 1.0, best_epoch=4) == {
+        "val_loss": 2.5,
+        "best_val_loss": 1.0,
+        "best_epoch": 4,
+        "factor": 2.5,
+    }
     assert train.collapse(2.0, 1.0, best_epoch=4) is None

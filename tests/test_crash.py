@@ -15,17 +15,31 @@ import time
 import numpy as np
 import pytest
 
-from brfjax import checkpoint, tasks, train
+from brfjax import checkpoint, steps, tasks
 from brfjax import workdir as workdir_module
 from brfjax.summaries import read_metrics
+from brfjax.workdir import load_latest
 
 EPOCHS = 3
-ARGS = ["--task", "ecg", "--epochs", str(EPOCHS), "--max-train-batches", "3", "--max-eval-batches", "1"]
+ARGS = [
+    "--task",
+    "ecg",
+    "--epochs",
+    str(EPOCHS),
+    "--max-train-batches",
+    "3",
+    "--max-eval-batches",
+    "1",
+]
 
 
 def start(workdir):
-    return subprocess.Popen([sys.executable, "-m", "brfjax.train", *ARGS, "--workdir", str(workdir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "brfjax.train", *ARGS, "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run(workdir):
@@ -59,14 +73,17 @@ def kill(process):
 def params_of(workdir):
     config = tasks.config_for("ecg", "brf", epochs=EPOCHS, max_train_batches=3, max_eval_batches=1)
     model = tasks.build_model(config)
-    state, _ = train.init_state(config, model, train.make_optimizer(config))
-    saved = train.load_latest(str(workdir), state)
+    state, _ = steps.init_state(config, model, steps.make_optimizer(config))
+    saved = load_latest(str(workdir), state)
     return saved, workdir_module.load_best(str(workdir)).variables["params"]
 
 
 def assert_identical_runs(workdir, reference):
     def rows(folder):
-        return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in read_metrics(folder / "metrics.csv")]
+        return [
+            {k: v for k, v in row.items() if k != "epoch_seconds"}
+            for row in read_metrics(folder / "metrics.csv")
+        ]
 
     assert rows(workdir) == rows(reference)
     (latest, best), (latest_ref, best_ref) = params_of(workdir), params_of(reference)
@@ -75,8 +92,12 @@ def assert_identical_runs(workdir, reference):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax_leaves(best), jax_leaves(best_ref)):
         np.testing.assert_array_equal(a, b)
-    results, results_ref = (checkpoint.read_json(folder / "results.json") for folder in (workdir, reference))
-    assert {k: v for k, v in results.items() if k != "train_seconds"} == {k: v for k, v in results_ref.items() if k != "train_seconds"}
+    results, results_ref = (
+        checkpoint.read_json(folder / "results.json") for folder in (workdir, reference)
+    )
+    assert {k: v for k, v in results.items() if k != "train_seconds"} == {
+        k: v for k, v in results_ref.items() if k != "train_seconds"
+    }
 
 
 def jax_leaves(tree):
@@ -103,7 +124,10 @@ def test_sigkill_at_several_points_then_resume_equals_uninterrupted(reference, t
     kill_points = [
         ("right after epoch 0 is logged", lambda: completed_rows(workdir) >= 1),
         ("while Orbax writes the latest checkpoint", writing_checkpoint),
-        ("mid-epoch 2 (training)", lambda: completed_rows(workdir) >= 2 and not writing_checkpoint()),
+        (
+            "mid-epoch 2 (training)",
+            lambda: completed_rows(workdir) >= 2 and not writing_checkpoint(),
+        ),
         ("after epoch 2 is logged", lambda: completed_rows(workdir) >= 3),
     ]
     killed = []
@@ -123,12 +147,21 @@ def test_sigkill_at_several_points_then_resume_equals_uninterrupted(reference, t
 def test_disk_full_during_a_checkpoint_write_keeps_the_previous_one(reference, tmp_path):
     workdir = tmp_path / "run"
     process = start(workdir)
-    assert wait_for(lambda: completed_rows(workdir) >= 1 and (workdir / "checkpoints" / "latest" / "0" / checkpoint.CHECKSUM_FILE).exists(), process)
+    assert wait_for(
+        lambda: (
+            completed_rows(workdir) >= 1
+            and (workdir / "checkpoints" / "latest" / "0" / checkpoint.CHECKSUM_FILE).exists()
+        ),
+        process,
+    )
     # from now on no file of this process may grow beyond 2 KiB: the next checkpoint write fails
     resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (2048, 2048))
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 1, stderr
-    assert "error: could not write checkpoint 1 in" in stderr and "the file-size limit is reached; the previous checkpoint is intact" in stderr
+    assert (
+        "error: could not write checkpoint 1 in" in stderr
+        and "the file-size limit is reached; the previous checkpoint is intact" in stderr
+    )
     assert "Traceback" not in stderr
     for kind in ("best", "latest"):
         assert not any("tmp" in name for name in os.listdir(workdir / "checkpoints" / kind))
@@ -147,7 +180,9 @@ def test_damaged_latest_checkpoint_is_skipped_with_a_warning(reference, tmp_path
     if damage == "remove checksums":
         (step_dir / checkpoint.CHECKSUM_FILE).unlink()
     else:
-        files = [p for p in step_dir.rglob("*") if p.is_file() and p.name != checkpoint.CHECKSUM_FILE]
+        files = [
+            p for p in step_dir.rglob("*") if p.is_file() and p.name != checkpoint.CHECKSUM_FILE
+        ]
         target = max(files, key=lambda p: p.stat().st_size)
         data = bytearray(target.read_bytes())
         if damage == "flip a byte":
@@ -157,14 +192,21 @@ def test_damaged_latest_checkpoint_is_skipped_with_a_warning(reference, tmp_path
         target.write_bytes(bytes(data))
     code, _, stderr = run(workdir)
     assert code == 0, stderr
-    assert f"warning: skipping checkpoint {step_dir}" in stderr and f"resuming {workdir} after epoch {EPOCHS - 1}" in stderr
-    assert any(name.startswith(f"corrupt-{EPOCHS}-") for name in os.listdir(step_dir.parent))  # kept aside, not deleted
+    assert (
+        f"warning: skipping checkpoint {step_dir}" in stderr
+        and f"resuming {workdir} after epoch {EPOCHS - 1}" in stderr
+    )
+    assert any(
+        name.startswith(f"corrupt-{EPOCHS}-") for name in os.listdir(step_dir.parent)
+    )  # kept aside, not deleted
     assert_identical_runs(workdir, reference)
 
 
 def test_storage_errors_are_recognised_inside_orbax_exceptions():
     # TensorStore (Orbax's writer) reports the OS error inside a ValueError's message
-    wrapped = ValueError("OUT_OF_RANGE: Error writing ... Failed to write 4840 bytes to file 5: [os_error_code='28']")
+    wrapped = ValueError(
+        "OUT_OF_RANGE: Error writing ... Failed to write 4840 bytes to file 5: [os_error_code='28']"
+    )
     assert checkpoint._os_error(wrapped).errno == errno.ENOSPC
     assert checkpoint._os_error(RuntimeError("wrapper")) is None
     try:

@@ -25,7 +25,9 @@ def test_mnist_test_split_reads_and_verifies():
     assert np.bincount(data.targets)[0] == 980  # spec §5.2: 980 test zeros
     # row-major flattening: step t is row t // 28, column t % 28
     image = data.inputs[0, :, 0].reshape(28, 28)
-    raw = np.frombuffer(open(MNIST_DIR / "t10k-images-idx3-ubyte", "rb").read(), np.uint8, 784, 16).reshape(28, 28)
+    raw = np.frombuffer(
+        open(MNIST_DIR / "t10k-images-idx3-ubyte", "rb").read(), np.uint8, 784, 16
+    ).reshape(28, 28)
     np.testing.assert_array_equal(image, raw)
 
 
@@ -59,7 +61,9 @@ def test_pixel_scaling_and_permutation():
     permutation = mnist.make_permutation(3)
     x = tasks.model_inputs(task, raw.astype(np.uint8), permutation)
     assert x.shape == (784, 2, 1) and x.dtype == np.float32
-    np.testing.assert_array_equal(x[:, 1, 0], raw[1, permutation, 0].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(
+        x[:, 1, 0], raw[1, permutation, 0].astype(np.float32) / np.float32(255)
+    )
     assert x.max() <= 1.0 and x.min() >= 0.0
 
 
@@ -83,7 +87,9 @@ def test_reference_permutations_are_valid():
     path = SHARED / "reference" / "checkpoints" / "psmnist_brf_permutation.npy"
     if not path.exists():
         pytest.skip("needs ../shared")
-    np.testing.assert_array_equal(mnist.load_permutation(str(path))[:10], [78, 20, 137, 434, 600, 516, 646, 127, 640, 568])
+    np.testing.assert_array_equal(
+        mnist.load_permutation(str(path))[:10], [78, 20, 137, 434, 600, 516, 646, 127, 640, 568]
+    )
 
 
 def write_shd(path, samples):
@@ -158,7 +164,9 @@ def test_tfds_backend_gives_the_same_data(monkeypatch):
         calls.append((name, split, batch_size, as_supervised, data_dir))
         images, labels = mnist.SPLIT_FILES[split]
         pixels = mnist.parse_idx(open(f"{source}/{images}", "rb").read())
-        return pixels[..., None], mnist.parse_idx(open(f"{source}/{labels}", "rb").read()).astype(np.int64)
+        return pixels[..., None], mnist.parse_idx(open(f"{source}/{labels}", "rb").read()).astype(
+            np.int64
+        )
 
     fake = types.ModuleType("tensorflow_datasets")
     fake.load, fake.as_numpy = load, lambda tree: tree
@@ -223,7 +231,10 @@ def test_concurrent_unpacking_of_one_archive_gives_every_process_an_intact_file(
     archive = tmp_path / "data.gz"
     archive.write_bytes(gzip.compress(payload, compresslevel=1))
     code = f"from brfjax.data import download; download.gunzip({str(archive)!r}, {str(tmp_path / 'data')!r})"
-    processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     errors = [process.communicate(timeout=300)[1] for process in processes]
     assert all(process.returncode == 0 for process in processes), errors
     assert (tmp_path / "data").read_bytes() == payload

@@ -60,12 +60,8 @@ def _public_objects(module_name: str):
         elif inspect.isclass(obj):
             yield f"{module_name}.{name}", obj
             for method_name, attribute in vars(obj).items():
-                function = getattr(
-                    attribute, "__func__", attribute
-                )  # staticmethod, classmethod
-                function = getattr(
-                    function, "__wrapped__", function
-                )  # nn.compact, nn.nowrap
+                function = getattr(attribute, "__func__", attribute)  # staticmethod, classmethod
+                function = getattr(function, "__wrapped__", function)  # nn.compact, nn.nowrap
                 if _is_public(method_name) and inspect.isfunction(function):
                     yield f"{module_name}.{name}.{method_name}", function
 
@@ -108,19 +104,13 @@ def _returns_and_yields(function) -> tuple[bool, bool]:
 
 def _is_record(cls) -> bool:
     """A NamedTuple or a dataclass (Flax modules are dataclasses): fields, not arguments."""
-    return (
-        issubclass(cls, tuple) and hasattr(cls, "_fields")
-    ) or dataclasses.is_dataclass(cls)
+    return (issubclass(cls, tuple) and hasattr(cls, "_fields")) or dataclasses.is_dataclass(cls)
 
 
 def _record_fields(cls) -> list[str]:
     if hasattr(cls, "_fields"):
         return list(cls._fields)
-    return [
-        field.name
-        for field in dataclasses.fields(cls)
-        if field.name not in ("parent", "name")
-    ]
+    return [field.name for field in dataclasses.fields(cls) if field.name not in ("parent", "name")]
 
 
 def _missing_sections(obj) -> list[str]:
@@ -165,9 +155,7 @@ def test_public_name_has_google_style_sections(obj):
 def test_every_documented_module_has_public_names():
     # a module name that matches nothing (a typo, a moved module) would test nothing
     for module in DOCUMENTED_MODULES:
-        assert list(_public_objects(module)), (
-            f"{module} has no public function or class"
-        )
+        assert list(_public_objects(module)), f"{module} has no public function or class"
 
 
 def test_the_checker_catches_missing_sections():

@@ -12,20 +12,40 @@ from in_process import run_main
 from brfjax import evaluate
 from brfjax.data import DataError, ecg
 
-KEYS = {"task", "neuron", "accuracy", "loss", "correct", "total", "spikes", "sop", "sop_per_step", "firing_rate", "num_samples"}
+KEYS = {
+    "task",
+    "neuron",
+    "accuracy",
+    "loss",
+    "correct",
+    "total",
+    "spikes",
+    "sop",
+    "sop_per_step",
+    "firing_rate",
+    "num_samples",
+}
 
 
 def logged_test_results(neuron):
     """(test accuracy, test loss) of each original ECG run at its saved (min-val) epoch."""
     if not TRAINING_CURVES.exists():
         pytest.skip("needs ../shared/reference/training_curves")
-    runs = [r for r in csv.DictReader(open(TRAINING_CURVES / "runs_summary.csv")) if r["task"] == "ECG-QTDB" and r["neuron"] == neuron]
+    runs = [
+        r
+        for r in csv.DictReader(open(TRAINING_CURVES / "runs_summary.csv"))
+        if r["task"] == "ECG-QTDB" and r["neuron"] == neuron
+    ]
     epochs = list(csv.DictReader(open(TRAINING_CURVES / "epoch_curves.csv")))
     results = []
     for run in runs:
         row = next(
-            e for e in epochs
-            if e["task"] == "ECG-QTDB" and e["neuron"] == neuron and e["run"] == run["run"] and e["epoch"] == run["min_val_loss_epoch"]
+            e
+            for e in epochs
+            if e["task"] == "ECG-QTDB"
+            and e["neuron"] == neuron
+            and e["run"] == run["run"]
+            and e["epoch"] == run["min_val_loss_epoch"]
         )
         results.append((float(row["test_acc"]), float(row["test_loss"])))
     return results
@@ -46,7 +66,8 @@ def test_ecg_checkpoints_reproduce_the_original_training_logs(ecg_stats, neuron)
     training, must be reproduced (accuracy within 0.01 pp, loss within 0.05 %)."""
     stats = ecg_stats[neuron]
     matches = [
-        (acc, loss) for acc, loss in logged_test_results(neuron)
+        (acc, loss)
+        for acc, loss in logged_test_results(neuron)
         if abs(acc - stats["accuracy"]) < 0.01 and abs(loss - stats["loss"]) < 5e-4 * loss
     ]
     assert len(matches) == 1, (stats, logged_test_results(neuron))
@@ -77,16 +98,32 @@ def test_statistics_do_not_depend_on_the_evaluation_batch(ecg_stats):
 def test_cli_prints_one_line_and_writes_json(tmp_path):
     out = tmp_path / "stats.json"
     result = subprocess.run(
-        [sys.executable, "-m", "brfjax.evaluate", "--task", "ecg", "--neuron", "alif",
-         "--checkpoint", str(checkpoint("ecg_alif")), "--json", str(out)],
-        capture_output=True, text=True, check=True,
-        env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"},
+        [
+            sys.executable,
+            "-m",
+            "brfjax.evaluate",
+            "--task",
+            "ecg",
+            "--neuron",
+            "alif",
+            "--checkpoint",
+            str(checkpoint("ecg_alif")),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        | {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"},
     )
     lines = result.stdout.strip().splitlines()
     # split over one CPU device per core, padded to a multiple of them: the numbers of
     # the original's training log all the same
-    assert lines == ["ecg alif: accuracy 70.7598 % (128705/181890), loss 0.790506, spikes 650395, SOP 4612.73, "
-                     "SOP/step 3.55, firing rate 0.10, samples 141"]
+    assert lines == [
+        "ecg alif: accuracy 70.7598 % (128705/181890), loss 0.790506, spikes 650395, SOP 4612.73, "
+        "SOP/step 3.55, firing rate 0.10, samples 141"
+    ]
     stats = json.loads(out.read_text())
     assert set(stats) == KEYS
     assert stats["task"] == "ecg" and stats["neuron"] == "alif"
@@ -100,8 +137,10 @@ def run_cli(capfd, *args):
 # brfjax's statistics of the published ECG BRF model: the same bits on every processor,
 # batch size and device count (portable products and correctly rounded constants, see
 # docs/numerics.md), 0.0011 pp and 48 spikes (0.005 %) from the original's logged run
-ECG_BRF_LINE = ("ecg brf: accuracy 86.2177 % (158037/183300), loss 0.393271, spikes 974795, SOP 6913.44, "
-                "SOP/step 5.32, firing rate 0.15, samples 141")
+ECG_BRF_LINE = (
+    "ecg brf: accuracy 86.2177 % (158037/183300), loss 0.393271, spikes 974795, SOP 6913.44, "
+    "SOP/step 5.32, firing rate 0.15, samples 141"
+)
 
 
 # the device count is fixed when JAX starts: one fresh process with three CPU devices (the
@@ -119,28 +158,75 @@ for batch, devices in (("141", "1"), ("7", "3"), ("64", "2")):
 
 
 def test_cli_prints_the_same_line_for_every_batch_size_and_device_count():
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=3")
-    result = subprocess.run([sys.executable, "-c", EVERY_BATCH_AND_DEVICE_COUNT, str(checkpoint("ecg_brf"))],
-                            capture_output=True, text=True, env=env, check=False)
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=3",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", EVERY_BATCH_AND_DEVICE_COUNT, str(checkpoint("ecg_brf"))],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines() == [ECG_BRF_LINE] * 3, result.stderr
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capfd):
-    missing = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", str(tmp_path / "nope.npz"))
-    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
-    wrong_family = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_alif")))
+    missing = run_cli(
+        capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", str(tmp_path / "nope.npz")
+    )
+    assert (
+        missing.returncode == 2
+        and "does not exist" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
+    wrong_family = run_cli(
+        capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_alif"))
+    )
     assert wrong_family.returncode == 1 and "hidden.omega" in wrong_family.stderr
     unknown = run_cli(capfd, "--task", "ecg", "--neuron", "lif", "--checkpoint", "x.npz")
     assert unknown.returncode == 2 and "unknown neuron 'lif'" in unknown.stderr
-    bad_batch = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0")
+    bad_batch = run_cli(
+        capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--batch-size", "0"
+    )
     assert bad_batch.returncode == 2 and "--batch-size" in bad_batch.stderr
-    no_devices = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "0")
-    assert no_devices.returncode == 2 and "--devices must be a positive integer, got 0" in no_devices.stderr
-    no_data = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", str(checkpoint("ecg_brf")), "--data-dir", str(tmp_path))
+    no_devices = run_cli(
+        capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", "x.npz", "--devices", "0"
+    )
+    assert (
+        no_devices.returncode == 2
+        and "--devices must be a positive integer, got 0" in no_devices.stderr
+    )
+    no_data = run_cli(
+        capfd,
+        "--task",
+        "ecg",
+        "--neuron",
+        "brf",
+        "--checkpoint",
+        str(checkpoint("ecg_brf")),
+        "--data-dir",
+        str(tmp_path),
+    )
     assert no_data.returncode == 2 and "--data-dir" in no_data.stderr
-    no_tfds = run_cli(capfd, "--task", "smnist", "--neuron", "brf", "--checkpoint", str(checkpoint("smnist_brf")), "--mnist-backend", "tfds")
-    assert no_tfds.returncode == 1 and "brfjax[tfds]" in no_tfds.stderr and "Traceback" not in no_tfds.stderr
+    no_tfds = run_cli(
+        capfd,
+        "--task",
+        "smnist",
+        "--neuron",
+        "brf",
+        "--checkpoint",
+        str(checkpoint("smnist_brf")),
+        "--mnist-backend",
+        "tfds",
+    )
+    assert (
+        no_tfds.returncode == 1
+        and "brfjax[tfds]" in no_tfds.stderr
+        and "Traceback" not in no_tfds.stderr
+    )
 
 
 def test_ecg_loader_follows_the_spec():
@@ -148,10 +234,15 @@ def test_ecg_loader_follows_the_spec():
     assert data.inputs.shape == (141, 1300, 4) and data.inputs.dtype == np.float32
     assert data.targets.shape == (141, 1300) and data.targets.dtype == np.int32
     assert set(np.unique(data.inputs)) == {0.0, 1.0}  # the -1 sentinel step is dropped
-    np.testing.assert_array_equal(np.bincount(data.targets.ravel(), minlength=6), [43175, 10135, 9835, 9056, 55849, 55250])
+    np.testing.assert_array_equal(
+        np.bincount(data.targets.ravel(), minlength=6), [43175, 10135, 9835, 9056, 55849, 55250]
+    )
     train = ecg.load_ecg("train")
     assert train.inputs.shape == (618, 1300, 4)
-    np.testing.assert_array_equal(np.bincount(train.targets.ravel(), minlength=6), [166171, 49448, 46481, 35742, 242613, 262945])
+    np.testing.assert_array_equal(
+        np.bincount(train.targets.ravel(), minlength=6),
+        [166171, 49448, 46481, 35742, 242613, 262945],
+    )
 
 
 def test_ecg_loader_rejects_corrupt_and_missing_files(tmp_path):
@@ -183,19 +274,40 @@ def mnist_data_dir():
 def test_mnist_reference_checkpoints_reproduce_the_reported_accuracy(task, neuron, correct):
     from conftest import CHECKPOINTS
 
-    permutation = str(CHECKPOINTS / f"{task}_{neuron}_permutation.npy") if task == "psmnist" else None
-    stats = evaluate.evaluate_checkpoint(task, neuron, str(checkpoint(f"{task}_{neuron}")), mnist_data_dir(), permutation_file=permutation)
+    permutation = (
+        str(CHECKPOINTS / f"{task}_{neuron}_permutation.npy") if task == "psmnist" else None
+    )
+    stats = evaluate.evaluate_checkpoint(
+        task,
+        neuron,
+        str(checkpoint(f"{task}_{neuron}")),
+        mnist_data_dir(),
+        permutation_file=permutation,
+    )
     # within 0.1 percentage points of the accuracy the original code reported
     assert abs(stats["correct"] - correct) <= 10 and stats["total"] == 10000
 
 
 def test_a_reference_psmnist_model_without_its_permutation_is_refused(capfd):
     """Pixel order would silently score 14.6 % for a model trained on permuted pixels."""
-    result = run_cli(capfd, "--task", "psmnist", "--neuron", "brf", "--checkpoint", str(checkpoint("psmnist_brf")),
-                     "--data-dir", mnist_data_dir())
+    result = run_cli(
+        capfd,
+        "--task",
+        "psmnist",
+        "--neuron",
+        "brf",
+        "--checkpoint",
+        str(checkpoint("psmnist_brf")),
+        "--data-dir",
+        mnist_data_dir(),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error:") and "--permutation FILE.npy" in message and "--permutation identity" in message
+    assert (
+        message.startswith("error:")
+        and "--permutation FILE.npy" in message
+        and "--permutation identity" in message
+    )
     from brfjax.data import mnist
 
     np.testing.assert_array_equal(mnist.load_permutation("identity"), np.arange(784))

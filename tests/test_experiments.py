@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import REPO, SHARED, TRAINING_CURVES, checkpoint
 from in_process import run_main
 
@@ -19,10 +18,19 @@ MNIST = SHARED / "data" / "mnist"
 def write_run(folder, seed, accuracy):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"seed": seed}))
-    (folder / "results.json").write_text(json.dumps({
-        "task": "ecg", "neuron": "brf", "accuracy": accuracy, "sop": 100.0 * seed,
-        "firing_rate": 0.1, "best_epoch": 3, "train_seconds": 60.0,
-    }))
+    (folder / "results.json").write_text(
+        json.dumps(
+            {
+                "task": "ecg",
+                "neuron": "brf",
+                "accuracy": accuracy,
+                "sop": 100.0 * seed,
+                "firing_rate": 0.1,
+                "best_epoch": 3,
+                "train_seconds": 60.0,
+            }
+        )
+    )
 
 
 def test_summarize_runs_reports_mean_and_sample_std(tmp_path, capfd):
@@ -31,8 +39,12 @@ def test_summarize_runs_reports_mean_and_sample_std(tmp_path, capfd):
     for seed, accuracy in [(0, 84.0), (1, 86.0), (2, 85.0)]:
         write_run(tmp_path / f"run{seed}", seed, accuracy)
     script = REPO / "experiments" / "summarize_runs.py"
-    result = subprocess.run([sys.executable, str(script), *(str(tmp_path / f"run{s}") for s in range(3))],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(script), *(str(tmp_path / f"run{s}") for s in range(3))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "| ecg | brf | 3 | 85.00 ± 1.00 |" in result.stdout
     assert "| ecg | brf | 1 | 86.00 | 100.0 |" in result.stdout
     missing = run_main(summarize_runs.main, [tmp_path], capfd)
@@ -45,7 +57,10 @@ def read_rows(path):
 
 
 def mnist_dir():
-    if not (MNIST / "t10k-images-idx3-ubyte").exists() and not (MNIST / "t10k-images-idx3-ubyte.gz").exists():
+    if (
+        not (MNIST / "t10k-images-idx3-ubyte").exists()
+        and not (MNIST / "t10k-images-idx3-ubyte.gz").exists()
+    ):
         pytest.skip(f"MNIST test files not available in {MNIST}")
     return str(MNIST)
 
@@ -58,8 +73,25 @@ def test_model_table_reproduces_ecg_and_skips_missing_shd(tmp_path):
 
     folder = checkpoint("ecg_brf").parent
     out = tmp_path / "table"
-    assert model_table.main(["--out", str(out), "--quick", "--checkpoints", str(folder), "--tasks", "ecg", "shd",
-                             "--neurons", "brf", "--shd-dir", str(tmp_path)]) == 0
+    assert (
+        model_table.main(
+            [
+                "--out",
+                str(out),
+                "--quick",
+                "--checkpoints",
+                str(folder),
+                "--tasks",
+                "ecg",
+                "shd",
+                "--neurons",
+                "brf",
+                "--shd-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     rows = {row["task"]: row for row in read_rows(out / "model_table.csv")}
     # 86.2188 % is the test accuracy the original code logged for this model; the
     # original's own result moves by ~0.01 pp between platforms (docs/numerics.md)
@@ -75,10 +107,25 @@ def test_model_table_reproduces_ecg_and_skips_missing_shd(tmp_path):
 def test_experiment_scripts_fail_with_one_line_for_missing_files(tmp_path):
     import model_table
 
-    assert model_table.main(["--out", str(tmp_path), "--checkpoints", str(tmp_path / "absent")]) == 1
+    assert (
+        model_table.main(["--out", str(tmp_path), "--checkpoints", str(tmp_path / "absent")]) == 1
+    )
     script = REPO / "experiments" / "convergence.py"
-    result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--no-plot", "--curves", "",
-                             "--runs", str(tmp_path / "no_run")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+            "--curves",
+            "",
+            "--runs",
+            str(tmp_path / "no_run"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "metrics.csv not found" in result.stderr
     assert result.stderr.count("\n") == 1
@@ -90,13 +137,31 @@ def test_experiment_scripts_fail_with_one_line_for_missing_files(tmp_path):
 def test_robustness_clean_level_equals_brfjax_evaluate(tmp_path):
     import common
     import robustness
+
     from brfjax import evaluate, tasks
 
     path = checkpoint("smnist_brf")
     data_dir = mnist_dir()
     out = tmp_path / "robustness"
-    assert robustness.main(["--out", str(out), "--quick", "--neurons", "brf", "--samples", "8", "--no-plot",
-                            "--checkpoints", str(path.parent), "--data-dir", data_dir]) == 0
+    assert (
+        robustness.main(
+            [
+                "--out",
+                str(out),
+                "--quick",
+                "--neurons",
+                "brf",
+                "--samples",
+                "8",
+                "--no-plot",
+                "--checkpoints",
+                str(path.parent),
+                "--data-dir",
+                data_dir,
+            ]
+        )
+        == 0
+    )
     rows = read_rows(out / "robustness.csv")
     assert {row["study"] for row in rows} == set(robustness.STUDIES)
     model, variables, _ = common.load_model("smnist", "brf", str(path))
@@ -111,12 +176,15 @@ def test_robustness_clean_level_equals_brfjax_evaluate(tmp_path):
     assert float(deleted[0]["sop"]) < 0.6 * clean["sop"]
     summary = read_rows(out / "robustness_summary.csv")
     paper_clean = [r for r in summary if r["study"] == "input_noise" and float(r["level"]) == 0.0]
-    assert float(paper_clean[0]["paper_accuracy_model"]) == pytest.approx(99.14)  # the published model's row
+    assert float(paper_clean[0]["paper_accuracy_model"]) == pytest.approx(
+        99.14
+    )  # the published model's row
 
 
 def test_spike_deletion_loop_matches_brfjax_scan_and_deletes_everything_at_one():
     import common
     import robustness
+
     from brfjax import scan
 
     model, variables, _ = common.load_model("ecg", "alif", str(checkpoint("ecg_alif")))
@@ -126,7 +194,9 @@ def test_spike_deletion_loop_matches_brfjax_scan_and_deletes_everything_at_one()
     initial = model.initial_state(3)
     reference = scan.run(spec, params, inputs, initial.hidden, initial.readout)
     key = jax.random.PRNGKey(1)
-    kept_readouts, kept_counts = robustness.run_with_deletion(spec, params, inputs, -1.0, key)  # -1 < U: keep all
+    kept_readouts, kept_counts = robustness.run_with_deletion(
+        spec, params, inputs, -1.0, key
+    )  # -1 < U: keep all
     np.testing.assert_array_equal(kept_readouts, reference.readouts)
     np.testing.assert_array_equal(kept_counts, reference.spike_counts)
     assert float(jnp.sum(reference.spike_counts)) > 0
@@ -147,9 +217,20 @@ def test_quantise_rounds_half_to_even_on_the_fixed_point_grid():
 
 def write_workdir(folder, accuracies, val_losses, inclusive):
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(
-        {"task": "ecg", "neuron": "brf", "seed": 0, "epochs": len(accuracies) - 1, "selection_inclusive": inclusive}))
-    lines = ["epoch,val_loss,test_accuracy"] + [f"{e},{v},{a}" for e, (a, v) in enumerate(zip(accuracies, val_losses))]
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "task": "ecg",
+                "neuron": "brf",
+                "seed": 0,
+                "epochs": len(accuracies) - 1,
+                "selection_inclusive": inclusive,
+            }
+        )
+    )
+    lines = ["epoch,val_loss,test_accuracy"] + [
+        f"{e},{v},{a}" for e, (a, v) in enumerate(zip(accuracies, val_losses))
+    ]
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -161,16 +242,38 @@ def test_convergence_epochs_from_a_hand_written_metrics_csv(tmp_path):
     write_workdir(tmp_path / "later", accuracies, val_losses, inclusive=True)
     write_workdir(tmp_path / "earlier", accuracies, val_losses, inclusive=False)
     (tmp_path / "short").mkdir()
-    (tmp_path / "short" / "config.json").write_text(json.dumps({"task": "ecg", "neuron": "vrf", "epochs": 400}))
-    (tmp_path / "short" / "metrics.csv").write_text("epoch,val_loss,test_accuracy\n0,1.0,50\n1,0.9,60\n")
+    (tmp_path / "short" / "config.json").write_text(
+        json.dumps({"task": "ecg", "neuron": "vrf", "epochs": 400})
+    )
+    (tmp_path / "short" / "metrics.csv").write_text(
+        "epoch,val_loss,test_accuracy\n0,1.0,50\n1,0.9,60\n"
+    )
     out = tmp_path / "out"
-    assert convergence.main(["--out", str(out), "--no-plot", "--curves", "",
-                             "--runs", str(tmp_path / "later"), str(tmp_path / "earlier"), str(tmp_path / "short")]) == 0
+    assert (
+        convergence.main(
+            [
+                "--out",
+                str(out),
+                "--no-plot",
+                "--curves",
+                "",
+                "--runs",
+                str(tmp_path / "later"),
+                str(tmp_path / "earlier"),
+                str(tmp_path / "short"),
+            ]
+        )
+        == 0
+    )
     rows = {(r["run"], r["target"]): r for r in read_rows(out / "convergence_runs.csv")}
 
     def epochs(run, target):
         row = rows[(run, target)]
-        return int(row["selected_epoch"]), float(row["target_accuracy"]), [int(row[f"epochs_{p}"]) for p in (95, 98, 100)]
+        return (
+            int(row["selected_epoch"]),
+            float(row["target_accuracy"]),
+            [int(row[f"epochs_{p}"]) for p in (95, 98, 100)],
+        )
 
     # "<=" keeps epoch 5 (95 %): 0.95·95 = 90.25 is first reached at epoch 5, as are 93.1 and 95
     assert epochs("later", "selected") == (5, 95.0, [5, 5, 5])
@@ -192,12 +295,21 @@ def test_convergence_of_the_paper_curves_matches_the_reference_summary(tmp_path)
     if not curves.exists():
         pytest.skip("training curves not available (needs ../shared)")
     assert convergence.main(["--out", str(tmp_path), "--no-plot", "--curves", str(curves)]) == 0
-    summary = {(r["task"], r["neuron"]): float(r["epochs_95"])
-               for r in read_rows(tmp_path / "convergence_summary.csv") if r["target"] == "selected"}
+    summary = {
+        (r["task"], r["neuron"]): float(r["epochs_95"])
+        for r in read_rows(tmp_path / "convergence_summary.csv")
+        if r["target"] == "selected"
+    }
     # group_summary.csv: mean first epoch >= 95 % of the saved (min-val-loss) accuracy
-    reference = {(row["task"], row["neuron"]): float(row["epoch95_mean"])
-                 for row in read_rows(TRAINING_CURVES / "group_summary.csv") if row["task"] != "PS-MNIST"}
-    assert summary == {(convergence.REFERENCE_TASKS[task], neuron): value for (task, neuron), value in reference.items()}
+    reference = {
+        (row["task"], row["neuron"]): float(row["epoch95_mean"])
+        for row in read_rows(TRAINING_CURVES / "group_summary.csv")
+        if row["task"] != "PS-MNIST"
+    }
+    assert summary == {
+        (convergence.REFERENCE_TASKS[task], neuron): value
+        for (task, neuron), value in reference.items()
+    }
 
 
 # ------------------------------------------------------------------------ loss landscape
@@ -206,13 +318,31 @@ def test_convergence_of_the_paper_curves_matches_the_reference_summary(tmp_path)
 def test_loss_landscape_centre_equals_checkpoint_loss(tmp_path):
     import common
     import loss_landscape
+
     from brfjax import evaluate, tasks
 
     path = checkpoint("smnist_brf")
     data_dir = mnist_dir()
     out = tmp_path / "landscape"
-    assert loss_landscape.main(["--out", str(out), "--quick", "--neurons", "brf", "--no-plot", "--studies-dir",
-                                str(tmp_path), "--checkpoints", str(path.parent), "--data-dir", data_dir]) == 0
+    assert (
+        loss_landscape.main(
+            [
+                "--out",
+                str(out),
+                "--quick",
+                "--neurons",
+                "brf",
+                "--no-plot",
+                "--studies-dir",
+                str(tmp_path),
+                "--checkpoints",
+                str(path.parent),
+                "--data-dir",
+                data_dir,
+            ]
+        )
+        == 0
+    )
     rows = read_rows(out / "loss_landscape.csv")
     assert len(rows) == 9
     centre = [r for r in rows if float(r["alpha"]) == 0.0 and float(r["beta"]) == 0.0]
@@ -228,8 +358,11 @@ def test_filter_normalised_direction_matches_each_neurons_weight_norm():
 
     params = {"kernel": jnp.arange(12.0).reshape(4, 3) - 5.0, "tau": jnp.array([3.0, -4.0])}
     direction = loss_landscape.filter_normalised_direction(params, jax.random.PRNGKey(0))
-    np.testing.assert_allclose(jnp.linalg.norm(direction["kernel"], axis=0), jnp.linalg.norm(params["kernel"], axis=0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(direction["kernel"], axis=0),
+        jnp.linalg.norm(params["kernel"], axis=0),
+        rtol=1e-5,
+    )
     np.testing.assert_allclose(jnp.linalg.norm(direction["tau"]), 5.0, rtol=1e-5)
     zero = loss_landscape.filter_normalised_direction(params, jax.random.PRNGKey(0), "zero")
     assert float(jnp.abs(zero["tau"]).max()) == 0.0

@@ -16,18 +16,40 @@ from brfjax.data import ecg
 def test_cli_writes_a_program_for_cpu_gpu_and_tpu_that_reproduces_the_model(tmp_path):
     path = tmp_path / "ecg_brf.jaxexport"
     result = subprocess.run(
-        [sys.executable, "-m", "brfjax.export", "--task", "ecg", "--neuron", "brf", "--checkpoint",
-         str(checkpoint("ecg_brf")), "-o", str(path), "--platforms", "cpu", "cuda", "tpu"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "brfjax.export",
+            "--task",
+            "ecg",
+            "--neuron",
+            "brf",
+            "--checkpoint",
+            str(checkpoint("ecg_brf")),
+            "-o",
+            str(path),
+            "--platforms",
+            "cpu",
+            "cuda",
+            "tpu",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     program, metadata = export.load_program(str(path))
     assert program.platforms == ("cpu", "cuda", "tpu")
     assert metadata["task"] == "ecg" and metadata["neuron"] == "brf"
-    assert metadata["input_shape"] == [1300, "B", 4] and metadata["platforms"] == ["cpu", "cuda", "tpu"]
+    assert metadata["input_shape"] == [1300, "B", 4] and metadata["platforms"] == [
+        "cpu",
+        "cuda",
+        "tpu",
+    ]
     assert json.loads((tmp_path / "ecg_brf.jaxexport.json").read_text()) == metadata
 
-    model, variables, _ = evaluate.load_for_evaluation(tasks.get_task("ecg"), "brf", str(checkpoint("ecg_brf")))
+    model, variables, _ = evaluate.load_for_evaluation(
+        tasks.get_task("ecg"), "brf", str(checkpoint("ecg_brf"))
+    )
     inputs = np.ascontiguousarray(ecg.load_ecg("test").inputs[:3].transpose(1, 0, 2))
     for batch in (inputs, inputs[:, :1]):  # the batch is symbolic
         readouts, counts = program.call(batch)
@@ -50,9 +72,25 @@ def test_export_of_a_fixed_batch_and_its_errors(tmp_path, capfd):
         export.export_network(network, variables, 6, 4, platforms=("metal",))
     with pytest.raises(ValueError, match="num_steps must be positive"):
         export.export_network(network, variables, 0, 4)
-    missing = run_main(export.main, ["--task", "ecg", "--neuron", "brf", "--checkpoint", tmp_path / "nope.npz",
-                                     "-o", tmp_path / "x"], capfd)
-    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    missing = run_main(
+        export.main,
+        [
+            "--task",
+            "ecg",
+            "--neuron",
+            "brf",
+            "--checkpoint",
+            tmp_path / "nope.npz",
+            "-o",
+            tmp_path / "x",
+        ],
+        capfd,
+    )
+    assert (
+        missing.returncode == 2
+        and "does not exist" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
 
 
 def test_metadata_records_the_checkpoints_identity_and_flags_may_be_omitted(tmp_path, capsys):

@@ -30,8 +30,12 @@ def test_reference_round_trip_is_bitwise(name, neuron, tmp_path):
 def test_loaded_variables_fit_the_model_and_layout():
     model, variables = interop.load_reference_network(checkpoint("ecg_brf"), "brf")
     state_dict = interop.load_state_dict(checkpoint("ecg_brf"))
-    np.testing.assert_array_equal(variables["params"]["hidden"]["kernel"], state_dict["hidden.linear.weight"].T)
-    np.testing.assert_array_equal(variables["params"]["readout"]["kernel"], state_dict["out.linear.weight"].T)
+    np.testing.assert_array_equal(
+        variables["params"]["hidden"]["kernel"], state_dict["hidden.linear.weight"].T
+    )
+    np.testing.assert_array_equal(
+        variables["params"]["readout"]["kernel"], state_dict["out.linear.weight"].T
+    )
     np.testing.assert_array_equal(variables["params"]["readout"]["tau"], state_dict["out.tau_mem"])
     assert models.count_parameters(variables["params"]) == 1734
     assert "mask" in variables
@@ -65,13 +69,18 @@ def test_wrong_neuron_family_is_reported():
 def test_wrong_shape_names_key_and_both_shapes():
     sd = state_dict()
     sd["out.tau_mem"] = np.ones(7, np.float32)
-    with pytest.raises(interop.CheckpointError, match=r"'out.tau_mem': expected shape \(6,\), got \(7,\)"):
+    with pytest.raises(
+        interop.CheckpointError, match=r"'out.tau_mem': expected shape \(6,\), got \(7,\)"
+    ):
         interop.reference_to_variables(sd, "brf")
 
 
 def test_checkpoint_that_does_not_fit_the_model():
     model = models.build_network("brf", 40, 6)
-    with pytest.raises(interop.CheckpointError, match=r"hidden/omega: model expects \(40,\), checkpoint has \(36,\)"):
+    with pytest.raises(
+        interop.CheckpointError,
+        match=r"hidden/omega: model expects \(40,\), checkpoint has \(36,\)",
+    ):
         interop.reference_to_variables(state_dict(), "brf", model)
 
 
@@ -89,9 +98,15 @@ def test_flax_variables_from_init_write_a_loadable_reference(tmp_path):
     variables = model.init(jax.random.PRNGKey(0), np.zeros((2, 1, 5), np.float32))
     interop.save_reference(tmp_path / "alif.npz", variables, "alif")
     loaded_model, loaded = interop.load_reference_network(tmp_path / "alif.npz", "alif")
-    jax.tree_util.tree_map(np.testing.assert_array_equal, loaded["params"], jax.device_get(variables["params"]))
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal, loaded["params"], jax.device_get(variables["params"])
+    )
     assert sorted(interop.load_state_dict(tmp_path / "alif.npz")) == [
-        "hidden.linear.weight", "hidden.tau_adp", "hidden.tau_mem", "out.linear.weight", "out.tau_mem",
+        "hidden.linear.weight",
+        "hidden.tau_adp",
+        "hidden.tau_mem",
+        "out.linear.weight",
+        "out.tau_mem",
     ]
 
 

@@ -35,22 +35,16 @@ def spiking_variables(neuron, x, **options):
     variables = model.init(jax.random.PRNGKey(0), x)
     # the harmonic RF's static response to a current I is about I/ω², hence its larger gain
     gain = 2000.0 if neuron == "bhrf" else 40.0
-    variables["params"]["hidden"]["kernel"] = (
-        variables["params"]["hidden"]["kernel"] * gain
-    )
+    variables["params"]["hidden"]["kernel"] = variables["params"]["hidden"]["kernel"] * gain
     return variables
 
 
 def inputs_and_targets(seed=1):
     """Time-major spikes ``(T, B, I)`` and batch-major per-step labels ``(B, T)``."""
-    x = (
-        jax.random.uniform(jax.random.PRNGKey(seed), (STEPS, BATCH, INPUTS)) < 0.3
-    ).astype(jnp.float32)
-    labels = (
-        np.random.default_rng(seed)
-        .integers(0, CLASSES, (BATCH, STEPS))
-        .astype(np.int32)
+    x = (jax.random.uniform(jax.random.PRNGKey(seed), (STEPS, BATCH, INPUTS)) < 0.3).astype(
+        jnp.float32
     )
+    labels = np.random.default_rng(seed).integers(0, CLASSES, (BATCH, STEPS)).astype(np.int32)
     return np.asarray(x), labels
 
 
@@ -59,9 +53,7 @@ def both_layouts(neuron, **options):
     x, labels = inputs_and_targets()
     variables = spiking_variables(neuron, x, **options)
     time_major = models.build_network(neuron, HIDDEN, CLASSES, **options)
-    batch_major = models.build_network(
-        neuron, HIDDEN, CLASSES, time_major=False, **options
-    )
+    batch_major = models.build_network(neuron, HIDDEN, CLASSES, time_major=False, **options)
     return time_major, batch_major, variables, x, labels
 
 
@@ -112,9 +104,7 @@ def test_loss_and_accuracy_are_identical_in_both_layouts(neuron, protocol):
         return (
             metrics.summed_loss(output.readouts, targets, time_major=layout),
             metrics.summed_loss(output.readouts, targets, weights, time_major=layout),
-            metrics.correct_count(
-                output.readouts, targets, objective, weights, time_major=layout
-            ),
+            metrics.correct_count(output.readouts, targets, objective, weights, time_major=layout),
             metrics.batch_sums(
                 output.readouts,
                 targets,
@@ -135,9 +125,7 @@ def test_loss_and_accuracy_are_identical_in_both_layouts(neuron, protocol):
         )
 
     reference = jax.jit(lambda: statistics(time_major, x, time_targets, True))()
-    result = jax.jit(
-        lambda: statistics(batch_major, np.swapaxes(x, 0, 1), batch_targets, False)
-    )()
+    result = jax.jit(lambda: statistics(batch_major, np.swapaxes(x, 0, 1), batch_targets, False))()
     assert np.isfinite(reference[0]) and float(reference[0]) > 0
     for got, expected in zip(result[:4], reference[:4]):
         assert_trees_equal(got, expected)
@@ -145,9 +133,7 @@ def test_loss_and_accuracy_are_identical_in_both_layouts(neuron, protocol):
     per_term, per_term_reference = result[4], reference[4]
     np.testing.assert_array_equal(per_term.nll, to_batch_major(per_term_reference.nll))
     assert_trees_equal(per_term[1:], per_term_reference[1:])
-    predicted = (
-        result[5] if objective == metrics.SEQUENCE else np.swapaxes(result[5], 0, 1)
-    )
+    predicted = result[5] if objective == metrics.SEQUENCE else np.swapaxes(result[5], 0, 1)
     np.testing.assert_array_equal(predicted, reference[5])
 
 
@@ -166,9 +152,7 @@ def test_streaming_chunks_in_batch_major_equal_the_time_major_stream(neuron):
         state = out.final_state
         readouts.append(out.readouts)
         counts = counts + out.spike_counts
-    np.testing.assert_array_equal(
-        np.concatenate(readouts, axis=1), to_batch_major(full.readouts)
-    )
+    np.testing.assert_array_equal(np.concatenate(readouts, axis=1), to_batch_major(full.readouts))
     np.testing.assert_array_equal(counts, full.spike_counts)
     assert_trees_equal(state, full.final_state)
 
@@ -180,9 +164,7 @@ def test_streaming_chunks_in_batch_major_equal_the_time_major_stream(neuron):
     [(neuron, "manual") for neuron in NEURONS] + [("brf", "recompute")],
 )
 def test_gradients_are_identical_in_both_layouts(neuron, backward):
-    time_major, batch_major, variables, x, labels = both_layouts(
-        neuron, backward=backward
-    )
+    time_major, batch_major, variables, x, labels = both_layouts(neuron, backward=backward)
     params, constants = (
         variables["params"],
         {k: v for k, v in variables.items() if k != "params"},
@@ -195,9 +177,7 @@ def test_gradients_are_identical_in_both_layouts(neuron, backward):
     grad = jax.jit(jax.grad(loss), static_argnums=(1, 4))
     reference = grad(params, time_major, x, np.ascontiguousarray(labels.T), True)
     result = grad(params, batch_major, np.swapaxes(x, 0, 1), labels, False)
-    assert all(
-        float(jnp.abs(leaf).sum()) > 0 for leaf in jax.tree_util.tree_leaves(reference)
-    )
+    assert all(float(jnp.abs(leaf).sum()) > 0 for leaf in jax.tree_util.tree_leaves(reference))
     assert_trees_equal(result, reference)
 
 
@@ -229,28 +209,20 @@ def test_input_errors_name_the_expected_layout(time_major, expected):
         match=rf"parameters expect {INPUTS} \(expected {expected}; got shape \(30, 3, 5\)\)",
     ):
         model.apply(variables, np.zeros((STEPS, BATCH, INPUTS + 1), np.float32))
-    with pytest.raises(
-        ValueError, match=rf"inputs must be {expected}; got shape \(3, 4\)"
-    ):
+    with pytest.raises(ValueError, match=rf"inputs must be {expected}; got shape \(3, 4\)"):
         model.apply(variables, np.zeros((BATCH, INPUTS), np.float32))
     with pytest.raises(ValueError, match=rf"\({expected}\) have no steps"):
         model.apply(
             variables,
-            np.zeros(
-                (BATCH, 0, INPUTS) if not time_major else (0, BATCH, INPUTS), np.float32
-            ),
+            np.zeros((BATCH, 0, INPUTS) if not time_major else (0, BATCH, INPUTS), np.float32),
         )
 
 
 def test_time_major_must_be_a_bool():
     x, _ = inputs_and_targets()
     variables = spiking_variables("brf", x)
-    with pytest.raises(
-        ValueError, match="time_major must be True .* or False .*, got 'batch'"
-    ):
-        models.build_network("brf", HIDDEN, CLASSES, time_major="batch").apply(
-            variables, x
-        )
+    with pytest.raises(ValueError, match="time_major must be True .* or False .*, got 'batch'"):
+        models.build_network("brf", HIDDEN, CLASSES, time_major="batch").apply(variables, x)
 
 
 def test_batch_major_ecg_batch_into_the_time_major_ecg_network_fails_naming_the_layout():
@@ -261,9 +233,7 @@ def test_batch_major_ecg_batch_into_the_time_major_ecg_network_fails_naming_the_
     inputs, targets = data.inputs[:16], data.targets[:16]
     assert inputs.shape == (16, 1300, 4)
     output = jax.jit(model.apply)(variables, inputs)
-    assert output.readouts.shape == (16, 1300, 6) and output.spike_counts.shape == (
-        1300,
-    )
+    assert output.readouts.shape == (16, 1300, 6) and output.spike_counts.shape == (1300,)
     time_major_targets = np.ascontiguousarray(targets.T)
     message = r"readouts look batch-major \(B, T', C\).*time_major=False.*transpose its inputs to \(T, B, I\)"
     with pytest.raises(ValueError, match=message):
@@ -273,9 +243,7 @@ def test_batch_major_ecg_batch_into_the_time_major_ecg_network_fails_naming_the_
     # the network built batch-major takes the same batch and gives the time-major numbers
     batch_major = model.clone(time_major=False)
     result = jax.jit(batch_major.apply)(variables, inputs)
-    reference = jax.jit(model.apply)(
-        variables, np.ascontiguousarray(inputs.transpose(1, 0, 2))
-    )
+    reference = jax.jit(model.apply)(variables, np.ascontiguousarray(inputs.transpose(1, 0, 2)))
     np.testing.assert_array_equal(result.readouts, to_batch_major(reference.readouts))
     np.testing.assert_array_equal(
         metrics.summed_loss(result.readouts, targets, time_major=False),
@@ -319,6 +287,4 @@ def test_readouts_of_the_wrong_rank_name_the_layout():
     ):
         metrics.predictions(jnp.zeros((4, CLASSES)), metrics.SEQUENCE, time_major=False)
     with pytest.raises(ValueError, match="no scored step"):
-        metrics.predictions(
-            jnp.zeros((4, 0, CLASSES)), metrics.SEQUENCE, time_major=False
-        )
+        metrics.predictions(jnp.zeros((4, 0, CLASSES)), metrics.SEQUENCE, time_major=False)

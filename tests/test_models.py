@@ -1,10 +1,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_reference as ref
 import pytest
 from conftest import checkpoint
 
-import numpy_reference as ref
 from brfjax import interop, metrics, models, scan
 from brfjax.data.ecg import load_ecg
 
@@ -18,7 +18,9 @@ f32 = np.float32
 def test_parameter_counts(neuron, sizes, count):
     inputs, hidden, classes = sizes
     model = models.build_network(neuron, hidden, classes)
-    variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), jnp.zeros((1, 1, inputs)))
+    variables = jax.eval_shape(
+        lambda x: model.init(jax.random.PRNGKey(0), x), jnp.zeros((1, 1, inputs))
+    )
     assert models.count_parameters(variables["params"]) == count
 
 
@@ -32,16 +34,33 @@ def synthetic_ecg_input():
 # the published ECG models on a synthetic 100-step input: (sub_seq_length, total hidden spikes,
 # final readout o_99, argmax of the recorded outputs at t = 0, 10, ...); spikes and argmaxes exact, readouts to 1e-4
 SYNTHETIC = {
-    "brf": (0, 417, [-2.43116, -3.0178, -13.98336, -5.70269, 1.34831, 0.14085], [0, 0, 0, 0, 0, 4, 4, 4, 4, 4]),
-    "vrf": (0, 808, [-2.38764, -7.52336, -14.29632, -22.05466, -1.13957, 0.86308], [0, 0, 0, 0, 4, 4, 4, 4, 5, 5]),
-    "alif": (10, 371, [0.23845, -0.80619, -9.15979, -7.36613, -2.69484, 2.22128], [4, 3, 4, 4, 4, 4, 4, 5, 5]),
+    "brf": (
+        0,
+        417,
+        [-2.43116, -3.0178, -13.98336, -5.70269, 1.34831, 0.14085],
+        [0, 0, 0, 0, 0, 4, 4, 4, 4, 4],
+    ),
+    "vrf": (
+        0,
+        808,
+        [-2.38764, -7.52336, -14.29632, -22.05466, -1.13957, 0.86308],
+        [0, 0, 0, 0, 4, 4, 4, 4, 5, 5],
+    ),
+    "alif": (
+        10,
+        371,
+        [0.23845, -0.80619, -9.15979, -7.36613, -2.69484, 2.22128],
+        [4, 3, 4, 4, 4, 4, 4, 5, 5],
+    ),
 }
 
 
 @pytest.mark.parametrize("neuron", sorted(SYNTHETIC))
 def test_synthetic_input_through_ecg_checkpoints(neuron):
     sub, spikes, final, argmaxes = SYNTHETIC[neuron]
-    model, variables = interop.load_reference_network(checkpoint(f"ecg_{neuron}"), neuron, sub_seq_length=sub)
+    model, variables = interop.load_reference_network(
+        checkpoint(f"ecg_{neuron}"), neuron, sub_seq_length=sub
+    )
     out = jax.jit(model.apply)(variables, synthetic_ecg_input())
     assert out.readouts.shape == (100 - sub, 1, 6)
     assert float(out.spike_counts.sum()) == spikes
@@ -111,7 +130,9 @@ def test_streaming_equals_full_sequence(neuron):
 
 
 def test_results_do_not_depend_on_batch_size():
-    model, variables = interop.load_reference_network(checkpoint("ecg_brf"), "brf", return_trajectory=True)
+    model, variables = interop.load_reference_network(
+        checkpoint("ecg_brf"), "brf", return_trajectory=True
+    )
     data = load_ecg("test")
     x = np.ascontiguousarray(data.inputs[:12].transpose(1, 0, 2))
     apply = jax.jit(model.apply)
@@ -134,7 +155,9 @@ def test_wide_network_results_do_not_depend_on_batch_size():
     for start, size in ((0, 1), (3, 8), (5, 33), (0, 128)):
         part = apply(variables, x[:, start : start + size])
         np.testing.assert_array_equal(part.readouts, together.readouts[:, start : start + size])
-        np.testing.assert_array_equal(part.spike_counts, together.spike_counts[start : start + size])
+        np.testing.assert_array_equal(
+            part.spike_counts, together.spike_counts[start : start + size]
+        )
 
 
 def test_nothing_recompiles_between_batches_of_the_same_shape():
@@ -163,7 +186,9 @@ def test_structure_sub_sequence_label_last_and_input_order():
     readout = variables["params"]["readout"]
     alpha = np.exp((f32(-1) / np.abs(np.asarray(readout["tau"]))).astype(np.float64)).astype(f32)
     first = jax.jit(models.build_network("brf", 12, 3, return_trajectory=True).apply)(variables, x)
-    expected = (np.asarray(first.trajectory.z[0]) @ np.asarray(readout["kernel"])) * (f32(1) - alpha)
+    expected = (np.asarray(first.trajectory.z[0]) @ np.asarray(readout["kernel"])) * (
+        f32(1) - alpha
+    )
     np.testing.assert_allclose(first.readouts[0], expected, rtol=1e-6)
     # hidden input is [x_t, z_{t-1}]: the kernel's first rows act on the input
     kernel = np.asarray(variables["params"]["hidden"]["kernel"])
@@ -174,7 +199,10 @@ def test_inputs_must_be_time_major_3d_and_backward_known():
     model, variables, x = small_network("brf")
     with pytest.raises(ValueError, match="time-major"):
         model.apply(variables, x[0])
-    with pytest.raises(ValueError, match=r"backward must be one of \('manual', 'autodiff', 'recompute'\), got 'symbolic'"):
+    with pytest.raises(
+        ValueError,
+        match=r"backward must be one of \('manual', 'autodiff', 'recompute'\), got 'symbolic'",
+    ):
         model.clone(backward="symbolic").apply(variables, x)
 
 
@@ -206,7 +234,9 @@ def test_ecg_test_set_spikes_equal_numpy_oracle(neuron, sub):
     """The whole ECG test set through the shipped model, spike for spike, against an
     independent NumPy float32 implementation of the spec."""
     path = checkpoint(f"ecg_{neuron}")
-    model, variables = interop.load_reference_network(path, neuron, sub_seq_length=sub, return_trajectory=True)
+    model, variables = interop.load_reference_network(
+        path, neuron, sub_seq_length=sub, return_trajectory=True
+    )
     x = np.ascontiguousarray(load_ecg("test").inputs.transpose(1, 0, 2))
     out = jax.jit(model.apply)(variables, x)
     expected_out, expected_spikes = ref.run_network(interop.load_state_dict(path), neuron, x, sub)
@@ -247,15 +277,26 @@ def test_diverging_vanilla_rf_gives_nan_and_class_zero():
     np.testing.assert_array_equal(silent.spike_counts, 0)
 
 
-BACKWARD_OPTIONS = [{}, {"sub_seq_length": 5, "label_last": True},
-                    {"use_bias": True, "readout_kwargs": {"use_bias": True}}, {"recurrent": False}]
+BACKWARD_OPTIONS = [
+    {},
+    {"sub_seq_length": 5, "label_last": True},
+    {"use_bias": True, "readout_kwargs": {"use_bias": True}},
+    {"recurrent": False},
+]
 BACKWARD_CASES = (
     # the manual backward recomputes segments of ⌈√60⌉ = 8 steps (7 full, one of 4)
-    [(neuron, options, {"backward": "manual"}) for neuron in ("brf", "vrf", "alif") for options in BACKWARD_OPTIONS]
+    [
+        (neuron, options, {"backward": "manual"})
+        for neuron in ("brf", "vrf", "alif")
+        for options in BACKWARD_OPTIONS
+    ]
     # other segmentations: one step each, one full segment, only the shorter one
     + [("brf", {}, {"backward": "manual", "recompute_segment": k}) for k in (1, 60, 100)]
     # recompute is JAX's own derivative of the same loop: one case per neuron
-    + [(neuron, {}, {"backward": "recompute", "recompute_segment": 7}) for neuron in ("brf", "vrf", "alif")]
+    + [
+        (neuron, {}, {"backward": "recompute", "recompute_segment": 7})
+        for neuron in ("brf", "vrf", "alif")
+    ]
 )
 
 
@@ -276,7 +317,9 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
     initial = manual.initial_state(5)
     # spikes at t = -1 enter c_0 = [x_0, z_{-1}]: the kernel gradient has a term for them
     initial_spikes = (jnp.arange(5 * 12).reshape(5, 12) % 3 == 0).astype(jnp.float32)
-    initial = initial._replace(readout=jnp.full((5, 3), 0.3), hidden=initial.hidden._replace(z=initial_spikes))
+    initial = initial._replace(
+        readout=jnp.full((5, 3), 0.3), hidden=initial.hidden._replace(z=initial_spikes)
+    )
 
     def loss(params, initial, inputs, model):
         out = model.apply({"params": params}, inputs, initial, start_step=0)
@@ -284,18 +327,23 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
         return (
             metrics.summed_loss(out.readouts, targets)
             + 1e-3 * out.spike_counts.sum()
-            + 0.1 * jnp.sum(final.hidden.u) + 0.1 * jnp.sum(final.readout)
+            + 0.1 * jnp.sum(final.hidden.u)
+            + 0.1 * jnp.sum(final.readout)
         )
 
     gradient = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
     g_manual = gradient(variables["params"], initial, x, manual)
     g_auto = gradient(variables["params"], initial, x, autodiff)
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g_auto), jax.tree_util.tree_leaves(g_manual)):
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(g_auto), jax.tree_util.tree_leaves(g_manual)
+    ):
         scale = float(jnp.max(jnp.abs(a)))
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale + 1e-12, err_msg=str(path))
     # the forward that the gradient runs (segmented, keeping its residuals) is the reference one, bit for bit
     out_auto = autodiff.apply({"params": variables["params"]}, x, initial, start_step=0)
-    out_manual, _ = jax.vjp(lambda p: manual.apply({"params": p}, x, initial, start_step=0), variables["params"])
+    out_manual, _ = jax.vjp(
+        lambda p: manual.apply({"params": p}, x, initial, start_step=0), variables["params"]
+    )
     for a, b in zip(jax.tree_util.tree_leaves(out_auto), jax.tree_util.tree_leaves(out_manual)):
         np.testing.assert_array_equal(b, a)
 
@@ -313,13 +361,17 @@ def test_scan_into_reused_buffers_equals_lax_scan(reverse):
     xs = jnp.arange(12.0).reshape(6, 2)
     expected_carry, expected = jax.lax.scan(step, jnp.ones(2), xs, reverse=reverse)
     old = (jnp.full((6, 2), 7.0), None, jnp.full((6, 2), -3.0))
-    carry, outputs, handed_on = jax.jit(lambda xs, old: scan._scan_reusing(step, jnp.ones(2), xs, old, reverse))(xs, old)
+    carry, outputs, handed_on = jax.jit(
+        lambda xs, old: scan._scan_reusing(step, jnp.ones(2), xs, old, reverse)
+    )(xs, old)
     np.testing.assert_array_equal(carry, expected_carry)
-    for got, want in zip(jax.tree_util.tree_leaves((outputs, handed_on)), jax.tree_util.tree_leaves((expected, expected))):
+    for got, want in zip(
+        jax.tree_util.tree_leaves((outputs, handed_on)),
+        jax.tree_util.tree_leaves((expected, expected)),
+    ):
         np.testing.assert_array_equal(got, want)
     short = jax.tree_util.tree_map(lambda a: a[:4], old)
     _, outputs, handed_on = scan._scan_reusing(step, jnp.ones(2), xs, short, reverse)
     for got, want in zip(jax.tree_util.tree_leaves(outputs), jax.tree_util.tree_leaves(expected)):
         np.testing.assert_array_equal(got, want)
     assert handed_on is short
-

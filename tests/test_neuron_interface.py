@@ -38,7 +38,9 @@ def leaky_resonator_coefficients(omega, tau, exact=True):
     return LeakyResonatorCoefficients(0.01 * jnp.abs(omega), decay_factor(tau, exact))
 
 
-def leaky_resonator_step(coefficients, state, current, spike=neurons.common.default_spike, dt=0.01, exact=True):
+def leaky_resonator_step(
+    coefficients, state, current, spike=neurons.common.default_spike, dt=0.01, exact=True
+):
     """u_t = α·u - δω·v + I,  v_t = α·v + δω·u,  a_t = 0.9·a + 0.1·z_{t-1},  z_t = Θ(u_t - 1 - a_t)."""
     del dt
     add, subtract = arithmetic(exact)
@@ -52,7 +54,10 @@ def leaky_resonator_step(coefficients, state, current, spike=neurons.common.defa
 LEAKY_RESONATOR = NeuronModel(
     name="leaky_resonator",
     state=LeakyResonatorState,
-    parameters=(Parameter("omega", uniform_init(5.0, 10.0)), Parameter("tau", normal_init(20.0, 5.0))),
+    parameters=(
+        Parameter("omega", uniform_init(5.0, 10.0)),
+        Parameter("tau", normal_init(20.0, 5.0)),
+    ),
     coefficients=leaky_resonator_coefficients,
     step=leaky_resonator_step,
 )
@@ -78,7 +83,9 @@ def test_registry_resolves_names_import_paths_and_refuses_the_rest():
 
 
 def _gradients_and_outputs(neuron, backward, return_trajectory=False, **options):
-    model = models.build_network(neuron, 12, 3, backward=backward, return_trajectory=return_trajectory, **options)
+    model = models.build_network(
+        neuron, 12, 3, backward=backward, return_trajectory=return_trajectory, **options
+    )
     x = jax.random.uniform(jax.random.PRNGKey(1), (40, 5, 4)) * 2.0
     variables = model.init(jax.random.PRNGKey(0), x)
     params = dict(variables["params"], hidden=dict(variables["params"]["hidden"]))
@@ -87,23 +94,39 @@ def _gradients_and_outputs(neuron, backward, return_trajectory=False, **options)
     initial = model.initial_state(5)
     # spikes at t = -1 and a non-zero readout: the initial state's gradient has every term
     initial_spikes = (jnp.arange(5 * 12).reshape(5, 12) % 3 == 0).astype(jnp.float32)
-    initial = initial._replace(readout=jnp.full((5, 3), 0.3), hidden=initial.hidden._replace(z=initial_spikes))
+    initial = initial._replace(
+        readout=jnp.full((5, 3), 0.3), hidden=initial.hidden._replace(z=initial_spikes)
+    )
     targets = jnp.arange(5) % 3
 
     def loss(params, initial, inputs):
         out = model.apply({"params": params}, inputs, initial, start_step=0)
-        value = (metrics.summed_loss(out.readouts, targets) + 1e-3 * out.spike_counts.sum()
-                 + 0.1 * jnp.sum(out.final_state.hidden.u) + 0.1 * jnp.sum(out.final_state.readout))
+        value = (
+            metrics.summed_loss(out.readouts, targets)
+            + 1e-3 * out.spike_counts.sum()
+            + 0.1 * jnp.sum(out.final_state.hidden.u)
+            + 0.1 * jnp.sum(out.final_state.readout)
+        )
         if return_trajectory:
-            value = value + 0.01 * jnp.sum(out.trajectory.u[::3]) + 0.05 * jnp.sum(out.trajectory.z[5:])
+            value = (
+                value + 0.01 * jnp.sum(out.trajectory.u[::3]) + 0.05 * jnp.sum(out.trajectory.z[5:])
+            )
         return value, out
 
-    (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(params, initial, x)
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(
+        params, initial, x
+    )
     return grads, out
 
 
-CASES = [(PATH, {}), (PATH, {"return_trajectory": True}), (PATH, {"recurrent": False, "use_bias": True}),
-         ("bhrf", {}), ("bhrf", {"return_trajectory": True}), ("brf", {"return_trajectory": True})]
+CASES = [
+    (PATH, {}),
+    (PATH, {"return_trajectory": True}),
+    (PATH, {"recurrent": False, "use_bias": True}),
+    ("bhrf", {}),
+    ("bhrf", {"return_trajectory": True}),
+    ("brf", {"return_trajectory": True}),
+]
 
 
 @pytest.mark.parametrize("neuron,options", CASES)
@@ -114,14 +137,22 @@ def test_fast_backward_equals_autodiff(neuron, options):
     largest entry) for parameters, initial state and inputs, and the very same forward."""
     fast, out_fast = _gradients_and_outputs(neuron, "manual", **options)
     reference, out_reference = _gradients_and_outputs(neuron, "autodiff", **options)
-    assert float(jnp.sum(out_reference.spike_counts)) > 0  # the neurons spike: the comparison means something
+    assert (
+        float(jnp.sum(out_reference.spike_counts)) > 0
+    )  # the neurons spike: the comparison means something
     for a, b in zip(jax.tree_util.tree_leaves(out_reference), jax.tree_util.tree_leaves(out_fast)):
         np.testing.assert_array_equal(b, a)
     leaves = jax.tree_util.tree_leaves_with_path(reference)
     assert len(leaves) == len(jax.tree_util.tree_leaves(fast))
     for (path, a), b in zip(leaves, jax.tree_util.tree_leaves(fast)):
         scale = float(jnp.max(jnp.abs(a)))
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale + 1e-12, err_msg=f"{neuron} {jax.tree_util.keystr(path)}")
+        np.testing.assert_allclose(
+            b,
+            a,
+            rtol=0,
+            atol=1e-5 * scale + 1e-12,
+            err_msg=f"{neuron} {jax.tree_util.keystr(path)}",
+        )
 
 
 def test_own_neuron_has_its_parameters_and_initialisers():
@@ -130,20 +161,42 @@ def test_own_neuron_has_its_parameters_and_initialisers():
     assert sorted(params) == ["kernel", "omega", "tau"]
     assert 5.0 <= float(params["omega"].min()) and float(params["omega"].max()) <= 10.0
     assert 190.0 < float(params["tau"].mean()) < 210.0
-    with pytest.raises(ValueError, match=r"initializers for \['b_offset'\], which neuron .* does not have"):
+    with pytest.raises(
+        ValueError, match=r"initializers for \['b_offset'\], which neuron .* does not have"
+    ):
         models.build_network(PATH, 4, 3, initializers={"b_offset": uniform_init(0, 1)}).init(
-            jax.random.PRNGKey(0), jnp.zeros((2, 1, 4)))
+            jax.random.PRNGKey(0), jnp.zeros((2, 1, 4))
+        )
 
 
 def test_own_neuron_trains_through_the_command_line(tmp_path):
     """``python -m brfjax.train --neuron module:NAME`` (in-process): one ECG epoch with the
     BRF row's protocol, tiny caps; the parameters move and the run's record names the neuron."""
     workdir = tmp_path / "run"
-    status = train.main(["--task", "ecg", "--neuron", PATH, "--epochs", "1", "--batch-size", "4",
-                         "--max-train-batches", "2", "--max-eval-batches", "1", "--workdir", str(workdir),
-                         "--devices", "1"])
+    status = train.main(
+        [
+            "--task",
+            "ecg",
+            "--neuron",
+            PATH,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-train-batches",
+            "2",
+            "--max-eval-batches",
+            "1",
+            "--workdir",
+            str(workdir),
+            "--devices",
+            "1",
+        ]
+    )
     assert status == 0
     results = json.loads((workdir / "results.json").read_text())
     assert results["neuron"] == PATH
-    assert tasks.config_for("ecg", PATH).learning_rate == tasks.config_for("ecg", "brf").learning_rate
+    assert (
+        tasks.config_for("ecg", PATH).learning_rate == tasks.config_for("ecg", "brf").learning_rate
+    )
     assert tasks.config_for("ecg", PATH).omega_init is None  # the model's own initialisers

@@ -8,14 +8,13 @@ themselves at other batch sizes. CI runs this file a second time with XLA's CPU 
 limited to AVX2 (``--xla_cpu_max_isa=AVX2``): other kernels, the same bits.
 """
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import checkpoint
 
 from brfjax import models, numerics
-from conftest import checkpoint
 
 RNG = np.random.default_rng(1234)
 
@@ -43,14 +42,20 @@ def test_division_by_delta_is_correctly_rounded_not_a_product_by_100():
 
 def test_division_is_correctly_rounded_for_any_operands_and_keeps_special_values():
     a = (RNG.standard_normal(200_000) * 10).astype(np.float32)
-    b = np.exp(RNG.standard_normal(200_000) * 3).astype(np.float32) * np.sign(RNG.standard_normal(200_000)).astype(np.float32)
+    b = np.exp(RNG.standard_normal(200_000) * 3).astype(np.float32) * np.sign(
+        RNG.standard_normal(200_000)
+    ).astype(np.float32)
     np.testing.assert_array_equal(jax.jit(numerics.correctly_rounded_divide)(a, b), a / b)
     special = np.array([0.0, -0.0, np.inf, np.nan, 1.0, 1e-40], np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = special / np.array([1.0, 3.0, 2.0, 1.0, 0.0, 3.0], np.float32)
-    got = numerics.correctly_rounded_divide(special, np.array([1.0, 3.0, 2.0, 1.0, 0.0, 3.0], np.float32))
+    got = numerics.correctly_rounded_divide(
+        special, np.array([1.0, 3.0, 2.0, 1.0, 0.0, 3.0], np.float32)
+    )
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
-    np.testing.assert_array_equal(np.asarray(got)[:5][~np.isnan(expected[:5])], expected[:5][~np.isnan(expected[:5])])
+    np.testing.assert_array_equal(
+        np.asarray(got)[:5][~np.isnan(expected[:5])], expected[:5][~np.isnan(expected[:5])]
+    )
 
 
 def test_a_quotient_one_step_off_is_refined_to_the_correctly_rounded_one():
@@ -90,7 +95,15 @@ def test_exp_is_correctly_rounded_where_float32_exp_is_not():
 def test_decay_equals_the_original_float32_exp_for_every_stored_time_constant():
     """exp((-1)/|τ|) with a float32 argument, float64 exp, one rounding (docs/numerics.md)."""
     taus = [RNG.uniform(0.02, 500, 200_000).astype(np.float32)]
-    for name in ("ecg_brf", "ecg_vrf", "ecg_alif", "smnist_brf", "smnist_alif", "psmnist_alif", "shd_alif"):
+    for name in (
+        "ecg_brf",
+        "ecg_vrf",
+        "ecg_alif",
+        "smnist_brf",
+        "smnist_alif",
+        "psmnist_alif",
+        "shd_alif",
+    ):
         with np.load(checkpoint(name)) as state:
             taus += [state[key].astype(np.float32) for key in state.files if "tau" in key]
     tau = np.concatenate(taus)
@@ -100,7 +113,9 @@ def test_decay_equals_the_original_float32_exp_for_every_stored_time_constant():
 
 def test_divergence_boundary_matches_spec_values_and_ieee_numpy():
     spec_omega = np.array([3, 10, 25, 50, 85, 99.99, 100], np.float32)
-    expected = np.array([-0.04500747, -0.5012572, -3.1754136, -13.397462, -47.321732, -98.58567, -100.0], np.float32)
+    expected = np.array(
+        [-0.04500747, -0.5012572, -3.1754136, -13.397462, -47.321732, -98.58567, -100.0], np.float32
+    )
     np.testing.assert_allclose(numerics.divergence_boundary(spec_omega), expected, rtol=2e-7)
     omega = np.concatenate([RNG.uniform(0, 100, 500_000), [0.0, 1e-40]]).astype(np.float32)
     scaled = np.float32(0.01) * omega
@@ -112,7 +127,9 @@ def test_divergence_boundary_matches_spec_values_and_ieee_numpy():
 def test_constants_have_their_exact_derivatives():
     omega = jnp.float32(40.0)
     scaled = 0.01 * omega
-    assert jax.grad(numerics.divergence_boundary)(omega) == pytest.approx(float(-scaled / jnp.sqrt(1 - scaled**2)), rel=1e-6)
+    assert jax.grad(numerics.divergence_boundary)(omega) == pytest.approx(
+        float(-scaled / jnp.sqrt(1 - scaled**2)), rel=1e-6
+    )
     tau = jnp.float32(-7.0)
     alpha = float(numerics.decay(tau))
     assert jax.grad(numerics.decay)(tau) == pytest.approx(alpha * -1.0 / 49.0, rel=1e-6)
@@ -124,7 +141,9 @@ SHAPES = [(40, 36), (257, 256), (828, 128)]  # ECG, (PS-)MNIST, SHD hidden produ
 
 
 @pytest.mark.parametrize("depth,width", SHAPES)
-def test_spike_products_are_the_same_for_every_batch_size_and_nearly_always_correctly_rounded(depth, width):
+def test_spike_products_are_the_same_for_every_batch_size_and_nearly_always_correctly_rounded(
+    depth, width
+):
     weights = (RNG.standard_normal((depth, width)) / np.sqrt(depth)).astype(np.float32)
     spikes = (RNG.random((64, depth)) < 0.2).astype(np.float32)
     product = jax.jit(lambda a, b: numerics.portable_matmul(a, b, binary_left=True))
@@ -152,14 +171,18 @@ def test_each_slice_product_is_exact_so_no_summation_order_matters():
             backward = backward + terms[:, k]
         np.testing.assert_array_equal(forward, backward)
         np.testing.assert_array_equal(forward, np.sum(terms, axis=1, dtype=np.float32))
-        np.testing.assert_array_equal(forward, (spikes.astype(np.float64) @ np.asarray(part, np.float64)).astype(np.float32))
+        np.testing.assert_array_equal(
+            forward, (spikes.astype(np.float64) @ np.asarray(part, np.float64)).astype(np.float32)
+        )
 
 
 @pytest.mark.parametrize("depth", [1, 4, 700])
 def test_general_products_are_row_independent_and_within_the_documented_bound(depth):
     rng = np.random.default_rng(depth)
     weights = rng.standard_normal((depth, 32)).astype(np.float32)
-    inputs = np.floor(rng.random((40, depth)) * 4).astype(np.float32) * rng.random((40, depth)).astype(np.float32)
+    inputs = np.floor(rng.random((40, depth)) * 4).astype(np.float32) * rng.random(
+        (40, depth)
+    ).astype(np.float32)
     inputs[0, 0] = 1e-30  # entries far below the row's and column's largest magnitude
     weights[0, 1] = 1e-8
     product = jax.jit(numerics.portable_matmul)
@@ -171,7 +194,10 @@ def test_general_products_are_row_independent_and_within_the_documented_bound(de
     # the docstring's bound: 36 bits of each operand kept, plus the fixed-order sum's
     # rounding (a few float32 roundings of the partial results); results below float32's
     # normal range (here 1e-30 · 1e-8) are flushed, as in a plain float32 product
-    dropped = 2.0**-36 * (a.sum(1, keepdims=True) * b.max(0, keepdims=True) + a.max(1, keepdims=True) * b.sum(0, keepdims=True))
+    dropped = 2.0**-36 * (
+        a.sum(1, keepdims=True) * b.max(0, keepdims=True)
+        + a.max(1, keepdims=True) * b.sum(0, keepdims=True)
+    )
     assert np.all(np.abs(full - exact) <= 2**-22 * np.abs(exact) + 2 * dropped + 2.0**-120)
 
 
@@ -182,7 +208,9 @@ def test_products_keep_nan_rows_and_the_derivative_of_a_plain_product():
     assert np.all(np.isfinite(out[0])) and np.all(np.isnan(out[1]))
     a = jnp.asarray(RNG.random((3, 10)).astype(np.float32))
     plain = jax.grad(lambda a, b: jnp.sum(jnp.sin(a @ b)), argnums=(0, 1))(a, jnp.asarray(weights))
-    portable = jax.grad(lambda a, b: jnp.sum(jnp.sin(numerics.portable_matmul(a, b))), argnums=(0, 1))(a, jnp.asarray(weights))
+    portable = jax.grad(
+        lambda a, b: jnp.sum(jnp.sin(numerics.portable_matmul(a, b))), argnums=(0, 1)
+    )(a, jnp.asarray(weights))
     for p, q in zip(plain, portable):
         np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
 
@@ -198,7 +226,7 @@ def test_default_network_has_no_host_callback_and_lowers_for_gpu_and_tpu():
     assert "callback" not in text
     grad = jax.jit(jax.grad(lambda v: jnp.sum(network.apply(v, x).readouts)))
     assert "callback" not in grad.lower(variables).as_text()
-    exported = jax.export.export(jax.jit(lambda v, x: network.apply(v, x).readouts), platforms=("cpu", "cuda", "tpu"))(
-        variables, x
-    )
+    exported = jax.export.export(
+        jax.jit(lambda v, x: network.apply(v, x).readouts), platforms=("cpu", "cuda", "tpu")
+    )(variables, x)
     assert exported.platforms == ("cpu", "cuda", "tpu")

@@ -22,10 +22,22 @@ import numpy as np
 import pytest
 from test_data import write_shd
 
-from brfjax import parallel, tasks, train
+from brfjax import parallel, steps, tasks
 from brfjax.summaries import read_metrics
+from brfjax.workdir import load_latest
 
-ARGS = ["--task", "shd", "--neuron", "alif", "--epochs", "2", "--batch-size", "6", "--max-train-batches", "3"]
+ARGS = [
+    "--task",
+    "shd",
+    "--neuron",
+    "alif",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "6",
+    "--max-train-batches",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +49,11 @@ def shd_dir(tmp_path_factory):
 
     def sample():
         channels = rng.choice(np.arange(1, 700), 60, replace=False)
-        return np.sort(rng.uniform(0, 1.0, 20000)), rng.choice(channels, 20000), int(rng.integers(0, 20))
+        return (
+            np.sort(rng.uniform(0, 1.0, 20000)),
+            rng.choice(channels, 20000),
+            int(rng.integers(0, 20)),
+        )
 
     def samples(count):
         return [sample() for _ in range(count)]
@@ -52,8 +68,21 @@ def run_train(workdir, data_dir, *extra, devices=1, env_extra=None):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     env.update(env_extra or {})
     return subprocess.Popen(
-        [sys.executable, "-m", "brfjax.train", *ARGS, "--data-dir", str(data_dir), "--workdir", str(workdir), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "brfjax.train",
+            *ARGS,
+            "--data-dir",
+            str(data_dir),
+            "--workdir",
+            str(workdir),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -67,14 +96,16 @@ def finish(*processes):
 def final_params(workdir):
     config = tasks.config_for("shd", "alif", epochs=2, batch_size=6, max_train_batches=3)
     model = tasks.build_model(config)
-    state, _ = train.init_state(config, model, train.make_optimizer(config))
-    return train.load_latest(str(workdir), state)["state"].params
+    state, _ = steps.init_state(config, model, steps.make_optimizer(config))
+    return load_latest(str(workdir), state)["state"].params
 
 
 def assert_same_run(workdir, reference):
     rows, expected = read_metrics(workdir / "metrics.csv"), read_metrics(reference / "metrics.csv")
     assert len(rows) == len(expected) == 3
-    assert expected[-1]["train_spike_rate"] > 0.01  # the network spikes: the comparison means something
+    assert (
+        expected[-1]["train_spike_rate"] > 0.01
+    )  # the network spikes: the comparison means something
     for row, want in zip(rows, expected):
         for key in want:
             if key in ("epoch_seconds",) or want[key] is None:
@@ -85,15 +116,19 @@ def assert_same_run(workdir, reference):
         a = params
         for key in path:
             a = a[key.key]
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-2 * np.abs(b).max(), err_msg=str(path))
-    results, reference_results = (json.loads((w / "results.json").read_text()) for w in (workdir, reference))
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), rtol=0, atol=1e-2 * np.abs(b).max(), err_msg=str(path)
+        )
+    results, reference_results = (
+        json.loads((w / "results.json").read_text()) for w in (workdir, reference)
+    )
     assert results["correct"] == reference_results["correct"]
 
 
 ONE_STEP = """
 import json, sys
 import jax, jax.numpy as jnp, numpy as np, optax
-from brfjax import tasks, train
+from brfjax import steps, tasks
 from brfjax.parallel import DataParallel
 task_name, neuron = sys.argv[1], sys.argv[2]
 task = tasks.get_task(task_name)
@@ -109,9 +144,9 @@ out = {}
 for devices in (1, 4):
     mesh = DataParallel(devices)
     rows, weights = mesh.local_indices(np.arange(6))  # 6 samples padded to 8 over 4 devices
-    state, constants = train.init_state(config, model, optax.identity(), mesh)
+    state, constants = steps.init_state(config, model, optax.identity(), mesh)
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    step = train.make_train_step(model, optax.identity(), task.objective, constants, mesh)
+    step = steps.make_train_step(model, optax.identity(), task.objective, constants, mesh)
     new, result = step(state, mesh.shard(x[:, rows], 1), mesh.shard(y[..., rows], y.ndim - 1), jnp.float32(1.0), None,
                        mesh.shard(weights, 0))
     gradient = jax.tree_util.tree_map(lambda a, b: (a - np.asarray(b)).tolist(), before, new.params)  # p - 1·g
@@ -127,8 +162,13 @@ def test_one_step_on_four_devices_equals_one_device(task_name, neuron):
     4 devices: the loss, every gradient entry and the batch sums of the single device,
     up to the float32 summation order of the batch reductions."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    result = subprocess.run([sys.executable, "-c", ONE_STEP, task_name, neuron], capture_output=True, text=True,
-                            env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_STEP, task_name, neuron],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     one, four = out["1"], out["4"]
@@ -140,7 +180,9 @@ def test_one_step_on_four_devices_equals_one_device(task_name, neuron):
             assert np.abs(a).max() > 0, (name, leaf)
             # 1e-5 of the largest entry: the gradient is read as p - (p - g), which carries
             # one float32 rounding of the parameter p (measured: up to 1.2e-6 of it for BRF)
-            np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max(), err_msg=f"{name}/{leaf}")
+            np.testing.assert_allclose(
+                b, a, rtol=0, atol=1e-5 * np.abs(a).max(), err_msg=f"{name}/{leaf}"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +195,9 @@ def single_device_run(shd_dir, tmp_path_factory):
 def test_four_host_devices_equal_one(shd_dir, single_device_run, tmp_path):
     stdout, _ = finish(run_train(tmp_path / "four", shd_dir, devices=4))
     manifest = json.loads((tmp_path / "four" / "manifest.json").read_text())
-    assert manifest["devices"] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"] and manifest["processes"] == 1
+    assert (
+        manifest["devices"] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"] and manifest["processes"] == 1
+    )
     assert_same_run(tmp_path / "four", single_device_run)
     assert stdout.startswith("shd alif: accuracy")
 
@@ -168,7 +212,16 @@ def test_two_processes_on_localhost_equal_one_device(shd_dir, single_device_run,
     address = f"localhost:{free_port()}"
     workdir = tmp_path / "two"
     processes = [
-        run_train(workdir, shd_dir, "--coordinator-address", address, "--num-processes", "2", "--process-id", str(i))
+        run_train(
+            workdir,
+            shd_dir,
+            "--coordinator-address",
+            address,
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(i),
+        )
         for i in range(2)
     ]
     (out0, _), (out1, err1) = finish(*processes)
@@ -181,10 +234,26 @@ def test_two_processes_on_localhost_equal_one_device(shd_dir, single_device_run,
 
 
 def test_device_and_process_settings_are_checked(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "brfjax.train", "--task", "ecg", "--devices", "99",
-                             "--workdir", str(tmp_path / "w")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brfjax.train",
+            "--task",
+            "ecg",
+            "--devices",
+            "99",
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     cores = len(os.sched_getaffinity(0))  # the CLI makes one CPU device per core
-    assert result.returncode == 2 and f"--devices 99: this process has {cores} cpu device(s); use 1..{cores}" in result.stderr
+    assert (
+        result.returncode == 2
+        and f"--devices 99: this process has {cores} cpu device(s); use 1..{cores}" in result.stderr
+    )
     assert "Traceback" not in result.stderr and not (tmp_path / "w").exists()
     with pytest.raises(parallel.ParallelError, match="--process-id 2 is outside 0..1"):
         parallel.initialize("localhost:1", 2, 2)
@@ -196,6 +265,10 @@ def test_padding_splits_batches_over_devices_and_processes():
     mesh = parallel.DataParallel()  # one CPU device here
     indices, weights = mesh.local_indices(np.array([5, 7, 9]))
     assert list(indices) == [5, 7, 9] and weights is None
-    mesh.num_devices, mesh.num_processes, mesh.process_index = 4, 2, 1  # as process 1 of 2 with 2 devices each
+    mesh.num_devices, mesh.num_processes, mesh.process_index = (
+        4,
+        2,
+        1,
+    )  # as process 1 of 2 with 2 devices each
     indices, weights = mesh.local_indices(np.array([5, 7, 9]))
     assert list(indices) == [9, 5] and list(weights) == [1.0, 0.0]

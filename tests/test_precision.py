@@ -6,26 +6,30 @@ program JAX hands to XLA (StableHLO), the same on CPU and GPU."""
 import jax.numpy as jnp
 import pytest
 
-from brfjax import evaluate, tasks, train
+from brfjax import steps, tasks
 
 STEPS, BATCH = 12, 4
 
 
 def dot_lines(lowered) -> list[str]:
-    return [line.strip() for line in lowered.as_text().splitlines() if "stablehlo.dot_general" in line]
+    return [
+        line.strip() for line in lowered.as_text().splitlines() if "stablehlo.dot_general" in line
+    ]
 
 
 def lowered_steps(task_name: str, neuron: str, backward: str):
     config = tasks.config_for(task_name, neuron, batch_size=BATCH)
     model = tasks.build_model(config).clone(backward=backward)
-    optimizer = train.make_optimizer(config)
-    state, constants = train.init_state(config, model, optimizer)
+    optimizer = steps.make_optimizer(config)
+    state, constants = steps.init_state(config, model, optimizer)
     task = tasks.get_task(task_name)
     inputs = jnp.zeros((STEPS, BATCH, task.input_size))
-    target_shape = (STEPS - model.sub_seq_length, BATCH) if task.objective == "per_step" else (BATCH,)
+    target_shape = (
+        (STEPS - model.sub_seq_length, BATCH) if task.objective == "per_step" else (BATCH,)
+    )
     targets = jnp.zeros(target_shape, jnp.int32)
-    train_step = train.make_train_step(model, optimizer, task.objective, constants)
-    eval_step = evaluate.make_eval_step(model, task.objective)
+    train_step = steps.make_train_step(model, optimizer, task.objective, constants)
+    eval_step = steps.make_eval_step(model, task.objective)
     return {
         "train": train_step.lower(state, inputs, targets, jnp.float32(0.01)),
         "eval": eval_step.lower({"params": state.params, **constants}, inputs, targets),

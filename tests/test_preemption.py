@@ -14,8 +14,8 @@ from test_crash import EPOCHS, assert_identical_runs, reference, start, wait_for
 from test_train import latest_params, quick_ecg, without_times
 
 from brfjax import checkpoint, train
-from brfjax.summaries import read_metrics
 from brfjax.stopping import StopSignals
+from brfjax.summaries import read_metrics
 
 
 def drop_times(results):
@@ -50,18 +50,26 @@ def test_a_stop_at_every_training_step_then_resume_equals_uninterrupted(tmp_path
     assert positions == [(1, 0, 3), (1, 1, 3), (1, 2, 3)]
     assert drop_times(resumed) == drop_times(full)
     assert without_times(read_metrics(os.path.join(workdir, "metrics.csv"))) == without_times(
-        read_metrics(str(tmp_path / "full" / "metrics.csv")))
-    jax.tree_util.tree_map(np.testing.assert_array_equal, latest_params(workdir, config),
-                           latest_params(str(tmp_path / "full"), config))
+        read_metrics(str(tmp_path / "full" / "metrics.csv"))
+    )
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal,
+        latest_params(workdir, config),
+        latest_params(str(tmp_path / "full"), config),
+    )
     assert not os.path.exists(os.path.join(workdir, "checkpoints", "interrupted"))
 
 
-def test_slices_with_until_epoch_end_as_one_run_and_a_position_older_than_latest_is_ignored(tmp_path):
+def test_slices_with_until_epoch_end_as_one_run_and_a_position_older_than_latest_is_ignored(
+    tmp_path,
+):
     config = quick_ecg(epochs=3, max_train_batches=2)
     full = train.train_and_evaluate(config, str(tmp_path / "full"))
     workdir = str(tmp_path / "slices")
     assert train.train_and_evaluate(config, workdir, stop_after_epoch=1) == {}
-    assert train.train_and_evaluate(config, workdir, stop_after_epoch=1) == {}  # slice done: nothing trained
+    assert (
+        train.train_and_evaluate(config, workdir, stop_after_epoch=1) == {}
+    )  # slice done: nothing trained
     assert [row["epoch"] for row in read_metrics(os.path.join(workdir, "metrics.csv"))] == [0, 1]
     with pytest.raises(train.RunStopped, match="stopped in epoch 2 after training step 1 of 2"):
         train.train_and_evaluate(config, workdir, stop_after_epoch=2, stop=stop_after_steps(1))
@@ -74,20 +82,37 @@ def test_slices_with_until_epoch_end_as_one_run_and_a_position_older_than_latest
     shutil.copytree(str(tmp_path / "position"), interrupted)
     assert drop_times(train.train_and_evaluate(config, workdir)) == drop_times(full)
     assert not os.path.exists(interrupted)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, latest_params(workdir, config),
-                           latest_params(str(tmp_path / "full"), config))
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal,
+        latest_params(workdir, config),
+        latest_params(str(tmp_path / "full"), config),
+    )
 
 
 def test_cli_until_epoch_says_how_to_continue_and_a_longer_epochs_is_explained(tmp_path, capsys):
-    args = ["--task", "ecg", "--epochs", "2", "--max-train-batches", "1", "--max-eval-batches", "1",
-            "--workdir", str(tmp_path / "run")]
+    args = [
+        "--task",
+        "ecg",
+        "--epochs",
+        "2",
+        "--max-train-batches",
+        "1",
+        "--max-eval-batches",
+        "1",
+        "--workdir",
+        str(tmp_path / "run"),
+    ]
     assert train.main([*args, "--until-epoch", "1"]) == 0
     err = capsys.readouterr().err
     assert "stopped after epoch 1 of 2 (--until-epoch)" in err
     assert err.strip().endswith("python -m brfjax.train " + " ".join(args))
     assert train.main(args) == 0
     captured = capsys.readouterr()
-    assert "resuming" in captured.err and "results.json" in captured.err and captured.out.startswith("ecg brf: accuracy")
+    assert (
+        "resuming" in captured.err
+        and "results.json" in captured.err
+        and captured.out.startswith("ecg brf: accuracy")
+    )
     assert train.main([*args[:3], "3", *args[4:]]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--epochs 2, not 3" in err and "--until-epoch" in err
@@ -110,7 +135,10 @@ def checkpoint_complete(workdir, kind, step):
     return (workdir / "checkpoints" / kind / str(step) / checkpoint.CHECKSUM_FILE).exists()
 
 
-def test_real_signals_stop_with_a_checkpoint_and_the_resumed_run_ends_identical(reference, tmp_path):  # noqa: F811
+def test_real_signals_stop_with_a_checkpoint_and_the_resumed_run_ends_identical(
+    reference,  # noqa: F811 (the fixture imported from test_crash)
+    tmp_path,
+):
     workdir = tmp_path / "run"
     manifest = workdir / checkpoint.MANIFEST_FILE
     rewritten = lambda before: lambda: manifest.exists() and manifest.stat().st_mtime_ns != before  # noqa: E731
@@ -136,7 +164,9 @@ def test_real_signals_stop_with_a_checkpoint_and_the_resumed_run_ends_identical(
         assert "resume with: python -m brfjax.train" in stderr and "Traceback" not in stderr, stderr
         stops.append(stderr.strip().splitlines()[-1])
     assert len(stops) >= 2, stops
-    assert any(" after training step 0 " not in line for line in stops), stops  # at least one inside an epoch
+    assert any(" after training step 0 " not in line for line in stops), (
+        stops
+    )  # at least one inside an epoch
     process = start(workdir)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr

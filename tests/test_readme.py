@@ -10,8 +10,7 @@ README = (REPO / "README.md").read_text()
 
 # bash blocks that the tests do not run, and why
 EXEMPT_BASH = {
-    "python3 -m venv .venv && . .venv/bin/activate && pip install . && python -m brfjax.train --task ecg":
-        "the paper's full 400-epoch ECG training run",
+    "python3 -m venv .venv && . .venv/bin/activate && pip install . && python -m brfjax.train --task ecg": "the paper's full 400-epoch ECG training run",
 }
 
 
@@ -30,7 +29,9 @@ def test_every_code_block_is_run_by_a_test_or_exempt():
     unchecked = [block for block in bash if "pytest" not in block and block not in EXEMPT_BASH]
     assert not unchecked, f"README bash blocks neither tested nor exempt: {unchecked}"
     assert sum("pytest" in block for block in bash) == 1
-    assert len(blocks("python")) == 1, "test_python_example_builds_runs_and_differentiates runs one Python block"
+    assert len(blocks("python")) == 1, (
+        "test_python_example_builds_runs_and_differentiates runs one Python block"
+    )
     fenced = re.findall(r"```(\w*)\n.*?```", README, re.DOTALL)
     assert set(fenced) <= {"bash", "python", "text"}, f"code blocks of other languages: {fenced}"
 

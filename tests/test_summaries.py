@@ -53,7 +53,9 @@ def test_tensorboard_reads_every_scalar_of_a_run(short_run):
         scalars = [(event.step, event.value) for event in events.Scalars(tag)]
         assert [step for step, _ in scalars] == [step for step, _ in expected], tag
         # metrics.csv keeps 6 significant digits, the event file float32
-        assert [value for _, value in scalars] == pytest.approx([value for _, value in expected], rel=1e-5), tag
+        assert [value for _, value in scalars] == pytest.approx(
+            [value for _, value in expected], rel=1e-5
+        ), tag
     # the untrained network's evaluation (epoch 0) has no training metrics and no learning rate
     assert [event.step for event in events.Scalars("Loss/train")] == [1]
 
@@ -61,7 +63,10 @@ def test_tensorboard_reads_every_scalar_of_a_run(short_run):
 def test_a_run_logged_to_a_file_has_one_line_per_epoch_and_no_bar(short_run):
     _, stderr = short_run
     assert "\r" not in stderr and "%|" not in stderr
-    assert [line.split(":")[0] for line in stderr.splitlines() if line.startswith("epoch ")] == ["epoch 0", "epoch 1"]
+    assert [line.split(":")[0] for line in stderr.splitlines() if line.startswith("epoch ")] == [
+        "epoch 0",
+        "epoch 1",
+    ]
 
 
 def test_progress_bar_is_drawn_on_a_terminal():
@@ -85,7 +90,9 @@ def test_progress_bar_draws_nothing_when_disabled_or_not_on_a_terminal():
 
 def test_progress_statistics_keep_their_width():
     values = [(2.302585, 9.5, 0.0012), (0.05, 100.0, 0.5), (12.5, 0.0, 3.2e-5), (1e-7, 99.99, 0.01)]
-    texts = [summaries.stats_text({"loss": loss, "acc": acc, "rate": rate}) for loss, acc, rate in values]
+    texts = [
+        summaries.stats_text({"loss": loss, "acc": acc, "rate": rate}) for loss, acc, rate in values
+    ]
     assert len({len(text) for text in texts}) == 1, texts
     assert texts[0] == "loss     2.303  acc     9.500  rate  0.001200"
 

@@ -52,7 +52,16 @@ def test_evaluate_prints_the_idx_line_with_the_tfds_backend(tmp_path, capsys):
     capsys.readouterr()  # tfds' own report of the preparation
 
     code = evaluate.main(
-        ["--task", "smnist", "--neuron", "brf", "--checkpoint", str(model_path), "--mnist-backend", "tfds"]
+        [
+            "--task",
+            "smnist",
+            "--neuron",
+            "brf",
+            "--checkpoint",
+            str(model_path),
+            "--mnist-backend",
+            "tfds",
+        ]
         + ["--data-dir", str(tmp_path)]
     )
     captured = capsys.readouterr()
@@ -63,7 +72,9 @@ def test_evaluate_prints_the_idx_line_with_the_tfds_backend(tmp_path, capsys):
     model, variables, permutation = evaluate.load_for_evaluation(task, "brf", str(model_path))
     idx = tasks.load_split(task, "test", str(MNIST_DIR), "idx")
     first = idx.subset(np.arange(NUM_IMAGES))
-    stats = evaluate.evaluate_dataset(model, variables, first, task, task.eval_batch_sizes[1], permutation)
+    stats = evaluate.evaluate_dataset(
+        model, variables, first, task, task.eval_batch_sizes[1], permutation
+    )
     expected = evaluate.summary_line({"task": "smnist", "neuron": "brf", **stats})
 
     assert captured.out.strip() == expected

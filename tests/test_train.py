@@ -10,11 +10,27 @@ from conftest import SHARED
 from in_process import run_main
 from test_data import write_shd
 
-from brfjax import evaluate, tasks, train
+from brfjax import errors, evaluate, steps, tasks, train
+from brfjax.data import DataError
 from brfjax.summaries import read_metrics
+from brfjax.workdir import load_latest, load_permutation
 
-RESULT_KEYS = {"collapses", "task", "neuron", "accuracy", "loss", "correct", "total", "spikes", "sop", "sop_per_step",
-               "firing_rate", "num_samples", "best_epoch", "train_seconds"}
+RESULT_KEYS = {
+    "collapses",
+    "task",
+    "neuron",
+    "accuracy",
+    "loss",
+    "correct",
+    "total",
+    "spikes",
+    "sop",
+    "sop_per_step",
+    "firing_rate",
+    "num_samples",
+    "best_epoch",
+    "train_seconds",
+}
 MNIST_DIR = str(SHARED / "data" / "mnist")
 
 
@@ -26,8 +42,8 @@ def quick_ecg(**overrides):
 
 def latest_params(workdir, config):
     model = tasks.build_model(config)
-    state, _ = train.init_state(config, model, train.make_optimizer(config))
-    return train.load_latest(workdir, state)["state"].params
+    state, _ = steps.init_state(config, model, steps.make_optimizer(config))
+    return load_latest(workdir, state)["state"].params
 
 
 def without_times(rows):
@@ -35,7 +51,7 @@ def without_times(rows):
 
 
 def test_tbptt_makes_17_updates_per_mnist_sequence():
-    chunks = train.tbptt_chunks(784, 50)
+    chunks = steps.tbptt_chunks(784, 50)
     assert len(chunks) == 17
     assert [stop - 1 for _, stop in chunks] == list(range(0, 751, 50)) + [783]
     assert chunks[0] == (0, 1) and chunks[1] == (1, 51) and chunks[-1] == (751, 784)
@@ -55,14 +71,19 @@ def test_ecg_run_writes_everything_and_is_deterministic(ecg_run, tmp_path):
     for name in ("config.json", "manifest.json", "metrics.csv", "results.json"):
         assert (workdir / name).exists(), name
     manifest = json.loads((workdir / "manifest.json").read_text())
-    assert tasks.TrainConfig.from_dict(manifest["config"]) == config and manifest["parameter_count"] == 1734
+    assert (
+        tasks.TrainConfig.from_dict(manifest["config"]) == config
+        and manifest["parameter_count"] == 1734
+    )
     assert manifest["versions"]["jax"] == jax.__version__
     assert "QTDB_test.mat" in manifest["data_checksums"]
     rows = read_metrics(str(workdir / "metrics.csv"))
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     assert rows[0]["train_loss"] is None and rows[2]["learning_rate"] == pytest.approx(0.05)
     assert rows[1]["train_loss"] > 0 and 0 <= rows[2]["test_accuracy"] <= 100
-    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard"))
+    assert any(
+        name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard")
+    )
     # the best checkpoint is the one of the lowest validation loss (ties: the later, "<=")
     losses = [row["val_loss"] for row in rows]
     assert results["best_epoch"] == max(i for i, loss in enumerate(losses) if loss == min(losses))
@@ -72,9 +93,15 @@ def test_ecg_run_writes_everything_and_is_deterministic(ecg_run, tmp_path):
         assert again[key] == results[key]
     # same seed, same everything
     twin = train.train_and_evaluate(config, str(tmp_path / "b"))
-    assert {k: v for k, v in twin.items() if k != "train_seconds"} == {k: v for k, v in results.items() if k != "train_seconds"}
+    assert {k: v for k, v in twin.items() if k != "train_seconds"} == {
+        k: v for k, v in results.items() if k != "train_seconds"
+    }
     assert without_times(read_metrics(str(tmp_path / "b" / "metrics.csv"))) == without_times(rows)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, latest_params(str(tmp_path / "b"), config), latest_params(str(workdir), config))
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal,
+        latest_params(str(tmp_path / "b"), config),
+        latest_params(str(workdir), config),
+    )
     other = train.train_and_evaluate(config.replace(seed=1), str(tmp_path / "c"))
     assert other["loss"] != results["loss"]
 
@@ -91,7 +118,9 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
         read_metrics(str(tmp_path / "full" / "metrics.csv"))
     )
     jax.tree_util.tree_map(
-        np.testing.assert_array_equal, latest_params(str(tmp_path / "split"), config), latest_params(str(tmp_path / "full"), config)
+        np.testing.assert_array_equal,
+        latest_params(str(tmp_path / "split"), config),
+        latest_params(str(tmp_path / "full"), config),
     )
 
 
@@ -103,7 +132,7 @@ def every_file(folder):
 def test_a_workdir_of_another_configuration_is_refused(ecg_run):
     config, workdir, _ = ecg_run
     before = every_file(workdir)
-    with pytest.raises(train.UsageError, match=r"differs in \['learning_rate'\]"):
+    with pytest.raises(errors.UsageError, match=r"differs in \['learning_rate'\]"):
         train.train_and_evaluate(config.replace(learning_rate=0.2), str(workdir))
     assert every_file(workdir) == before
 
@@ -115,7 +144,9 @@ def needs_mnist():
 
 def test_smnist_one_epoch(tmp_path):
     needs_mnist()
-    config = tasks.config_for("smnist", "brf", epochs=1, batch_size=8, max_train_batches=2, max_eval_batches=1)
+    config = tasks.config_for(
+        "smnist", "brf", epochs=1, batch_size=8, max_train_batches=2, max_eval_batches=1
+    )
     results = train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR)
     assert results["num_samples"] == 256 and results["total"] == 256
     assert not (tmp_path / "permutation.npy").exists()
@@ -123,30 +154,42 @@ def test_smnist_one_epoch(tmp_path):
 
 def test_psmnist_alif_uses_tbptt_and_saves_its_permutation(tmp_path):
     needs_mnist()
-    config = tasks.config_for("psmnist", "alif", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1)
+    config = tasks.config_for(
+        "psmnist", "alif", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1
+    )
     train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR)
     saved = np.load(tmp_path / "permutation.npy")
     np.testing.assert_array_equal(saved, tasks.mnist.make_permutation(0))
     model = tasks.build_model(config)
-    template, _ = train.init_state(config, model, train.make_optimizer(config))
-    restored = train.load_latest(str(tmp_path), template)
+    template, _ = steps.init_state(config, model, steps.make_optimizer(config))
+    restored = load_latest(str(tmp_path), template)
     assert int(restored["state"].opt_state.count) == 17  # spec §8.12: 17 Adam steps per minibatch
 
 
 def test_psmnist_permutation_file_is_used_and_kept(tmp_path):
     needs_mnist()
     permutation = SHARED / "reference" / "checkpoints" / "psmnist_brf_permutation.npy"
-    config = tasks.config_for("psmnist", "brf", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1)
-    train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR, permutation_file=str(permutation))
+    config = tasks.config_for(
+        "psmnist", "brf", epochs=1, batch_size=4, max_train_batches=1, max_eval_batches=1
+    )
+    train.train_and_evaluate(
+        config, str(tmp_path), data_dir=MNIST_DIR, permutation_file=str(permutation)
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "permutation.npy"), np.load(permutation))
-    np.testing.assert_array_equal(train.load_permutation(str(tmp_path), tasks.get_task("psmnist")), np.load(permutation))
+    np.testing.assert_array_equal(
+        load_permutation(str(tmp_path), tasks.get_task("psmnist")), np.load(permutation)
+    )
 
 
 def test_diverging_vanilla_rf_stops_with_a_clear_message(tmp_path):
     """PS-MNIST vanilla RF diverges to NaN (as in the paper): the run stops, naming where."""
     needs_mnist()
-    config = tasks.config_for("psmnist", "vrf", epochs=2, batch_size=8, max_train_batches=2, max_eval_batches=1)
-    with pytest.raises(train.TrainingError, match=r"non-finite training loss \(nan\) in epoch 1, step 1"):
+    config = tasks.config_for(
+        "psmnist", "vrf", epochs=2, batch_size=8, max_train_batches=2, max_eval_batches=1
+    )
+    with pytest.raises(
+        errors.TrainingError, match=r"non-finite training loss \(nan\) in epoch 1, step 1"
+    ):
         train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR)
     assert not (tmp_path / "results.json").exists()
 
@@ -184,7 +227,10 @@ def run_cli(capfd, *args):
         (["--task", "ecg", "--epochs", "0"], "--epochs must be a positive integer"),
         (["--task", "ecg", "--batch-size", "-3"], "--batch-size must be a positive integer"),
         (["--task", "ecg", "--lr", "0"], "--lr must be a positive number"),
-        (["--task", "ecg", "--permutation", "p.npy"], "--permutation applies to --task psmnist only"),
+        (
+            ["--task", "ecg", "--permutation", "p.npy"],
+            "--permutation applies to --task psmnist only",
+        ),
     ],
 )
 def test_cli_misuse_exits_2_with_one_line(args, message, capfd):
@@ -194,32 +240,75 @@ def test_cli_misuse_exits_2_with_one_line(args, message, capfd):
 
 def test_cli_trains_and_reports(tmp_path, capfd):
     """``python -m brfjax.train`` itself, in a process of its own."""
-    result = subprocess.run([sys.executable, "-m", "brfjax.train", "--task", "ecg", "--epochs", "1", "--max-train-batches",
-                             "2", "--workdir", str(tmp_path / "w")], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brfjax.train",
+            "--task",
+            "ecg",
+            "--epochs",
+            "1",
+            "--max-train-batches",
+            "2",
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ecg brf: accuracy") and "best epoch" in result.stdout
-    assert "epoch 1: val loss" in result.stderr and "\r" not in result.stderr  # stderr a pipe: no progress bar
-    missing = run_cli(capfd, "--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), "--workdir", str(tmp_path / "m"))
-    assert missing.returncode == 2 and "--data-dir" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        "epoch 1: val loss" in result.stderr and "\r" not in result.stderr
+    )  # stderr a pipe: no progress bar
+    missing = run_cli(
+        capfd,
+        "--task",
+        "smnist",
+        "--data-dir",
+        str(tmp_path / "nowhere"),
+        "--workdir",
+        str(tmp_path / "m"),
+    )
+    assert (
+        missing.returncode == 2
+        and "--data-dir" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
 
 
 def test_batch_larger_than_the_training_set_is_refused_before_anything_is_written(tmp_path, capfd):
-    result = run_cli(capfd, "--task", "ecg", "--batch-size", "1000", "--workdir", str(tmp_path / "w"))
-    assert result.returncode == 2 and "larger than the ecg training set (557 samples" in result.stderr
+    result = run_cli(
+        capfd, "--task", "ecg", "--batch-size", "1000", "--workdir", str(tmp_path / "w")
+    )
+    assert (
+        result.returncode == 2 and "larger than the ecg training set (557 samples" in result.stderr
+    )
     assert "Traceback" not in result.stderr and not (tmp_path / "w").exists()
 
 
 def test_bad_permutation_file_is_refused_before_anything_is_written(tmp_path):
     np.save(tmp_path / "p.npy", np.arange(100))
-    with pytest.raises(train.DataError, match=r"shape \(784,\)"):
-        train.train_and_evaluate(tasks.config_for("psmnist", "brf"), str(tmp_path / "w"), data_dir=MNIST_DIR,
-                                 permutation_file=str(tmp_path / "p.npy"))
+    with pytest.raises(DataError, match=r"shape \(784,\)"):
+        train.train_and_evaluate(
+            tasks.config_for("psmnist", "brf"),
+            str(tmp_path / "w"),
+            data_dir=MNIST_DIR,
+            permutation_file=str(tmp_path / "p.npy"),
+        )
     assert not (tmp_path / "w").exists()
 
 
 def test_parameter_problems_name_the_parameter():
-    params = {"hidden": {"omega": np.array([10.0, -120.0, 99.0], np.float32), "kernel": np.ones((2, 2), np.float32)},
-              "readout": {"tau": np.array([np.nan, 1.0], np.float32)}}
+    params = {
+        "hidden": {
+            "omega": np.array([10.0, -120.0, 99.0], np.float32),
+            "kernel": np.ones((2, 2), np.float32),
+        },
+        "readout": {"tau": np.array([np.nan, 1.0], np.float32)},
+    }
     problems = train.parameter_problems(params)
     assert any("hidden/omega: 1 neurons with dt*|omega| >= 1 (max 1.200)" in p for p in problems)
     assert any("readout/tau has 1 non-finite values" in p for p in problems)
@@ -232,12 +321,22 @@ def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_pa
     The jitted step counts them: the run stops at that step, naming omega and the cause,
     with the checkpoints of the last good epoch intact."""
     # the batch of quick_ecg, whose compiled training step this run shares
-    config = tasks.config_for("ecg", "brf", epochs=1, batch_size=16, max_train_batches=6, max_eval_batches=1,
-                              omega_init=(100.5, 100.5))
-    with pytest.raises(train.TrainingError, match=r"epoch 1, step 1: hidden\.omega: 36 neurons with dt\*\|omega\| >= 1"):
+    config = tasks.config_for(
+        "ecg",
+        "brf",
+        epochs=1,
+        batch_size=16,
+        max_train_batches=6,
+        max_eval_batches=1,
+        omega_init=(100.5, 100.5),
+    )
+    with pytest.raises(
+        errors.TrainingError,
+        match=r"epoch 1, step 1: hidden\.omega: 36 neurons with dt\*\|omega\| >= 1",
+    ):
         train.train_and_evaluate(config, str(tmp_path))
     assert not (tmp_path / "results.json").exists()
     model = tasks.build_model(config)
-    state, _ = train.init_state(config, model, train.make_optimizer(config))
-    saved = train.load_latest(str(tmp_path), state)
+    state, _ = steps.init_state(config, model, steps.make_optimizer(config))
+    saved = load_latest(str(tmp_path), state)
     assert int(saved["epoch"]) == 0

@@ -24,7 +24,9 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 
 
 def run(env, at_least=1, started=False):
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")} | env
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")
+    } | env
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, "started" if started else "fresh", str(at_least)],
         check=False,
@@ -40,14 +42,21 @@ def run(env, at_least=1, started=False):
 @pytest.mark.parametrize("at_least", [1, CORES + 1])
 def test_one_device_per_core_and_at_least_the_count_asked_for(at_least):
     out = run({}, at_least)
-    assert out == {"requested": max(CORES, at_least), "devices": max(CORES, at_least), "xla_flags": None}
+    assert out == {
+        "requested": max(CORES, at_least),
+        "devices": max(CORES, at_least),
+        "xla_flags": None,
+    }
 
 
 @pytest.mark.parametrize(
     "env",
     [
         {"XLA_FLAGS": "--xla_cpu_max_isa=AVX2 --xla_force_host_platform_device_count=3"},
-        {"JAX_NUM_CPU_DEVICES": "3", "XLA_FLAGS": "--xla_force_host_platform_device_count=5"},  # JAX's order
+        {
+            "JAX_NUM_CPU_DEVICES": "3",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=5",
+        },  # JAX's order
     ],
 )
 def test_an_explicit_device_count_wins_and_the_environment_is_left_alone(env):

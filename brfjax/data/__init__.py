@@ -30,7 +30,9 @@ def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
     """
     labels = np.asarray(labels)
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{source}: labels must be integers, got dtype {labels.dtype}; the file is damaged or not this dataset")
+        raise DataError(
+            f"{source}: labels must be integers, got dtype {labels.dtype}; the file is damaged or not this dataset"
+        )
     bad = (labels < 0) | (labels >= num_classes)
     if np.any(bad):
         index = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -8,14 +8,13 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from typing import Optional
 
 from brfjax.data import DataError
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "brfjax")
 
 
-def cache_dir(name: str, root: Optional[str] = None) -> str:
+def cache_dir(name: str, root: str | None = None) -> str:
     """``$BRFJAX_CACHE/<name>`` (default ``~/.cache/brfjax/<name>``), created if needed.
 
     Args:
@@ -54,11 +53,16 @@ def fetch(url: str, destination: str, timeout: float = 60.0) -> None:
     """
     handle, partial = _temporary_beside(destination)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with (
+            os.fdopen(handle, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+        ):
             shutil.copyfileobj(response, out)
         os.replace(partial, destination)
     except OSError as error:
-        raise DataError(f"could not download {url}: {error}; download it by hand and pass --data-dir") from None
+        raise DataError(
+            f"could not download {url}: {error}; download it by hand and pass --data-dir"
+        ) from None
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -82,7 +86,9 @@ def gunzip(source: str, destination: str) -> None:
             shutil.copyfileobj(compressed, out)
         os.replace(partial, destination)
     except (OSError, EOFError) as error:
-        raise DataError(f"{source!r} is not a valid gzip file ({error}); delete it and retry") from None
+        raise DataError(
+            f"{source!r} is not a valid gzip file ({error}); delete it and retry"
+        ) from None
     finally:
         if os.path.exists(partial):
             os.remove(partial)

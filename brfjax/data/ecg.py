@@ -12,7 +12,6 @@ Arrays are batch-major: inputs ``(N, 1300, 4)`` float32, targets ``(N, 1300)`` i
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -29,7 +28,7 @@ NUM_CHANNELS = 4
 NUM_CLASSES = 6
 
 
-def ecg_file(split: str, data_dir: Optional[str] = None) -> str:
+def ecg_file(split: str, data_dir: str | None = None) -> str:
     """Path of one split's ``.mat`` file, bundled unless ``data_dir``.
 
     Args:
@@ -55,7 +54,7 @@ def ecg_file(split: str, data_dir: Optional[str] = None) -> str:
     return path
 
 
-def load_ecg(split: str, data_dir: Optional[str] = None, verify: bool = True) -> SequenceData:
+def load_ecg(split: str, data_dir: str | None = None, verify: bool = True) -> SequenceData:
     """Load and decode one split (checksum-verified unless ``verify=False``).
 
     Args:

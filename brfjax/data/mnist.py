@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -69,7 +68,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
-def _find(folder: str, name: str) -> Optional[str]:
+def _find(folder: str, name: str) -> str | None:
     for candidate in (name, name + ".gz"):
         path = os.path.join(folder, candidate)
         if os.path.isfile(path):
@@ -92,10 +91,12 @@ def read_verified(path: str, name: str, verify: bool = True) -> bytes:
       DataError: an unreadable file or a checksum mismatch.
     """
     try:
-        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as handle:
+        with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as handle:
             data = handle.read()
     except (OSError, EOFError) as error:
-        raise DataError(f"MNIST file {path!r} cannot be read ({error}); delete it and retry") from None
+        raise DataError(
+            f"MNIST file {path!r} cannot be read ({error}); delete it and retry"
+        ) from None
     if verify:
         digest = hashlib.sha256(data).hexdigest()
         if digest != SHA256[name]:
@@ -106,7 +107,7 @@ def read_verified(path: str, name: str, verify: bool = True) -> bytes:
     return data
 
 
-def locate(name: str, data_dir: Optional[str] = None) -> str:
+def locate(name: str, data_dir: str | None = None) -> str:
     """Path of IDX file ``name``: in ``data_dir`` if given, else in the cache (downloaded).
 
     Args:
@@ -146,7 +147,9 @@ def locate(name: str, data_dir: Optional[str] = None) -> str:
 BACKENDS = ("idx", "tfds")
 
 
-def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, backend: str = "idx") -> SequenceData:
+def load_mnist(
+    split: str, data_dir: str | None = None, verify: bool = True, backend: str = "idx"
+) -> SequenceData:
     """One split as sequences of one pixel per step, batch-major.
 
     Args:
@@ -175,12 +178,14 @@ def load_mnist(split: str, data_dir: Optional[str] = None, verify: bool = True, 
     images = parse_idx(read_verified(locate(image_name, data_dir), image_name, verify), image_name)
     labels = parse_idx(read_verified(locate(label_name, data_dir), label_name, verify), label_name)
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise DataError(f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match")
+        raise DataError(
+            f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match"
+        )
     check_labels(labels, NUM_CLASSES, f"MNIST file {label_name!r}")
     return SequenceData(images.reshape(-1, NUM_STEPS, 1), labels.astype(np.int32))
 
 
-def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
+def load_mnist_tfds(split: str, data_dir: str | None = None) -> SequenceData:
     """MNIST from tensorflow-datasets, in the batch-major layout of :func:`load_mnist`.
 
     Args:
@@ -197,15 +202,21 @@ def load_mnist_tfds(split: str, data_dir: Optional[str] = None) -> SequenceData:
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise DataError("the tfds MNIST backend needs tensorflow-datasets: pip install 'brfjax[tfds]'") from None
+        raise DataError(
+            "the tfds MNIST backend needs tensorflow-datasets: pip install 'brfjax[tfds]'"
+        ) from None
     images, labels = tfds.as_numpy(
         tfds.load("mnist", split=split, batch_size=-1, as_supervised=True, data_dir=data_dir)
     )
     images = np.asarray(images)
     if images.shape[1:] not in ((28, 28, 1), (28, 28)) or len(labels) != len(images):
-        raise DataError(f"tensorflow-datasets MNIST {split}: unexpected shapes {images.shape}, {np.shape(labels)}")
+        raise DataError(
+            f"tensorflow-datasets MNIST {split}: unexpected shapes {images.shape}, {np.shape(labels)}"
+        )
     check_labels(labels, NUM_CLASSES, f"tensorflow-datasets mnist {split}")
-    return SequenceData(images.reshape(-1, NUM_STEPS, 1).astype(np.uint8), np.asarray(labels, np.int32))
+    return SequenceData(
+        images.reshape(-1, NUM_STEPS, 1).astype(np.uint8), np.asarray(labels, np.int32)
+    )
 
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:

@@ -8,14 +8,16 @@ what makes an interrupted-then-resumed run identical to an uninterrupted one.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import numpy as np
 
 _SPLIT, _SHUFFLE = 1, 2
 
 
-def train_val_split(num_samples: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_val_split(
+    num_samples: int, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A seeded train/validation split of ``N`` samples.
 
     ``n_val = floor(val_fraction · N)`` samples validate, as in the authors' training
@@ -48,7 +50,7 @@ def epoch_order(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, _SHUFFLE, epoch]).permutation(indices)
 
 
-def batch_slices(num_samples: int, batch_size: int, max_batches: Optional[int] = None) -> list[slice]:
+def batch_slices(num_samples: int, batch_size: int, max_batches: int | None = None) -> list[slice]:
     """Consecutive batches; the last partial batch is kept (as in the original).
 
     Args:
@@ -59,11 +61,16 @@ def batch_slices(num_samples: int, batch_size: int, max_batches: Optional[int] =
     Returns:
       A list of slices ``[start, stop)`` into the samples.
     """
-    slices = [slice(start, min(start + batch_size, num_samples)) for start in range(0, num_samples, batch_size)]
+    slices = [
+        slice(start, min(start + batch_size, num_samples))
+        for start in range(0, num_samples, batch_size)
+    ]
     return slices if max_batches is None else slices[:max_batches]
 
 
-def batches(indices: np.ndarray, batch_size: int, max_batches: Optional[int] = None) -> Iterator[np.ndarray]:
+def batches(
+    indices: np.ndarray, batch_size: int, max_batches: int | None = None
+) -> Iterator[np.ndarray]:
     """The index arrays of consecutive batches of ``indices``.
 
     Args:

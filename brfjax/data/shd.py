@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import urllib.request
 import uuid
-from typing import Optional
 
 import numpy as np
 
@@ -79,14 +78,22 @@ def read_shd(path: str) -> SequenceData:
 
     try:
         with h5py.File(path, "r") as handle:
-            times, units, labels = handle["spikes"]["times"], handle["spikes"]["units"], handle["labels"][()]
+            times, units, labels = (
+                handle["spikes"]["times"],
+                handle["spikes"]["units"],
+                handle["labels"][()],
+            )
             if len(times) != len(labels) or len(units) != len(labels):
-                raise DataError(f"SHD file {path!r}: {len(times)} spike trains for {len(labels)} labels")
+                raise DataError(
+                    f"SHD file {path!r}: {len(times)} spike trains for {len(labels)} labels"
+                )
             inputs = np.zeros((len(labels), NUM_STEPS, NUM_CHANNELS), np.uint8)
             for index in range(len(labels)):
                 sample_times, sample_units = times[index], units[index]
                 if len(sample_times) != len(sample_units):
-                    raise DataError(f"SHD file {path!r}: sample {index} has times and units of different lengths")
+                    raise DataError(
+                        f"SHD file {path!r}: sample {index} has times and units of different lengths"
+                    )
                 bin_sample(sample_times, sample_units, inputs[index])
     except (OSError, KeyError) as error:
         raise DataError(
@@ -102,7 +109,9 @@ def _server_md5(name: str) -> str:
         with urllib.request.urlopen(BASE_URL + "md5sums.txt", timeout=60) as response:
             lines = response.read().decode("utf-8").splitlines()
     except OSError as error:
-        raise DataError(f"could not fetch {BASE_URL}md5sums.txt: {error}; pass --data-dir") from None
+        raise DataError(
+            f"could not fetch {BASE_URL}md5sums.txt: {error}; pass --data-dir"
+        ) from None
     sums = {parts[1]: parts[0] for parts in (line.split() for line in lines) if len(parts) == 2}
     if name not in sums:
         raise DataError(f"{BASE_URL}md5sums.txt lists no checksum for {name}")
@@ -112,7 +121,7 @@ def _server_md5(name: str) -> str:
 VERIFIED_SUFFIX = ".md5"  # beside a downloaded file: the verified md5 of its .gz
 
 
-def locate(split: str, data_dir: Optional[str] = None) -> str:
+def locate(split: str, data_dir: str | None = None) -> str:
     """Path of ``shd_<split>.h5``, from ``data_dir`` or downloaded.
 
     A ``.h5`` in ``data_dir`` is read in place; a ``.h5.gz`` is unpacked once into a
@@ -159,14 +168,16 @@ def locate(split: str, data_dir: Optional[str] = None) -> str:
     digest = download.file_digest(compressed, "md5")
     if digest != expected:
         os.remove(compressed)
-        raise DataError(f"downloaded {name}.gz has md5 {digest}, the server lists {expected}; retry")
+        raise DataError(
+            f"downloaded {name}.gz has md5 {digest}, the server lists {expected}; retry"
+        )
     download.gunzip(compressed, target)
     download.write_text(target + VERIFIED_SUFFIX, digest + "\n")
     os.remove(compressed)
     return target
 
 
-def load_shd(split: str, data_dir: Optional[str] = None) -> SequenceData:
+def load_shd(split: str, data_dir: str | None = None) -> SequenceData:
     """One split, batch-major, downloaded and verified unless ``data_dir`` holds the files.
 
     Args:

@@ -1,9 +1,9 @@
 """Adaptive leaky integrate-and-fire neuron (Yin et al. 2021; the paper's ALIF baseline).
 
-    a_t  = ρ·a_{t-1} + (1-ρ)·z_{t-1}              ρ = exp(-1/|τ̃_a|)
-    ϑ_t  = ϑ + β·a_t                               ϑ = 0.01, β = 1.8
-    u'_t = α·u_{t-1} + (1-α)·I_t                   α = exp(-1/|τ̃_m|)
-    z_t  = Θ(u'_t - ϑ_t),   u_t = u'_t - z_t·ϑ_t   (reset by subtraction)
+a_t  = ρ·a_{t-1} + (1-ρ)·z_{t-1}              ρ = exp(-1/|τ̃_a|)
+ϑ_t  = ϑ + β·a_t                               ϑ = 0.01, β = 1.8
+u'_t = α·u_{t-1} + (1-α)·I_t                   α = exp(-1/|τ̃_m|)
+z_t  = Θ(u'_t - ϑ_t),   u_t = u'_t - z_t·ϑ_t   (reset by subtraction)
 """
 
 from __future__ import annotations
@@ -100,8 +100,13 @@ def _coefficient_gradients(coefficients, sums, dt):
 ALIF = NeuronModel(
     name="alif",
     state=ALIFState,
-    parameters=(Parameter("tau_mem", normal_init(20.0, 5.0)), Parameter("tau_adp", normal_init(20.0, 5.0))),
+    parameters=(
+        Parameter("tau_mem", normal_init(20.0, 5.0)),
+        Parameter("tau_adp", normal_init(20.0, 5.0)),
+    ),
     coefficients=alif_coefficients,
     step=alif_step,
-    reverse=ReverseStep(("z", "u", "a"), ("z", "a"), _spike_argument, _reverse, _coefficient_gradients),
+    reverse=ReverseStep(
+        ("z", "u", "a"), ("z", "a"), _spike_argument, _reverse, _coefficient_gradients
+    ),
 )

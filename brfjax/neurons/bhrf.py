@@ -44,7 +44,10 @@ def bhrf_step(
     omega_squared = coefficients.omega * coefficients.omega
     damping = add(add(omega_squared * 0.005, coefficients.b_offset), state.q)
     v = add(state.v, state.u * dt)
-    u = subtract(subtract(add(state.u, current * dt), (damping * state.u) * (2.0 * dt)), (omega_squared * v) * dt)
+    u = subtract(
+        subtract(add(state.u, current * dt), (damping * state.u) * (2.0 * dt)),
+        (omega_squared * v) * dt,
+    )
     z = spike((u - BRF_THRESHOLD) - state.q)
     return BRFState(z, u, v, refractory_update(state.q, z, exact))
 
@@ -52,7 +55,10 @@ def bhrf_step(
 BHRF = NeuronModel(
     name="bhrf",
     state=BRFState,
-    parameters=(Parameter("omega", uniform_init(10.0, 50.0)), Parameter("b_offset", uniform_init(1.0, 6.0))),
+    parameters=(
+        Parameter("omega", uniform_init(10.0, 50.0)),
+        Parameter("b_offset", uniform_init(1.0, 6.0)),
+    ),
     coefficients=rf_coefficients,
     step=bhrf_step,
 )

@@ -65,7 +65,9 @@ def divergence_boundary(omega: Array, exact: bool = True) -> Array:
     return (-1.0 + jnp.sqrt(radicand)) / DT
 
 
-def brf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = True) -> ResonatorCoefficients:
+def brf_coefficients(
+    omega_raw: Array, b_offset_raw: Array, exact: bool = True
+) -> ResonatorCoefficients:
     """ω = |ω̃|, b' = |b̃'|, p(ω) from the raw ``(H,)`` parameters."""
     omega = jnp.abs(omega_raw)
     return ResonatorCoefficients(omega, jnp.abs(b_offset_raw), divergence_boundary(omega, exact))
@@ -144,7 +146,10 @@ def _scaled_frequency(parameters):
 BRF = NeuronModel(
     name="brf",
     state=BRFState,
-    parameters=(Parameter("omega", uniform_init(5.0, 10.0)), Parameter("b_offset", uniform_init(0.0, 1.0))),
+    parameters=(
+        Parameter("omega", uniform_init(5.0, 10.0)),
+        Parameter("b_offset", uniform_init(0.0, 1.0)),
+    ),
     coefficients=brf_coefficients,
     step=brf_step,
     reverse=ReverseStep(("u", "v", "q"), ("z",), _spike_argument, _reverse, _coefficient_gradients),

@@ -191,7 +191,9 @@ class NeuronModel:
         for parameter in self.parameters:
             if parameter.name == name:
                 return parameter
-        raise KeyError(f"neuron {self.name!r} has no parameter {name!r}; it has {self.parameter_names}")
+        raise KeyError(
+            f"neuron {self.name!r} has no parameter {name!r}; it has {self.parameter_names}"
+        )
 
     @property
     def parameter_names(self) -> tuple:
@@ -201,4 +203,6 @@ class NeuronModel:
 def zero_state(state_type: type, batch_shape: tuple, features: int) -> Any:
     """All-zero float32 state of shape ``(*batch_shape, features)`` per field (rest,
     ``z_{-1} = 0``)."""
-    return state_type(*(jnp.zeros((*batch_shape, features), jnp.float32) for _ in state_type._fields))
+    return state_type(
+        *(jnp.zeros((*batch_shape, features), jnp.float32) for _ in state_type._fields)
+    )

@@ -25,7 +25,9 @@ def _import_model(path: str) -> NeuronModel:
     try:
         model = getattr(module, attribute)
     except AttributeError:
-        raise ValueError(f"neuron {path!r}: module {module_name!r} has no attribute {attribute!r}") from None
+        raise ValueError(
+            f"neuron {path!r}: module {module_name!r} has no attribute {attribute!r}"
+        ) from None
     if not isinstance(model, NeuronModel):
         raise ValueError(
             f"neuron {path!r} is a {type(model).__name__}, not a brfjax.neurons.NeuronModel; "

@@ -35,7 +35,9 @@ class RFState(NamedTuple):
     v: Array
 
 
-def rf_coefficients(omega_raw: Array, b_offset_raw: Array, exact: bool = True) -> ResonatorCoefficients:
+def rf_coefficients(
+    omega_raw: Array, b_offset_raw: Array, exact: bool = True
+) -> ResonatorCoefficients:
     """ω = |ω̃|, b' = |b̃'| (the damping is -b'); no divergence boundary (zeros)."""
     del exact  # no transcendental function of the parameters
     omega = jnp.abs(omega_raw)
@@ -84,7 +86,10 @@ def _coefficient_gradients(coefficients, sums, dt):
 RF = NeuronModel(
     name="vrf",
     state=RFState,
-    parameters=(Parameter("omega", uniform_init(5.0, 10.0)), Parameter("b_offset", uniform_init(0.0, 1.0))),
+    parameters=(
+        Parameter("omega", uniform_init(5.0, 10.0)),
+        Parameter("b_offset", uniform_init(0.0, 1.0)),
+    ),
     coefficients=rf_coefficients,
     step=rf_step,
     reverse=ReverseStep(("u", "v"), ("z",), _spike_argument, _reverse, _coefficient_gradients),
