@@ -44,9 +44,20 @@ normal_init = neurons.normal_init
 
 
 def pruning_mask(key: jax.Array, in_features: int, features: int, mask_prob: float) -> jax.Array:
-    """Mask of shape (in_features + features, features): the recurrent block (rows
-    ``in_features:``) keeps each entry iff a Uniform[0, 1) draw exceeds ``mask_prob``;
-    the input block is never masked."""
+    """The pruning mask of a recurrent hidden layer (the paper's pruning study).
+
+    The recurrent block (rows ``in_features:``) keeps each entry iff a Uniform[0, 1) draw
+    exceeds ``mask_prob``; the input block is never masked.
+
+    Args:
+      key: a JAX PRNG key.
+      in_features: the input width I.
+      features: the number of hidden neurons H.
+      mask_prob: the probability of pruning each recurrent weight, in [0, 1].
+
+    Returns:
+      float32 ``(in_features + features, features)`` of zeros and ones.
+    """
     keep = jax.random.uniform(key, (features, features)) > mask_prob
     return jnp.concatenate(
         [jnp.ones((in_features, features), jnp.float32), keep.astype(jnp.float32)], axis=0
@@ -70,7 +81,9 @@ class SpikingCell(nn.RNNCellBase):
         every machine and batch size (:func:`brfjax.numerics.portable_matmul`), or
         ``"fast"``: one float32 BLAS product (about 3x cheaper; its last bits depend
         on the processor and the batch size).
-      dt: Euler step δ of the resonators.
+      dt: Euler step δ of the resonators (0.01, paper Algorithm 1).
+      kernel_init: initialiser of the ``(I+H, H)`` kernel (Xavier-uniform).
+      bias_init: initialiser of the ``(H,)`` bias (zeros).
       neuron: the neuron model: a registered name (``"brf"``, ``"vrf"``, ``"bhrf"``,
         ``"alif"``) or ``"package.module:NAME"`` (:func:`brfjax.neurons.get_neuron`).
       initializers: initialisers by parameter name (a mapping, or ``(name, init)``
@@ -94,8 +107,15 @@ class SpikingCell(nn.RNNCellBase):
 
     @nn.nowrap
     def neuron_parameters(self) -> tuple:
-        """Declare and return the raw per-neuron parameters ``(H,)`` of the neuron model,
-        in its order."""
+        """Declare and return the raw per-neuron parameters of the neuron model.
+
+        Returns:
+          The raw parameters, float32 ``(H,)`` each, in the order of the model's
+          ``parameters``.
+
+        Raises:
+          ValueError: ``initializers`` names a parameter the neuron model does not have.
+        """
         model = neurons.get_neuron(self.neuron)
         chosen = dict(self.initializers or {})
         unknown = sorted(set(chosen) - set(model.parameter_names))
@@ -117,7 +137,21 @@ class SpikingCell(nn.RNNCellBase):
 
     @nn.compact
     def layer(self, in_features: int):
-        """``(coefficients, masked kernel, bias or None)`` for inputs of width ``in_features``."""
+        """Declare the layer's parameters and derive what one step uses.
+
+        Args:
+          in_features: the input width I of one step.
+
+        Returns:
+          ``(coefficients, kernel, bias)``: the neuron model's coefficients (``(H,)``
+          arrays), the kernel float32 ``(I+H, H)`` (``(I, H)`` when not recurrent) times
+          the pruning mask if there is one, and the bias ``(H,)`` or ``None``.
+
+        Raises:
+          ValueError: ``mask_prob > 0`` but the ``"mask"`` collection is not visible (the
+            message gives the ``nn.RNN(..., variable_broadcast=...)`` fix); or from
+            :meth:`neuron_parameters`.
+        """
         width = in_features + (self.features if self.recurrent else 0)
         kernel = self.param("kernel", self.kernel_init, (width, self.features), jnp.float32)
         if self.mask_prob > 0.0 and not (
@@ -149,7 +183,14 @@ class SpikingCell(nn.RNNCellBase):
 
     @nn.nowrap
     def scan_spec(self) -> scan.ScanSpec:
-        """The static description of this cell that the time loop needs."""
+        """The static description of this cell that the time loop needs.
+
+        Returns:
+          A :class:`brfjax.scan.ScanSpec`.
+
+        Raises:
+          ValueError: ``products`` is neither ``"portable"`` nor ``"fast"``.
+        """
         scan.check_products(self.products)
         return scan.ScanSpec(
             self.neuron,
@@ -162,8 +203,15 @@ class SpikingCell(nn.RNNCellBase):
         )
 
     def __call__(self, carry, x: jax.Array):
-        """One step: ``carry`` (the neuron state, float32 ``(B, H)`` per field) and
-        ``x`` ``(B, I)`` (one step, no time axis) -> ``(new state, spikes z (B, H))``."""
+        """One step (no time axis).
+
+        Args:
+          carry: the neuron state, float32 ``(B, H)`` per field (:meth:`initialize_carry`).
+          x: the step's input, float32 ``(B, I)``.
+
+        Returns:
+          ``(new state, z)`` with the spikes z float32 ``(B, H)``.
+        """
         coefficients, kernel, bias = self.layer(x.shape[-1])
         spec = self.scan_spec()
         slices = scan.split_kernels(spec, kernel, None, x.shape[-1])
@@ -173,7 +221,15 @@ class SpikingCell(nn.RNNCellBase):
 
     @nn.nowrap
     def initialize_carry(self, rng: Any, input_shape: tuple):
-        """The resting state, ``(B, H)`` per field, for one step's input shape ``(B, I)``."""
+        """The resting state (all zeros).
+
+        Args:
+          rng: unused (the state starts at rest); part of the ``RNNCellBase`` contract.
+          input_shape: one step's input shape ``(B, I)``.
+
+        Returns:
+          The neuron model's state, float32 ``(B, H)`` per field.
+        """
         del rng
         return neurons.zero_state(
             neurons.get_neuron(self.neuron).state, input_shape[:-1], self.features
@@ -185,7 +241,15 @@ class SpikingCell(nn.RNNCellBase):
 
 
 class BRFCell(SpikingCell):
-    """Balanced resonate-and-fire cell (paper Algorithm 1): parameters ``omega``, ``b_offset``."""
+    """Balanced resonate-and-fire cell (paper Algorithm 1): parameters ``omega``, ``b_offset``.
+
+    Attributes:
+      omega_init: initialiser of ω̃, U(5, 10).
+      b_offset_init: initialiser of b̃', U(0, 1).
+      neuron: ``"brf"``.
+
+    The other attributes are those of :class:`SpikingCell`.
+    """
 
     omega_init: Initializer = neurons.BRF.parameter("omega").init
     b_offset_init: Initializer = neurons.BRF.parameter("b_offset").init
@@ -193,14 +257,29 @@ class BRFCell(SpikingCell):
 
 
 class RFCell(BRFCell):
-    """Vanilla resonate-and-fire cell without reset (the paper's RF baseline), FGI spike by default."""
+    """Vanilla resonate-and-fire cell without reset (the paper's RF baseline), FGI spike by default.
+
+    Attributes:
+      spike_form: ``"fgi"`` (forward gradient injection, paper appendix A.13).
+      neuron: ``"vrf"``.
+
+    The other attributes are those of :class:`BRFCell`.
+    """
 
     spike_form: str = "fgi"
     neuron: str = "vrf"
 
 
 class BHRFCell(BRFCell):
-    """Balanced harmonic RF cell: ω ~ U(10, 50), b' ~ U(1, 6) by default."""
+    """Balanced harmonic RF cell (paper Algorithm 2): ω ~ U(10, 50), b' ~ U(1, 6) by default.
+
+    Attributes:
+      omega_init: initialiser of ω̃, U(10, 50).
+      b_offset_init: initialiser of b̃', U(1, 6).
+      neuron: ``"bhrf"``.
+
+    The other attributes are those of :class:`SpikingCell`.
+    """
 
     omega_init: Initializer = neurons.BHRF.parameter("omega").init
     b_offset_init: Initializer = neurons.BHRF.parameter("b_offset").init
@@ -208,7 +287,15 @@ class BHRFCell(BRFCell):
 
 
 class ALIFCell(SpikingCell):
-    """Adaptive LIF cell (Yin et al. 2021): parameters ``tau_mem``, ``tau_adp``."""
+    """Adaptive LIF cell (Yin et al. 2021; paper appendix A.2): parameters ``tau_mem``, ``tau_adp``.
+
+    Attributes:
+      tau_mem_init: initialiser of the membrane time constant τ̃_m (steps), N(20, 5²).
+      tau_adp_init: initialiser of the adaptation time constant τ̃_a (steps), N(20, 5²).
+      neuron: ``"alif"``.
+
+    The other attributes are those of :class:`SpikingCell`.
+    """
 
     tau_mem_init: Initializer = neurons.ALIF.parameter("tau_mem").init
     tau_adp_init: Initializer = neurons.ALIF.parameter("tau_adp").init
@@ -220,8 +307,16 @@ class LIReadout(nn.RNNCellBase):
 
     Single-step: carry and output are the potential ``o`` of shape ``(B, C)``; the input
     ``(B, H)`` is the hidden spikes of the same step (0 or 1: portable products are exact only for
-    spikes). Parameters ``kernel`` (H, C) and ``tau``. ``exact`` and ``products`` as in
-    :class:`SpikingCell`.
+    spikes). Parameters ``kernel`` (H, C) and ``tau`` (docs/concepts/other-neurons.md).
+
+    Attributes:
+      features: the number of classes C.
+      use_bias: add a ``(C,)`` bias to the drive (no shipped model has one).
+      exact: as in :class:`SpikingCell`.
+      products: as in :class:`SpikingCell`.
+      tau_init: initialiser of the time constant τ̃ (steps), N(20, 5²).
+      kernel_init: initialiser of the ``(H, C)`` kernel (Xavier-uniform).
+      bias_init: initialiser of the bias (zeros).
     """
 
     features: int
@@ -234,7 +329,15 @@ class LIReadout(nn.RNNCellBase):
 
     @nn.compact
     def layer(self, in_features: int):
-        """``(α, kernel, bias or None)``."""
+        """Declare the readout's parameters and derive what one step uses.
+
+        Args:
+          in_features: the number of hidden neurons H.
+
+        Returns:
+          ``(alpha, kernel, bias)``: the decay α float32 ``(C,)``, the kernel float32
+          ``(H, C)`` and the bias ``(C,)`` or ``None``.
+        """
         kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
         tau = self.param("tau", self.tau_init, (self.features,), jnp.float32)
         bias = (
@@ -245,7 +348,18 @@ class LIReadout(nn.RNNCellBase):
         return neurons.decay_factor(tau, self.exact), kernel, bias
 
     def __call__(self, carry: jax.Array, x: jax.Array):
-        """One step: potential ``(B, C)`` and spikes ``(B, H)`` -> ``(o_t, o_t)``, ``(B, C)``."""
+        """One step (no time axis).
+
+        Args:
+          carry: the potential o_{t-1}, float32 ``(B, C)``.
+          x: the hidden spikes z_t of the same step, float32 ``(B, H)``.
+
+        Returns:
+          ``(o_t, o_t)``, float32 ``(B, C)`` each.
+
+        Raises:
+          ValueError: ``products`` is neither ``"portable"`` nor ``"fast"``.
+        """
         alpha, kernel, bias = self.layer(x.shape[-1])
         scan.check_products(self.products)
         slices = None
@@ -258,7 +372,15 @@ class LIReadout(nn.RNNCellBase):
 
     @nn.nowrap
     def initialize_carry(self, rng: Any, input_shape: tuple):
-        """The resting potential ``(B, C)`` for one step's input shape ``(B, H)``."""
+        """The resting potential (zeros).
+
+        Args:
+          rng: unused; part of the ``RNNCellBase`` contract.
+          input_shape: one step's input shape ``(B, H)``.
+
+        Returns:
+          float32 zeros ``(B, C)``.
+        """
         del rng
         return jnp.zeros((*input_shape[:-1], self.features), jnp.float32)
 
@@ -278,6 +400,13 @@ CELLS: dict[str, type[SpikingCell]] = {
 def get_cell(neuron: str) -> Callable[..., SpikingCell]:
     """The cell constructor for ``neuron``: the shipped cell class of a registered name,
     else :class:`SpikingCell` with ``neuron=`` set to the import path.
+
+    Args:
+      neuron: a registered name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or an
+        import path ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`.
+
+    Returns:
+      A constructor taking the cell's attributes (``features=...``).
 
     Raises:
       ValueError: from :func:`brfjax.neurons.get_neuron` (unknown name, failed import,

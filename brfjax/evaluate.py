@@ -1,4 +1,4 @@
-"""Model statistics of a trained network on a task's test set (spec §4.7).
+"""Model statistics of a trained network on a task's test set (docs/reference/metrics.md).
 
     python -m brfjax.evaluate --task ecg --neuron brf --checkpoint ecg_brf.npz [--json out.json]
     python -m brfjax.evaluate --task psmnist --neuron brf --checkpoint runs/psmnist_brf   # brfjax workdir
@@ -40,7 +40,24 @@ def evaluate_dataset(
     parallel: DataParallel | None = None,
 ) -> dict:
     """Statistics of ``model`` on the raw batch-major ``data`` of ``task``, each batch
-    split over the devices of ``parallel`` (default: all local devices)."""
+    split over the devices of ``parallel`` (default: all local devices).
+
+    Args:
+      model: the network (time-major inputs).
+      variables: its variables (``"params"`` and any masks).
+      data: the samples, batch-major inputs ``(N, T, I)``.
+      task: their task (input scaling, scored steps, objective).
+      batch_size: samples per batch; None for all in one batch.
+      permutation: PS-MNIST's pixel order, int ``(T,)``, or None.
+      max_batches: evaluate only the first batches, or None for all.
+      eval_step: a step from :func:`brfjax.steps.make_eval_step` to reuse; None builds one.
+      parallel: the devices; None for all local devices.
+
+    Returns:
+      :func:`brfjax.metrics.model_statistics`'s dict: ``accuracy`` (percent), ``loss``,
+      ``spikes``, ``sop`` (paper Eq. 41), ``sop_per_step``, ``firing_rate``, ``correct``,
+      ``total`` and ``num_samples`` (docs/reference/metrics.md).
+    """
     parallel = parallel or DataParallel()
     eval_step = eval_step or make_eval_step(model, task.objective, parallel)
     variables = parallel.replicate(variables)
@@ -111,8 +128,22 @@ def load_for_evaluation(
     task: tasks.TaskSpec, neuron: str, path: str
 ) -> tuple[RecurrentSNN, dict, np.ndarray | None]:
     """``(model, variables, permutation)`` from a reference ``.npz`` or a brfjax workdir
-    (its best checkpoint and, for PS-MNIST, its saved permutation). A checkpoint that
-    records another task or neuron is refused (:class:`brfjax.interop.CheckpointError`)."""
+    (its best checkpoint and, for PS-MNIST, its saved permutation).
+
+    Args:
+      task: the task to evaluate on.
+      neuron: the hidden neuron's name or import path.
+      path: a reference ``.npz`` state dict or a brfjax workdir.
+
+    Returns:
+      ``(model, variables, permutation)``: the network with the reference float32 path,
+      its variables, and the workdir's PS-MNIST permutation ``(784,)`` or None (a
+      ``.npz`` records none).
+
+    Raises:
+      brfjax.interop.CheckpointError: a checkpoint that records another task or neuron,
+        whose sizes do not fit the task, or that cannot be read.
+    """
     if os.path.isdir(path):
         model, variables, config, epoch = workdir.load_best(path)
         if config.task != task.name or config.neuron != neuron:
@@ -159,7 +190,30 @@ def evaluate_checkpoint(
 ) -> dict:
     """Load a checkpoint (reference ``.npz`` or workdir) and evaluate it on the test set
     with portable products: the statistics are the same for every ``batch_size``, every
-    device count of ``parallel`` (default: all local devices) and every processor."""
+    device count of ``parallel`` (default: all local devices) and every processor
+    (docs/numerics.md).
+
+    Args:
+      task_name: ``"smnist"``, ``"psmnist"``, ``"ecg"`` or ``"shd"``.
+      neuron: the hidden neuron's name or import path.
+      path: a reference ``.npz`` state dict or a brfjax workdir.
+      data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md).
+      batch_size: samples per batch; None for the original test batch size.
+      permutation_file: a PS-MNIST permutation ``.npy`` (or ``"identity"``) overriding
+        the workdir's, or None.
+      mnist_backend: ``"idx"`` or ``"tfds"``.
+      parallel: the devices; None for all local devices.
+
+    Returns:
+      ``{"task", "neuron", **statistics}`` with the statistics of
+      :func:`evaluate_dataset`.
+
+    Raises:
+      ValueError: an unknown task or neuron.
+      brfjax.data.DataUsageError: a PS-MNIST ``.npz`` without ``permutation_file``.
+      brfjax.interop.CheckpointError: see :func:`load_for_evaluation`.
+      brfjax.data.DataError: missing or damaged data files.
+    """
     task = tasks.get_task(task_name)
     tasks.check_neuron(neuron)
     model, variables, permutation = load_for_evaluation(task, neuron, path)
@@ -185,6 +239,14 @@ def evaluate_checkpoint(
 
 
 def summary_line(stats: dict) -> str:
+    """The one line ``python -m brfjax.evaluate`` prints.
+
+    Args:
+      stats: :func:`evaluate_checkpoint`'s dict.
+
+    Returns:
+      ``"<task> <neuron>: accuracy ... %, loss ..., spikes ..., SOP ..., ..."``.
+    """
     return (
         f"{stats['task']} {stats['neuron']}: accuracy {stats['accuracy']:.4f} % "
         f"({stats['correct']}/{stats['total']}), loss {stats['loss']:.6f}, "
@@ -194,7 +256,11 @@ def summary_line(stats: dict) -> str:
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--task``, ``--neuron`` and ``--checkpoint``: which trained network a command reads."""
+    """``--task``, ``--neuron`` and ``--checkpoint``: which trained network a command reads.
+
+    Args:
+      parser: the command's parser; the three flags are added to it.
+    """
     parser.add_argument(
         "--task",
         choices=sorted(tasks.TASKS),
@@ -215,7 +281,16 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
     workdir's ``config.json``, a ``.npz``'s identity record; ``--task``/``--neuron`` may
     then be omitted, and one that disagrees is refused with exit status 2) or given for a
     ``.npz`` without record (a BRF and an RF state dict have the same keys), which is noted
-    on stderr. A damaged record ends the command with exit status 1."""
+    on stderr. A damaged record ends the command with exit status 1.
+
+    Args:
+      parser: the command's parser (its ``error`` ends the command with status 2).
+      args: the parsed arguments; ``task`` and ``neuron`` are filled in from the record.
+
+    Raises:
+      SystemExit: a missing checkpoint, a disagreeing or missing ``--task``/``--neuron``
+        (status 2), or a damaged record (status 1).
+    """
     if not os.path.exists(args.checkpoint):
         parser.error(
             f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir"
@@ -260,6 +335,17 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m brfjax.evaluate`` (docs/reference/cli.md).
+
+    Args:
+      argv: the arguments without the program name; None for ``sys.argv[1:]``.
+
+    Returns:
+      The parsed arguments, ``task`` and ``neuron`` completed from the checkpoint's record.
+
+    Raises:
+      SystemExit: a bad argument (see :func:`check_checkpoint_argument`).
+    """
     parser = cli.ArgumentParser(
         prog="python -m brfjax.evaluate",
         description="Model statistics (accuracy, loss, SOP, firing rate) of a checkpoint on a test set.",
@@ -299,6 +385,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m brfjax.evaluate``: print (and with ``--json`` write) a checkpoint's
+    test statistics (docs/published-models.md).
+
+    Args:
+      argv: the arguments without the program name; None for ``sys.argv[1:]``.
+
+    Returns:
+      The exit status: 0, or that of :func:`brfjax.cli.exit_status` for an error.
+    """
     args = parse_args(argv)
     parallel_module.use_every_core(args.devices or 1)  # CPU: batches split over one device per core
     try:

@@ -45,7 +45,20 @@ def initialize(
     """Join a multi-process run if one is configured; returns whether one is.
 
     Arguments default to the environment variables ``JAX_COORDINATOR_ADDRESS``,
-    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. Nothing happens for a single process.
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. Nothing happens for a single process
+    (docs/how-to/multi-host.md).
+
+    Args:
+        coordinator_address: ``HOST:PORT`` of process 0, or None.
+        num_processes: the number of processes, or None.
+        process_id: this process's id, 0..``num_processes``-1, or None.
+
+    Returns:
+        True if this process joined a multi-process run, False for a single process.
+
+    Raises:
+        ParallelError: an incomplete setting, a process id out of range, or an
+            environment variable that is not an integer.
     """
     coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
     num_processes = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
@@ -119,7 +132,21 @@ def _env_int(name: str) -> int | None:
 
 
 class DataParallel:
-    """The device mesh of a run and the placement of its arrays."""
+    """The device mesh of a run and the placement of its arrays (docs/how-to/multi-host.md).
+
+    Args:
+        devices: use the first N local devices of every process; None for all.
+
+    Attributes:
+        mesh: the one-axis (``"batch"``) device mesh.
+        replicated: the sharding of a full copy on every device.
+        num_devices: the devices of the mesh over all processes.
+        num_processes: the processes of the run.
+        process_index: this process's id.
+
+    Raises:
+        ParallelError: ``devices`` is not in 1..(local device count).
+    """
 
     def __init__(self, devices: int | None = None):
         local = jax.local_devices()
@@ -147,13 +174,25 @@ class DataParallel:
         return self.process_index == 0
 
     def describe(self) -> list[str]:
+        """The mesh's devices in words, for the run's manifest.
+
+        Returns:
+            One ``str(device)`` per device, in mesh order.
+        """
         return [str(device) for device in self.mesh.devices.flat]
 
     # ----------------------------------------------------------------- placement
 
     def replicate(self, tree: Any) -> Any:
         """Every leaf as a global array with a full copy on each device of the mesh
-        (leaves already placed so are returned as they are: no host round trip)."""
+        (leaves already placed so are returned as they are: no host round trip).
+
+        Args:
+            tree: a pytree of arrays (NumPy or JAX), the same on every process.
+
+        Returns:
+            The pytree with replicated global ``jax.Array`` leaves.
+        """
 
         def place(leaf):
             if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(
@@ -168,12 +207,30 @@ class DataParallel:
         return jax.tree_util.tree_map(place, tree)
 
     def batch_sharding(self, ndim: int, batch_axis: int) -> NamedSharding:
+        """The sharding that splits an array along its batch axis over the mesh.
+
+        Args:
+            ndim: the array's number of axes.
+            batch_axis: its batch axis (1 for time-major ``(T, B, I)`` inputs).
+
+        Returns:
+            A ``NamedSharding`` over :attr:`mesh`.
+        """
         spec = [None] * ndim
         spec[batch_axis] = BATCH_AXIS
         return NamedSharding(self.mesh, PartitionSpec(*spec))
 
     def shard(self, local: np.ndarray | None, batch_axis: int) -> jax.Array | None:
-        """The global array whose rows along ``batch_axis`` are every process's ``local`` rows."""
+        """The global array whose rows along ``batch_axis`` are every process's ``local`` rows.
+
+        Args:
+            local: this process's rows (e.g. time-major ``(T, b, I)`` inputs), or None.
+            batch_axis: the batch axis.
+
+        Returns:
+            The global ``jax.Array`` (its batch axis ``num_processes`` times as long),
+            split over the mesh; None for None.
+        """
         if local is None:
             return None
         local = np.asarray(local)
@@ -183,7 +240,14 @@ class DataParallel:
         return jax.make_array_from_process_local_data(sharding, local, tuple(global_shape))
 
     def gather(self, value: jax.Array) -> np.ndarray:
-        """The whole of a (possibly batch-sharded) global array as NumPy, on every process."""
+        """The whole of a (possibly batch-sharded) global array as NumPy, on every process.
+
+        Args:
+            value: a global ``jax.Array``.
+
+        Returns:
+            Its full value as a NumPy array.
+        """
         if self.num_processes == 1:
             return np.asarray(value)
         from jax.experimental import multihost_utils
@@ -192,17 +256,40 @@ class DataParallel:
 
     def constrain_replicated(self, tree: Any) -> Any:
         """Inside ``jit``: ask for a full copy of ``tree`` on every device (for values the
-        host reads, and for the parameters after an update)."""
+        host reads, and for the parameters after an update).
+
+        Args:
+            tree: a pytree of traced arrays.
+
+        Returns:
+            The same pytree with a replicated sharding constraint.
+        """
         return jax.lax.with_sharding_constraint(tree, self.replicated)
 
     # --------------------------------------------------------------------- batches
 
     def padded_size(self, batch_size: int) -> int:
+        """The batch size rounded up to a multiple of the device count.
+
+        Args:
+            batch_size: B, the real samples of a global batch.
+
+        Returns:
+            B', the smallest multiple of :attr:`num_devices` that is ``>= batch_size``.
+        """
         return -(-batch_size // self.num_devices) * self.num_devices
 
     def local_indices(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """This process's sample indices of a global batch and their weights (1 real,
-        0 padding); weights are None when the batch needs no padding."""
+        """This process's sample indices of a global batch and their weights.
+
+        Args:
+            indices: the B sample indices of the global batch.
+
+        Returns:
+            ``(indices, weights)``: this process's B'/P indices (padding repeats the
+            batch's first sample) and float32 weights ``(B'/P,)``, 1 real and 0 padding,
+            or None when the batch needs no padding.
+        """
         indices = np.asarray(indices)
         real = len(indices)
         padded = self.padded_size(real)
@@ -217,7 +304,14 @@ class DataParallel:
     def any_process(self, flag: bool) -> bool:
         """True on every process if ``flag`` is True on any of them (e.g. one process got
         a stop signal: all of them must stop at the same step). Every process must call it
-        the same number of times; one process needs no communication."""
+        the same number of times; one process needs no communication.
+
+        Args:
+            flag: this process's answer.
+
+        Returns:
+            Whether any process's ``flag`` is True.
+        """
         if self.num_processes == 1:
             return bool(flag)
         from jax.experimental import multihost_utils
@@ -225,7 +319,11 @@ class DataParallel:
         return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
     def barrier(self, name: str) -> None:
-        """Wait until every process reaches this point (no-op for one process)."""
+        """Wait until every process reaches this point (no-op for one process).
+
+        Args:
+            name: the barrier's name; every process passes the same one.
+        """
         if self.num_processes > 1:
             from jax.experimental import multihost_utils
 

@@ -61,6 +61,14 @@ SpikeHook = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def check_products(products: str) -> None:
+    """Check a ``products`` setting.
+
+    Args:
+      products: ``"portable"`` or ``"fast"`` (:data:`PRODUCTS`).
+
+    Raises:
+      ValueError: any other value; the message names it and the valid ones.
+    """
     if products not in PRODUCTS:
         raise ValueError(f"products must be one of {PRODUCTS}, got {products!r}")
 
@@ -68,12 +76,18 @@ def check_products(products: str) -> None:
 class ScanSpec(NamedTuple):
     """Static description of the hidden cell (hashable: a ``custom_vjp`` argument).
 
-    ``neuron``: a name or import path that :func:`brfjax.neurons.get_neuron` resolves.
-
-    ``products``: ``"portable"`` computes the synaptic currents and readout drives with
-    :func:`brfjax.numerics.portable_matmul` (the same bits on every machine and batch
-    size), ``"fast"`` with one float32 BLAS product each (deterministic on one machine
-    and batch size only)."""
+    Attributes:
+      neuron: a name or import path that :func:`brfjax.neurons.get_neuron` resolves.
+      surrogate: the surrogate derivative's name (:data:`brfjax.surrogates.SURROGATES`).
+      spike_form: ``"custom_vjp"`` or ``"fgi"`` (docs/concepts/surrogate-gradients.md).
+      dt: the Euler step δ of the resonators (0.01).
+      exact: the reference float32 path (docs/numerics.md).
+      recurrent: the cell's input is ``[x_t, z_{t-1}]`` (else ``x_t``).
+      products: ``"portable"`` computes the synaptic currents and readout drives with
+        :func:`brfjax.numerics.portable_matmul` (the same bits on every machine and batch
+        size), ``"fast"`` with one float32 BLAS product each (deterministic on one
+        machine and batch size only).
+    """
 
     neuron: str
     surrogate: str
@@ -85,7 +99,16 @@ class ScanSpec(NamedTuple):
 
 
 class NetworkParams(NamedTuple):
-    """Everything the loop needs from the parameters (biases may be None)."""
+    """Everything the loop needs from the parameters (biases may be None).
+
+    Attributes:
+      hidden_coefficients: the neuron model's coefficients, ``(H,)`` arrays.
+      hidden_kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent), masked.
+      hidden_bias: float32 ``(H,)`` or None.
+      readout_alpha: the readout decay α, float32 ``(C,)``.
+      readout_kernel: W, float32 ``(H, C)``.
+      readout_bias: float32 ``(C,)`` or None.
+    """
 
     hidden_coefficients: Any
     hidden_kernel: jax.Array
@@ -96,7 +119,17 @@ class NetworkParams(NamedTuple):
 
 
 class ScanOutput(NamedTuple):
-    """Final states, readouts of every step ``(T, B, C)``, spikes per sample, trajectory."""
+    """What the loop returns.
+
+    Attributes:
+      final_hidden: the hidden state after the last step, ``(B, H)`` float32 per field.
+      final_readout: the readout potentials after the last step, float32 ``(B, C)``.
+      readouts: the readout potentials of every step, time-major float32 ``(T, B, C)``.
+      spike_counts: the hidden spikes per sample, summed over steps and neurons,
+        float32 ``(B,)``.
+      trajectory: the hidden state of every step, time-major ``(T, B, H)`` per field, or
+        None when not kept.
+    """
 
     final_hidden: Any
     final_readout: jax.Array
@@ -106,13 +139,29 @@ class ScanOutput(NamedTuple):
 
 
 def cell_input(spec: ScanSpec, x: jax.Array, previous_spikes: jax.Array) -> jax.Array:
-    """``c_t = [x_t, z_{t-1}]`` for a recurrent cell, ``x_t`` otherwise."""
+    """``c_t = [x_t, z_{t-1}]`` for a recurrent cell, ``x_t`` otherwise.
+
+    Args:
+      spec: the hidden cell.
+      x: the step's input x_t, float32 ``(B, I)``.
+      previous_spikes: z_{t-1}, float32 ``(B, H)``.
+
+    Returns:
+      float32 ``(B, I+H)`` (recurrent) or ``x`` itself ``(B, I)``.
+    """
     return jnp.concatenate([x, previous_spikes], axis=-1) if spec.recurrent else x
 
 
 class KernelSlices(NamedTuple):
     """The slices of the kernels that portable products multiply, split once per
-    forward pass (:func:`brfjax.numerics.split_kernel`); ``None`` for fast products."""
+    forward pass (:func:`brfjax.numerics.split_kernel`; docs/numerics.md).
+
+    Attributes:
+      hidden_input: the slices of the input rows of K (any input values).
+      hidden_recurrent: the slices of the recurrent rows of K (binary spikes), or None
+        for a non-recurrent cell.
+      readout: the slices of the readout kernel W (binary spikes), or None.
+    """
 
     hidden_input: Any
     hidden_recurrent: Any
@@ -122,8 +171,18 @@ class KernelSlices(NamedTuple):
 def split_kernels(
     spec: ScanSpec, hidden_kernel, readout_kernel, input_width: int
 ) -> KernelSlices | None:
-    """:class:`KernelSlices` for ``spec.products == "portable"``, else None. The inputs
-    ``x_t`` may hold any values; spikes are 0 or 1 (exact slice products)."""
+    """The kernels' slices for portable products. The inputs ``x_t`` may hold any
+    values; spikes are 0 or 1 (exact slice products; docs/numerics.md).
+
+    Args:
+      spec: the hidden cell.
+      hidden_kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent).
+      readout_kernel: W, float32 ``(H, C)``, or None (a hidden cell alone).
+      input_width: I, the number of input rows of K.
+
+    Returns:
+      :class:`KernelSlices` when ``spec.products == "portable"``, else None.
+    """
     if spec.products == "fast":
         return None
     recurrent = (
@@ -142,8 +201,19 @@ def split_kernels(
 
 
 def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: KernelSlices | None):
-    """``I_t = [x_t, z_{t-1}] · K (+ b)`` of shape ``(B, H)``, with
-    ``slices = split_kernels(...)`` for portable products or None for one BLAS product."""
+    """The synaptic current ``I_t = [x_t, z_{t-1}] · K (+ b)``.
+
+    Args:
+      spec: the hidden cell.
+      kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent).
+      bias: float32 ``(H,)`` or None.
+      x: the step's input x_t, float32 ``(B, I)``.
+      previous_spikes: z_{t-1}, float32 ``(B, H)``.
+      slices: ``split_kernels(...)`` for portable products, or None for one BLAS product.
+
+    Returns:
+      I_t, float32 ``(B, H)``.
+    """
     if slices is None:
         return synaptic_current(cell_input(spec, x, previous_spikes), kernel, bias)
     width = x.shape[-1]
@@ -156,8 +226,18 @@ def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: Ker
 
 
 def readout_drive(kernel, bias, spikes, slices: KernelSlices | None):
-    """``J_t = z_t · W (+ b)`` of shape ``(B, C)``, portable when ``slices`` is given
-    (only its ``readout`` slices are read)."""
+    """The readout drive ``J_t = z_t · W (+ b)``.
+
+    Args:
+      kernel: W, float32 ``(H, C)``.
+      bias: float32 ``(C,)`` or None.
+      spikes: z_t, float32 ``(B, H)`` of 0 and 1.
+      slices: :class:`KernelSlices` for a portable product (only ``readout`` is read),
+        or None for one BLAS product.
+
+    Returns:
+      J_t, float32 ``(B, C)``.
+    """
     if slices is None:
         return synaptic_current(spikes, kernel, bias)
     drive = numerics.product_of_slices(spikes, kernel, slices.readout, True)
@@ -165,12 +245,32 @@ def readout_drive(kernel, bias, spikes, slices: KernelSlices | None):
 
 
 def neuron_model(spec: ScanSpec) -> neurons.NeuronModel:
-    """The :class:`brfjax.neurons.NeuronModel` of the cell."""
+    """The neuron model of the cell.
+
+    Args:
+      spec: the hidden cell.
+
+    Returns:
+      Its :class:`brfjax.neurons.NeuronModel`.
+
+    Raises:
+      ValueError: ``spec.neuron`` is unknown (:func:`brfjax.neurons.get_neuron`).
+    """
     return neurons.get_neuron(spec.neuron)
 
 
 def step_function(spec: ScanSpec):
-    """The pure ``(coefficients, state, current) -> state`` update of the cell."""
+    """The pure update of the cell, with its spike function, δ and ``exact`` bound.
+
+    Args:
+      spec: the hidden cell.
+
+    Returns:
+      ``step(coefficients, state, current (B, H)) -> state``, ``(B, H)`` per field.
+
+    Raises:
+      ValueError: an unknown neuron, surrogate or spike form.
+    """
     spike = surrogates.spike_function(spec.surrogate, spec.spike_form)
     return functools.partial(neuron_model(spec).step, spike=spike, dt=spec.dt, exact=spec.exact)
 
@@ -350,7 +450,14 @@ def run(
 
 
 def default_segment(num_steps: int) -> int:
-    """⌈√T⌉: the segment length that minimises what a recomputing backward keeps."""
+    """⌈√T⌉: the segment length that minimises what a recomputing backward keeps.
+
+    Args:
+      num_steps: the sequence length T in steps.
+
+    Returns:
+      The segment length k in steps, at least 1.
+    """
     return max(1, math.ceil(math.sqrt(num_steps)))
 
 
@@ -444,7 +551,18 @@ def run_recompute(
     ``segment`` steps (default ⌈√T⌉) whose insides are recomputed in the backward pass
     (``jax.checkpoint``). The reverse pass keeps the state at segment boundaries and
     one segment's intermediates, O(T/k + k) steps instead of O(T), for one extra
-    forward pass. Readouts are bit-identical to :func:`run`.
+    forward pass. Readouts are bit-identical to :func:`run` (docs/how-to/backward-pass.md).
+
+    Args:
+      spec: the hidden cell (:class:`ScanSpec`).
+      params: the network's arrays (:class:`NetworkParams`).
+      inputs: time-major ``(T, B, I)`` float32.
+      hidden0: the hidden state at t = -1, ``(B, H)`` float32 per field (``z`` first).
+      readout0: the readout potentials at t = -1, ``(B, C)`` float32.
+      segment: the segment length k in steps; None for :func:`default_segment`.
+
+    Returns:
+      :class:`ScanOutput` as from :func:`run`, without a trajectory.
     """
     segment = segment or default_segment(inputs.shape[0])
     output, _, _ = _run_segments(spec, params, inputs, hidden0, readout0, segment, remat=True)
@@ -467,7 +585,21 @@ def run_manual_backward(
     recomputes the loop in segments of ``segment`` steps (default :func:`default_segment`)
     and takes each step's adjoint from the neuron's reverse step or ``jax.vjp`` of its step.
     With ``keep_trajectory`` the hidden state of every step is returned (and may carry a
-    cotangent) as in :func:`run`."""
+    cotangent) as in :func:`run` (docs/how-to/backward-pass.md).
+
+    Args:
+      spec: the hidden cell (:class:`ScanSpec`).
+      params: the network's arrays (:class:`NetworkParams`).
+      inputs: time-major ``(T, B, I)`` float32.
+      hidden0: the hidden state at t = -1, ``(B, H)`` float32 per field (``z`` first).
+      readout0: the readout potentials at t = -1, ``(B, C)`` float32.
+      segment: the segment length k in steps; None for :func:`default_segment`.
+      keep_trajectory: also return the hidden state of every step.
+
+    Returns:
+      :class:`ScanOutput` as from :func:`run`; the same forward values bit for bit, and
+      gradients that agree with JAX's to float32 summation order.
+    """
     return _run_manual(
         spec,
         segment or default_segment(inputs.shape[0]),

@@ -21,11 +21,29 @@ from brfjax.parallel import DataParallel
 
 
 class TrainState(NamedTuple):
+    """What a train step updates.
+
+    Attributes:
+      params: the network's ``"params"`` collection (float32 arrays).
+      opt_state: the optimizer's state (:func:`make_optimizer`).
+    """
+
     params: Any
     opt_state: Any
 
 
 class StepResult(NamedTuple):
+    """What a train step reports besides the new state.
+
+    Attributes:
+      loss: float32 scalar L = Σ_t mean_b NLL_t of the batch (or chunk).
+      sums: the batch's :class:`brfjax.metrics.BatchSums`.
+      final_state: the network state after the last step (the start of the next
+        truncated-BPTT chunk), ``(B, ·)`` arrays.
+      readout_sum: Σ_t o_t over the recorded steps, float32 ``(B, C)``.
+      health: int32 ``(3,)``: the counts of :data:`HEALTH`, in its order.
+    """
+
     loss: jax.Array  # L = Σ_t mean_b NLL_t of the batch (or chunk)
     sums: metrics.BatchSums
     final_state: Any
@@ -63,7 +81,15 @@ def _nonfinite(tree) -> jax.Array:
 
 def make_optimizer(config: tasks.TrainConfig) -> optax.GradientTransformation:
     """Adam's direction (β = 0.9/0.999, ε = 1e-8, PyTorch's defaults), after global-norm
-    clipping where configured; the learning rate is applied by the train step."""
+    clipping where configured; the learning rate is applied by the train step
+    (the protocol: docs/reference/cli.md).
+
+    Args:
+      config: the run; ``grad_clip_norm`` (None: no clipping) is read.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+    """
     adam = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
     if config.grad_clip_norm is None:
         return adam
@@ -86,6 +112,19 @@ def make_train_step(
     (``shard_map``): its loss share ``Σ_t Σ_b w_b NLL_tb / Σ_all w`` and its gradient are
     summed over the devices (one all-reduce per step), and every device applies the same
     update. The new state, the loss and the sums are replicated on every device.
+
+    Args:
+      model: the network (time-major inputs).
+      optimizer: from :func:`make_optimizer`.
+      objective: ``"per_step"`` (ECG) or ``"sequence"`` (MNIST, SHD), for the accuracy
+        sums (:mod:`brfjax.metrics`).
+      constants: the non-trainable collections (e.g. ``{"mask": ...}``).
+      parallel: the devices to split the batch over; None for one device.
+
+    Returns:
+      The jitted step ``(state, inputs (T, B, I) float32, targets, lr, initial_state=None,
+      weights=None) -> (TrainState, StepResult)``; targets are ``(B,)`` int sequence
+      labels or time-major per-step classes ``(T', B)``. ``state`` is donated.
     """
 
     def local_update(
@@ -169,7 +208,18 @@ def make_train_step(
 
 def tbptt_chunks(num_steps: int, length: int) -> list[tuple[int, int]]:
     """Chunks ``[start, stop)`` of truncated BPTT: an update after every step t with
-    ``t % length == 0`` (t = 0 included) and after the last step (spec §4.6)."""
+    ``t % length == 0`` (t = 0 included) and after the last step, as the authors' code
+    (github.com/AdaptiveAILab/brf-neurons, its ALIF TBPTT network) does for ALIF on
+    S-MNIST and PS-MNIST (docs/concepts/other-neurons.md).
+
+    Args:
+      num_steps: the sequence length T in steps.
+      length: the chunk length in steps (50 in the paper).
+
+    Returns:
+      ``[(start, stop), ...]`` step ranges covering ``0..T``; 17 chunks for T = 784 and
+      length 50.
+    """
     update_after = sorted({t for t in range(0, num_steps, length)} | {num_steps - 1})
     starts = [0] + [t + 1 for t in update_after[:-1]]
     return [(start, stop + 1) for start, stop in zip(starts, update_after)]
@@ -182,7 +232,21 @@ def init_state(
     parallel: DataParallel | None = None,
 ) -> tuple[TrainState, dict]:
     """Initial parameters (from the seed) and optimizer state, replicated over the
-    devices of ``parallel`` if given; and the non-trainable collections (masks)."""
+    devices of ``parallel`` if given; and the non-trainable collections (masks).
+
+    Args:
+      config: the run; ``task`` (input width) and ``seed`` are read.
+      model: the network.
+      optimizer: from :func:`make_optimizer`.
+      parallel: the devices to replicate over; None for one device.
+
+    Returns:
+      ``(TrainState, constants)`` with ``constants`` the collections besides
+      ``"params"`` (e.g. ``{"mask": ...}``, empty without pruning).
+
+    Raises:
+      ValueError: an unknown ``config.task``.
+    """
     task = tasks.get_task(config.task)
     dummy = jnp.zeros((1, 1, task.input_size), jnp.float32)
     variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed), dummy)
@@ -195,15 +259,34 @@ def init_state(
 
 
 def learning_rate(config: tasks.TrainConfig, epoch_index: int) -> float:
-    """lr0 · (1 - e/E) for training epoch e = 0..E-1 (PyTorch's LinearLR per epoch)."""
+    """lr0 · (1 - e/E) for training epoch e = 0..E-1 (PyTorch's LinearLR per epoch;
+    docs/reference/cli.md).
+
+    Args:
+      config: the run; ``learning_rate`` (lr0) and ``epochs`` (E) are read.
+      epoch_index: the training epoch e, from 0.
+
+    Returns:
+      The learning rate of that epoch.
+    """
     return config.learning_rate * (1.0 - epoch_index / config.epochs)
 
 
 def make_eval_step(
     model: models.RecurrentSNN, objective: str, parallel: DataParallel | None = None
 ):
-    """A jitted ``(variables, inputs (T,B,I), targets, weights=None) -> BatchSums``; with
-    ``parallel`` the sums come back replicated, readable on every process."""
+    """The jitted statistics of one evaluation batch.
+
+    Args:
+      model: the network (time-major inputs).
+      objective: ``"per_step"`` or ``"sequence"`` (:mod:`brfjax.metrics`).
+      parallel: the devices the batch is split over; None for one device.
+
+    Returns:
+      ``eval_step(variables, inputs (T, B, I) float32, targets, weights=None) ->
+      BatchSums`` with per-term NLL (:func:`brfjax.metrics.batch_sums`); with
+      ``parallel`` the sums come back replicated, readable on every process.
+    """
 
     @jax.jit
     def eval_step(variables, inputs, targets, weights=None):

@@ -1,9 +1,10 @@
-"""The paper's tasks and training configurations (spec §4.5), as data.
+"""The paper's tasks and training configurations (paper Table 3), as data.
 
 ``TASKS[name]``: the shape and protocol of a task. ``config_for(task, neuron)``: the
-frozen :class:`TrainConfig` of the paper's run for that task x neuron (12 rows of the
-spec's table, plus BHRF, which the original code has but never trained: it takes the
-BRF row with the harmonic cell's default initialisers). The CLI only overrides fields.
+frozen :class:`TrainConfig` of the paper's run for that task x neuron (12 rows: S-MNIST,
+PS-MNIST, ECG and SHD x BRF, RF and ALIF, as in the shipped checkpoints, plus BHRF,
+which the original code has but never trained: it takes the BRF row with the harmonic
+cell's default initialisers). The CLI only overrides fields.
 """
 
 from __future__ import annotations
@@ -24,8 +25,18 @@ NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
 class TaskSpec:
     """Shape and protocol of one task.
 
-    ``alif_sub_seq_length``: leading steps run but not scored for ALIF (0 otherwise).
-    ``eval_batch_sizes``: (validation, test) batch sizes of the original scripts.
+    Attributes:
+      name: ``"smnist"``, ``"psmnist"``, ``"ecg"`` or ``"shd"``.
+      source: the data: ``"ecg"``, ``"mnist"`` or ``"shd"``.
+      input_size: input features I per step.
+      hidden_size: hidden neurons H of the paper's network.
+      num_classes: classes C.
+      num_steps: sequence length T in steps.
+      objective: ``"per_step"`` (ECG) or ``"sequence"`` (:mod:`brfjax.metrics`).
+      label_last: only the last step is scored in training (S-MNIST).
+      permuted: the pixels are fed in a fixed random order (PS-MNIST).
+      alif_sub_seq_length: leading steps run but not scored for ALIF (0 otherwise).
+      eval_batch_sizes: (validation, test) batch sizes of the original scripts.
     """
 
     name: str
@@ -56,6 +67,17 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def get_task(name: str) -> TaskSpec:
+    """The task called ``name``.
+
+    Args:
+      name: ``"smnist"``, ``"psmnist"``, ``"ecg"`` or ``"shd"``.
+
+    Returns:
+      Its :class:`TaskSpec`.
+
+    Raises:
+      ValueError: an unknown name; the message lists the valid ones.
+    """
     try:
         return TASKS[name]
     except KeyError:
@@ -63,13 +85,32 @@ def get_task(name: str) -> TaskSpec:
 
 
 def check_neuron(neuron: str) -> None:
-    """Raise ValueError unless ``neuron`` is a registered name or the import path
-    ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`."""
+    """Check that ``neuron`` names a neuron model.
+
+    Args:
+      neuron: a registered name or the import path ``"package.module:NAME"`` of a
+        :class:`brfjax.neurons.NeuronModel`.
+
+    Raises:
+      ValueError: anything else (:func:`brfjax.neurons.get_neuron`).
+    """
     neurons.get_neuron(neuron)
 
 
 def network_options(task: TaskSpec, neuron: str) -> dict:
-    """``sub_seq_length`` and ``label_last`` of the paper's network for ``task`` x ``neuron``."""
+    """``sub_seq_length`` and ``label_last`` of the paper's network for ``task`` x ``neuron``.
+
+    Args:
+      task: the task.
+      neuron: a neuron name or import path.
+
+    Returns:
+      ``{"sub_seq_length": steps, "label_last": bool}``, keyword arguments of
+      :func:`brfjax.models.build_network`.
+
+    Raises:
+      ValueError: an unknown neuron.
+    """
     check_neuron(neuron)
     return {
         "sub_seq_length": task.alif_sub_seq_length if neuron == "alif" else 0,
@@ -83,7 +124,22 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
 def load_split(
     task: TaskSpec, split: str, data_dir: str | None = None, mnist_backend: str = "idx"
 ) -> SequenceData:
-    """The raw ``train`` or ``test`` split (batch-major, see the data modules)."""
+    """The raw ``train`` or ``test`` split (batch-major, see the data modules).
+
+    Args:
+      task: the task; its ``source`` picks the loader.
+      split: ``"train"`` or ``"test"``.
+      data_dir: the folder with the task's files; None for the default location
+        (docs/how-to/offline-data.md).
+      mnist_backend: ``"idx"`` (the IDX files) or ``"tfds"``, for MNIST only.
+
+    Returns:
+      :class:`brfjax.data.SequenceData` with batch-major inputs ``(N, T, I)``.
+
+    Raises:
+      brfjax.data.DataUsageError: ``data_dir`` is not a folder, or a loader's usage error.
+      brfjax.data.DataError: missing or damaged files (from the loaders).
+    """
     if data_dir is not None and mnist_backend != "tfds" and not os.path.isdir(data_dir):
         raise DataUsageError(
             f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files"
@@ -101,6 +157,14 @@ def model_inputs(
 
     MNIST pixels are scaled to [0, 1] and, for PS-MNIST, reordered so that step t gets
     pixel ``permutation[t]``; ECG and SHD spikes become float32.
+
+    Args:
+      task: the task.
+      raw: a raw batch-major batch ``(B, T, I)`` (uint8 pixels or 0/1 spikes).
+      permutation: PS-MNIST's pixel order, int ``(T,)``, or None.
+
+    Returns:
+      float32 time-major ``(T, B, I)``, C-contiguous.
     """
     if task.source == "mnist":
         values = mnist.scale_pixels(raw)
@@ -114,7 +178,17 @@ def model_inputs(
 def scored_targets(targets: np.ndarray, sub_seq_length: int, label_last: bool) -> np.ndarray:
     """Targets shaped like the readouts: per-step ``(B, T)`` -> time-major ``(T', B)``
     after dropping the first ``sub_seq_length`` steps (only the last under label-last);
-    sequence labels ``(B,)`` unchanged."""
+    sequence labels ``(B,)`` unchanged.
+
+    Args:
+      targets: int sequence labels ``(B,)`` or per-step classes batch-major ``(B, T)``.
+      sub_seq_length: leading steps not scored.
+      label_last: score only the last step.
+
+    Returns:
+      ``(B,)`` unchanged, or time-major ``(T', B)`` with T' = T - ``sub_seq_length``
+      (1 under label-last).
+    """
     if targets.ndim == 1:
         return targets
     sliced = targets[:, sub_seq_length:]
@@ -128,9 +202,35 @@ def scored_targets(targets: np.ndarray, sub_seq_length: int, label_last: bool) -
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run (spec §4.1, §4.5). Initialisers: ``(low, high)`` for uniform
-    (ω, b'), ``(mean, std)`` for normal (τ). ``selection_inclusive``: a validation loss
-    equal to the best so far also replaces the best checkpoint (``<=``)."""
+    """One training run (the protocol: docs/reference/cli.md; the values: paper Table 3 and
+    the shipped checkpoints, docs/published-models.md).
+    Initialisers: ``(low, high)`` for uniform (ω, b'), ``(mean, std)`` for normal (τ).
+
+    Attributes:
+      task: the task name (:data:`TASKS`).
+      neuron: a neuron name or import path.
+      epochs: training epochs E.
+      batch_size: training minibatch size.
+      learning_rate: lr0, decayed linearly per epoch (:func:`brfjax.steps.learning_rate`).
+      grad_clip_norm: global-norm gradient clipping, or None.
+      tbptt_length: truncated-BPTT chunk length in steps, or None for full BPTT.
+      omega_init: U(low, high) of ω̃ (resonators), or None.
+      b_offset_init: U(low, high) of b̃' (resonators), or None.
+      tau_mem_init: N(mean, std²) of τ̃_m in steps (ALIF), or None.
+      tau_adp_init: N(mean, std²) of τ̃_a in steps (ALIF), or None.
+      tau_out_init: N(mean, std²) of the readout's τ̃ in steps.
+      selection_inclusive: a validation loss equal to the best so far also replaces the
+        best checkpoint (``<=``).
+      seed: the seed of the initialisation, validation split and shuffling.
+      val_fraction: the fraction of the training set held out for validation.
+      max_train_batches: stop each training epoch after this many batches (smoke runs),
+        or None.
+      max_eval_batches: evaluate at most this many batches, or None.
+      exact: the reference float32 path (docs/numerics.md).
+      products: ``"portable"`` or ``"fast"`` synaptic products (docs/numerics.md).
+      backward: ``"manual"``, ``"recompute"`` or ``"autodiff"``
+        (docs/how-to/backward-pass.md).
+    """
 
     task: str
     neuron: str
@@ -154,13 +254,41 @@ class TrainConfig:
     backward: str = "manual"
 
     def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed.
+
+        Args:
+          **changes: new field values by name.
+
+        Returns:
+          The new :class:`TrainConfig`.
+
+        Raises:
+          TypeError: a name that is not a field.
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (tuples stay tuples).
+
+        Returns:
+          ``{field: value}``.
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """The config of :meth:`to_dict`'s dict, also after a JSON round trip (lists
+        become tuples).
+
+        Args:
+          values: ``{field: value}``.
+
+        Returns:
+          The :class:`TrainConfig`.
+
+        Raises:
+          TypeError: an unknown or missing field.
+        """
         values = dict(values)
         for key, value in values.items():
             if isinstance(value, list):
@@ -257,7 +385,20 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
     A neuron the paper's table has no row for (an import path ``"package.module:NAME"``)
     is trained with the BRF row's protocol for the task (epochs, batch size, learning
     rate, clipping, readout initialiser, model selection) and its own model's default
-    initialisers."""
+    initialisers.
+
+    Args:
+      task: a task name (:data:`TASKS`).
+      neuron: a neuron name or import path.
+      **overrides: fields to change (:meth:`TrainConfig.replace`).
+
+    Returns:
+      The frozen :class:`TrainConfig`.
+
+    Raises:
+      ValueError: an unknown task or neuron.
+      TypeError: an override that is not a field.
+    """
     get_task(task)
     check_neuron(neuron)
     if neuron == "alif":
@@ -276,7 +417,18 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
 
 
 def build_model(config: TrainConfig) -> models.RecurrentSNN:
-    """The network of ``config`` with its initialisers."""
+    """The network of ``config`` with its initialisers.
+
+    Args:
+      config: the run.
+
+    Returns:
+      The :class:`brfjax.models.RecurrentSNN` of the task's shape (time-major inputs).
+
+    Raises:
+      ValueError: an unknown task or neuron, or an invalid option of
+        :func:`brfjax.models.build_network`.
+    """
     task = get_task(config.task)
     hidden_kwargs = {}
     if config.neuron == "alif":

@@ -1,4 +1,4 @@
-"""The paper's training protocol (spec §4.1), resumable: ``python -m brfjax.train``.
+"""The paper's training protocol (docs/reference/cli.md), resumable: ``python -m brfjax.train``.
 
 For epochs e = 0..E (E + 1 evaluations):
 
@@ -79,7 +79,15 @@ METRIC_COLUMNS = [
 def parameter_problems(params, neuron: str = "brf") -> list[str]:
     """Names of non-finite parameters, and of hidden parameters outside the region where
     ``neuron``'s step is defined (its model's stability check, e.g. BRF's δ·|ω| < 1 where
-    the divergence boundary p(ω) is undefined, NaN)."""
+    the divergence boundary p(ω) is undefined, NaN; paper Algorithm 1).
+
+    Args:
+        params: the network's ``"params"`` collection (nested dict of arrays).
+        neuron: the hidden neuron's name or import path.
+
+    Returns:
+        One message per problem (empty when the parameters are usable).
+    """
     problems = []
     for path, value in jax.tree_util.tree_leaves_with_path(params):
         name = path_name(path)
@@ -107,6 +115,16 @@ def parameter_problems(params, neuron: str = "brf") -> list[str]:
 
 
 class RunData(NamedTuple):
+    """The data of a run, split and verified.
+
+    Attributes:
+        train: the training samples (batch-major, :class:`brfjax.data.SequenceData`).
+        val: the validation samples held out from the official training set.
+        test: the official test set.
+        permutation: PS-MNIST's pixel order, int ``(784,)``, or None.
+        checksums: SHA-256 of the data files by name, for the run's manifest.
+    """
+
     train: SequenceData
     val: SequenceData
     test: SequenceData
@@ -115,7 +133,15 @@ class RunData(NamedTuple):
 
 
 def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
-    """The checksums the loaders verified (ECG, MNIST) or of the files read (SHD)."""
+    """The checksums the loaders verified (ECG, MNIST) or of the files read (SHD).
+
+    Args:
+        task: the run's task.
+        data_dir: the SHD folder (None: the default location); unused for ECG and MNIST.
+
+    Returns:
+        ``{file name: SHA-256 hex digest}``.
+    """
     if task.source == "ecg":
         return {name: digest for name, digest in ecg.FILES.values()}
     if task.source == "mnist":
@@ -135,7 +161,21 @@ def load_data(
     mnist_backend: str = "idx",
 ) -> RunData:
     """The split data of a run, checked against the configuration before anything is
-    written (the permutation is still unset: see :func:`run_permutation`)."""
+    written (the permutation is still unset: see :func:`brfjax.workdir.run_permutation`).
+
+    Args:
+        config: the run; ``task``, ``val_fraction``, ``seed`` and ``batch_size`` are read.
+        data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md).
+        permutation_file: a PS-MNIST permutation ``.npy`` to validate, or None.
+        mnist_backend: ``"idx"`` or ``"tfds"``.
+
+    Returns:
+        :class:`RunData` with ``permutation`` None.
+
+    Raises:
+        UsageError: ``batch_size`` is larger than the training set.
+        brfjax.data.DataError: missing or damaged data files, or a bad permutation file.
+    """
     task = tasks.get_task(config.task)
     full_train = tasks.load_split(task, "train", data_dir, mnist_backend)
     test = tasks.load_split(task, "test", data_dir, mnist_backend)
@@ -163,7 +203,17 @@ def load_data(
 
 class EpochProgress(NamedTuple):
     """The running sums of a training epoch after ``steps`` of its minibatches (what a
-    run stopped mid-epoch saves, so that the resumed epoch reports the same metrics)."""
+    run stopped mid-epoch saves, so that the resumed epoch reports the same metrics).
+
+    Attributes:
+        steps: the minibatches trained so far.
+        loss: Σ over batches of the batch loss per scored step.
+        correct: correct predictions so far.
+        scored: scored predictions so far.
+        spikes: hidden spikes so far.
+        neuron_steps: samples × steps × hidden neurons so far.
+        seconds: training time spent on the epoch, in seconds.
+    """
 
     steps: int = 0
     loss: float = 0.0  # Σ over batches of the batch loss per scored step
@@ -174,6 +224,12 @@ class EpochProgress(NamedTuple):
     seconds: float = 0.0  # training time spent on the epoch before it was stopped
 
     def metrics(self) -> dict:
+        """The epoch's training statistics.
+
+        Returns:
+            ``{"train_loss", "train_accuracy" (%), "train_spike_rate"}`` (spikes per
+            neuron per step).
+        """
         return {
             "train_loss": self.loss / self.steps,
             "train_accuracy": 100.0 * self.correct / self.scored,
@@ -195,7 +251,16 @@ def _instability_cause(neuron: str, count: int) -> str:
 def epoch_batches(
     config: tasks.TrainConfig, num_samples: int, epoch_index: int
 ) -> list[np.ndarray]:
-    """The minibatches (sample indices) of training epoch ``epoch_index``, shuffled from the seed."""
+    """The minibatches (sample indices) of training epoch ``epoch_index``, shuffled from the seed.
+
+    Args:
+        config: the run; ``seed``, ``batch_size`` and ``max_train_batches`` are read.
+        num_samples: the size of the training set.
+        epoch_index: the training epoch, from 0.
+
+    Returns:
+        One int array of sample indices per minibatch (the last one may be smaller).
+    """
     order = pipeline.epoch_order(np.arange(num_samples), config.seed, epoch_index)
     return list(pipeline.batches(order, config.batch_size, config.max_train_batches))
 
@@ -215,7 +280,29 @@ def train_epoch(
 ) -> tuple[TrainState, EpochProgress]:
     """The shuffled training minibatches of one epoch from ``progress.steps`` on; returns
     the new state and the epoch's sums. ``stop()`` is asked after every step: when it is
-    True the epoch ends early (``progress.steps`` tells how far it got)."""
+    True the epoch ends early (``progress.steps`` tells how far it got).
+
+    Args:
+        config: the run.
+        task: its task.
+        model: its network.
+        train_step: from :func:`brfjax.steps.make_train_step`.
+        state: the parameters and optimizer state.
+        data: the run's data.
+        epoch_index: the training epoch, from 0.
+        lr: this epoch's learning rate.
+        parallel: the devices the batches are split over.
+        progress: the sums of a run stopped inside this epoch, or None.
+        stop: ``() -> bool``, asked after every step.
+
+    Returns:
+        ``(state, progress)`` after the last step trained.
+
+    Raises:
+        TrainingError: a non-finite loss, an unusable network (see
+            :data:`brfjax.steps.HEALTH`) or parameters outside the neuron's stable region;
+            the message names the epoch, step and cause.
+    """
     progress = progress or EpochProgress()
     batches = epoch_batches(config, len(data.train.targets), epoch_index)
     bar = ProgressBar(
@@ -325,7 +412,16 @@ def resume_inside_epoch(
     """The state and epoch sums saved by a run stopped inside the epoch after
     ``bookkeeping["epoch"]``, if there is such a position; else ``state`` unchanged
     and an empty :class:`EpochProgress` (a position older than the latest whole epoch is
-    deleted)."""
+    deleted; docs/how-to/resume.md).
+
+    Args:
+        checkpoints: the workdir's checkpoints.
+        state: the state of the latest whole epoch (also the restore template).
+        bookkeeping: the latest checkpoint's bookkeeping (``"epoch"`` is read).
+
+    Returns:
+        ``(state, progress)``.
+    """
     template = {
         "state": state,
         **FRESH_BOOKKEEPING,
@@ -351,9 +447,16 @@ def resume_inside_epoch(
 class RunStopped(Exception):
     """A run stopped on request (a signal) inside an epoch, its position saved.
 
+    Args:
+        epoch: the epoch being trained (1-based, as in the log).
+        step: its completed training steps.
+        steps: its number of steps.
+        checkpoint: the folder that holds the saved position.
+
     Attributes:
         epoch: the epoch being trained (1-based, as in the log).
-        step: its completed training steps; steps: its number of steps.
+        step: its completed training steps.
+        steps: its number of steps.
         checkpoint: the folder that holds the saved position.
     """
 
@@ -383,10 +486,13 @@ def train_and_evaluate(
     Args:
         config: the run's configuration (the paper's protocol for its task and neuron).
         workdir: the run folder; a partial run there is resumed.
-        data_dir, permutation_file, mnist_backend: where the data comes from.
+        data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md).
+        permutation_file: a PS-MNIST permutation ``.npy`` for a new run, or None to draw
+            one from the seed.
         stop_after_epoch: end the call after this epoch's checkpoint (training in slices:
             the same call without it, or with a larger value, continues); the learning-rate
             schedule still follows ``config.epochs``.
+        mnist_backend: ``"idx"`` (the IDX files) or ``"tfds"``.
         parallel: the devices and processes to use.
         stop: asked after every training step (on every process: the answer must agree,
             see :meth:`brfjax.parallel.DataParallel.any_process`); when True the run saves
@@ -631,7 +737,13 @@ def collapses(rows: Sequence[dict]) -> list[dict]:
 
 class EpochLog:
     """The per-epoch outputs of the writing process: ``metrics.csv``, TensorBoard
-    scalars and one line on stderr."""
+    scalars and one line on stderr.
+
+    Args:
+        workdir: the run folder.
+        first_epoch: the first epoch this process writes; rows of later epochs already
+            in ``metrics.csv`` (from a run stopped after them) are dropped.
+    """
 
     def __init__(self, workdir: str, first_epoch: int):
         self.csv = MetricsCSV(
@@ -640,6 +752,14 @@ class EpochLog:
         self.events = event_writer(os.path.join(workdir, "tensorboard"))
 
     def append(self, row: dict, improved: bool, collapsed: dict | None = None) -> None:
+        """Write one epoch's row, scalars and line.
+
+        Args:
+            row: the epoch's statistics by :data:`METRIC_COLUMNS` name (no training
+                columns for epoch 0).
+            improved: the epoch's validation loss made it the best checkpoint (marked ``*``).
+            collapsed: :func:`collapse`'s record when the validation loss collapsed, or None.
+        """
         self.csv.append(row)
         add_scalars(
             self.events,
@@ -671,6 +791,7 @@ class EpochLog:
             )
 
     def close(self) -> None:
+        """Flush and close the TensorBoard writer."""
         self.events.close()
 
 
@@ -678,6 +799,17 @@ class EpochLog:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m brfjax.train`` (docs/reference/cli.md).
+
+    Args:
+        argv: the arguments without the program name; None for ``sys.argv[1:]``.
+
+    Returns:
+        The parsed arguments.
+
+    Raises:
+        SystemExit: a bad argument (status 2, with argparse's message naming it).
+    """
     parser = cli.ArgumentParser(
         prog="python -m brfjax.train",
         description="Train a BRF/RF/ALIF network with the paper's protocol.",
@@ -780,6 +912,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
+    """The paper's configuration of the task and neuron, with the flags that were given
+    applied (:func:`brfjax.tasks.config_for`).
+
+    Args:
+        args: from :func:`parse_args`.
+
+    Returns:
+        The run's :class:`brfjax.tasks.TrainConfig`.
+    """
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -798,7 +939,15 @@ def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
 
 
 def without_option(argv: Sequence[str], option: str) -> list[str]:
-    """``argv`` without ``option VALUE`` / ``option=VALUE``."""
+    """``argv`` without ``option VALUE`` / ``option=VALUE``.
+
+    Args:
+        argv: command-line arguments.
+        option: the flag to drop, e.g. ``"--until-epoch"``.
+
+    Returns:
+        The other arguments, in order.
+    """
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -811,11 +960,29 @@ def without_option(argv: Sequence[str], option: str) -> list[str]:
 
 
 def resume_command(argv: Sequence[str]) -> str:
-    """The command line that continues this run."""
+    """The command line that continues this run.
+
+    Args:
+        argv: the run's arguments without the program name.
+
+    Returns:
+        ``python -m brfjax.train ...`` with the arguments shell-quoted.
+    """
     return " ".join(["python -m brfjax.train", *(shlex.quote(arg) for arg in argv)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m brfjax.train``: train, resume or continue a run and print its test
+    statistics (docs/reference/cli.md).
+
+    Args:
+        argv: the arguments without the program name; None for ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 done (or stopped at ``--until-epoch``), 1 a failed run and 2 a
+        usage error (:func:`brfjax.cli.exit_status`), or 128 + the signal number when a
+        signal stopped the run (:class:`brfjax.stopping.StopSignals`).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     config = config_from_args(args)

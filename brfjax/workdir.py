@@ -23,11 +23,30 @@ from brfjax.parallel import DataParallel
 
 
 def permutation_path(workdir: str) -> str:
+    """Where a run keeps its PS-MNIST permutation.
+
+    Args:
+        workdir: the run folder.
+
+    Returns:
+        ``<workdir>/permutation.npy``.
+    """
     return os.path.join(workdir, "permutation.npy")
 
 
 def load_permutation(workdir: str, task: tasks.TaskSpec) -> np.ndarray | None:
-    """The PS-MNIST permutation saved with a run (None for other tasks)."""
+    """The PS-MNIST permutation saved with a run.
+
+    Args:
+        workdir: the run folder.
+        task: the run's task.
+
+    Returns:
+        The permutation, int ``(784,)``, or None for a task that is not permuted.
+
+    Raises:
+        CheckpointError: a PS-MNIST workdir without ``permutation.npy``.
+    """
     if not task.permuted:
         return None
     path = permutation_path(workdir)
@@ -42,7 +61,18 @@ def run_permutation(
     config: tasks.TrainConfig, workdir: str, permutation_file: str | None, write: bool = True
 ) -> np.ndarray | None:
     """PS-MNIST: the run's saved permutation, or a new one (from the file or the seed),
-    saved in the workdir if ``write``. None for the other tasks."""
+    saved in the workdir if ``write``.
+
+    Args:
+        config: the run; ``task`` and ``seed`` are read.
+        workdir: the run folder.
+        permutation_file: a ``.npy`` permutation to use for a new run, or None to draw
+            one from ``config.seed``.
+        write: save a new permutation in the workdir.
+
+    Returns:
+        The permutation, int ``(784,)``, or None for a task that is not permuted.
+    """
     if not tasks.get_task(config.task).permuted:
         return None
     if os.path.exists(permutation_path(workdir)):
@@ -59,7 +89,19 @@ def run_permutation(
 
 def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -> None:
     """Verify that the workdir is new or belongs to this very configuration; if
-    ``write``, create it and record the configuration."""
+    ``write``, create it and record the configuration (docs/how-to/resume.md).
+
+    Args:
+        workdir: the run folder.
+        config: the run's configuration.
+        write: create the folder and write ``config.json`` when it is new.
+
+    Raises:
+        UsageError: ``workdir`` is a file, a non-empty folder that is not a workdir, or
+            the workdir of another configuration (a changed ``--epochs`` is named with
+            the fix).
+        TrainingError: its ``config.json`` is damaged.
+    """
     path = os.path.join(workdir, checkpoint.CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise UsageError(f"--workdir {workdir!r} is a file, not a folder; choose another --workdir")
@@ -98,6 +140,16 @@ FRESH_BOOKKEEPING = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "
 def run_checkpoints(
     workdir: str, parallel: DataParallel | None = None
 ) -> checkpoint.RunCheckpoints:
+    """The checkpoint manager of a workdir.
+
+    Args:
+        workdir: the run folder.
+        parallel: the devices of a multi-process run: only the primary process writes,
+            and all wait at its barrier; None for one process.
+
+    Returns:
+        A :class:`brfjax.checkpoint.RunCheckpoints`.
+    """
     if parallel is None:
         return checkpoint.RunCheckpoints(workdir)
     return checkpoint.RunCheckpoints(workdir, parallel.is_primary, parallel.barrier)
@@ -106,8 +158,17 @@ def run_checkpoints(
 def load_latest(
     workdir: str, state: steps.TrainState, parallel: DataParallel | None = None
 ) -> dict | None:
-    """The ``latest`` checkpoint (``state`` plus the bookkeeping of
-    :data:`FRESH_BOOKKEEPING`), restored into the structure of ``state``; None if absent."""
+    """The ``latest`` checkpoint, restored into the structure of ``state``.
+
+    Args:
+        workdir: the run folder.
+        state: a :class:`brfjax.steps.TrainState` of the run's shapes (the template).
+        parallel: the devices to restore onto; None for one device.
+
+    Returns:
+        ``{"state": TrainState, **bookkeeping}`` with the keys of
+        :data:`FRESH_BOOKKEEPING`, or None when there is no ``latest`` checkpoint.
+    """
     restored = run_checkpoints(workdir, parallel).restore_latest(
         {"state": state, **FRESH_BOOKKEEPING}
     )
@@ -159,6 +220,15 @@ def best_variables(
     workdir: str, checkpoints: checkpoint.RunCheckpoints, params_template, constants: dict
 ) -> tuple[int, dict]:
     """``(epoch, variables)`` of the run's best checkpoint, restored like ``params_template``.
+
+    Args:
+        workdir: the run folder, for the message.
+        checkpoints: its checkpoint manager (:func:`run_checkpoints`).
+        params_template: parameters of the run's shapes.
+        constants: the non-trainable collections (masks), added to the variables.
+
+    Returns:
+        ``(epoch, {"params": ..., **constants})``; epoch 0 is the untrained network.
 
     Raises:
         CheckpointError: there is no complete best checkpoint yet.

@@ -22,7 +22,7 @@ def test_mnist_test_split_reads_and_verifies():
     data = mnist.load_mnist("test", mnist_dir())
     assert data.inputs.shape == (10000, 784, 1) and data.inputs.dtype == np.uint8
     assert data.targets.shape == (10000,) and data.targets.dtype == np.int32
-    assert np.bincount(data.targets)[0] == 980  # spec §5.2: 980 test zeros
+    assert np.bincount(data.targets)[0] == 980  # the MNIST test set has 980 zeros
     # row-major flattening: step t is row t // 28, column t % 28
     image = data.inputs[0, :, 0].reshape(28, 28)
     raw = np.frombuffer(
@@ -107,7 +107,7 @@ def write_shd(path, samples):
 def test_shd_binning_follows_the_spec(tmp_path):
     thresholds = shd.bin_thresholds()
     assert thresholds.dtype == np.float16 and len(thresholds) == 250
-    # 126 of the 250 float16 thresholds round up (spec §4.4)
+    # 126 of the 250 float16 thresholds round up (docs/reference/data.md)
     assert int(np.sum(thresholds.astype(np.float64) > np.arange(250) * 0.004)) == 126
     t5 = thresholds[5]
     times = [0.0, t5, np.nextafter(t5, np.float16(1)), 0.5, 0.99, 1.2, 0.3]

@@ -28,7 +28,13 @@ ALIF_ADAPTATION_STRENGTH = 1.8  # β
 
 
 class ALIFState(NamedTuple):
-    """Adaptive LIF state: spike z, membrane u, adaptation a; ``(B, H)`` each."""
+    """Adaptive LIF state, float32 ``(B, H)`` each (paper appendix A.2).
+
+    Attributes:
+      z: the spikes of the step (0 or 1).
+      u: the membrane potential after the reset.
+      a: the adaptation variable.
+    """
 
     z: Array
     u: Array
@@ -36,14 +42,28 @@ class ALIFState(NamedTuple):
 
 
 class ALIFCoefficients(NamedTuple):
-    """Membrane decay α = exp(-1/|τ̃_m|) and adaptation decay ρ = exp(-1/|τ̃_a|), ``(H,)``."""
+    """The per-step decays of an ALIF layer, float32 ``(H,)`` each.
+
+    Attributes:
+      alpha: membrane decay α = exp(-1/|τ̃_m|).
+      rho: adaptation decay ρ = exp(-1/|τ̃_a|).
+    """
 
     alpha: Array
     rho: Array
 
 
 def alif_coefficients(tau_mem: Array, tau_adp: Array, exact: bool = True) -> ALIFCoefficients:
-    """The decays α, ρ of the raw time constants ``(H,)`` (in steps)."""
+    """The decays α, ρ of the raw time constants.
+
+    Args:
+      tau_mem: raw membrane time constants τ̃_m in steps, float32 ``(H,)``.
+      tau_adp: raw adaptation time constants τ̃_a in steps, float32 ``(H,)``.
+      exact: evaluate ``exp`` correctly rounded (:func:`brfjax.neurons.decay_factor`).
+
+    Returns:
+      :class:`ALIFCoefficients`, ``(H,)`` float32 each.
+    """
     return ALIFCoefficients(decay_factor(tau_mem, exact), decay_factor(tau_adp, exact))
 
 
@@ -55,7 +75,20 @@ def alif_step(
     dt: float = DT,
     exact: bool = True,
 ) -> ALIFState:
-    """One ALIF step (equations above), ``(B, H)`` float32 arrays."""
+    """One ALIF step (equations above; paper appendix A.2), ``(B, H)`` float32 arrays.
+    Args:
+      coefficients: from :func:`alif_coefficients`, ``(H,)`` each.
+      state: the previous state, ``(B, H)`` per field.
+      current: the synaptic current I_t, float32 ``(B, H)``.
+      spike: a spike function of :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      dt: unused (a discrete-time neuron); kept for the
+        :class:`brfjax.neurons.NeuronModel` signature.
+      exact: the reference float32 path: every product rounded before it is added
+        (docs/numerics.md).
+
+    Returns:
+      The new :class:`ALIFState`, ``(B, H)`` per field.
+    """
     del dt  # discrete-time neuron
     add, subtract = arithmetic(exact)
     alpha, rho = coefficients

@@ -37,7 +37,14 @@ BRF_REFRACTORY_DECAY = 0.9  # γ
 
 
 class BRFState(NamedTuple):
-    """Balanced RF state: spike z, membrane u + i·v, refractory variable q; ``(B, H)`` each."""
+    """Balanced RF state, float32 ``(B, H)`` each (paper Algorithm 1).
+
+    Attributes:
+      z: the spikes of the step (0 or 1).
+      u: real part of the membrane potential u + i·v.
+      v: imaginary part of the membrane potential.
+      q: the refractory variable (adaptive threshold and reset).
+    """
 
     z: Array
     u: Array
@@ -46,7 +53,14 @@ class BRFState(NamedTuple):
 
 
 class ResonatorCoefficients(NamedTuple):
-    """|ω̃|, |b̃'| and the divergence boundary p(ω) (zeros where unused), ``(H,)`` each."""
+    """Parameter-only constants of a resonator, float32 ``(H,)`` each.
+
+    Attributes:
+      omega: ω = |ω̃|, the angular frequency (radians per unit time; δ = 0.01 per step).
+      b_offset: b' = |b̃'|, the damping offset.
+      boundary: the divergence boundary p(ω) (paper Algorithm 1); zeros for neurons
+        that do not use it.
+    """
 
     omega: Array
     b_offset: Array
@@ -56,7 +70,15 @@ class ResonatorCoefficients(NamedTuple):
 def divergence_boundary(omega: Array, exact: bool = True) -> Array:
     """p(ω) = (-1 + sqrt(1 - (δω)²)) / δ with δ = 0.01 (paper Algorithm 1).
 
-    The largest damping b for which |1 + δ(b + iω)| ≤ 1. NaN for ω > 100.
+    The largest damping b for which |1 + δ(b + iω)| ≤ 1 (docs/concepts/brf-neuron.md).
+
+    Args:
+      omega: ω ≥ 0, float32, any shape (``(H,)`` in a cell).
+      exact: correctly rounded (:func:`brfjax.numerics.divergence_boundary`) instead of
+        XLA's ``sqrt`` and division (docs/numerics.md).
+
+    Returns:
+      p(ω), float32, the shape of ``omega``; NaN for ω > 100.
     """
     if exact:
         return numerics.divergence_boundary(omega)
@@ -68,7 +90,16 @@ def divergence_boundary(omega: Array, exact: bool = True) -> Array:
 def brf_coefficients(
     omega_raw: Array, b_offset_raw: Array, exact: bool = True
 ) -> ResonatorCoefficients:
-    """ω = |ω̃|, b' = |b̃'|, p(ω) from the raw ``(H,)`` parameters."""
+    """ω = |ω̃|, b' = |b̃'|, p(ω) from the raw parameters.
+
+    Args:
+      omega_raw: raw ω̃, float32 ``(H,)``.
+      b_offset_raw: raw b̃', float32 ``(H,)``.
+      exact: evaluate p(ω) correctly rounded (:func:`divergence_boundary`).
+
+    Returns:
+      :class:`ResonatorCoefficients`, ``(H,)`` float32 each.
+    """
     omega = jnp.abs(omega_raw)
     return ResonatorCoefficients(omega, jnp.abs(b_offset_raw), divergence_boundary(omega, exact))
 
@@ -78,6 +109,20 @@ def euler_resonator(u, v, damping, omega, current, dt: float, exact: bool):
 
     u_t = ((u + (b·u)·δ) - (ω·v)·δ) + I·δ
     v_t = (v + (ω·u)·δ) + (b·v)·δ
+
+    (paper Algorithm 1; docs/concepts/brf-neuron.md.)
+
+    Args:
+      u: real part of the membrane potential, float32 ``(B, H)``.
+      v: imaginary part, float32 ``(B, H)``.
+      damping: b, float32, broadcastable to ``(B, H)``.
+      omega: ω, float32 ``(H,)``.
+      current: the synaptic current I_t, float32 ``(B, H)``.
+      dt: the Euler step δ.
+      exact: round every product before it is added (:func:`brfjax.neurons.arithmetic`).
+
+    Returns:
+      ``(u_t, v_t)``, float32 ``(B, H)`` each.
     """
     add, subtract = arithmetic(exact)
     u_new = add(subtract(add(u, (damping * u) * dt), (omega * v) * dt), current * dt)
@@ -86,7 +131,16 @@ def euler_resonator(u, v, damping, omega, current, dt: float, exact: bool):
 
 
 def refractory_update(q: Array, z: Array, exact: bool) -> Array:
-    """q_t = q_{t-1}·γ + z_t."""
+    """q_t = q_{t-1}·γ + z_t with γ = 0.9 (paper Algorithm 1).
+
+    Args:
+      q: q_{t-1}, float32 ``(B, H)``.
+      z: the spikes z_t, float32 ``(B, H)``.
+      exact: round the product before it is added.
+
+    Returns:
+      q_t, float32 ``(B, H)``.
+    """
     add, _ = arithmetic(exact)
     return add(q * BRF_REFRACTORY_DECAY, z)
 
@@ -105,6 +159,17 @@ def brf_step(
     u_t, v_t = Euler step with damping b_t
     z_t = Θ((u_t - θ_c) - q_{t-1})
     q_t = γ·q_{t-1} + z_t
+
+    Args:
+      coefficients: from :func:`brf_coefficients`, ``(H,)`` each.
+      state: the previous state, ``(B, H)`` per field.
+      current: the synaptic current I_t, float32 ``(B, H)``.
+      spike: a spike function of :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      dt: the Euler step δ (0.01).
+      exact: the reference float32 path (docs/numerics.md).
+
+    Returns:
+      The new :class:`BRFState`, ``(B, H)`` per field.
     """
     damping = (coefficients.boundary - coefficients.b_offset) - state.q
     u, v = euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt, exact)

@@ -26,7 +26,15 @@ DT = 0.01  # δ, the Euler step of every resonator (paper Section 3, Algorithm 1
 
 
 def default_spike(x: Array) -> Array:
-    """Θ(x) with the default (double-Gaussian) surrogate derivative."""
+    """Θ(x) with the default (double-Gaussian) surrogate derivative (paper Eq. 39).
+
+    Args:
+      x: the spike argument, float32, any shape (``(B, H)`` in a step).
+
+    Returns:
+      float32 spikes (0 or 1), the shape of ``x``; its derivative is the double-Gaussian
+      surrogate (docs/concepts/surrogate-gradients.md).
+    """
     return heaviside(x)
 
 
@@ -34,7 +42,15 @@ def default_spike(x: Array) -> Array:
 
 
 def uniform_init(low: float, high: float) -> Initializer:
-    """U(low, high) initialiser (Flax signature ``(key, shape, dtype) -> array``)."""
+    """U(low, high) initialiser (Flax signature ``(key, shape, dtype) -> array``).
+
+    Args:
+      low: lower bound, inclusive.
+      high: upper bound, exclusive.
+
+    Returns:
+      ``init(key, shape, dtype=float32) -> array`` drawing from U(low, high).
+    """
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, low, high)
@@ -43,7 +59,15 @@ def uniform_init(low: float, high: float) -> Initializer:
 
 
 def normal_init(mean: float, std: float) -> Initializer:
-    """N(mean, std²) initialiser (Flax signature ``(key, shape, dtype) -> array``)."""
+    """N(mean, std²) initialiser (Flax signature ``(key, shape, dtype) -> array``).
+
+    Args:
+      mean: mean of the normal distribution.
+      std: its standard deviation.
+
+    Returns:
+      ``init(key, shape, dtype=float32) -> array`` drawing ``mean + std · N(0, 1)``.
+    """
 
     def init(key, shape, dtype=jnp.float32):
         return mean + std * jax.random.normal(key, shape, dtype)
@@ -63,7 +87,15 @@ def unfused_add(x: Array, y: Array) -> Array:
     the other's NaN-ness keeps every value (NaN and inf cases included: a NaN operand
     makes the sum NaN either way) and hides the product from the contraction. The
     derivative is that of x + y (the selects are value-preserving), so the backward
-    pass carries none of them.
+    pass carries none of them (docs/numerics.md).
+
+    Args:
+      x: float32 array.
+      y: float32 array, broadcastable with ``x``.
+
+    Returns:
+      ``x + y``, float32, the broadcast shape, with the products in ``x`` and ``y``
+      rounded before the addition.
     """
     return jnp.where(jnp.isnan(y), y, x) + jnp.where(jnp.isnan(x), x, y)
 
@@ -74,19 +106,44 @@ def _unfused_add_jvp(primals, tangents):
 
 
 def unfused_subtract(x: Array, y: Array) -> Array:
-    """x - y = x + (-y), with each operand rounded to float32 first."""
+    """x - y = x + (-y), with each operand rounded to float32 first.
+
+    Args:
+      x: float32 array.
+      y: float32 array, broadcastable with ``x``.
+
+    Returns:
+      ``x - y``, float32, the broadcast shape (see :func:`unfused_add`).
+    """
     return unfused_add(x, -y)
 
 
 def arithmetic(exact: bool):
     """``(add, subtract)``: the reference path's unfused ones (``exact=True``) or XLA's
-    plain ones, which may fuse a product into a multiply-add (one rounding fewer)."""
+    plain ones, which may fuse a product into a multiply-add (one rounding fewer).
+
+    Args:
+      exact: the reference float32 path (docs/numerics.md).
+
+    Returns:
+      ``(add, subtract)``: :func:`unfused_add` and :func:`unfused_subtract` when
+      ``exact``, else ``jnp.add`` and ``jnp.subtract``.
+    """
     return (unfused_add, unfused_subtract) if exact else (jnp.add, jnp.subtract)
 
 
 def decay_factor(tau: Array, exact: bool = True) -> Array:
-    """α = exp((-1)/|τ̃|), the per-step decay of a leaky state with time constant τ̃
-    (steps), float32, same shape as ``tau``; correctly rounded when ``exact``."""
+    """α = exp((-1)/|τ̃|), the per-step decay of a leaky state with time constant τ̃.
+
+    Args:
+      tau: raw time constants τ̃ in steps, float32, any shape (``(H,)`` or ``(C,)``);
+        the sign is ignored.
+      exact: evaluate ``exp`` correctly rounded (:func:`brfjax.numerics.decay`) instead
+        of with XLA's ``exp`` (docs/numerics.md).
+
+    Returns:
+      α, float32, same shape as ``tau``.
+    """
     if exact:
         return numerics.decay(tau)
     return jnp.exp((-1.0) / jnp.abs(tau))
@@ -97,6 +154,14 @@ def synaptic_current(inputs: Array, kernel: Array, bias: Array | None = None) ->
 
     Always full float32 products: on GPUs XLA's default precision would use TF32,
     which changes spikes (brfjax computes in float32 throughout, as the paper; docs/numerics.md).
+
+    Args:
+      inputs: c, float32 ``(..., in)`` (``(B, I+H)`` for a recurrent hidden layer).
+      kernel: K, float32 ``(in, out)``.
+      bias: optional float32 ``(out,)``.
+
+    Returns:
+      I, float32 ``(..., out)``.
     """
     current = jnp.matmul(inputs, kernel, precision=jax.lax.Precision.HIGHEST)
     return current if bias is None else current + bias
@@ -106,8 +171,12 @@ def synaptic_current(inputs: Array, kernel: Array, bias: Array | None = None) ->
 
 
 class Parameter(NamedTuple):
-    """One trainable per-neuron parameter: its Flax name (also the reference
-    checkpoint key ``hidden.<name>``) and default initialiser, of shape ``(H,)``."""
+    """One trainable per-neuron parameter of shape ``(H,)``.
+
+    Attributes:
+      name: its Flax name, also the reference checkpoint key ``hidden.<name>``.
+      init: its default initialiser, ``(key, shape, dtype) -> array``.
+    """
 
     name: str
     init: Initializer
@@ -143,8 +212,12 @@ class StabilityCheck(NamedTuple):
     """Where a neuron's parameters leave the region its step is defined in: the neurons
     whose ``measure(raw parameters by name) -> (H,)`` is ``>= limit``.
 
-    ``parameter`` names the parameter to report, ``measure_name`` the measure in words
-    (e.g. ``"dt*|omega|"``)."""
+    Attributes:
+      measure: ``(raw parameters by name) -> (H,)`` float32 array.
+      limit: the first value of ``measure`` outside the stable region.
+      parameter: the name of the parameter to report.
+      measure_name: the measure in words (e.g. ``"dt*|omega|"``), for messages.
+    """
 
     measure: Callable
     limit: float
@@ -152,7 +225,14 @@ class StabilityCheck(NamedTuple):
     measure_name: str
 
     def unstable(self, parameters) -> Array:
-        """bool ``(H,)``: the neurons outside the stable region."""
+        """The neurons outside the stable region.
+
+        Args:
+          parameters: the raw parameters by name, ``{name: (H,) float32}``.
+
+        Returns:
+          bool ``(H,)``: ``measure(parameters) >= limit``.
+        """
         return self.measure(parameters) >= self.limit
 
 
@@ -187,7 +267,17 @@ class NeuronModel:
     stability: StabilityCheck | None = None
 
     def parameter(self, name: str) -> Parameter:
-        """The :class:`Parameter` called ``name`` (KeyError naming the valid ones)."""
+        """The :class:`Parameter` called ``name``.
+
+        Args:
+          name: a parameter name, e.g. ``"omega"``.
+
+        Returns:
+          The :class:`Parameter` record.
+
+        Raises:
+          KeyError: the model has no parameter ``name``; the message names the valid ones.
+        """
         for parameter in self.parameters:
             if parameter.name == name:
                 return parameter
@@ -201,8 +291,17 @@ class NeuronModel:
 
 
 def zero_state(state_type: type, batch_shape: tuple, features: int) -> Any:
-    """All-zero float32 state of shape ``(*batch_shape, features)`` per field (rest,
-    ``z_{-1} = 0``)."""
+    """All-zero float32 state (rest, ``z_{-1} = 0``).
+
+    Args:
+      state_type: the state ``NamedTuple`` type (e.g. :class:`brfjax.neurons.BRFState`).
+      batch_shape: the leading axes, e.g. ``(B,)``.
+      features: the number of neurons H.
+
+    Returns:
+      A ``state_type`` whose every field is float32 zeros of shape
+      ``(*batch_shape, features)``.
+    """
     return state_type(
         *(jnp.zeros((*batch_shape, features), jnp.float32) for _ in state_type._fields)
     )

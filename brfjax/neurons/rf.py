@@ -28,7 +28,13 @@ RF_THRESHOLD = 1.0
 
 
 class RFState(NamedTuple):
-    """Vanilla RF state: spike z, membrane u + i·v; ``(B, H)`` each."""
+    """Vanilla RF state, float32 ``(B, H)`` each (docs/concepts/other-neurons.md).
+
+    Attributes:
+      z: the spikes of the step (0 or 1).
+      u: real part of the membrane potential u + i·v.
+      v: imaginary part of the membrane potential.
+    """
 
     z: Array
     u: Array
@@ -38,7 +44,18 @@ class RFState(NamedTuple):
 def rf_coefficients(
     omega_raw: Array, b_offset_raw: Array, exact: bool = True
 ) -> ResonatorCoefficients:
-    """ω = |ω̃|, b' = |b̃'| (the damping is -b'); no divergence boundary (zeros)."""
+    """ω = |ω̃|, b' = |b̃'| (the damping is -b'); no divergence boundary (zeros).
+
+    Args:
+      omega_raw: raw ω̃, float32 ``(H,)``.
+      b_offset_raw: raw b̃', float32 ``(H,)``.
+      exact: unused (no transcendental function of the parameters); kept for the
+        :class:`brfjax.neurons.NeuronModel` signature.
+
+    Returns:
+      :class:`brfjax.neurons.ResonatorCoefficients`, ``(H,)`` float32 each, ``boundary``
+      all zeros.
+    """
     del exact  # no transcendental function of the parameters
     omega = jnp.abs(omega_raw)
     return ResonatorCoefficients(omega, jnp.abs(b_offset_raw), jnp.zeros_like(omega))
@@ -52,7 +69,20 @@ def rf_step(
     dt: float = DT,
     exact: bool = True,
 ) -> RFState:
-    """One vanilla-RF step: damping b = -|b̃'|, z_t = Θ(u_t - 1); ``(B, H)`` arrays."""
+    """One vanilla-RF step: damping b = -|b̃'|, z_t = Θ(u_t - 1); ``(B, H)`` arrays
+    (docs/concepts/other-neurons.md).
+    Args:
+      coefficients: from :func:`rf_coefficients`, ``(H,)`` each.
+      state: the previous state, ``(B, H)`` per field.
+      current: the synaptic current I_t, float32 ``(B, H)``.
+      spike: a spike function of :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      dt: the Euler step δ (0.01).
+      exact: the reference float32 path: every product rounded before it is added
+        (docs/numerics.md).
+
+    Returns:
+      The new :class:`RFState`, ``(B, H)`` per field.
+    """
     damping = -coefficients.b_offset
     u, v = euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt, exact)
     z = spike(u - RF_THRESHOLD)
