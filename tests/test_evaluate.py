@@ -269,7 +269,10 @@ def mnist_data_dir():
 
 @pytest.mark.parametrize(
     "task,neuron,correct",
-    [("smnist", "brf", 9914), ("psmnist", "brf", 9522)],  # the authors' logged accuracies of the published models: 99.14 %, 95.22 %
+    [
+        ("smnist", "brf", 9914),
+        ("psmnist", "brf", 9522),
+    ],  # the authors' logged accuracies of the published models: 99.14 %, 95.22 %
 )
 def test_mnist_reference_checkpoints_reproduce_the_reported_accuracy(task, neuron, correct):
     from conftest import CHECKPOINTS

@@ -163,7 +163,9 @@ def test_psmnist_alif_uses_tbptt_and_saves_its_permutation(tmp_path):
     model = tasks.build_model(config)
     template, _ = steps.init_state(config, model, steps.make_optimizer(config))
     restored = load_latest(str(tmp_path), template)
-    assert int(restored["state"].opt_state.count) == 17  # 17 Adam steps per minibatch: TBPTT chunks of 50 steps over T = 784 (steps.tbptt_chunks)
+    assert (
+        int(restored["state"].opt_state.count) == 17
+    )  # 17 Adam steps per minibatch: TBPTT chunks of 50 steps over T = 784 (steps.tbptt_chunks)
 
 
 def test_psmnist_permutation_file_is_used_and_kept(tmp_path):
