@@ -160,18 +160,19 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
 
     from brfjax import models, tasks
     from brfjax.parallel import DataParallel
+    from brfjax.steps import init_state, make_eval_step, make_optimizer, make_train_step
 
     batch, steps, inputs, hidden, classes = SHAPES[task_shape]
     task = tasks.get_task(TASK_FOR_SHAPE[task_shape])
     config = tasks.config_for(task.name, neuron, batch_size=batch)
     model = tasks.build_model(config).clone(backward=backward)
-    optimizer = steps.make_optimizer(config)
+    optimizer = make_optimizer(config)
     parallel = DataParallel()
     if batch % parallel.num_devices:
         raise SystemExit(
             f"batch {batch} of {task_shape} does not split over {parallel.num_devices} devices"
         )
-    state, constants = steps.init_state(config, model, optimizer, parallel)
+    state, constants = init_state(config, model, optimizer, parallel)
     rng = np.random.default_rng(0)
     x = (rng.random((steps, batch, inputs)) < 0.2).astype(np.float32)
     scored = steps - model.sub_seq_length
@@ -181,11 +182,11 @@ def measure(task_shape: str, neuron: str, repeats: int, backward: str = "manual"
     x, y = parallel.shard(x, 1), parallel.shard(y, y.ndim - 1)
     lr = jnp.float32(config.learning_rate)
 
-    eval_step = steps.make_eval_step(model, task.objective, parallel)
-    portable_step = steps.make_eval_step(
+    eval_step = make_eval_step(model, task.objective, parallel)
+    portable_step = make_eval_step(
         models.with_products(model, "portable"), task.objective, parallel
     )
-    train_step = steps.make_train_step(model, optimizer, task.objective, constants, parallel)
+    train_step = make_train_step(model, optimizer, task.objective, constants, parallel)
     variables = {"params": state.params, **constants}
     started = time.perf_counter()
     eval_step.lower(variables, x, y).compile()

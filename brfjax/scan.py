@@ -815,7 +815,7 @@ def _manual_backward(spec, segment, keep_trajectory, residuals, cotangent: ScanO
     grads = _Gradients(
         zeros(params.hidden_coefficients),
         zeros(params.hidden_kernel),
-        jnp.zeros(params.hidden_kernel.shape[-1]),
+        jnp.zeros(params.hidden_kernel.shape[-1], jnp.float32),
         zeros(params.readout_kernel),
     )
     g_final = cotangent.final_hidden

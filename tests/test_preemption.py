@@ -6,11 +6,13 @@ training step), also across `--until-epoch` slices; and real SIGTERM/SIGINT sent
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
-from test_crash import EPOCHS, assert_identical_runs, reference, start, wait_for  # noqa: F401 (fixture)
+from test_crash import ARGS, EPOCHS, assert_identical_runs, reference, wait_for  # noqa: F401 (fixture)
 from test_train import latest_params, quick_ecg, without_times
 
 from brfjax import checkpoint, train
@@ -122,6 +124,8 @@ def test_cli_until_epoch_says_how_to_continue_and_a_longer_epochs_is_explained(t
 
 
 def test_stop_signals_turn_the_first_signal_into_a_request():
+    # a shell's background job starts with SIGINT ignored, which StopSignals respects
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
     with StopSignals() as signals:
         assert not signals.requested
         os.kill(os.getpid(), signal.SIGINT)
@@ -129,6 +133,22 @@ def test_stop_signals_turn_the_first_signal_into_a_request():
         with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C aborts at once
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with StopSignals():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    signal.signal(signal.SIGINT, started_with)
+
+
+def start(workdir):
+    """``python -m brfjax.train`` with SIGINT at its default, as in a terminal (a shell's
+    background job, e.g. a CI runner's, would start it ignoring SIGINT)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "brfjax.train", *ARGS, "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def checkpoint_complete(workdir, kind, step):
