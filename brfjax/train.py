@@ -750,6 +750,7 @@ class EpochLog:
             os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1
         )
         self.events = event_writer(os.path.join(workdir, "tensorboard"))
+        self.collapsed = False  # the previous epoch was part of a collapse: say it once
 
     def append(self, row: dict, improved: bool, collapsed: dict | None = None) -> None:
         """Write one epoch's row, scalars and line.
@@ -758,7 +759,8 @@ class EpochLog:
             row: the epoch's statistics by :data:`METRIC_COLUMNS` name (no training
                 columns for epoch 0).
             improved: the epoch's validation loss made it the best checkpoint (marked ``*``).
-            collapsed: :func:`collapse`'s record when the validation loss collapsed, or None.
+            collapsed: :func:`collapse`'s record when the validation loss collapsed, or None;
+                a line says so at the first epoch of each collapse.
         """
         self.csv.append(row)
         add_scalars(
@@ -782,13 +784,14 @@ class EpochLog:
             f"({row['epoch_seconds']:.1f}s)",
             file=sys.stderr,
         )
-        if collapsed is not None:
+        if collapsed is not None and not self.collapsed:
             print(
                 f"epoch {row['epoch']}: collapse: the validation loss {collapsed['val_loss']:.4f} is "
                 f"{collapsed['factor']:.1f}x the best ({collapsed['best_val_loss']:.4f}, epoch "
                 f'{collapsed["best_epoch"]}, kept in checkpoints/best); see results.json\'s "collapses"',
                 file=sys.stderr,
             )
+        self.collapsed = collapsed is not None
 
     def close(self) -> None:
         """Flush and close the TensorBoard writer."""
