@@ -1,4 +1,5 @@
-"""Run logging: ``metrics.csv``, TensorBoard scalars (tensorboardX) and a progress bar (tqdm).
+"""Run logging: ``metrics.csv``, TensorBoard scalars (tensorboardX), a progress bar (tqdm),
+the epoch log of a training run, and the detection of collapses in it.
 
 The TensorBoard event files are written by tensorboardX, which needs no TensorFlow;
 TensorBoard (``tensorboard --logdir RUN/tensorboard``) reads them.
@@ -7,8 +8,10 @@ TensorBoard (``tensorboard --logdir RUN/tensorboard``) reads them.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
@@ -187,3 +190,135 @@ def stats_text(values: dict) -> str:
         (``"loss    0.6931  acc     50.00"``).
     """
     return "  ".join(f"{key} {value:>#9.4g}" for key, value in values.items())
+
+
+METRIC_COLUMNS = [
+    "epoch",
+    "learning_rate",
+    "train_loss",
+    "train_accuracy",
+    "train_spike_rate",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "test_spike_rate",
+    "test_sop_per_step",
+    "epoch_seconds",
+]
+
+
+# a validation loss above this multiple of the best one so far marks a collapse
+COLLAPSE_FACTOR = 2.0
+
+
+def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> dict | None:
+    """A collapse: the validation loss jumped to more than :data:`COLLAPSE_FACTOR` times
+    the lowest one so far (after training has improved on the untrained network).
+
+    BRF runs with the paper's learning rate sometimes collapse mid-run and recover only
+    partly; the best checkpoint (kept before the collapse) is what a run reports.
+
+    Args:
+        val_loss: this epoch's validation loss.
+        best_val_loss: the lowest validation loss of the earlier epochs.
+        best_epoch: the epoch of that loss (its parameters are ``checkpoints/best``).
+
+    Returns:
+        ``{"val_loss", "best_val_loss", "best_epoch", "factor"}``, or None.
+    """
+    if (
+        best_epoch < 1
+        or not math.isfinite(best_val_loss)
+        or not val_loss > COLLAPSE_FACTOR * best_val_loss
+    ):
+        return None
+    return {
+        "val_loss": val_loss,
+        "best_val_loss": best_val_loss,
+        "best_epoch": best_epoch,
+        "factor": val_loss / best_val_loss,
+    }
+
+
+def collapses(rows: Sequence[dict]) -> list[dict]:
+    """The first epoch of every collapse in a run's ``metrics.csv`` rows (see :func:`collapse`).
+
+    Args:
+        rows: the rows of ``metrics.csv`` in epoch order (:func:`brfjax.summaries.read_metrics`).
+
+    Returns:
+        One ``{"epoch", "val_loss", "best_val_loss", "best_epoch", "factor"}`` per collapse.
+    """
+    found, best_loss, best_epoch, collapsed = [], math.inf, -1, False
+    for row in rows:
+        event = collapse(row["val_loss"], best_loss, best_epoch)
+        if event is not None and not collapsed:
+            found.append({"epoch": int(row["epoch"]), **event})
+        collapsed = event is not None
+        if row["val_loss"] < best_loss:
+            best_loss, best_epoch = row["val_loss"], int(row["epoch"])
+    return found
+
+
+class EpochLog:
+    """The per-epoch outputs of the writing process: ``metrics.csv``, TensorBoard
+    scalars and one line on stderr.
+
+    Args:
+        workdir: the run folder.
+        first_epoch: the first epoch this process writes; rows of later epochs already
+            in ``metrics.csv`` (from a run stopped after them) are dropped.
+    """
+
+    def __init__(self, workdir: str, first_epoch: int):
+        self.csv = MetricsCSV(
+            os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1
+        )
+        self.events = event_writer(os.path.join(workdir, "tensorboard"))
+        self.collapsed = False  # the previous epoch was part of a collapse: say it once
+
+    def append(self, row: dict, improved: bool, collapsed: dict | None = None) -> None:
+        """Write one epoch's row, scalars and line.
+
+        Args:
+            row: the epoch's statistics by :data:`METRIC_COLUMNS` name (no training
+                columns for epoch 0).
+            improved: the epoch's validation loss made it the best checkpoint (marked ``*``).
+            collapsed: :func:`collapse`'s record when the validation loss collapsed, or None;
+                a line says so at the first epoch of each collapse.
+        """
+        self.csv.append(row)
+        add_scalars(
+            self.events,
+            row["epoch"],
+            {
+                "Loss/train": row.get("train_loss"),
+                "Accuracy/train": row.get("train_accuracy"),
+                "Loss/val": row["val_loss"],
+                "Accuracy/val": row["val_accuracy"],
+                "Loss/test": row["test_loss"],
+                "Accuracy/test": row["test_accuracy"],
+                "SpikeRate/test": row["test_spike_rate"],
+                "SOPPerStep/test": row["test_sop_per_step"],
+                "LearningRate": row.get("learning_rate"),
+            },
+        )
+        print(
+            f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2f} | "
+            f"test acc {row['test_accuracy']:.2f} rate {row['test_spike_rate']:.3f}{' *' if improved else ''} "
+            f"({row['epoch_seconds']:.1f}s)",
+            file=sys.stderr,
+        )
+        if collapsed is not None and not self.collapsed:
+            print(
+                f"epoch {row['epoch']}: collapse: the validation loss {collapsed['val_loss']:.4f} is "
+                f"{collapsed['factor']:.1f}x the best ({collapsed['best_val_loss']:.4f}, epoch "
+                f'{collapsed["best_epoch"]}, kept in checkpoints/best); see results.json\'s "collapses"',
+                file=sys.stderr,
+            )
+        self.collapsed = collapsed is not None
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer."""
+        self.events.close()

@@ -3,7 +3,7 @@ one so far is flagged once per episode, with the epoch of the kept checkpoint.""
 
 import math
 
-from brfjax import train
+from brfjax import summaries
 
 
 def rows(losses):
@@ -14,7 +14,7 @@ def test_a_jump_above_twice_the_best_is_one_collapse_per_episode():
     # ECG BRF seed 0 with the paper's learning rate: best 0.447 at epoch 3 (88 in the run),
     # 2.07 two epochs later, a partial recovery to 0.77, a second jump
     losses = [1.79, 0.9, 0.6, 0.447, 0.5, 2.07, 1.5, 0.77, 0.85, 1.2]
-    found = train.collapses(rows(losses))
+    found = summaries.collapses(rows(losses))
     assert [event["epoch"] for event in found] == [5, 9]
     first = found[0]
     assert (
@@ -28,13 +28,13 @@ def test_a_jump_above_twice_the_best_is_one_collapse_per_episode():
 
 def test_no_collapse_before_training_improved_or_for_ordinary_noise():
     assert (
-        train.collapses(rows([1.79, 4.0, 1.0, 1.1, 1.9])) == []
+        summaries.collapses(rows([1.79, 4.0, 1.0, 1.1, 1.9])) == []
     )  # epoch 1 vs the untrained network; 1.9 < 2.0
-    assert train.collapses(rows([1.79, 1.0, float("nan"), 0.9])) == []  # NaN is not "above"
-    assert train.collapse(2.5, 1.0, best_epoch=4) == {
+    assert summaries.collapses(rows([1.79, 1.0, float("nan"), 0.9])) == []  # NaN is not "above"
+    assert summaries.collapse(2.5, 1.0, best_epoch=4) == {
         "val_loss": 2.5,
         "best_val_loss": 1.0,
         "best_epoch": 4,
         "factor": 2.5,
     }
-    assert train.collapse(2.0, 1.0, best_epoch=4) is None
+    assert summaries.collapse(2.0, 1.0, best_epoch=4) is None
