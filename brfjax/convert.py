@@ -73,7 +73,7 @@ def load_torch_file(path: str) -> Any:
         import torch
     except ImportError:
         raise UsageError(
-            'converting a PyTorch file needs torch: pip install "brfjax[torch]"'
+            'converting a PyTorch file needs torch: pip install "brfjax[torch]" (from a clone of brfjax: pip install ".[torch]")'
         ) from None
     if not os.path.isfile(path):
         raise interop.CheckpointError(f"PyTorch file {path!r} does not exist")

@@ -151,7 +151,7 @@ def load_for_evaluation(
                 f"workdir {path!r} holds a {config.task}/{config.neuron} run, not {task.name}/{neuron}"
             )
         print(
-            f"evaluating the best checkpoint of {path}: epoch {epoch} of {config.epochs} (lowest validation loss)"
+            f"the best checkpoint of {path}: epoch {epoch} of {config.epochs} (lowest validation loss)"
             + ("; warning: epoch 0 is the untrained network" if epoch == 0 else ""),
             file=sys.stderr,
         )

@@ -119,6 +119,16 @@ def _shape_error(key: str, expected: tuple, got: tuple) -> CheckpointError:
     return CheckpointError(f"checkpoint key {key!r}: expected shape {expected}, got {got}")
 
 
+def _neurons_fitting(keys: set) -> list[str]:
+    """The registered neurons whose key map fits ``keys``."""
+    fitting = []
+    for name in neurons.registry.NEURONS:
+        mapping = key_map(name)
+        if not (set(mapping) - _OPTIONAL_KEYS - keys) and not (keys - set(mapping)):
+            fitting.append(name)
+    return fitting
+
+
 def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkShape:
     """Check the key set and the mutual consistency of the shapes; return the sizes.
 
@@ -140,8 +150,14 @@ def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkSha
     missing = sorted(set(mapping) - _OPTIONAL_KEYS - keys)
     extra = sorted(keys - set(mapping))
     if missing or extra:
+        fitting = _neurons_fitting(keys)
+        hint = (
+            f"; its keys fit the neurons {', '.join(fitting)}: pass --neuron {fitting[0]}"
+            if fitting
+            else ""
+        )
         raise CheckpointError(
-            f"checkpoint keys do not fit a {neuron!r} network: missing {missing}, unexpected {extra}"
+            f"checkpoint keys do not fit a {neuron!r} network: missing {missing}, unexpected {extra}{hint}"
         )
     weight = np.shape(state_dict["hidden.linear.weight"])
     out_weight = np.shape(state_dict["out.linear.weight"])
@@ -361,6 +377,14 @@ def _check_record(identity: Any, state_dict: Mapping[str, Any], path: str) -> No
         raise damaged(f"it records the network {identity.get('network')}, the tensors are {sizes}")
 
 
+def _is_torch_file(path: str) -> bool:
+    """A ``torch.save`` file: a zip archive with a ``data.pkl`` entry (a .npz has none)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("data.pkl") for name in archive.namelist())
+
+
 def read_reference(path: str | os.PathLike) -> ReferenceFile:
     """Read a reference ``.npz``: its tensors, bit for bit, and its identity record.
 
@@ -379,12 +403,26 @@ def read_reference(path: str | os.PathLike) -> ReferenceFile:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file {path!r} does not exist")
+    if _is_torch_file(path):
+        raise CheckpointError(
+            f"{path!r} is a PyTorch file; convert it first: python -m brfjax.convert {path} -o MODEL.npz"
+        )
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        if magic == b"\x93NUMPY":
+            raise CheckpointError(
+                f"{path!r} is a single .npy array (e.g. a PS-MNIST permutation), not a .npz state dict; "
+                "a permutation goes to --permutation"
+            )
         with np.load(path, allow_pickle=False) as archive:
             state_dict = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, AttributeError, TypeError) as error:
+        if isinstance(error, CheckpointError):
+            raise
         raise CheckpointError(
-            f"checkpoint file {path!r} is not a readable .npz state dict: {error}"
+            f"checkpoint file {path!r} is not a readable .npz state dict (a zip archive of arrays written by "
+            "numpy.savez, python -m brfjax.convert or brfjax.interop.save_reference)"
         ) from None
     record = state_dict.pop(IDENTITY_KEY, None)
     if record is None:

@@ -245,7 +245,8 @@ def summed_loss(
       time_major: the layout of ``readouts`` and per-step ``targets``.
 
     Returns:
-      float32 scalar L.
+      float32 scalar L; NaN when a label lies outside ``0..C-1`` (such a label is never
+      scored as a class; the loaders refuse files that hold one).
 
     Raises:
       ValueError: shapes that do not fit (:func:`check_shapes`).

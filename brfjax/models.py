@@ -134,6 +134,14 @@ class RecurrentSNN(nn.Module):
             or dtype == jnp.bool_
         ):
             raise ValueError(f"inputs must hold real numbers (cast to float32); got dtype {dtype}")
+        if not isinstance(inputs, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(inputs))):
+            # a NaN or inf input never spikes (Θ(NaN) = 0) and would give finite, wrong
+            # readouts; checkable here for concrete inputs (under jit, training's finiteness
+            # check of the final states catches it)
+            raise ValueError(
+                f"inputs hold {int(jnp.size(inputs) - jnp.sum(jnp.isfinite(inputs)))} non-finite values "
+                "(NaN or inf); clean or mask them before the network"
+            )
         if steps == 0 or batch == 0:
             raise ValueError(
                 f"inputs of shape {shape} ({layout}) have no {'steps' if steps == 0 else 'samples'}; "
@@ -342,8 +350,11 @@ def build_network(
 
     Raises:
       ValueError: an unknown ``neuron`` or one that does not import (from
-        :func:`brfjax.neurons.get_neuron`).
+        :func:`brfjax.neurons.get_neuron`), or sizes that are not positive integers.
     """
+    for name, size in (("hidden_size", hidden_size), ("num_classes", num_classes)):
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {size!r}")
     hidden = cells.get_cell(neuron)(
         features=hidden_size, exact=exact, products=products, **hidden_kwargs
     )

@@ -446,9 +446,12 @@ class RunStopped(Exception):
     """
 
     def __init__(self, epoch: int, step: int, steps: int, checkpoint: str):
-        super().__init__(
-            f"stopped in epoch {epoch} after training step {step} of {steps}; position saved in {checkpoint}"
+        where = (
+            f"in epoch {epoch} after training step {step} of {steps}"
+            if step
+            else f"after epoch {epoch - 1} (its checkpoint is the position)"
         )
+        super().__init__(f"stopped {where}; position saved in {checkpoint}")
         self.epoch, self.step, self.steps, self.checkpoint = epoch, step, steps, checkpoint
 
 
@@ -528,7 +531,12 @@ def train_and_evaluate(
         bookkeeping = {key: float(saved[key]) for key in bookkeeping}
     state, progress = resume_inside_epoch(checkpoints, state, bookkeeping)
     first_epoch = int(bookkeeping["epoch"]) + 1
-    if primary and (saved is not None or progress.steps):
+    if primary and first_epoch > config.epochs:
+        print(
+            f"the run in {workdir} is complete ({config.epochs} epochs); its results again:",
+            file=sys.stderr,
+        )
+    elif primary and (saved is not None or progress.steps):
         inside = f", step {progress.steps} of epoch {first_epoch}" if progress.steps else ""
         print(f"resuming {workdir} after epoch {first_epoch - 1}{inside}", file=sys.stderr)
     if (
@@ -542,7 +550,7 @@ def train_and_evaluate(
     train_step = make_train_step(model, optimizer, task.objective, constants, parallel)
     eval_step = make_eval_step(model, task.objective, parallel)
     val_batch, test_batch = task.eval_batch_sizes
-    if log is not None:
+    if log is not None and first_epoch <= config.epochs:
         print(
             "per epoch: validation loss and accuracy (%), test accuracy (%) and firing rate (spikes per neuron "
             "per step); * marks a new best validation loss, kept as checkpoints/best",

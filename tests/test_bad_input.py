@@ -4,14 +4,16 @@ existing workdir left exactly as it was."""
 
 import gzip
 import hashlib
+import re
 import shutil
 
+import jax
 import numpy as np
 import pytest
 from conftest import SHARED, checkpoint
 from in_process import run_main
 
-from brfjax import evaluate, export, train
+from brfjax import evaluate, export, models, train
 
 ECG_BRF = "ecg_brf"
 MAINS = {"train": train.main, "evaluate": evaluate.main, "export": export.main}
@@ -358,6 +360,9 @@ def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_s
     recorded = cli(capfd, "evaluate", "--checkpoint", ecg_workdir)
     assert recorded.returncode == 0, recorded.stderr
     assert recorded.stdout.startswith("ecg brf: accuracy")
+    assert re.search(
+        r"the best checkpoint of .*: epoch \d+ of \d+ \(lowest validation loss\)", recorded.stderr
+    )
     other = cli(capfd, "evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
     assert_one_line_error(other, 2, "holds a ecg/brf run, not ecg/vrf")
     unknown = cli(capfd, "evaluate", "--checkpoint", checkpoint("ecg_vrf"))
@@ -372,3 +377,53 @@ def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_s
         "ecg_vrf.npz does not record its neuron or task: evaluated as a vrf network for ecg"
         in assumed.stderr
     )
+
+
+def test_files_that_are_not_state_dicts_get_one_line_naming_what_they_are(tmp_path, capfd):
+    permutation = tmp_path / "perm.npy"
+    np.save(permutation, np.arange(784))
+    as_checkpoint = cli(
+        capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", permutation
+    )
+    assert_one_line_error(as_checkpoint, 1, "is a single .npy array", "--permutation")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    as_text = cli(capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", text)
+    assert_one_line_error(as_text, 1, "is not a readable .npz state dict")
+    published = SHARED / "reference" / "original_pt" / "ecg_brf.pt"
+    if published.exists():
+        as_torch = cli(
+            capfd, "evaluate", "--task", "ecg", "--neuron", "brf", "--checkpoint", published
+        )
+        assert_one_line_error(
+            as_torch, 1, "is a PyTorch file; convert it first: python -m brfjax.convert"
+        )
+
+
+def test_a_state_dict_of_another_neuron_family_names_the_neurons_it_fits(capfd):
+    result = cli(
+        capfd,
+        "evaluate",
+        "--task",
+        "ecg",
+        "--neuron",
+        "brf",
+        "--checkpoint",
+        checkpoint("ecg_alif"),
+    )
+    assert_one_line_error(
+        result, 1, "do not fit a 'brf' network", "its keys fit the neurons alif: pass --neuron alif"
+    )
+
+
+def test_non_finite_inputs_and_empty_layers_are_refused_at_the_model_boundary():
+    net = models.build_network("brf", hidden_size=4, num_classes=2)
+    x = np.ones((10, 2, 3), np.float32)
+    variables = net.init(jax.random.PRNGKey(0), x)
+    x[3, 1, 2] = np.nan
+    x[4, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"inputs hold 2 non-finite values \(NaN or inf\)"):
+        net.apply(variables, x)
+    for size in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
+            models.build_network("brf", hidden_size=size, num_classes=2)

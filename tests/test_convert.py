@@ -281,7 +281,7 @@ def test_without_torch_the_command_says_how_to_install_it(monkeypatch, tmp_path,
     )
     assert (
         one_error_line(capsys)
-        == 'error: converting a PyTorch file needs torch: pip install "brfjax[torch]"'
+        == 'error: converting a PyTorch file needs torch: pip install "brfjax[torch]" (from a clone of brfjax: pip install ".[torch]")'
     )
 
 
