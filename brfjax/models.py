@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from brfjax import cells, neurons, scan
 
@@ -134,12 +135,13 @@ class RecurrentSNN(nn.Module):
             or dtype == jnp.bool_
         ):
             raise ValueError(f"inputs must hold real numbers (cast to float32); got dtype {dtype}")
-        if not isinstance(inputs, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(inputs))):
-            # a NaN or inf input never spikes (Θ(NaN) = 0) and would give finite, wrong
-            # readouts; checkable here for concrete inputs (under jit, training's finiteness
-            # check of the final states catches it)
+        # a NaN or inf input never spikes (Θ(NaN) = 0) and would give finite, wrong
+        # readouts; checked on the host for concrete inputs (traced ones, under jit or grad,
+        # are caught by training's finiteness check of the final states)
+        values = None if isinstance(inputs, jax.core.Tracer) else np.asarray(inputs)
+        if values is not None and values.dtype.kind == "f" and not np.isfinite(values).all():
             raise ValueError(
-                f"inputs hold {int(jnp.size(inputs) - jnp.sum(jnp.isfinite(inputs)))} non-finite values "
+                f"inputs hold {int(values.size - np.isfinite(values).sum())} non-finite values "
                 "(NaN or inf); clean or mask them before the network"
             )
         if steps == 0 or batch == 0:
