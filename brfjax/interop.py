@@ -119,14 +119,15 @@ def _shape_error(key: str, expected: tuple, got: tuple) -> CheckpointError:
     return CheckpointError(f"checkpoint key {key!r}: expected shape {expected}, got {got}")
 
 
+def _key_mismatch(neuron: str, keys: set) -> tuple[list[str], list[str]]:
+    """``(missing, unexpected)`` keys of a state dict with ``keys`` for ``neuron``."""
+    mapping = set(key_map(neuron))
+    return sorted(mapping - _OPTIONAL_KEYS - keys), sorted(keys - mapping)
+
+
 def _neurons_fitting(keys: set) -> list[str]:
     """The registered neurons whose key map fits ``keys``."""
-    fitting = []
-    for name in neurons.registry.NEURONS:
-        mapping = key_map(name)
-        if not (set(mapping) - _OPTIONAL_KEYS - keys) and not (keys - set(mapping)):
-            fitting.append(name)
-    return fitting
+    return [name for name in neurons.registry.NEURONS if _key_mismatch(name, keys) == ([], [])]
 
 
 def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkShape:
@@ -145,10 +146,8 @@ def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkSha
       CheckpointError: missing or unexpected keys (both listed), or a tensor whose shape
         does not fit the others (named with the expected and the found shape).
     """
-    mapping = key_map(neuron)
     keys = set(state_dict)
-    missing = sorted(set(mapping) - _OPTIONAL_KEYS - keys)
-    extra = sorted(keys - set(mapping))
+    missing, extra = _key_mismatch(neuron, keys)
     if missing or extra:
         fitting = _neurons_fitting(keys)
         hint = (

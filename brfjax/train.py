@@ -250,6 +250,19 @@ def epoch_batches(
     return list(pipeline.batches(order, config.batch_size, config.max_train_batches))
 
 
+def epoch_length(config: tasks.TrainConfig, num_samples: int) -> int:
+    """The number of minibatches of a training epoch (no shuffling needed to count them).
+
+    Args:
+        config: the run (batch size, ``max_train_batches``).
+        num_samples: the training set's size.
+
+    Returns:
+        The steps of every epoch, the last partial batch included.
+    """
+    return len(pipeline.batch_slices(num_samples, config.batch_size, config.max_train_batches))
+
+
 def train_epoch(
     config,
     task,
@@ -420,11 +433,9 @@ def resume_inside_epoch(
         checkpoints.discard_interrupted()
         return state, EpochProgress()
     values = np.asarray(saved["progress"], np.float64)
+    # each field back to its own type (the counts are ints), read off the defaults
     progress = EpochProgress(
-        *(
-            field_type(value)
-            for field_type, value in zip((int, float, float, float, float, int, float), values)
-        )
+        *(type(default)(value) for default, value in zip(EpochProgress(), values))
     )
     return saved["state"], progress
 
@@ -589,7 +600,7 @@ def train_and_evaluate(
                 progress,
                 agreed_stop,
             )
-            num_batches = len(epoch_batches(config, len(data.train.targets), epoch - 1))
+            num_batches = epoch_length(config, len(data.train.targets))
             if progress.steps < num_batches:
                 checkpoints.save_interrupted(
                     epoch,
@@ -642,7 +653,7 @@ def train_and_evaluate(
             raise RunStopped(
                 epoch + 1,
                 0,
-                len(epoch_batches(config, len(data.train.targets), epoch)),
+                epoch_length(config, len(data.train.targets)),
                 checkpoints.latest_dir,
             )
     if log is not None:
