@@ -40,12 +40,16 @@ class ExperimentError(Exception):
 
 
 def base_parser(
-    description: str, checkpoints: bool = True, data: bool = True
+    description: str, checkpoints: bool = True, data: bool = True, out: str | None = None
 ) -> argparse.ArgumentParser:
-    """A parser with the options every study shares."""
+    """A parser with the options every study shares (``out``: the default of ``--out``;
+    None makes ``--out`` required)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
-        "--out", required=True, help="folder for the CSV/Markdown tables and the PNG figure"
+        "--out",
+        required=out is None,
+        default=out,
+        help="folder for the CSV/Markdown tables and the PNG figure",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny subsets and few levels (used by the tests)"
