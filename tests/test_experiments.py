@@ -58,8 +58,11 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
     model_table = tmp_path / "model_table.csv"
     write_model_table(model_table)
     out = tmp_path / "out"
+    readme = tmp_path / "README.md"
+    begin, end = summarize_runs.README_MARKERS
+    readme.write_text(f"# title\n{begin}| old table |{end}\n\ntext\n")
     argv = ["--runs-dir", str(runs), "--out", str(out), "--model-table", str(model_table)]
-    result = run_main(summarize_runs.main, [*argv, "--no-plot"], capfd)
+    result = run_main(summarize_runs.main, [*argv, "--readme", str(readme), "--no-plot"], capfd)
     assert result.returncode == 0, result.stderr
     assert "ecg_unfinished: 1 of 400 epochs, no results.json yet; left out" in result.stdout
     groups = (out / "groups.md").read_text()
@@ -85,19 +88,27 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
         "| `python -m brfjax.train --task smnist --neuron brf --seed S --data-dir MNIST --until-epoch 3` |"
     )
     assert len(table) == 4
+    assert readme.read_text() == f"# title\n{begin}{chr(10).join(table)}{end}\n\ntext\n"
     missing = run_main(summarize_runs.main, [*argv, str(tmp_path / "absent")], capfd)
     assert missing.returncode == 1 and "config.json not found" in missing.stderr
+    readme.write_text("# no markers\n")
+    unmarked = run_main(summarize_runs.main, [*argv, "--no-plot", "--readme", str(readme)], capfd)
+    assert unmarked.returncode == 1 and "lacks the markers" in unmarked.stderr
+    assert readme.read_text() == "# no markers\n"
 
 
 def test_readme_reproduction_table_is_generated_from_the_committed_runs(tmp_path, capfd):
     import summarize_runs
 
-    result = run_main(summarize_runs.main, ["--out", str(tmp_path), "--no-plot"], capfd)
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    argv = ["--out", str(tmp_path), "--readme", str(readme), "--no-plot"]
+    result = run_main(summarize_runs.main, argv, capfd)
     assert result.returncode == 0, result.stderr
     committed = REPO / "experiments" / "results" / "summary"
     for name in ("runs.md", "groups.md", "reproduction.md", "early_convergence.md"):
         assert (tmp_path / name).read_text() == (committed / name).read_text(), name
-    assert (tmp_path / "reproduction.md").read_text() in (REPO / "README.md").read_text()
+    assert readme.read_text() == (REPO / "README.md").read_text()
 
 
 def test_original_training_log_numbers_match_the_authors_logs():
