@@ -28,6 +28,7 @@ DEFAULT_STUDIES = os.path.join(SHARED, "reference", "studies")
 DEFAULT_CURVES = os.path.join(SHARED, "reference", "training_curves")
 DEFAULT_MNIST = os.path.join(SHARED, "data", "mnist")
 NEURONS = ("brf", "vrf", "alif")
+TASK_LABELS = {"smnist": "S-MNIST", "psmnist": "PS-MNIST", "ecg": "ECG", "shd": "SHD"}
 NEURON_LABELS = {"brf": "BRF", "vrf": "RF (vanilla)", "alif": "ALIF", "bhrf": "BHRF"}
 NEURON_COLORS = {"brf": "tab:blue", "vrf": "tab:orange", "alif": "tab:green", "bhrf": "tab:purple"}
 

@@ -439,8 +439,11 @@ def plot_early(plt, runs: list[dict], rows: list[dict], path: str) -> None:
             linestyle=":",
             label=f"paper Table 2: epoch {first['paper_95']} (mean of 5 runs)",
         )
-        axis.set_title(f"{task.upper()} {common.NEURON_LABELS[first['neuron']]}: first epochs")
+        axis.set_title(
+            f"{common.TASK_LABELS[task]} {common.NEURON_LABELS[first['neuron']]}: first epochs"
+        )
         axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
         axis.set_ylabel("test accuracy (%)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")

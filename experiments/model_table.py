@@ -26,7 +26,6 @@ from brfjax import tasks
 from brfjax.data import DataError
 
 TASK_ORDER = ("smnist", "psmnist", "ecg", "shd")
-TASK_LABELS = {"smnist": "S-MNIST", "psmnist": "PS-MNIST", "ecg": "ECG", "shd": "SHD"}
 
 # the paper's Table 1 (mean over 5 runs; SOP = mean of the 5 saved models).
 # Only the RF/BRF rows describe the same networks; the paper's ALIF* rows are literature
@@ -198,7 +197,7 @@ def plot(plt, rows: list[dict], path: str) -> None:
         handles, labels = axis.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         axis.legend(unique.values(), unique.keys(), fontsize=7)
-        axis.set_title(TASK_LABELS[task])
+        axis.set_title(common.TASK_LABELS[task])
         axis.set_xlabel("SOP per step (hidden spikes / sample / step)")
         axis.set_ylabel("test accuracy (%)")
         axis.grid(alpha=0.3)

@@ -42,7 +42,6 @@ README_MARKERS = (
     "\n<!-- end of generated table -->",
 )
 HARDWARE = "2-core AMD EPYC (Zen 4) CPU"
-TASK_LABELS = {"ecg": "ECG", "smnist": "S-MNIST", "psmnist": "PS-MNIST", "shd": "SHD"}
 # paper Table 1: test accuracy (mean ± std of 5 runs, %) and SOP of the RF and BRF rows
 PAPER_TABLE1 = {
     ("ecg", "brf"): ("85.8 ± 0.7", 6307.7),
@@ -236,7 +235,7 @@ def reproduction_table(runs: list[dict], early: list[dict], model_table: list[di
         paper = PAPER_TABLE1.get((task, neuron))
         logs = ORIGINAL_LOGS.get((task, neuron))
         scratch, seconds, until = scratch_cell(task, group, early)
-        label = f"{TASK_LABELS[task]} {common.NEURON_LABELS[neuron]}"
+        label = f"{common.TASK_LABELS[task]} {common.NEURON_LABELS[neuron]}"
         if clip is not None and not mnist:
             label += f", gradients clipped to {clip:g}"
             paper, logs = None, None
