@@ -1,7 +1,11 @@
 """Collapses of a training run: a validation loss that jumps to more than twice the best
 one so far is flagged once per episode, with the epoch of the kept checkpoint."""
 
+import csv
 import math
+
+import pytest
+from conftest import TRAINING_CURVES
 
 from brfjax import summaries
 
@@ -38,3 +42,23 @@ def test_no_collapse_before_training_improved_or_for_ordinary_noise():
         "factor": 2.5,
     }
     assert summaries.collapse(2.0, 1.0, best_epoch=4) is None
+
+
+def test_two_of_the_authors_five_ecg_brf_logs_collapse():
+    path = TRAINING_CURVES / "epoch_curves.csv"
+    if not path.exists():
+        pytest.skip("training curves not available (needs ../shared)")
+    curves = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if (row["task"], row["neuron"]) == ("ECG-QTDB", "brf"):
+                curves.setdefault(int(row["run"]), []).append(
+                    {"epoch": int(row["epoch"]), "val_loss": float(row["val_loss"])}
+                )
+    found = {
+        run: [(e["epoch"], round(e["val_loss"], 3), round(e["best_val_loss"], 3)) for e in events]
+        for run, rows_ in curves.items()
+        if (events := summaries.collapses(sorted(rows_, key=lambda r: r["epoch"])))
+    }
+    # docs/results.md: runs 1 and 3 of the original's logs collapse at epochs 93 and 184
+    assert found == {1: [(93, 0.937, 0.438)], 3: [(184, 1.017, 0.438)]}
