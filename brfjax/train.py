@@ -60,6 +60,10 @@ from brfjax.workdir import (
     run_permutation,
 )
 
+# written into the workdir when a TrainingError ends a run: {"epoch", "best_epoch" (None
+# before any finite validation loss), "error"}
+STOPPED_FILE = "stopped.json"
+
 
 def parameter_problems(params, neuron: str = "brf") -> list[str]:
     """Names of non-finite parameters, and of hidden parameters outside the region where
@@ -504,7 +508,10 @@ def train_and_evaluate(
     Raises:
         RunStopped: ``stop()`` became True; the same call resumes from the saved position
             and ends bit-identical to an uninterrupted run.
-        UsageError, TrainingError, CheckpointError, DataError: see their messages.
+        TrainingError: training became unusable (a non-finite loss or parameters); the
+            epoch, the epoch of the best checkpoint and the message are also written to
+            ``<workdir>/stopped.json`` (:data:`STOPPED_FILE`), and no ``results.json``.
+        UsageError, CheckpointError, DataError: see their messages.
     """
     parallel = parallel or DataParallel()
     primary = parallel.is_primary
@@ -587,19 +594,29 @@ def train_and_evaluate(
         seconds = 0.0
         if epoch > 0:
             lr = learning_rate(config, epoch - 1)
-            state, progress = train_epoch(
-                config,
-                task,
-                model,
-                train_step,
-                state,
-                data,
-                epoch - 1,
-                lr,
-                parallel,
-                progress,
-                agreed_stop,
-            )
+            try:
+                state, progress = train_epoch(
+                    config,
+                    task,
+                    model,
+                    train_step,
+                    state,
+                    data,
+                    epoch - 1,
+                    lr,
+                    parallel,
+                    progress,
+                    agreed_stop,
+                )
+            except TrainingError as error:
+                if primary:  # the run's folder says why it ended (summaries, readers of runs)
+                    log.close()
+                    best = int(bookkeeping["best_epoch"])  # -1: no finite validation loss yet
+                    record = {"epoch": epoch, "best_epoch": best if best >= 0 else None}
+                    checkpoint.write_json(
+                        os.path.join(workdir, STOPPED_FILE), {**record, "error": str(error)}
+                    )
+                raise
             num_batches = epoch_length(config, len(data.train.targets))
             if progress.steps < num_batches:
                 checkpoints.save_interrupted(

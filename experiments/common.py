@@ -29,6 +29,18 @@ DEFAULT_CURVES = os.path.join(SHARED, "reference", "training_curves")
 DEFAULT_MNIST = os.path.join(SHARED, "data", "mnist")
 NEURONS = ("brf", "vrf", "alif")
 TASK_LABELS = {"smnist": "S-MNIST", "psmnist": "PS-MNIST", "ecg": "ECG", "shd": "SHD"}
+MNIST_TASKS = ("smnist", "psmnist")
+# paper Table 1, RF and BRF rows: test accuracy (%) mean and std over 5 runs, and SOP
+PAPER_TABLE1 = {
+    ("smnist", "vrf"): (98.0, 0.4, 29034.8),
+    ("smnist", "brf"): (99.0, 0.1, 15462.6),
+    ("psmnist", "vrf"): (9.9, 0.8, 66474.2),
+    ("psmnist", "brf"): (95.0, 0.2, 27839.7),
+    ("ecg", "vrf"): (85.5, 0.7, 11981.9),
+    ("ecg", "brf"): (85.8, 0.7, 6307.7),
+    ("shd", "vrf"): (89.2, 0.6, 4750.2),
+    ("shd", "brf"): (91.7, 0.8, 3502.6),
+}
 NEURON_LABELS = {"brf": "BRF", "vrf": "RF (vanilla)", "alif": "ALIF", "bhrf": "BHRF"}
 NEURON_COLORS = {"brf": "tab:blue", "vrf": "tab:orange", "alif": "tab:green", "bhrf": "tab:purple"}
 

@@ -30,16 +30,6 @@ TASK_ORDER = ("smnist", "psmnist", "ecg", "shd")
 # the paper's Table 1 (mean over 5 runs; SOP = mean of the 5 saved models).
 # Only the RF/BRF rows describe the same networks; the paper's ALIF* rows are literature
 # baselines with other architectures, so they are not compared here.
-PAPER_TABLE1 = {
-    ("smnist", "vrf"): (98.0, 29034.8),
-    ("smnist", "brf"): (99.0, 15462.6),
-    ("psmnist", "vrf"): (9.9, 66474.2),
-    ("psmnist", "brf"): (95.0, 27839.7),
-    ("ecg", "vrf"): (85.5, 11981.9),
-    ("ecg", "brf"): (85.8, 6307.7),
-    ("shd", "vrf"): (89.2, 4750.2),
-    ("shd", "brf"): (91.7, 3502.6),
-}
 # accuracy of each published checkpoint as the authors' inference scripts report it
 # (github.com/AdaptiveAILab/brf-neurons; no ECG entry: docs/results.md compares ECG with the
 # training logs; smnist_vrf from the robustness arrays).
@@ -120,9 +110,9 @@ def table_row(
         "reported_accuracy": REPORTED.get((task, neuron)),
         "note": NOTES.get((task, neuron), ""),
     }
-    paper = PAPER_TABLE1.get((task, neuron))
+    paper = common.PAPER_TABLE1.get((task, neuron))
     if paper:
-        row["paper_accuracy"], row["paper_sop"] = paper
+        row["paper_accuracy"], row["paper_sop"] = paper[0], paper[2]
     timer = common.Timer()
     try:
         if task not in data_cache:
@@ -183,11 +173,11 @@ def plot(plt, rows: list[dict], path: str) -> None:
                 marker=marker,
                 label=f"{common.NEURON_LABELS[row['neuron']]} ({'published' if marker == 'o' else 'brfjax run'})",
             )
-            paper = PAPER_TABLE1.get((task, row["neuron"]))
+            paper = common.PAPER_TABLE1.get((task, row["neuron"]))
             if paper and marker == "o":
                 steps = tasks.get_task(task).num_steps
                 axis.scatter(
-                    paper[1] / steps,
+                    paper[2] / steps,
                     paper[0],
                     facecolors="none",
                     edgecolors=common.NEURON_COLORS[row["neuron"]],

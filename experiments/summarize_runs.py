@@ -42,13 +42,6 @@ README_MARKERS = (
     "\n<!-- end of generated table -->",
 )
 HARDWARE = "2-core AMD EPYC (Zen 4) CPU"
-# paper Table 1: test accuracy (mean ± std of 5 runs, %) and SOP of the RF and BRF rows
-PAPER_TABLE1 = {
-    ("ecg", "brf"): ("85.8 ± 0.7", 6307.7),
-    ("ecg", "vrf"): ("85.5 ± 0.7", 11981.9),
-    ("smnist", "brf"): ("99.0 ± 0.1", 15462.6),
-    ("psmnist", "brf"): ("95.0 ± 0.2", 27839.7),
-}
 # the authors' TensorBoard training logs (5 runs each, published with their code): test
 # accuracy (%) at the lowest validation loss, mean and sample std
 ORIGINAL_LOGS = {
@@ -68,13 +61,25 @@ TABLE_ROWS = (
 )
 
 
-def _read_json(path: str) -> dict:
+def _read_json(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
     with open(path) as handle:
         return json.load(handle)
 
 
 def load_run(workdir: str) -> dict:
-    """One run folder: its configuration, per-epoch metrics and, if finished, its results.
+    """One run folder: its configuration, per-epoch metrics and how it ended.
+
+    Args:
+        workdir: a brfjax run folder (``python -m brfjax.train --workdir``), with or
+            without its checkpoints.
+
+    Returns:
+        ``{"workdir", "task", "neuron", "seed", "grad_clip_norm", "epochs",
+        "epochs_logged", "epoch_seconds" (mean over trained epochs, None before the
+        first), "results" (results.json, None unless finished), "stopped" (stopped.json:
+        the run ended with non-finite values; None otherwise)}``.
 
     Raises:
         common.ExperimentError: ``workdir`` lacks ``config.json`` or ``metrics.csv``.
@@ -87,8 +92,6 @@ def load_run(workdir: str) -> dict:
             )
     config = _read_json(os.path.join(workdir, "config.json"))
     rows = common.read_csv(os.path.join(workdir, "metrics.csv"))
-    results_path = os.path.join(workdir, "results.json")
-    results = _read_json(results_path) if os.path.isfile(results_path) else None
     epoch_seconds = [float(r["epoch_seconds"]) for r in rows if int(r["epoch"]) > 0]
     return {
         "workdir": workdir,
@@ -99,38 +102,55 @@ def load_run(workdir: str) -> dict:
         "epochs": config["epochs"],
         "epochs_logged": max((int(r["epoch"]) for r in rows), default=0),
         "epoch_seconds": statistics.mean(epoch_seconds) if epoch_seconds else None,
-        "results": results,
+        "results": _read_json(os.path.join(workdir, "results.json")),
+        "stopped": _read_json(os.path.join(workdir, "stopped.json")),
     }
 
 
 def mean_std(values: list[float], digits: int = 2) -> str:
+    """``"m ± s"`` (sample std) of ``values``, or the single value, or "–" for none."""
+    if not values:
+        return "–"
     if len(values) < 2:
         return f"{values[0]:,.{digits}f}"
     return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}"
 
 
 def seeds(count: int) -> str:
+    """``"1 seed"`` or ``"N seeds"``."""
     return f"{count} seed" if count == 1 else f"{count} seeds"
 
 
 def clip_label(value: float | None) -> str:
+    """The gradient clipping norm of a run for a table cell ("–": none)."""
     return "–" if value is None else f"{value:g}"
 
 
-def runs_table(finished: list[dict]) -> str:
+def stop_reason(run: dict) -> str:
+    """``"stopped in epoch E: <cause>"`` of a run with ``stopped.json``."""
+    cause = run["stopped"]["error"].split(":")[0].split(" in epoch")[0]
+    return f"stopped in epoch {run['stopped']['epoch']}: {cause}"
+
+
+def runs_table(ended: list[dict]) -> str:
+    """One Markdown row per finished or stopped run (stopped runs name their cause)."""
     lines = [
         "| task | neuron | grad clip | seed | test acc. (%) | SOP | firing rate | kept epoch | "
         "collapses (epoch: val. loss) | train s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for run in sorted(finished, key=_order):
+    for run in sorted(ended, key=_order):
+        start = f"| {run['task']} | {run['neuron']} | {clip_label(run['grad_clip_norm'])} | {run['seed']} "
         results = run["results"]
+        if results is None:
+            lines.append(start + f"| {stop_reason(run)} | – | – | – | – | – |")
+            continue
         collapses = ", ".join(
             f"{c['epoch']}: {c['val_loss']:.3g}" for c in results.get("collapses", [])
         )
         lines.append(
-            f"| {run['task']} | {run['neuron']} | {clip_label(run['grad_clip_norm'])} | {run['seed']} "
-            f"| {results['accuracy']:.2f} | {results['sop']:,.1f} | {results['firing_rate']:.3f} "
+            start
+            + f"| {results['accuracy']:.2f} | {results['sop']:,.1f} | {results['firing_rate']:.3f} "
             f"| {results['best_epoch']} | {collapses or '–'} | {results['train_seconds']:.0f} |"
         )
     return "\n".join(lines)
@@ -142,110 +162,158 @@ def _order(run: dict) -> tuple:
     return (rank, *(str(part) for part in key), run["seed"])
 
 
-def groups(finished: list[dict]) -> dict[tuple, list[dict]]:
-    """Finished runs grouped by ``(task, neuron, grad_clip_norm)``, seeds in order."""
+def groups(runs: list[dict]) -> dict[tuple, list[dict]]:
+    """``runs`` grouped by ``(task, neuron, grad_clip_norm)``, groups in table order,
+    seeds in order."""
     result = defaultdict(list)
-    for run in sorted(finished, key=_order):
+    for run in sorted(runs, key=_order):
         result[(run["task"], run["neuron"], run["grad_clip_norm"])].append(run)
     return dict(result)
 
 
-def collapse_count(group: list[dict]) -> str:
-    collapsed = sum(1 for run in group if run["results"].get("collapses"))
-    return f"{collapsed} of {len(group)}"
+def collapse_count(finished: list[dict]) -> str:
+    """``"k of n"`` finished runs with at least one collapse."""
+    collapsed = sum(1 for run in finished if run["results"].get("collapses"))
+    return f"{collapsed} of {len(finished)}"
 
 
 def groups_table(grouped: dict[tuple, list[dict]]) -> str:
+    """Mean ± std of the finished runs per group, and how many runs stopped."""
     lines = [
-        "| task | neuron | grad clip | runs | test acc. (%) | SOP | firing rate | runs with a collapse "
-        "| train s per run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | neuron | grad clip | finished runs | test acc. (%) | SOP | firing rate "
+        "| runs with a collapse | stopped runs | train s per run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (task, neuron, clip), group in grouped.items():
-        results = [run["results"] for run in group]
+        results = [run["results"] for run in group if run["results"] is not None]
+        finished = [run for run in group if run["results"] is not None]
+        stopped = ", ".join(f"seed {r['seed']}" for r in group if r["stopped"]) or "–"
         lines.append(
-            f"| {task} | {neuron} | {clip_label(clip)} | {len(group)} "
+            f"| {task} | {neuron} | {clip_label(clip)} | {len(results)} "
             f"| {mean_std([r['accuracy'] for r in results])} | {mean_std([r['sop'] for r in results], 0)} "
-            f"| {mean_std([r['firing_rate'] for r in results], 3)} | {collapse_count(group)} "
-            f"| {mean_std([r['train_seconds'] for r in results], 0)} |"
+            f"| {mean_std([r['firing_rate'] for r in results], 3)} | {collapse_count(finished)} "
+            f"| {stopped} | {mean_std([r['train_seconds'] for r in results], 0)} |"
         )
     return "\n".join(lines)
 
 
 def published(model_table: list[dict], task: str, neuron: str) -> str:
+    """The published model's accuracy and SOP as ``experiments/model_table.py`` measured."""
     for row in model_table:
-        if (row["task"], row["neuron"]) == (task, neuron):
+        if (row["task"], row["neuron"]) == (task, neuron) and row["accuracy"]:
             return f"{float(row['accuracy']):.2f} %, {float(row['sop']):,.0f} SOP"
     return "–"
 
 
 def command(task: str, neuron: str, clip: float | None, until: int | None) -> str:
+    """The training command of a table row (``S``: a seed, ``MNIST``: the data folder)."""
     parts = ["python -m brfjax.train", f"--task {task}", f"--neuron {neuron}", "--seed S"]
-    if task in ("smnist", "psmnist"):
-        parts.append("--data-dir MNIST")
-    elif clip is not None:  # MNIST BRF clips by default (the paper's setting)
+    if task in common.MNIST_TASKS:
+        parts.append("--data-dir MNIST")  # clipping at norm 1 is the paper's MNIST default
+    elif clip is not None:
         parts.append(f"--grad-clip-norm {clip:g}")
     if until is not None:
         parts.append(f"--until-epoch {until}")
     return "`" + " ".join(parts) + "`"
 
 
-def scratch_cell(task: str, group: list[dict], early: list[dict]) -> tuple[str, str, int | None]:
-    """``(from scratch, time, --until-epoch)`` cells of one table row."""
-    if task in ("smnist", "psmnist"):
-        rows = [row for row in early if row["task"] == task]
-        until = min(row["epochs_logged"] for row in rows)
-        firsts = ", ".join(
-            f"> {r['epochs_logged']}" if r["first_epoch"] is None else str(r["first_epoch"])
-            for r in rows
-        )
-        cell = (
-            f"{seeds(len(rows))}, first epoch at {rows[0]['target_accuracy']:.2f} % (95 % of the "
-            f"paper's {rows[0]['paper_final_accuracy']:.1f} %): {firsts}; "
-            f"paper Table 2: epoch {rows[0]['paper_95']}"
-        )
-        seconds = [run["epoch_seconds"] for run in group]
-        return cell, f"{mean_std(seconds, 0)} s per epoch", until
-    results = [run["results"] for run in group]
+def accuracy_cell(group: list[dict]) -> str:
+    """Mean ± std accuracy and mean SOP of a group's finished runs, with how many seeds,
+    collapses and stopped runs."""
+    finished = [run for run in group if run["results"] is not None]
+    results = [run["results"] for run in finished]
     cell = (
-        f"{mean_std([r['accuracy'] for r in results])} %, {statistics.mean(r['sop'] for r in results):,.0f} SOP "
-        f"({seeds(len(group))}; {collapse_count(group)} collapsed)"
+        f"{mean_std([r['accuracy'] for r in results])} %, "
+        f"{statistics.mean(r['sop'] for r in results):,.0f} SOP "
+        if results
+        else ""
     )
-    return cell, f"{mean_std([r['train_seconds'] for r in results], 0)} s per run", None
+    notes = [seeds(len(finished)), f"{collapse_count(finished)} collapsed"]
+    notes += [f"seed {run['seed']} {stop_reason(run)}" for run in group if run["stopped"]]
+    return cell + f"({'; '.join(notes)})"
+
+
+def early_cell(rows: list[dict]) -> str:
+    """Per seed, the first epoch at 95 % of the paper's final accuracy (``> K``: not
+    within the K epochs trained), beside the paper's Table 2 epoch."""
+    firsts = ", ".join(
+        f"seed {r['seed']}: "
+        + (f"> {r['epochs_logged']}" if r["first_epoch"] is None else str(r["first_epoch"]))
+        for r in rows
+    )
+    first = rows[0]
+    return (
+        f"first epoch at {first['target_accuracy']:.2f} % (95 % of the paper's "
+        f"{first['paper_final_accuracy']:.1f} %): {firsts}; paper Table 2: epoch {first['paper_95']}"
+    )
 
 
 def reproduction_table(runs: list[dict], early: list[dict], model_table: list[dict]) -> str:
-    """The README's table (see the module docstring), one row per :data:`TABLE_ROWS` entry
-    with runs."""
+    """The README's table: one row per :data:`TABLE_ROWS` entry that has runs.
+
+    Args:
+        runs: :func:`load_run` of every run folder.
+        early: :func:`convergence.early_rows` of the same runs.
+        model_table: the rows of ``experiments/model_table.py``'s ``model_table.csv``.
+
+    Returns:
+        The Markdown table. MNIST rows trained in slices report :func:`early_cell` and
+        seconds per epoch; other rows :func:`accuracy_cell` and seconds per run.
+    """
     lines = [
-        f"| task, neuron | paper (Table 1) | authors' training logs | published checkpoint, brfjax "
-        f"| brfjax from scratch | time on a {HARDWARE} | command |",
+        f"| task, neuron | paper (Table 1) | authors' training logs | published model, evaluated "
+        f"by brfjax | brfjax from scratch | time on a {HARDWARE} | command |",
         "|---|---|---|---|---|---|---|",
     ]
+    grouped = groups(runs)
     for task, neuron, clip in TABLE_ROWS:
-        mnist = task in ("smnist", "psmnist")
-        group = [
-            run
-            for run in runs
-            if (run["task"], run["neuron"], run["grad_clip_norm"]) == (task, neuron, clip)
-            and (mnist or run["results"] is not None)
-        ]
-        if not group:
+        group = grouped.get((task, neuron, clip), [])
+        names = {os.path.basename(os.path.normpath(run["workdir"])) for run in group}
+        slices = [row for row in early if row["run"] in names]
+        if task in common.MNIST_TASKS and slices and not all(r["results"] for r in group):
+            scratch = early_cell(slices)
+            until = max(row["epochs_logged"] for row in slices)
+            seconds = [run["epoch_seconds"] for run in group if run["epoch_seconds"] is not None]
+            time_cell = f"{mean_std(seconds, 0)} s per epoch"
+        elif any(run["results"] or run["stopped"] for run in group):
+            scratch, until = accuracy_cell(group), None
+            seconds = [run["results"]["train_seconds"] for run in group if run["results"]]
+            time_cell = f"{mean_std(seconds, 0)} s per run"
+        else:
             continue
-        paper = PAPER_TABLE1.get((task, neuron))
+        paper = common.PAPER_TABLE1.get((task, neuron))
         logs = ORIGINAL_LOGS.get((task, neuron))
-        scratch, seconds, until = scratch_cell(task, group, early)
         label = f"{common.TASK_LABELS[task]} {common.NEURON_LABELS[neuron]}"
-        if clip is not None and not mnist:
+        default_clip = task in common.MNIST_TASKS  # the paper clips there
+        if clip is not None and not default_clip:
             label += f", gradients clipped to {clip:g}"
             paper, logs = None, None
         lines.append(
-            f"| {label} | {f'{paper[0]} %, {paper[1]:,.1f} SOP' if paper else '–'} "
+            f"| {label} | {f'{paper[0]} ± {paper[1]} %, {paper[2]:,.1f} SOP' if paper else '–'} "
             f"| {f'{logs[0]:.2f} ± {logs[1]:.2f} %' if logs else '–'} "
-            f"| {published(model_table, task, neuron) if clip is None or mnist else '–'} "
-            f"| {scratch} | {seconds} | {command(task, neuron, None if mnist else clip, until)} |"
+            f"| {published(model_table, task, neuron) if paper or logs else '–'} "
+            f"| {scratch} | {time_cell} | {command(task, neuron, None if default_clip else clip, until)} |"
         )
     return "\n".join(lines)
+
+
+def left_out(runs: list[dict]) -> list[str]:
+    """One line per run that no table reports, saying why."""
+    lines = []
+    for run in runs:
+        key = (run["task"], run["neuron"], run["grad_clip_norm"])
+        if run["results"] is None and run["stopped"] is None:
+            if run["task"] in common.MNIST_TASKS and run["epochs_logged"] >= 1:
+                continue  # a slice: early_convergence reports it
+            lines.append(
+                f"{run['workdir']}: {run['epochs_logged']} of {run['epochs']} epochs, "
+                "no results.json yet; left out"
+            )
+        elif key not in TABLE_ROWS:
+            lines.append(
+                f"{run['workdir']}: {key} has no row in the README table (runs.md lists it)"
+            )
+    return lines
 
 
 def replace_table(path: str, table: str) -> None:
@@ -270,6 +338,7 @@ def replace_table(path: str, table: str) -> None:
 
 
 def run(args) -> None:
+    """Read the runs, write the tables and figure into ``args.out`` and the README table."""
     plt = common.pyplot(args.no_plot)
     workdirs = args.workdirs or sorted(
         os.path.join(args.runs_dir, name)
@@ -277,14 +346,10 @@ def run(args) -> None:
         if os.path.isdir(os.path.join(args.runs_dir, name))
     )
     runs = [load_run(workdir) for workdir in workdirs]
-    finished = [run for run in runs if run["results"] is not None]
-    for entry in runs:
-        if entry["results"] is None and entry["task"] not in ("smnist", "psmnist"):
-            print(
-                f"{entry['workdir']}: {entry['epochs_logged']} of {entry['epochs']} epochs, "
-                "no results.json yet; left out"
-            )
-    tables = {"runs.md": runs_table(finished), "groups.md": groups_table(groups(finished))}
+    for line in left_out(runs):
+        print(line)
+    ended = [run for run in runs if run["results"] is not None or run["stopped"] is not None]
+    tables = {"runs.md": runs_table(ended), "groups.md": groups_table(groups(ended))}
     early = convergence.write_early(
         plt, [convergence.workdir_run(run["workdir"]) for run in runs], args.out
     )
@@ -299,6 +364,7 @@ def run(args) -> None:
 
 
 def parser():
+    """The command line (module docstring)."""
     result = common.base_parser(
         __doc__.split("\n\n")[0], checkpoints=False, data=False, out=SUMMARY_DIR
     )
@@ -314,6 +380,7 @@ def parser():
 
 
 def main(argv=None) -> int:
+    """Run the command; returns the exit status (1 with one line for a missing file)."""
     return common.run_main(run, parser(), argv)
 
 

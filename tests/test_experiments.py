@@ -15,9 +15,10 @@ sys.path.insert(0, str(REPO / "experiments"))
 MNIST = SHARED / "data" / "mnist"
 
 
-def write_run(folder, task, neuron, seed, curve, results=None, clip=None, epochs=400):
+def write_run(folder, task, neuron, seed, curve, results=None, clip=None, epochs=400, stopped=None):
     """A run folder as brfjax.train writes it: config.json, metrics.csv (test accuracy per
-    epoch, ``curve[0]`` = untrained) and, for a finished run, results.json."""
+    epoch, ``curve[0]`` = untrained) and, for a finished run, results.json, for a run
+    stopped by non-finite values, stopped.json."""
     folder.mkdir()
     config = {"task": task, "neuron": neuron, "seed": seed, "epochs": epochs}
     (folder / "config.json").write_text(json.dumps({**config, "grad_clip_norm": clip}))
@@ -28,6 +29,8 @@ def write_run(folder, task, neuron, seed, curve, results=None, clip=None, epochs
     if results is not None:
         fields = {"firing_rate": 0.1, "best_epoch": 3, "train_seconds": 60.0, "collapses": []}
         (folder / "results.json").write_text(json.dumps({**config, **fields, **results}))
+    if stopped is not None:
+        (folder / "stopped.json").write_text(json.dumps(stopped))
 
 
 def write_model_table(path):
@@ -51,9 +54,16 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
             [20, 50, accuracy],
             {"accuracy": accuracy, "sop": sop, "collapses": collapses},
         )
-    # an S-MNIST slice (--until-epoch 3 of 300): 95 % of the paper's 99.0 % is 94.05 %
+    # gradient clipping: one finished run, one stopped by non-finite parameters
+    write_run(runs / "clip0", "ecg", "brf", 0, [20, 80], {"accuracy": 80.0, "sop": 10.0}, clip=1.0)
+    error = "unusable network in epoch 2, step 7: 12 non-finite parameters after the update"
+    write_run(
+        runs / "clip1", "ecg", "brf", 1, [20, 50], clip=1.0, stopped={"epoch": 2, "error": error}
+    )
+    # S-MNIST slices (--until-epoch 3 and 4 of 300): 95 % of the paper's 99.0 % is 94.05 %
     write_run(runs / "smnist0", "smnist", "brf", 0, [10, 91.0, 94.05, 95.0], clip=1.0, epochs=300)
-    write_run(runs / "smnist1", "smnist", "brf", 1, [10, 90.0, 92.0, 94.0], clip=1.0, epochs=300)
+    write_run(runs / "smnist1", "smnist", "brf", 1, [10, 90, 92, 94, 93], clip=1.0, epochs=300)
+    write_run(runs / "smnist2", "smnist", "brf", 2, [10], clip=1.0, epochs=300)  # nothing trained
     write_run(runs / "ecg_unfinished", "ecg", "vrf", 0, [20, 50])
     model_table = tmp_path / "model_table.csv"
     write_model_table(model_table)
@@ -66,12 +76,19 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
     assert result.returncode == 0, result.stderr
     assert "ecg_unfinished: 1 of 400 epochs, no results.json yet; left out" in result.stdout
     groups = (out / "groups.md").read_text()
-    assert "| ecg | brf | – | 3 | 85.00 ± 1.00 | 7,000 ± 1,000 | 0.100 ± 0.000 | 1 of 3 |" in groups
     assert (
-        "| ecg | brf | – | 0 | 84.00 | 6,000.0 | 0.100 | 3 | 104: 2.07 | 60 |"
-        in (out / "runs.md").read_text()
+        "| ecg | brf | – | 3 | 85.00 ± 1.00 | 7,000 ± 1,000 | 0.100 ± 0.000 | 1 of 3 | – | 60 ± 0 |"
+        in groups
+    )
+    assert "| ecg | brf | 1 | 1 | 80.00 | 10 | 0.100 | 0 of 1 | seed 1 | 60 |" in groups
+    runs_md = (out / "runs.md").read_text()
+    assert "| ecg | brf | – | 0 | 84.00 | 6,000.0 | 0.100 | 3 | 104: 2.07 | 60 |" in runs_md
+    assert (
+        "| ecg | brf | 1 | 1 | stopped in epoch 2: unusable network | – | – | – | – | – |"
+        in runs_md
     )
     early = {r["run"]: r for r in read_rows(out / "early_convergence.csv")}
+    assert set(early) == {"smnist0", "smnist1"}
     assert (early["smnist0"]["first_epoch"], early["smnist1"]["first_epoch"]) == ("2", "")
     assert float(early["smnist0"]["target_accuracy"]) == pytest.approx(94.05)
     table = (out / "reproduction.md").read_text().splitlines()
@@ -80,14 +97,19 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
         "| 85.00 ± 1.00 %, 7,000 SOP (3 seeds; 1 of 3 collapsed) | 60 ± 0 s per run "
         "| `python -m brfjax.train --task ecg --neuron brf --seed S` |"
     )
-    # epochs 1-3 of each S-MNIST run took 20, 30, 40 s (epoch 0 is evaluation only): 30 s
-    assert table[3].startswith(
-        "| S-MNIST BRF | 99.0 ± 0.1 %, 15,462.6 SOP | – | 99.14 %, 16,100 SOP "
-        "| 2 seeds, first epoch at 94.05 % (95 % of the paper's 99.0 %): 2, > 3; "
-        "paper Table 2: epoch 3 | 30 ± 0 s per epoch "
-        "| `python -m brfjax.train --task smnist --neuron brf --seed S --data-dir MNIST --until-epoch 3` |"
+    assert table[3] == (
+        "| ECG BRF, gradients clipped to 1 | – | – | – "
+        "| 80.00 %, 10 SOP (1 seed; 0 of 1 collapsed; seed 1 stopped in epoch 2: unusable network) "
+        "| 60 s per run | `python -m brfjax.train --task ecg --neuron brf --seed S --grad-clip-norm 1` |"
     )
-    assert len(table) == 4
+    # trained epochs of S-MNIST took 20, 30, 40 (and 50) s: means 30 and 35 s per run
+    assert table[4] == (
+        "| S-MNIST BRF | 99.0 ± 0.1 %, 15,462.6 SOP | – | 99.14 %, 16,100 SOP "
+        "| first epoch at 94.05 % (95 % of the paper's 99.0 %): seed 0: 2, seed 1: > 4; "
+        "paper Table 2: epoch 3 | 32 ± 4 s per epoch "
+        "| `python -m brfjax.train --task smnist --neuron brf --seed S --data-dir MNIST --until-epoch 4` |"
+    )
+    assert len(table) == 5
     assert readme.read_text() == f"# title\n{begin}{chr(10).join(table)}{end}\n\ntext\n"
     missing = run_main(summarize_runs.main, [*argv, str(tmp_path / "absent")], capfd)
     assert missing.returncode == 1 and "config.json not found" in missing.stderr
@@ -106,7 +128,8 @@ def test_readme_reproduction_table_is_generated_from_the_committed_runs(tmp_path
     result = run_main(summarize_runs.main, argv, capfd)
     assert result.returncode == 0, result.stderr
     committed = REPO / "experiments" / "results" / "summary"
-    for name in ("runs.md", "groups.md", "reproduction.md", "early_convergence.md"):
+    names = ("runs.md", "groups.md", "reproduction.md", "early_convergence.md")
+    for name in (*names, "early_convergence.csv"):
         assert (tmp_path / name).read_text() == (committed / name).read_text(), name
     assert readme.read_text() == (REPO / "README.md").read_text()
 

@@ -194,6 +194,9 @@ def test_diverging_vanilla_rf_stops_with_a_clear_message(tmp_path):
     ):
         train.train_and_evaluate(config, str(tmp_path), data_dir=MNIST_DIR)
     assert not (tmp_path / "results.json").exists()
+    stopped = json.loads((tmp_path / "stopped.json").read_text())
+    assert (stopped["epoch"], stopped["best_epoch"]) == (1, None)  # NaN validation loss at 0
+    assert stopped["error"].startswith("non-finite training loss (nan) in epoch 1, step 1")
 
 
 def test_shd_one_epoch_from_generated_files(tmp_path):
