@@ -128,7 +128,12 @@ def clip_label(value: float | None) -> str:
 
 def stop_reason(run: dict) -> str:
     """``"stopped in epoch E: <cause>"`` of a run with ``stopped.json``."""
-    cause = run["stopped"]["error"].split(":")[0].split(" in epoch")[0]
+    error = run["stopped"]["error"]
+    causes = (
+        ("non-finite training loss", "non-finite loss"),
+        ("non-finite param", "non-finite parameters"),
+    )
+    cause = next((short for key, short in causes if key in error), error.split(" in epoch")[0])
     return f"stopped in epoch {run['stopped']['epoch']}: {cause}"
 
 
@@ -218,19 +223,19 @@ def command(task: str, neuron: str, clip: float | None, until: int | None) -> st
 
 
 def accuracy_cell(group: list[dict]) -> str:
-    """Mean ± std accuracy and mean SOP of a group's finished runs, with how many seeds,
-    collapses and stopped runs."""
+    """Mean ± std accuracy and mean SOP of a group's finished runs, with how many seeds
+    finished, collapsed and stopped (and why)."""
     finished = [run for run in group if run["results"] is not None]
     results = [run["results"] for run in finished]
-    cell = (
-        f"{mean_std([r['accuracy'] for r in results])} %, "
-        f"{statistics.mean(r['sop'] for r in results):,.0f} SOP "
-        if results
-        else ""
-    )
-    notes = [seeds(len(finished)), f"{collapse_count(finished)} collapsed"]
-    notes += [f"seed {run['seed']} {stop_reason(run)}" for run in group if run["stopped"]]
-    return cell + f"({'; '.join(notes)})"
+    stops = [f"seed {run['seed']} {stop_reason(run)}" for run in group if run["stopped"]]
+    notes = [f"{len(finished)} of {seeds(len(group))} finished"] if stops else [seeds(len(group))]
+    if finished:
+        notes.append(f"{collapse_count(finished)} collapsed")
+    cell = "; ".join(notes + stops)
+    if not results:
+        return cell
+    accuracy = mean_std([r["accuracy"] for r in results])
+    return f"{accuracy} %, {statistics.mean(r['sop'] for r in results):,.0f} SOP ({cell})"
 
 
 def early_cell(rows: list[dict]) -> str:
@@ -278,7 +283,7 @@ def reproduction_table(runs: list[dict], early: list[dict], model_table: list[di
         elif any(run["results"] or run["stopped"] for run in group):
             scratch, until = accuracy_cell(group), None
             seconds = [run["results"]["train_seconds"] for run in group if run["results"]]
-            time_cell = f"{mean_std(seconds, 0)} s per run"
+            time_cell = f"{mean_std(seconds, 0)} s per run" if seconds else "–"
         else:
             continue
         paper = common.PAPER_TABLE1.get((task, neuron))

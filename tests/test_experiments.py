@@ -84,7 +84,7 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
     runs_md = (out / "runs.md").read_text()
     assert "| ecg | brf | – | 0 | 84.00 | 6,000.0 | 0.100 | 3 | 104: 2.07 | 60 |" in runs_md
     assert (
-        "| ecg | brf | 1 | 1 | stopped in epoch 2: unusable network | – | – | – | – | – |"
+        "| ecg | brf | 1 | 1 | stopped in epoch 2: non-finite parameters | – | – | – | – | – |"
         in runs_md
     )
     early = {r["run"]: r for r in read_rows(out / "early_convergence.csv")}
@@ -99,7 +99,8 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
     )
     assert table[3] == (
         "| ECG BRF, gradients clipped to 1 | – | – | – "
-        "| 80.00 %, 10 SOP (1 seed; 0 of 1 collapsed; seed 1 stopped in epoch 2: unusable network) "
+        "| 80.00 %, 10 SOP (1 of 2 seeds finished; 0 of 1 collapsed; "
+        "seed 1 stopped in epoch 2: non-finite parameters) "
         "| 60 s per run | `python -m brfjax.train --task ecg --neuron brf --seed S --grad-clip-norm 1` |"
     )
     # trained epochs of S-MNIST took 20, 30, 40 (and 50) s: means 30 and 35 s per run
