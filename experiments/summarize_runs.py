@@ -266,8 +266,8 @@ def reproduction_table(runs: list[dict], early: list[dict], model_table: list[di
         seconds per epoch; other rows :func:`accuracy_cell` and seconds per run.
     """
     lines = [
-        f"| task, neuron | paper (Table 1) | authors' training logs | published model, evaluated "
-        f"by brfjax | brfjax from scratch | time on a {HARDWARE} | command |",
+        f"| task, neuron | paper (Table 1) | authors' training logs (5 runs) | published model, "
+        f"evaluated by brfjax | brfjax from scratch | time on a {HARDWARE} | command |",
         "|---|---|---|---|---|---|---|",
     ]
     grouped = groups(runs)
