@@ -35,6 +35,13 @@ def test_docs_build_strictly_and_every_tutorial_runs(tmp_path):
     assert "equal: True" in streaming  # the executed output is on the page
     figure_page = (tmp_path / "site" / "concepts" / "brf-neuron" / "index.html").read_text()
     assert figure_page.count("<svg") >= 2
+    # the results page includes the tables experiments/summarize_runs.py writes
+    results = (tmp_path / "site" / "results" / "index.html").read_text()
+    summary = REPO / "experiments" / "results" / "summary"
+    for name in ("reproduction.md", "groups.md", "runs.md", "early_convergence.md"):
+        first_row = (summary / name).read_text().splitlines()[2]
+        assert first_row.split(" | ")[1] in results, name
+    assert "--8&lt;--" not in results and "--8<--" not in results
 
 
 def test_every_public_name_resolves_and_is_documented():
