@@ -137,28 +137,47 @@ def stop_reason(run: dict) -> str:
     return f"stopped in epoch {run['stopped']['epoch']}: {cause}"
 
 
+RUN_COLUMNS = tuple(
+    (key, header, "")
+    for key, header in (
+        ("task", "task"),
+        ("neuron", "neuron"),
+        ("clip", "grad clip"),
+        ("seed", "seed"),
+        ("accuracy", "test acc. (%)"),
+        ("sop", "SOP"),
+        ("firing_rate", "firing rate"),
+        ("best_epoch", "kept epoch"),
+        ("collapses", "collapses (epoch: val. loss)"),
+        ("train_seconds", "train s"),
+    )
+)
+
+
 def runs_table(ended: list[dict]) -> str:
     """One Markdown row per finished or stopped run (stopped runs name their cause)."""
-    lines = [
-        "| task | neuron | grad clip | seed | test acc. (%) | SOP | firing rate | kept epoch | "
-        "collapses (epoch: val. loss) | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for run in sorted(ended, key=_order):
-        start = f"| {run['task']} | {run['neuron']} | {clip_label(run['grad_clip_norm'])} | {run['seed']} "
+        row = {**run, "clip": clip_label(run["grad_clip_norm"])}
         results = run["results"]
         if results is None:
-            lines.append(start + f"| {stop_reason(run)} | – | – | – | – | – |")
+            rows.append({**row, "accuracy": stop_reason(run)})
             continue
         collapses = ", ".join(
             f"{c['epoch']}: {c['val_loss']:.3g}" for c in results.get("collapses", [])
         )
-        lines.append(
-            start
-            + f"| {results['accuracy']:.2f} | {results['sop']:,.1f} | {results['firing_rate']:.3f} "
-            f"| {results['best_epoch']} | {collapses or '–'} | {results['train_seconds']:.0f} |"
+        rows.append(
+            {
+                **row,
+                "accuracy": f"{results['accuracy']:.2f}",
+                "sop": f"{results['sop']:,.1f}",
+                "firing_rate": f"{results['firing_rate']:.3f}",
+                "best_epoch": results["best_epoch"],
+                "collapses": collapses or None,
+                "train_seconds": f"{results['train_seconds']:.0f}",
+            }
         )
-    return "\n".join(lines)
+    return common.markdown_table(rows, RUN_COLUMNS)
 
 
 def _order(run: dict) -> tuple:
@@ -182,24 +201,48 @@ def collapse_count(finished: list[dict]) -> str:
     return f"{collapsed} of {len(finished)}"
 
 
+GROUP_COLUMNS = tuple(
+    (key, header, "")
+    for key, header in (
+        ("task", "task"),
+        ("neuron", "neuron"),
+        ("clip", "grad clip"),
+        ("finished", "finished runs"),
+        ("accuracy", "test acc. (%)"),
+        ("sop", "SOP"),
+        ("firing_rate", "firing rate"),
+        ("collapsed", "runs with a collapse"),
+        ("stopped", "stopped runs"),
+        ("train_seconds", "train s per run"),
+    )
+)
+
+
 def groups_table(grouped: dict[tuple, list[dict]]) -> str:
-    """Mean ± std of the finished runs per group, and how many runs stopped."""
-    lines = [
-        "| task | neuron | grad clip | finished runs | test acc. (%) | SOP | firing rate "
-        "| runs with a collapse | stopped runs | train s per run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """Mean ± std of the finished runs per group, and which runs stopped."""
+    rows = []
     for (task, neuron, clip), group in grouped.items():
-        results = [run["results"] for run in group if run["results"] is not None]
         finished = [run for run in group if run["results"] is not None]
-        stopped = ", ".join(f"seed {r['seed']}" for r in group if r["stopped"]) or "–"
-        lines.append(
-            f"| {task} | {neuron} | {clip_label(clip)} | {len(results)} "
-            f"| {mean_std([r['accuracy'] for r in results])} | {mean_std([r['sop'] for r in results], 0)} "
-            f"| {mean_std([r['firing_rate'] for r in results], 3)} | {collapse_count(finished)} "
-            f"| {stopped} | {mean_std([r['train_seconds'] for r in results], 0)} |"
+        results = [run["results"] for run in finished]
+
+        def column(key, digits, results=results):
+            return mean_std([r[key] for r in results], digits)
+
+        rows.append(
+            {
+                "task": task,
+                "neuron": neuron,
+                "clip": clip_label(clip),
+                "finished": len(results),
+                "accuracy": column("accuracy", 2),
+                "sop": column("sop", 0),
+                "firing_rate": column("firing_rate", 3),
+                "collapsed": collapse_count(finished),
+                "stopped": ", ".join(f"seed {r['seed']}" for r in group if r["stopped"]) or None,
+                "train_seconds": column("train_seconds", 0),
+            }
         )
-    return "\n".join(lines)
+    return common.markdown_table(rows, GROUP_COLUMNS)
 
 
 def published(model_table: list[dict], task: str, neuron: str) -> str:
