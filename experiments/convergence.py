@@ -135,17 +135,30 @@ def reference_runs(path: str) -> list[dict]:
 
 
 def workdir_run(path: str) -> dict:
-    """A brfjax run from its workdir (or its ``metrics.csv``)."""
+    """A brfjax run from its workdir (or its ``metrics.csv``).
+
+    Args:
+        path: a run folder written by ``python -m brfjax.train --workdir``, or its
+            ``metrics.csv``.
+
+    Returns:
+        ``{"source", "task", "neuron", "run" (the folder's name), "seed", "accuracy"
+        (test accuracy per epoch, epoch 0 first), "selected_epoch", "status", "config"
+        (config.json), "rows" (metrics.csv's rows in epoch order)}``.
+
+    Raises:
+        common.ExperimentError: ``config.json`` or ``metrics.csv`` is missing (every
+            missing file is named).
+    """
     folder = os.path.dirname(path) if path.endswith(".csv") else path
     metrics_path = path if path.endswith(".csv") else os.path.join(path, "metrics.csv")
     config_path = os.path.join(folder, "config.json")
-    if not os.path.isfile(metrics_path):
+    missing = [name for name in (config_path, metrics_path) if not os.path.isfile(name)]
+    if missing:
         raise common.ExperimentError(
-            f"{metrics_path} not found (a brfjax workdir holds metrics.csv)"
-        )
-    if not os.path.isfile(config_path):
-        raise common.ExperimentError(
-            f"{config_path} not found (a brfjax workdir holds config.json)"
+            "; ".join(f"{name} not found" for name in missing)
+            + " (a brfjax workdir holds config.json and metrics.csv: "
+            "python -m brfjax.train --workdir DIR writes them)"
         )
     with open(config_path) as handle:
         config = json.load(handle)
@@ -175,6 +188,8 @@ def workdir_run(path: str) -> dict:
         "accuracy": accuracy,
         "selected_epoch": int(selected),
         "status": status,
+        "config": config,
+        "rows": rows,
     }
 
 

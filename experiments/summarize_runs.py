@@ -79,19 +79,14 @@ def load_run(workdir: str) -> dict:
         ``{"workdir", "task", "neuron", "seed", "grad_clip_norm", "epochs",
         "epochs_logged", "epoch_seconds" (mean over trained epochs, None before the
         first), "results" (results.json, None unless finished), "stopped" (stopped.json:
-        the run ended with non-finite values; None otherwise)}``.
+        the run ended with non-finite values; None otherwise), "curve" (the folder as
+        :func:`convergence.workdir_run` reads it)}``.
 
     Raises:
         common.ExperimentError: ``workdir`` lacks ``config.json`` or ``metrics.csv``.
     """
-    for name in ("config.json", "metrics.csv"):
-        if not os.path.isfile(os.path.join(workdir, name)):
-            raise common.ExperimentError(
-                f"{os.path.join(workdir, name)} not found: pass brfjax run folders "
-                "(python -m brfjax.train --workdir DIR writes config.json and metrics.csv)"
-            )
-    config = _read_json(os.path.join(workdir, "config.json"))
-    rows = common.read_csv(os.path.join(workdir, "metrics.csv"))
+    curve = convergence.workdir_run(workdir)
+    config, rows = curve["config"], curve["rows"]
     epoch_seconds = [float(r["epoch_seconds"]) for r in rows if int(r["epoch"]) > 0]
     return {
         "workdir": workdir,
@@ -104,6 +99,7 @@ def load_run(workdir: str) -> dict:
         "epoch_seconds": statistics.mean(epoch_seconds) if epoch_seconds else None,
         "results": _read_json(os.path.join(workdir, "results.json")),
         "stopped": _read_json(os.path.join(workdir, "stopped.json")),
+        "curve": curve,
     }
 
 
@@ -398,9 +394,7 @@ def run(args) -> None:
         print(line)
     ended = [run for run in runs if run["results"] is not None or run["stopped"] is not None]
     tables = {"runs.md": runs_table(ended), "groups.md": groups_table(groups(ended))}
-    early = convergence.write_early(
-        plt, [convergence.workdir_run(run["workdir"]) for run in runs], args.out
-    )
+    early = convergence.write_early(plt, [run["curve"] for run in runs], args.out)
     model_table = common.read_csv(args.model_table)
     tables["reproduction.md"] = reproduction_table(runs, early, model_table)
     for name, table in tables.items():
