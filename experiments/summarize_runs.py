@@ -312,7 +312,7 @@ def reproduction_table(runs: list[dict], early: list[dict], model_table: list[di
     grouped = groups(runs)
     for task, neuron, clip in TABLE_ROWS:
         group = grouped.get((task, neuron, clip), [])
-        names = {os.path.basename(os.path.normpath(run["workdir"])) for run in group}
+        names = {run["curve"]["run"] for run in group}
         slices = [row for row in early if row["run"] in names]
         if task in common.MNIST_TASKS and slices and not all(r["results"] for r in group):
             scratch = early_cell(slices)
