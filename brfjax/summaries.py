@@ -276,17 +276,17 @@ class EpochLog:
             os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1
         )
         self.events = event_writer(os.path.join(workdir, "tensorboard"))
-        self.collapsed = False  # the previous epoch was part of a collapse: say it once
 
-    def append(self, row: dict, improved: bool, collapsed: dict | None = None) -> None:
-        """Write one epoch's row, scalars and line.
+    def append(self, row: dict, improved: bool) -> None:
+        """Write one epoch's row, scalars and line, and a second line when the epoch is
+        the first of a collapse (:func:`collapses` of the whole ``metrics.csv``, the
+        record ``results.json`` reports, so a run resumed during a collapse does not
+        announce it again).
 
         Args:
             row: the epoch's statistics by :data:`METRIC_COLUMNS` name (no training
                 columns for epoch 0).
             improved: the epoch's validation loss made it the best checkpoint (marked ``*``).
-            collapsed: :func:`collapse`'s record when the validation loss collapsed, or None;
-                a line says so at the first epoch of each collapse.
         """
         self.csv.append(row)
         add_scalars(
@@ -310,14 +310,15 @@ class EpochLog:
             f"({row['epoch_seconds']:.1f}s)",
             file=sys.stderr,
         )
-        if collapsed is not None and not self.collapsed:
+        found = collapses(read_metrics(self.csv.path))
+        if found and found[-1]["epoch"] == row["epoch"]:
+            event = found[-1]
             print(
-                f"epoch {row['epoch']}: collapse: the validation loss {collapsed['val_loss']:.4f} is "
-                f"{collapsed['factor']:.1f}x the best ({collapsed['best_val_loss']:.4f}, epoch "
-                f'{collapsed["best_epoch"]}, kept in checkpoints/best); see results.json\'s "collapses"',
+                f"epoch {row['epoch']}: collapse: the validation loss {event['val_loss']:.4f} is "
+                f"{event['factor']:.1f}x the best ({event['best_val_loss']:.4f}, epoch "
+                f'{event["best_epoch"]}, kept in checkpoints/best); see results.json\'s "collapses"',
                 file=sys.stderr,
             )
-        self.collapsed = collapsed is not None
 
     def close(self) -> None:
         """Flush and close the TensorBoard writer."""

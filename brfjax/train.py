@@ -50,7 +50,7 @@ from brfjax.steps import (
     tbptt_chunks,
 )
 from brfjax.stopping import StopSignals
-from brfjax.summaries import EpochLog, ProgressBar, collapse, collapses, read_metrics
+from brfjax.summaries import EpochLog, ProgressBar, collapses, read_metrics
 from brfjax.workdir import (
     FRESH_BOOKKEEPING,
     best_variables,
@@ -631,9 +631,6 @@ def train_and_evaluate(
         started = time.time()
         variables = {"params": state.params, **constants}
         val = statistics(variables, data.val, val_batch)
-        collapsed = collapse(
-            val["loss"], bookkeeping["best_val_loss"], int(bookkeeping["best_epoch"])
-        )
         improved = (
             val["loss"] <= bookkeeping["best_val_loss"]
             if config.selection_inclusive
@@ -653,7 +650,7 @@ def train_and_evaluate(
             epoch_seconds=seconds + time.time() - started,
         )
         if log is not None:
-            log.append(row, improved, collapsed)
+            log.append(row, improved)
         bookkeeping.update(
             epoch=epoch, train_seconds=bookkeeping["train_seconds"] + row["epoch_seconds"]
         )

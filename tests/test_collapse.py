@@ -30,6 +30,29 @@ def test_a_jump_above_twice_the_best_is_one_collapse_per_episode():
     )  # 1.2 > 2 x 0.447 again after 0.77
 
 
+def log_epochs(workdir, first_epoch, losses, capsys):
+    """Write the epochs from ``first_epoch`` of a run with these validation losses through
+    :class:`summaries.EpochLog`; return the epochs of its collapse lines."""
+    log = summaries.EpochLog(str(workdir), first_epoch)
+    for epoch in range(first_epoch, len(losses)):
+        loss = losses[epoch]
+        row = {"epoch": epoch, "val_loss": loss, "val_accuracy": 50.0, "test_loss": loss}
+        row.update(test_accuracy=50.0, test_spike_rate=0.1, test_sop_per_step=1.0)
+        log.append({**row, "epoch_seconds": 1.0}, improved=False)
+    log.close()
+    lines = capsys.readouterr().err.splitlines()
+    return [int(line.split(":")[0].split()[1]) for line in lines if ": collapse: " in line]
+
+
+def test_the_epoch_log_announces_each_collapse_once_even_after_a_resume(tmp_path, capsys):
+    losses = [1.79, 0.9, 0.6, 0.447, 0.5, 2.07, 1.5, 0.77, 0.85, 1.2]
+    assert log_epochs(tmp_path, 0, losses, capsys) == [5, 9]
+    # resumed after epoch 5, in the middle of the first collapse: epoch 6 is not a new one
+    assert log_epochs(tmp_path, 6, losses, capsys) == [9]
+    rows_ = summaries.read_metrics(str(tmp_path / "metrics.csv"))
+    assert [row["epoch"] for row in rows_] == list(range(10))
+
+
 def test_no_collapse_before_training_improved_or_for_ordinary_noise():
     assert (
         summaries.collapses(rows([1.79, 4.0, 1.0, 1.1, 1.9])) == []
