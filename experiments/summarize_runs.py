@@ -77,8 +77,9 @@ def load_run(workdir: str) -> dict:
 
     Returns:
         ``{"workdir", "task", "neuron", "seed", "grad_clip_norm", "epochs",
-        "epochs_logged", "epoch_seconds" (mean over trained epochs, None before the
-        first), "results" (results.json, None unless finished), "stopped" (stopped.json:
+        "epochs_logged", "epoch_seconds" (median over trained epochs, so that an epoch
+        slowed by a paused process or a shared machine does not move it; None before
+        the first), "results" (results.json, None unless finished), "stopped" (stopped.json:
         the run ended with non-finite values; None otherwise), "curve" (the folder as
         :func:`convergence.workdir_run` reads it)}``.
 
@@ -96,7 +97,7 @@ def load_run(workdir: str) -> dict:
         "grad_clip_norm": config.get("grad_clip_norm"),
         "epochs": config["epochs"],
         "epochs_logged": max((int(r["epoch"]) for r in rows), default=0),
-        "epoch_seconds": statistics.mean(epoch_seconds) if epoch_seconds else None,
+        "epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
         "results": _read_json(os.path.join(workdir, "results.json")),
         "stopped": _read_json(os.path.join(workdir, "stopped.json")),
         "curve": curve,
