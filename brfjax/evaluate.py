@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -124,11 +125,26 @@ def recorded_identity(path: str) -> dict | None:
     return identity
 
 
-def load_for_evaluation(
-    task: tasks.TaskSpec, neuron: str, path: str
-) -> tuple[RecurrentSNN, dict, np.ndarray | None]:
-    """``(model, variables, permutation)`` from a reference ``.npz`` or a brfjax workdir
-    (its best checkpoint and, for PS-MNIST, its saved permutation).
+class LoadedCheckpoint(NamedTuple):
+    """A network read by :func:`load_for_evaluation`."""
+
+    model: RecurrentSNN
+    """The network, with the reference float32 products."""
+    variables: dict
+    """Its Flax variables."""
+    permutation: np.ndarray | None
+    """A workdir's PS-MNIST pixel permutation ``(784,)`` int; None otherwise (a ``.npz``
+    records none)."""
+    best_epoch: int | None
+    """A workdir's epoch of the best checkpoint (0: the untrained network); None for a ``.npz``."""
+    epochs: int | None
+    """A workdir's schedule length (``--epochs``); None for a ``.npz``."""
+
+
+def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> LoadedCheckpoint:
+    """The network of a reference ``.npz`` or of a brfjax workdir (its best checkpoint
+    and, for PS-MNIST, its saved permutation). Prints nothing: a command says which
+    epoch it read with :func:`best_checkpoint_note`.
 
     Args:
       task: the task to evaluate on.
@@ -136,9 +152,8 @@ def load_for_evaluation(
       path: a reference ``.npz`` state dict or a brfjax workdir.
 
     Returns:
-      ``(model, variables, permutation)``: the network with the reference float32 path,
-      its variables, and the workdir's PS-MNIST permutation ``(784,)`` or None (a
-      ``.npz`` records none).
+      A :class:`LoadedCheckpoint` (unpacks as ``model, variables, permutation,
+      best_epoch, epochs``).
 
     Raises:
       brfjax.interop.CheckpointError: a checkpoint that records another task or neuron,
@@ -150,12 +165,9 @@ def load_for_evaluation(
             raise interop.CheckpointError(
                 f"workdir {path!r} holds a {config.task}/{config.neuron} run, not {task.name}/{neuron}"
             )
-        print(
-            f"the best checkpoint of {path}: epoch {epoch} of {config.epochs} (lowest validation loss)"
-            + ("; warning: epoch 0 is the untrained network" if epoch == 0 else ""),
-            file=sys.stderr,
+        return LoadedCheckpoint(
+            model, variables, workdir.load_permutation(path, task), epoch, config.epochs
         )
-        return model, variables, workdir.load_permutation(path, task)
     recorded = interop.load_identity(path)
     if recorded is not None and (recorded["task"] or task.name, recorded["neuron"]) != (
         task.name,
@@ -175,7 +187,25 @@ def load_for_evaluation(
             f"checkpoint {path!r} has input width {input_size} and {num_classes} classes; "
             f"task {task.name} needs {task.input_size} and {task.num_classes}"
         )
-    return model, variables, None
+    return LoadedCheckpoint(model, variables, None, None, None)
+
+
+def best_checkpoint_note(path: str, best_epoch: int | None, epochs: int | None) -> str | None:
+    """The line a command prints (on stderr) about the checkpoint of a workdir it read.
+
+    Args:
+      path: the workdir.
+      best_epoch, epochs: :class:`LoadedCheckpoint`'s fields, or the same keys of
+        :func:`evaluate_checkpoint`'s dict.
+
+    Returns:
+      ``"the best checkpoint of PATH: epoch E of N (lowest validation loss)"``, with a
+      warning for epoch 0 (the untrained network); None for a ``.npz`` (no epoch).
+    """
+    if best_epoch is None:
+        return None
+    untrained = "; warning: epoch 0 is the untrained network" if best_epoch == 0 else ""
+    return f"the best checkpoint of {path}: epoch {best_epoch} of {epochs} (lowest validation loss){untrained}"
 
 
 def evaluate_checkpoint(
@@ -205,8 +235,9 @@ def evaluate_checkpoint(
       parallel: the devices; None for all local devices.
 
     Returns:
-      ``{"task", "neuron", **statistics}`` with the statistics of
-      :func:`evaluate_dataset`.
+      ``{"task", "neuron", **statistics, "best_epoch", "epochs"}`` with the statistics
+      of :func:`evaluate_dataset`, and a workdir's epoch of the best checkpoint and
+      schedule length (None for a ``.npz``).
 
     Raises:
       ValueError: an unknown task or neuron.
@@ -216,7 +247,7 @@ def evaluate_checkpoint(
     """
     task = tasks.get_task(task_name)
     tasks.check_neuron(neuron)
-    model, variables, permutation = load_for_evaluation(task, neuron, path)
+    model, variables, permutation, best_epoch, epochs = load_for_evaluation(task, neuron, path)
     if permutation_file is not None:
         permutation = mnist.load_permutation(permutation_file)
     if task.permuted and permutation is None:
@@ -235,7 +266,13 @@ def evaluate_checkpoint(
         permutation,
         parallel=parallel,
     )
-    return {"task": task_name, "neuron": neuron, **stats}
+    return {
+        "task": task_name,
+        "neuron": neuron,
+        **stats,
+        "best_epoch": best_epoch,
+        "epochs": epochs,
+    }
 
 
 def summary_line(stats: dict) -> str:
@@ -410,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except cli.ERRORS as error:
         return cli.report(error)
+    note = best_checkpoint_note(args.checkpoint, stats["best_epoch"], stats["epochs"])
+    if note is not None:
+        print(note, file=sys.stderr)
     print(summary_line(stats))
     if args.json:
         checkpoint.write_json(args.json, stats)

@@ -176,9 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     task = tasks.get_task(args.task)
     try:
-        model, variables, _ = evaluate.load_for_evaluation(task, args.neuron, args.checkpoint)
+        loaded = evaluate.load_for_evaluation(task, args.neuron, args.checkpoint)
     except cli.ERRORS as error:
         return cli.report(error)
+    note = evaluate.best_checkpoint_note(args.checkpoint, loaded.best_epoch, loaded.epochs)
+    if note is not None:
+        print(note, file=sys.stderr)
+    model, variables = loaded.model, loaded.variables
     exported = export_network(
         model, variables, task.num_steps, task.input_size, args.batch_size, args.platforms
     )

@@ -140,7 +140,9 @@ def load_model(task: str, neuron: str, path: str, permutation_file: str | None =
     """``(model, variables, permutation)`` of a reference ``.npz`` or a brfjax workdir."""
     if not os.path.exists(path):
         raise ExperimentError(f"checkpoint {path} not found")
-    model, variables, permutation = evaluate.load_for_evaluation(tasks.get_task(task), neuron, path)
+    model, variables, permutation = evaluate.load_for_evaluation(
+        tasks.get_task(task), neuron, path
+    )[:3]
     if permutation_file is not None:
         permutation = mnist.load_permutation(permutation_file)
     return model, variables, permutation

@@ -4,7 +4,8 @@ existing workdir left exactly as it was."""
 
 import gzip
 import hashlib
-import re
+import json
+import pathlib
 import shutil
 
 import jax
@@ -13,7 +14,7 @@ import pytest
 from conftest import SHARED, checkpoint
 from in_process import run_main
 
-from brfjax import evaluate, export, models, train
+from brfjax import evaluate, export, models, tasks, train
 
 ECG_BRF = "ecg_brf"
 MAINS = {"train": train.main, "evaluate": evaluate.main, "export": export.main}
@@ -360,9 +361,15 @@ def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_s
     recorded = cli(capfd, "evaluate", "--checkpoint", ecg_workdir)
     assert recorded.returncode == 0, recorded.stderr
     assert recorded.stdout.startswith("ecg brf: accuracy")
-    assert re.search(
-        r"the best checkpoint of .*: epoch \d+ of \d+ \(lowest validation loss\)", recorded.stderr
+    best_epoch = json.loads((pathlib.Path(ecg_workdir) / "results.json").read_text())["best_epoch"]
+    assert (
+        f"the best checkpoint of {ecg_workdir}: epoch {best_epoch} of 1 (lowest validation loss)"
+        in recorded.stderr
     )
+    # the library call says the same in its result and prints nothing
+    loaded = evaluate.load_for_evaluation(tasks.get_task("ecg"), "brf", str(ecg_workdir))
+    assert (loaded.best_epoch, loaded.epochs) == (best_epoch, 1)
+    assert capfd.readouterr() == ("", "")
     other = cli(capfd, "evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
     assert_one_line_error(other, 2, "holds a ecg/brf run, not ecg/vrf")
     unknown = cli(capfd, "evaluate", "--checkpoint", checkpoint("ecg_vrf"))

@@ -24,6 +24,8 @@ KEYS = {
     "sop_per_step",
     "firing_rate",
     "num_samples",
+    "best_epoch",
+    "epochs",
 }
 
 

@@ -47,9 +47,9 @@ def test_cli_writes_a_program_for_cpu_gpu_and_tpu_that_reproduces_the_model(tmp_
     ]
     assert json.loads((tmp_path / "ecg_brf.jaxexport.json").read_text()) == metadata
 
-    model, variables, _ = evaluate.load_for_evaluation(
+    model, variables = evaluate.load_for_evaluation(
         tasks.get_task("ecg"), "brf", str(checkpoint("ecg_brf"))
-    )
+    )[:2]
     inputs = np.ascontiguousarray(ecg.load_ecg("test").inputs[:3].transpose(1, 0, 2))
     for batch in (inputs, inputs[:, :1]):  # the batch is symbolic
         readouts, counts = program.call(batch)

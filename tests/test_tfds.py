@@ -69,7 +69,7 @@ def test_evaluate_prints_the_idx_line_with_the_tfds_backend(tmp_path, capsys):
 
     # the IDX backend on the same images, through the evaluation the CLI runs
     task = tasks.get_task("smnist")
-    model, variables, permutation = evaluate.load_for_evaluation(task, "brf", str(model_path))
+    model, variables, permutation = evaluate.load_for_evaluation(task, "brf", str(model_path))[:3]
     idx = tasks.load_split(task, "test", str(MNIST_DIR), "idx")
     first = idx.subset(np.arange(NUM_IMAGES))
     stats = evaluate.evaluate_dataset(
