@@ -93,11 +93,28 @@ def parameter_problems(params, neuron: str = "brf") -> list[str]:
         measure = np.asarray(check.measure(hidden))
         unstable = measure >= check.limit
         if unstable.any():
-            problems.append(
-                f"hidden/{check.parameter}: {int(unstable.sum())} neurons with {check.measure_name} >= {check.limit:g} "
-                f"(max {float(measure.max()):.3f}), outside the stable region of the {neuron} neuron"
-            )
+            problems.append(_unstable_neurons(neuron, int(unstable.sum()), float(measure.max())))
     return problems
+
+
+def _unstable_neurons(neuron: str, count: int, largest: float | None = None) -> str:
+    """The message for hidden neurons outside their model's stable region.
+
+    Args:
+        neuron: the hidden neuron's name or import path; its model has a stability check.
+        count: how many neurons are outside.
+        largest: the largest value of the check's measure, or None (not known).
+
+    Returns:
+        ``"hidden/omega: 3 neurons with dt*|omega| >= 1 (max 1.200), outside the stable
+        region of the brf neuron"`` (without the maximum where ``largest`` is None).
+    """
+    check = neurons.get_neuron(neuron).stability
+    peak = "" if largest is None else f" (max {largest:.3f})"
+    return (
+        f"hidden/{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}"
+        f"{peak}, outside the stable region of the {neuron} neuron"
+    )
 
 
 # ---------------------------------------------------------------------------- data
@@ -228,13 +245,9 @@ class EpochProgress(NamedTuple):
 
 def _instability_cause(neuron: str, count: int) -> str:
     """The parameter and the measure that left the neuron's stable region, in words."""
-    check = neurons.get_neuron(neuron).stability
-    if count == 0 or check is None:
+    if count == 0 or neurons.get_neuron(neuron).stability is None:
         return ""
-    return (
-        f"hidden.{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}, "
-        f"outside the stable region of the {neuron} neuron; "
-    )
+    return _unstable_neurons(neuron, count) + "; "
 
 
 def epoch_batches(

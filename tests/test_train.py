@@ -337,7 +337,7 @@ def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_pa
     )
     with pytest.raises(
         errors.TrainingError,
-        match=r"epoch 1, step 1: hidden\.omega: 36 neurons with dt\*\|omega\| >= 1",
+        match=r"epoch 1, step 1: hidden/omega: 36 neurons with dt\*\|omega\| >= 1",
     ):
         train.train_and_evaluate(config, str(tmp_path))
     assert not (tmp_path / "results.json").exists()
