@@ -384,6 +384,15 @@ def _is_torch_file(path: str) -> bool:
         return any(name.endswith("data.pkl") for name in archive.namelist())
 
 
+def _is_npy_file(path: str) -> bool:
+    """A single ``.npy`` array (its magic string), e.g. a PS-MNIST permutation."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False  # np.load then names the file as unreadable
+
+
 def read_reference(path: str | os.PathLike) -> ReferenceFile:
     """Read a reference ``.npz``: its tensors, bit for bit, and its identity record.
 
@@ -406,19 +415,15 @@ def read_reference(path: str | os.PathLike) -> ReferenceFile:
         raise CheckpointError(
             f"{path!r} is a PyTorch file; convert it first: python -m brfjax.convert {path} -o MODEL.npz"
         )
+    if _is_npy_file(path):
+        raise CheckpointError(
+            f"{path!r} is a single .npy array (e.g. a PS-MNIST permutation), not a .npz state dict; "
+            "a permutation goes to --permutation"
+        )
     try:
-        with open(path, "rb") as handle:
-            magic = handle.read(6)
-        if magic == b"\x93NUMPY":
-            raise CheckpointError(
-                f"{path!r} is a single .npy array (e.g. a PS-MNIST permutation), not a .npz state dict; "
-                "a permutation goes to --permutation"
-            )
         with np.load(path, allow_pickle=False) as archive:
             state_dict = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, AttributeError, TypeError) as error:
-        if isinstance(error, CheckpointError):
-            raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, AttributeError, TypeError):
         raise CheckpointError(
             f"checkpoint file {path!r} is not a readable .npz state dict (a zip archive of arrays written by "
             "numpy.savez, python -m brfjax.convert or brfjax.interop.save_reference)"
