@@ -130,6 +130,27 @@ def euler_resonator(u, v, damping, omega, current, dt: float, exact: bool):
     return u_new, v_new
 
 
+def euler_resonator_adjoint(gu, gv, u, v, damping, omega, dt: float):
+    """The adjoint of :func:`euler_resonator`: the gradients of one Euler step's inputs
+    from those of its outputs (the neurons' hand-written reverse steps).
+
+    Args:
+      gu, gv: ∂L/∂u_t and ∂L/∂v_t, float32 ``(B, H)``.
+      u, v: the step's old membrane potential, float32 ``(B, H)`` each.
+      damping: b of the step, float32, broadcastable to ``(B, H)``.
+      omega: ω, float32 ``(H,)``.
+      dt: the Euler step δ.
+
+    Returns:
+      ``(gu_prev, gv_prev, g_damping, g_omega)``: ∂L/∂u_{t-1}, ∂L/∂v_{t-1}, ∂L/∂b and
+      ∂L/∂ω / δ per sample, float32 ``(B, H)`` each (∂L/∂I_t is ``gu·δ``).
+    """
+    g_damping = (gu * u + gv * v) * dt
+    gu_prev = gu * (1.0 + damping * dt) + gv * (omega * dt)
+    gv_prev = gv * (1.0 + damping * dt) - gu * (omega * dt)
+    return gu_prev, gv_prev, g_damping, gv * u - gu * v
+
+
 def refractory_update(q: Array, z: Array, exact: bool) -> Array:
     """q_t = q_{t-1}·γ + z_t with γ = 0.9 (paper Algorithm 1).
 
@@ -192,11 +213,11 @@ def _reverse(coefficients, previous, new, current, carry, gz, slope, dt):
     damping = (coefficients.boundary - coefficients.b_offset) - previous.q
     gx = gz * slope
     gu = gu + gx
-    g_damping = (gu * previous.u + gv * previous.v) * dt
-    gu_prev = gu * (1.0 + damping * dt) + gv * (omega * dt)
-    gv_prev = gv * (1.0 + damping * dt) - gu * (omega * dt)
+    gu_prev, gv_prev, g_damping, g_omega = euler_resonator_adjoint(
+        gu, gv, previous.u, previous.v, damping, omega, dt
+    )
     carry = (gu_prev, gv_prev, gq * BRF_REFRACTORY_DECAY - gx - g_damping)
-    return carry, gu * dt, (gv * previous.u - gu * previous.v, g_damping), None
+    return carry, gu * dt, (g_omega, g_damping), None
 
 
 def _coefficient_gradients(coefficients, sums, dt):

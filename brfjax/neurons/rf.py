@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from brfjax.neurons.brf import ResonatorCoefficients, euler_resonator
+from brfjax.neurons.brf import ResonatorCoefficients, euler_resonator, euler_resonator_adjoint
 from brfjax.neurons.common import (
     DT,
     Array,
@@ -103,10 +103,10 @@ def _reverse(coefficients, previous, new, current, carry, gz, slope, dt):
     damping = -coefficients.b_offset
     gx = gz * slope
     gu = gu + gx
-    g_damping = (gu * previous.u + gv * previous.v) * dt
-    gu_prev = gu * (1.0 + damping * dt) + gv * (omega * dt)
-    gv_prev = gv * (1.0 + damping * dt) - gu * (omega * dt)
-    return (gu_prev, gv_prev), gu * dt, (gv * previous.u - gu * previous.v, g_damping), None
+    gu_prev, gv_prev, g_damping, g_omega = euler_resonator_adjoint(
+        gu, gv, previous.u, previous.v, damping, omega, dt
+    )
+    return (gu_prev, gv_prev), gu * dt, (g_omega, g_damping), None
 
 
 def _coefficient_gradients(coefficients, sums, dt):
