@@ -199,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metadata = {
         **identity,
         "checkpoint": os.path.abspath(args.checkpoint),
+        "best_epoch": loaded.best_epoch,  # a workdir's exported (best) checkpoint; None: .npz
         "input_shape": [
             task.num_steps,
             args.batch_size if args.batch_size else "B",

@@ -370,6 +370,12 @@ def test_evaluate_takes_task_and_neuron_from_a_workdir_and_asks_for_them_for_a_s
     loaded = evaluate.load_for_evaluation(tasks.get_task("ecg"), "brf", str(ecg_workdir))
     assert (loaded.best_epoch, loaded.epochs) == (best_epoch, 1)
     assert capfd.readouterr() == ("", "")
+    # export says the same on stderr and records the epoch beside the program
+    program = pathlib.Path(ecg_workdir).parent / "ecg_brf.jaxexport"
+    exported = cli(capfd, "export", "--checkpoint", ecg_workdir, "-o", str(program))
+    assert exported.returncode == 0, exported.stderr
+    assert f"the best checkpoint of {ecg_workdir}: epoch {best_epoch} of 1" in exported.stderr
+    assert export.load_program(str(program))[1]["best_epoch"] == best_epoch
     other = cli(capfd, "evaluate", "--neuron", "vrf", "--checkpoint", ecg_workdir)
     assert_one_line_error(other, 2, "holds a ecg/brf run, not ecg/vrf")
     unknown = cli(capfd, "evaluate", "--checkpoint", checkpoint("ecg_vrf"))

@@ -468,3 +468,73 @@ def test_filter_normalised_direction_matches_each_neurons_weight_norm():
     np.testing.assert_allclose(jnp.linalg.norm(direction["tau"]), 5.0, rtol=1e-5)
     zero = loss_landscape.filter_normalised_direction(params, jax.random.PRNGKey(0), "zero")
     assert float(jnp.abs(zero["tau"]).max()) == 0.0
+
+
+# ------------------------------------------------------------------- gradient growth
+
+
+def test_gradient_growth_agrees_with_finite_differences_and_autodiff(tmp_path):
+    import common
+    import gradient_growth
+
+    from brfjax import metrics, tasks
+    from brfjax.batches import host_batch
+
+    out = tmp_path / "growth"
+    args = ["--out", str(out), "--samples", "4", "--lengths", "30", "60"]
+    assert gradient_growth.main([*args, "--checkpoints", str(checkpoint("ecg_alif").parent)]) == 0
+    rows = read_rows(out / "gradient_growth.csv")
+    parameters = [
+        "hidden/kernel",
+        "hidden/tau_adp",
+        "hidden/tau_mem",
+        "readout/kernel",
+        "readout/tau",
+    ]
+    assert [(int(r["steps"]), r["parameter"]) for r in rows] == [
+        (length, name) for length in (30, 60) for name in parameters
+    ]
+    for row in rows:  # two backward passes, written independently
+        assert float(row["manual"]) == pytest.approx(float(row["autodiff"]), rel=1e-4)
+    # the readout's time constants by central differences (the loss is smooth in them)
+    model, variables, _ = common.load_model("ecg", "alif", str(checkpoint("ecg_alif")))
+    data = common.load_test_subset("ecg", None, 4)
+    inputs, targets = host_batch(tasks.get_task("ecg"), model, data, np.arange(4))
+    tau = np.asarray(variables["params"]["readout"]["tau"], np.float64)
+
+    def loss(tau_value, length):
+        params = jax.tree_util.tree_map(lambda x: x, variables["params"])
+        params["readout"] = {**params["readout"], "tau": jnp.asarray(tau_value, jnp.float32)}
+        output = model.apply({**variables, "params": params}, inputs[:length])
+        scored = targets[: length - model.sub_seq_length]
+        return float(metrics.weighted_nll_sum(output.readouts, scored, None)) / 4
+
+    for length in (30, 60):
+        step = 0.05
+        slopes = []
+        for index in range(len(tau)):
+            shift = np.zeros_like(tau)
+            shift[index] = step
+            slopes.append((loss(tau + shift, length) - loss(tau - shift, length)) / (2 * step))
+        (row,) = [r for r in rows if int(r["steps"]) == length and r["parameter"] == "readout/tau"]
+        # float32 central differences of step 0.05 agree to about 1e-4 here
+        assert float(row["manual"]) == pytest.approx(max(abs(s) for s in slopes), rel=1e-3)
+
+
+def test_gradient_growth_refuses_lengths_outside_the_sequence(tmp_path, capsys):
+    import gradient_growth
+
+    code = gradient_growth.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--lengths",
+            "5",
+            "2000",
+            "--checkpoints",
+            str(checkpoint("ecg_alif").parent),
+        ]
+    )
+    assert code != 0
+    error = capsys.readouterr().err
+    assert "--lengths [5, 2000]" in error and "10 unscored steps" in error and "1300 steps" in error
