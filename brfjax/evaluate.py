@@ -195,8 +195,9 @@ def best_checkpoint_note(path: str, best_epoch: int | None, epochs: int | None) 
 
     Args:
       path: the workdir.
-      best_epoch, epochs: :class:`LoadedCheckpoint`'s fields, or the same keys of
+      best_epoch: :class:`LoadedCheckpoint`'s field of that name, or the same key of
         :func:`evaluate_checkpoint`'s dict.
+      epochs: likewise.
 
     Returns:
       ``"the best checkpoint of PATH: epoch E of N (lowest validation loss)"``, with a
