@@ -126,19 +126,23 @@ def recorded_identity(path: str) -> dict | None:
 
 
 class LoadedCheckpoint(NamedTuple):
-    """A network read by :func:`load_for_evaluation`."""
+    """A network read by :func:`load_for_evaluation`.
+
+    Attributes:
+        model: the network, with portable products (docs/numerics.md).
+        variables: its Flax variables.
+        permutation: a workdir's PS-MNIST pixel permutation ``(784,)`` int; None
+            otherwise (a ``.npz`` records none).
+        best_epoch: a workdir's epoch of the best checkpoint (0: the untrained
+            network); None for a ``.npz``.
+        epochs: a workdir's schedule length (``--epochs``); None for a ``.npz``.
+    """
 
     model: RecurrentSNN
-    """The network, with the reference float32 products."""
     variables: dict
-    """Its Flax variables."""
     permutation: np.ndarray | None
-    """A workdir's PS-MNIST pixel permutation ``(784,)`` int; None otherwise (a ``.npz``
-    records none)."""
     best_epoch: int | None
-    """A workdir's epoch of the best checkpoint (0: the untrained network); None for a ``.npz``."""
     epochs: int | None
-    """A workdir's schedule length (``--epochs``); None for a ``.npz``."""
 
 
 def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> LoadedCheckpoint:

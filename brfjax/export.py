@@ -12,7 +12,8 @@ for the platforms it was lowered for, with the same outputs as ``brfjax.evaluate
 model. Next to ``OUT`` goes ``OUT.json``: the fields of a checkpoint's identity record
 (task, neuron, network sizes, brfjax version and, for a converted published model, its
 source file and SHA-256; see ``docs/published-models.md``), input shape, platforms,
-package versions and the checkpoint it came from. Load it with :func:`load_program`
+package versions, the checkpoint it came from and ``best_epoch`` (for a workdir, the
+epoch of the best checkpoint it exported; None for a ``.npz``). Load it with :func:`load_program`
 (no brfjax needed: ``jax.export.deserialize`` of the file's bytes).
 """
 

@@ -241,11 +241,15 @@ def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> dict | N
     }
 
 
-def collapses(rows: Sequence[dict]) -> list[dict]:
+def collapses(rows: Sequence[dict], inclusive: bool = False) -> list[dict]:
     """The first epoch of every collapse in a run's ``metrics.csv`` rows (see :func:`collapse`).
 
     Args:
         rows: the rows of ``metrics.csv`` in epoch order (:func:`brfjax.summaries.read_metrics`).
+        inclusive: a validation loss equal to the best so far makes its epoch the best
+            one, as the run's checkpoint selection does with ``selection_inclusive``
+            (:class:`brfjax.tasks.TrainConfig`), so that ``best_epoch`` names the kept
+            checkpoint.
 
     Returns:
         One ``{"epoch", "val_loss", "best_val_loss", "best_epoch", "factor"}`` per collapse.
@@ -256,7 +260,7 @@ def collapses(rows: Sequence[dict]) -> list[dict]:
         if event is not None and not collapsed:
             found.append({"epoch": int(row["epoch"]), **event})
         collapsed = event is not None
-        if row["val_loss"] < best_loss:
+        if row["val_loss"] < best_loss or (inclusive and row["val_loss"] == best_loss):
             best_loss, best_epoch = row["val_loss"], int(row["epoch"])
     return found
 
@@ -269,9 +273,11 @@ class EpochLog:
         workdir: the run folder.
         first_epoch: the first epoch this process writes; rows of later epochs already
             in ``metrics.csv`` (from a run stopped after them) are dropped.
+        inclusive: the run's ``selection_inclusive`` (see :func:`collapses`).
     """
 
-    def __init__(self, workdir: str, first_epoch: int):
+    def __init__(self, workdir: str, first_epoch: int, inclusive: bool = False):
+        self.inclusive = inclusive
         self.csv = MetricsCSV(
             os.path.join(workdir, "metrics.csv"), METRIC_COLUMNS, keep_through_epoch=first_epoch - 1
         )
@@ -310,7 +316,7 @@ class EpochLog:
             f"({row['epoch_seconds']:.1f}s)",
             file=sys.stderr,
         )
-        found = collapses(read_metrics(self.csv.path))
+        found = collapses(read_metrics(self.csv.path), self.inclusive)
         if found and found[-1]["epoch"] == row["epoch"]:
             event = found[-1]
             print(

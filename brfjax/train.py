@@ -577,7 +577,7 @@ def train_and_evaluate(
     ):
         return {}  # this slice is done already
     checkpoints.discard_best_after(first_epoch - 1)
-    log = EpochLog(workdir, first_epoch) if primary else None
+    log = EpochLog(workdir, first_epoch, config.selection_inclusive) if primary else None
     train_step = make_train_step(model, optimizer, task.objective, constants, parallel)
     eval_step = make_eval_step(model, task.objective, parallel)
     val_batch, test_batch = task.eval_batch_sizes
@@ -708,7 +708,9 @@ def train_and_evaluate(
         "train_seconds": bookkeeping["train_seconds"],
     }
     if primary:
-        results["collapses"] = collapses(read_metrics(os.path.join(workdir, "metrics.csv")))
+        results["collapses"] = collapses(
+            read_metrics(os.path.join(workdir, "metrics.csv")), config.selection_inclusive
+        )
         checkpoint.write_json(os.path.join(workdir, "results.json"), results)
     return results
 

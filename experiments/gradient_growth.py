@@ -1,25 +1,27 @@
-"""Gradient growth through time: how the training gradient of a checkpoint grows with
-the number of time steps it is taken over.
+"""Gradient growth through time: how the full-BPTT loss gradient of a checkpoint grows
+with the number of time steps it is taken over.
 
     python experiments/gradient_growth.py --task ecg --neuron alif --checkpoint PATH \
-        --out experiments/results/gradient_growth [--samples 64] [--lengths 100 200 ...]
+        --out experiments/results/gradient_growth/NAME [--samples 64] [--lengths 100 200 ...]
 
 ``PATH`` is a reference ``.npz`` (default: the published ``<task>_<neuron>.npz`` in
-``--checkpoints``) or a brfjax workdir (its best checkpoint). For each length T the loss
-is the training loss of docs/reference/metrics.md (summed NLL over the scored steps,
-divided by the number of samples) of the first ``--samples`` test samples cut to their
-first T steps, and the table gives, per parameter, the largest magnitude of its gradient
-through brfjax's hand-written backward and through JAX's autodiff. A gradient that grows
-linearly with T is the sum of bounded per-step terms; one that grows geometrically
-explodes through time, and in float32 it overflows (inf, then NaN in the update) past
-about 3.4e38.
+``--checkpoints``; the published PS-MNIST RF model, which has no permutation, is fed the
+pixel order as in ``model_table.py``) or a brfjax workdir (its best checkpoint). For each
+length T the loss is the training loss of docs/reference/metrics.md (summed NLL over the
+scored steps, divided by the number of samples) of the first ``--samples`` test samples
+cut to their first T steps: per step for ECG, at step T for label-last S-MNIST, averaged
+over the first T steps for PS-MNIST and SHD. The gradient is backpropagated through all T
+steps, also for the MNIST ALIF protocol, which trains with truncated BPTT. The table
+gives, per parameter, the largest magnitude of its gradient through brfjax's
+hand-written backward and through JAX's autodiff. A gradient that grows linearly with T
+is the sum of bounded per-step terms; one that grows geometrically explodes through
+time, and in float32 it overflows (inf, then NaN in the update) past about 3.4e38.
 
 Writes ``gradient_growth.csv`` and ``gradient_growth.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
@@ -27,15 +29,18 @@ import common
 import jax
 import numpy as np
 
-from brfjax import metrics, tasks
+from brfjax import evaluate, metrics, tasks
 from brfjax.batches import host_batch
+from brfjax.data import mnist
 
 BACKWARDS = ("manual", "autodiff")
 
 
 def largest_gradients(model, variables: dict, inputs, targets, length: int) -> dict:
     """``{parameter path: largest |gradient|}`` (inf where any entry is not finite) of the
-    training loss over the first ``length`` steps of ``inputs`` (time-major ``(T, B, I)``)."""
+    training loss over the first ``length`` steps of ``inputs`` (time-major ``(T, B, I)``
+    float32), with ``targets`` as :func:`brfjax.batches.host_batch` gives them (``(B,)``
+    labels, or per-step classes ``(T - sub_seq_length, B)``)."""
     params = variables["params"]
     constants = {key: value for key, value in variables.items() if key != "params"}
     scored = targets if targets.ndim == 1 else targets[: length - model.sub_seq_length]
@@ -55,32 +60,46 @@ def largest_gradients(model, variables: dict, inputs, targets, length: int) -> d
 
 def run(args) -> None:
     task = tasks.get_task(args.task)
+    if args.permutation is not None and not task.permuted:
+        raise common.ExperimentError(
+            f"--permutation applies to --task psmnist only, not --task {args.task}"
+        )
+    sub_seq_length = tasks.network_options(task, args.neuron)["sub_seq_length"]
+    lengths = args.lengths or ([20, 40] if args.quick else default_lengths(task.num_steps))
+    too_long = [length for length in lengths if not sub_seq_length < length <= task.num_steps]
+    if too_long:
+        raise common.ExperimentError(
+            f"--lengths {too_long}: each length must be above the {sub_seq_length} unscored "
+            f"steps and at most the task's {task.num_steps} steps"
+        )
     if args.checkpoint is None:
         path, permutation_file = common.reference_checkpoint(
             args.checkpoints, args.task, args.neuron
         )
+        permutation_file = args.permutation or permutation_file
+        if task.permuted and permutation_file is None:
+            permutation_file = mnist.IDENTITY
     else:
         path, permutation_file = args.checkpoint, args.permutation
-    model, variables, permutation = common.load_model(
-        args.task, args.neuron, path, permutation_file
-    )
+    if not os.path.exists(path):
+        raise common.ExperimentError(f"checkpoint {path} not found")
+    loaded = evaluate.load_for_evaluation(task, args.neuron, path)
+    model, variables, permutation = loaded.model, loaded.variables, loaded.permutation
+    if permutation_file is not None:
+        permutation = mnist.load_permutation(permutation_file)
     if task.permuted and permutation is None:
-        raise common.ExperimentError(f"{path} is a PS-MNIST model: pass --permutation FILE.npy")
-    samples = 4 if args.quick else args.samples
+        raise common.ExperimentError(
+            f"{path} is a PS-MNIST model whose permutation it does not record: pass --permutation "
+            f"FILE.npy (published models: <name>_permutation.npy) or --permutation {mnist.IDENTITY}"
+        )
+    samples = args.samples if args.samples is not None else (4 if args.quick else 64)
     data = common.load_test_subset(args.task, args.data_dir, samples)
     inputs, targets = host_batch(task, model, data, np.arange(len(data.targets)), permutation)
-    lengths = args.lengths or ([20, 40] if args.quick else default_lengths(task.num_steps))
-    too_long = [length for length in lengths if not model.sub_seq_length < length <= task.num_steps]
-    if too_long:
-        raise common.ExperimentError(
-            f"--lengths {too_long}: each length must be above the {model.sub_seq_length} unscored "
-            f"steps and at most the task's {task.num_steps} steps"
-        )
     rows = []
     for length in lengths:
         per_backward = {
             backward: largest_gradients(
-                dataclasses.replace(model, backward=backward), variables, inputs, targets, length
+                model.clone(backward=backward), variables, inputs, targets, length
             )
             for backward in BACKWARDS
         }
@@ -93,7 +112,8 @@ def run(args) -> None:
     columns = ["steps", "parameter", *BACKWARDS]
     common.write_csv(os.path.join(args.out, "gradient_growth.csv"), rows, columns)
     title = (
-        f"{args.task} {args.neuron}, {os.path.basename(os.path.normpath(path))}: largest |gradient| of the training loss over the "
+        f"{args.task} {args.neuron}, {os.path.basename(os.path.normpath(path))}"
+        f"{'' if loaded.best_epoch is None else f' (best checkpoint: epoch {loaded.best_epoch})'}: largest |gradient| of the training loss over the "
         f"first T steps of {len(data.targets)} test samples\n\n"
     )
     table = common.markdown_table(
@@ -126,7 +146,12 @@ def parser():
     result.add_argument(
         "--permutation", default=None, help="PS-MNIST permutation .npy of a reference .npz"
     )
-    result.add_argument("--samples", type=int, default=64, help="first N test samples")
+    result.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="first N test samples (default 64; 4 with --quick)",
+    )
     result.add_argument(
         "--lengths",
         type=int,

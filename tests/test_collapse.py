@@ -53,6 +53,12 @@ def test_the_epoch_log_announces_each_collapse_once_even_after_a_resume(tmp_path
     assert [row["epoch"] for row in rows_] == list(range(10))
 
 
+def test_a_tie_with_the_best_loss_moves_the_kept_epoch_only_when_selection_is_inclusive():
+    losses = [1.79, 0.5, 0.5, 1.2]
+    assert [e["best_epoch"] for e in summaries.collapses(rows(losses))] == [1]
+    assert [e["best_epoch"] for e in summaries.collapses(rows(losses), inclusive=True)] == [2]
+
+
 def test_no_collapse_before_training_improved_or_for_ordinary_noise():
     assert (
         summaries.collapses(rows([1.79, 4.0, 1.0, 1.1, 1.9])) == []
@@ -81,7 +87,8 @@ def test_two_of_the_authors_five_ecg_brf_logs_collapse():
     found = {
         run: [(e["epoch"], round(e["val_loss"], 3), round(e["best_val_loss"], 3)) for e in events]
         for run, rows_ in curves.items()
-        if (events := summaries.collapses(sorted(rows_, key=lambda r: r["epoch"])))
+        # the ECG scripts keep a validation loss equal to the best one ("<=")
+        if (events := summaries.collapses(sorted(rows_, key=lambda r: r["epoch"]), inclusive=True))
     }
     # docs/results.md: runs 1 and 3 of the original's logs collapse at epochs 93 and 184
     assert found == {1: [(93, 0.937, 0.438)], 3: [(184, 1.017, 0.438)]}

@@ -129,6 +129,20 @@ def test_cli_prints_one_line_and_writes_json(tmp_path):
     stats = json.loads(out.read_text())
     assert set(stats) == KEYS
     assert stats["task"] == "ecg" and stats["neuron"] == "alif"
+    # a .npz has no epochs, and the command says nothing about a best checkpoint
+    assert stats["best_epoch"] is None and stats["epochs"] is None
+    assert "best checkpoint" not in result.stderr
+
+
+def test_the_best_checkpoint_note_warns_about_the_untrained_network():
+    assert evaluate.best_checkpoint_note("runs/a", None, None) is None
+    assert evaluate.best_checkpoint_note("runs/a", 97, 400) == (
+        "the best checkpoint of runs/a: epoch 97 of 400 (lowest validation loss)"
+    )
+    assert evaluate.best_checkpoint_note("runs/a", 0, 400) == (
+        "the best checkpoint of runs/a: epoch 0 of 400 (lowest validation loss); "
+        "warning: epoch 0 is the untrained network"
+    )
 
 
 def run_cli(capfd, *args):

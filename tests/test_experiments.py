@@ -496,7 +496,9 @@ def test_gradient_growth_agrees_with_finite_differences_and_autodiff(tmp_path):
     ]
     for row in rows:  # two backward passes, written independently
         assert float(row["manual"]) == pytest.approx(float(row["autodiff"]), rel=1e-4)
-    # the readout's time constants by central differences (the loss is smooth in them)
+    # the readout's time constants by central differences: the loss is smooth in them
+    # (the hidden parameters act through spikes, a step function, so only the surrogate
+    # gradient is defined for them; the two backward passes above check those)
     model, variables, _ = common.load_model("ecg", "alif", str(checkpoint("ecg_alif")))
     data = common.load_test_subset("ecg", None, 4)
     inputs, targets = host_batch(tasks.get_task("ecg"), model, data, np.arange(4))
@@ -538,3 +540,9 @@ def test_gradient_growth_refuses_lengths_outside_the_sequence(tmp_path, capsys):
     assert code != 0
     error = capsys.readouterr().err
     assert "--lengths [5, 2000]" in error and "10 unscored steps" in error and "1300 steps" in error
+    # a permutation would silently reorder a task that is not permuted
+    code = gradient_growth.main(
+        ["--out", str(tmp_path), "--task", "smnist", "--permutation", "p.npy"]
+    )
+    assert code != 0
+    assert "--permutation applies to --task psmnist only" in capsys.readouterr().err
