@@ -9,28 +9,15 @@ import pytest
 from conftest import SHARED
 from in_process import run_main
 from test_data import write_shd
+from test_evaluate import KEYS as EVALUATE_KEYS
 
 from brfjax import errors, evaluate, steps, tasks, train
 from brfjax.data import DataError
 from brfjax.summaries import read_metrics
 from brfjax.workdir import load_latest, load_permutation
 
-RESULT_KEYS = {
-    "collapses",
-    "task",
-    "neuron",
-    "accuracy",
-    "loss",
-    "correct",
-    "total",
-    "spikes",
-    "sop",
-    "sop_per_step",
-    "firing_rate",
-    "num_samples",
-    "best_epoch",
-    "train_seconds",
-}
+# results.json: brfjax.evaluate's statistics of the best checkpoint (docs/reference/cli.md)
+RESULT_KEYS = (EVALUATE_KEYS - {"epochs"}) | {"collapses", "train_seconds"}
 MNIST_DIR = str(SHARED / "data" / "mnist")
 
 
