@@ -136,16 +136,22 @@ def reference_checkpoint(folder: str, task: str, neuron: str) -> tuple[str, str 
     return path, permutation if os.path.isfile(permutation) else None
 
 
-def load_model(task: str, neuron: str, path: str, permutation_file: str | None = None):
-    """``(model, variables, permutation)`` of a reference ``.npz`` or a brfjax workdir."""
+def load_checkpoint(
+    task: str, neuron: str, path: str, permutation_file: str | None = None
+) -> evaluate.LoadedCheckpoint:
+    """A reference ``.npz`` or a brfjax workdir as :func:`brfjax.evaluate.load_for_evaluation`
+    reads it, its permutation replaced by ``permutation_file`` when one is given."""
     if not os.path.exists(path):
         raise ExperimentError(f"checkpoint {path} not found")
-    model, variables, permutation = evaluate.load_for_evaluation(
-        tasks.get_task(task), neuron, path
-    )[:3]
+    loaded = evaluate.load_for_evaluation(tasks.get_task(task), neuron, path)
     if permutation_file is not None:
-        permutation = mnist.load_permutation(permutation_file)
-    return model, variables, permutation
+        loaded = loaded._replace(permutation=mnist.load_permutation(permutation_file))
+    return loaded
+
+
+def load_model(task: str, neuron: str, path: str, permutation_file: str | None = None):
+    """``(model, variables, permutation)`` of a reference ``.npz`` or a brfjax workdir."""
+    return load_checkpoint(task, neuron, path, permutation_file)[:3]
 
 
 def parameter_count(variables: dict) -> int:

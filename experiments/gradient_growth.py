@@ -29,7 +29,7 @@ import common
 import jax
 import numpy as np
 
-from brfjax import evaluate, metrics, tasks
+from brfjax import metrics, tasks
 from brfjax.batches import host_batch
 from brfjax.data import mnist
 
@@ -81,12 +81,8 @@ def run(args) -> None:
             permutation_file = mnist.IDENTITY
     else:
         path, permutation_file = args.checkpoint, args.permutation
-    if not os.path.exists(path):
-        raise common.ExperimentError(f"checkpoint {path} not found")
-    loaded = evaluate.load_for_evaluation(task, args.neuron, path)
+    loaded = common.load_checkpoint(args.task, args.neuron, path, permutation_file)
     model, variables, permutation = loaded.model, loaded.variables, loaded.permutation
-    if permutation_file is not None:
-        permutation = mnist.load_permutation(permutation_file)
     if task.permuted and permutation is None:
         raise common.ExperimentError(
             f"{path} is a PS-MNIST model whose permutation it does not record: pass --permutation "
