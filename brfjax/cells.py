@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from brfjax import neurons, numerics, scan
+from brfjax import neurons, scan
 
 Initializer = Callable[..., jax.Array]
 uniform_init = neurons.uniform_init
@@ -214,8 +214,7 @@ class SpikingCell(nn.RNNCellBase):
         """
         coefficients, kernel, bias = self.layer(x.shape[-1])
         spec = self.scan_spec()
-        slices = scan.split_kernels(spec, kernel, None, x.shape[-1])
-        current = scan.hidden_current(spec, kernel, bias, x, carry.z, slices)
+        current = scan.cell_current(spec, kernel, bias, x, carry.z)
         carry = scan.step_function(spec)(coefficients, carry, current)
         return carry, carry.z
 
@@ -362,12 +361,8 @@ class LIReadout(nn.RNNCellBase):
         """
         alpha, kernel, bias = self.layer(x.shape[-1])
         scan.check_products(self.products)
-        slices = None
-        if self.products == "portable":
-            slices = scan.KernelSlices(None, None, numerics.split_kernel(kernel, binary_left=True))
-        potential = neurons.li_step(
-            alpha, carry, scan.readout_drive(kernel, bias, x, slices), self.exact
-        )
+        drive = scan.readout_drives(self.products, kernel, bias, x)
+        potential = neurons.li_step(alpha, carry, drive, self.exact)
         return potential, potential
 
     @nn.nowrap

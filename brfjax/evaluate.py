@@ -229,7 +229,7 @@ def evaluate_checkpoint(
     (docs/numerics.md).
 
     Args:
-      task_name: ``"smnist"``, ``"psmnist"``, ``"ecg"`` or ``"shd"``.
+      task_name: ``"smnist"``, ``"psmnist"``, ``"ecg"``, ``"shd"`` or ``"ssc"``.
       neuron: the hidden neuron's name or import path.
       path: a reference ``.npz`` state dict or a brfjax workdir.
       data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md).

@@ -322,7 +322,7 @@ def identity_record(
 
     Args:
       task: the task the network was trained for (``"ecg"``, ``"smnist"``, ``"psmnist"``,
-        ``"shd"``), or None where it is not known.
+        ``"shd"``, ``"ssc"``), or None where it is not known.
       neuron: the hidden neuron, one of ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``.
       input_size: I, inputs per time step.
       hidden_size: H, hidden neurons.

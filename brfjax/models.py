@@ -1,7 +1,9 @@
-"""The paper's recurrent SNN: recurrent spiking hidden layer + LI readout.
+"""The paper's recurrent SNN and stacks of it: spiking layers + LI readout.
 
 The network of all the paper's tasks (``docs/concepts/brf-neuron.md``, "In a
-network"). Sequences are **time-major** by default: inputs ``(T, B, I)``,
+network") is one recurrent spiking layer and the LI readout; a deeper network feeds each
+spiking layer's spikes to the next, and the readout reads the last one. Both are
+compositions of the whole-sequence layers of :mod:`brfjax.layers`. Sequences are **time-major** by default: inputs ``(T, B, I)``,
 readouts ``(T', B, C)``. With ``time_major=False`` they are batch-major: inputs
 ``(B, T, I)``, readouts ``(B, T', C)`` (the same numbers, bit for bit).
 
@@ -10,13 +12,16 @@ For t = 0..T-1, starting from rest (or from a given state, for streaming):
     s_t = hidden_step(s_{t-1}, [x_t, z_{t-1}])        # z_t = spikes of s_t
     o_t = α_out·o_{t-1} + (1 - α_out)·(z_t · W_out)     # readout sees z of the same step
 
-The readouts of steps ``t >= sub_seq_length`` are returned (only the last one under
-``label_last``); spike counts cover **all** steps. The time loop is one ``lax.scan``;
-parameter-only constants (``p(ω)``, decays) are computed once, before it.
+(in a stack, layer l's input ``x_t`` is layer l-1's ``z_t``). The readouts of steps
+``t >= sub_seq_length`` are returned (only the last one under ``label_last``); spike
+counts cover **all** steps and layers. Each layer's time loop is one ``lax.scan`` with
+its input product taken out of it; parameter-only constants (``p(ω)``, decays) are
+computed once, before it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -24,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from brfjax import cells, neurons, scan
+from brfjax import cells, layers, neurons, scan
 
 
 class NetworkState(NamedTuple):
@@ -32,7 +37,8 @@ class NetworkState(NamedTuple):
 
     Attributes:
       hidden: the hidden cell's state, a NamedTuple of float32 ``(B, H)`` fields, spikes
-        ``z`` first (BRF: ``z, u, v, q``; ALIF: ``z, u, a``).
+        ``z`` first (BRF: ``z, u, v, q``; ALIF: ``z, u, a``); for a stack, a tuple of
+        them, first layer first.
       readout: float32 ``(B, C)`` readout potential ``o``.
     """
 
@@ -49,10 +55,11 @@ class NetworkOutput(NamedTuple):
         ``(B, T', C)`` from a network with ``time_major=False``.
       final_state: :class:`NetworkState` after the last step, ``(B, H)`` and ``(B, C)``
         in either layout (feed it back to stream).
-      spike_counts: ``(B,)`` float32 hidden spikes per sample over all steps (exact while
-        ``T·H < 2**24``; NaN if the network diverged), in either layout.
+      spike_counts: ``(B,)`` float32 hidden spikes per sample over all steps and layers
+        (exact while ``T·H < 2**24``; NaN if the network diverged), in either layout.
       trajectory: the hidden state at every step, time-major ``(T, B, H)`` per field
-        (batch-major ``(B, T, H)`` with ``time_major=False``), or ``None``.
+        (batch-major ``(B, T, H)`` with ``time_major=False``; a tuple per layer for a
+        stack), or ``None``.
     """
 
     readouts: jax.Array
@@ -61,7 +68,7 @@ class NetworkOutput(NamedTuple):
     trajectory: Any | None
 
 
-BACKWARDS = ("manual", "autodiff", "recompute")
+BACKWARDS = scan.BACKWARDS
 
 
 def _input_layout(time_major: bool) -> str:
@@ -70,11 +77,18 @@ def _input_layout(time_major: bool) -> str:
 
 
 class RecurrentSNN(nn.Module):
-    """Recurrent spiking hidden cell fed ``[x_t, z_{t-1}]`` + non-recurrent LI readout.
+    """Spiking layers, each fed ``[x_t, z_{t-1}]``, + non-recurrent LI readout.
+
+    The paper's network has one spiking layer (variables ``params/hidden`` and
+    ``params/readout``); a stack of L layers has ``params/hidden_0`` .. ``hidden_{L-1}``.
+    Each layer runs as :func:`brfjax.layers.spiking_layer` and the readout as
+    :func:`brfjax.layers.readout_layer`: the same bits as :class:`brfjax.layers.SpikingRNN`
+    and :class:`brfjax.layers.LIReadoutRNN` composed by hand.
 
     Attributes:
       hidden: a :class:`brfjax.cells.SpikingCell` (BRF, RF, BHRF, ALIF or any
-        :class:`brfjax.neurons.NeuronModel`).
+        :class:`brfjax.neurons.NeuronModel`), or a tuple of them, one per layer (first
+        layer first; each layer's input is the previous layer's spikes).
       readout: a :class:`brfjax.cells.LIReadout`.
       sub_seq_length: number of leading steps that are run but not returned.
       label_last: return only the last readout.
@@ -100,7 +114,7 @@ class RecurrentSNN(nn.Module):
         existing API (:mod:`brfjax.export`, :mod:`brfjax.train`, :mod:`brfjax.metrics`).
     """
 
-    hidden: cells.SpikingCell
+    hidden: cells.SpikingCell | tuple[cells.SpikingCell, ...]
     readout: cells.LIReadout
     sub_seq_length: int = 0
     label_last: bool = False
@@ -113,8 +127,8 @@ class RecurrentSNN(nn.Module):
     def _checked_inputs(self, inputs, initial_state, start_step) -> jax.Array:
         """``inputs`` as time-major float32 ``(T, B, I)`` after the checks of :meth:`__call__`
         (one error each)."""
-        if self.backward not in BACKWARDS:
-            raise ValueError(f"backward must be one of {BACKWARDS}, got {self.backward!r}")
+        scan.check_backward(self.backward)
+        layers.check_segment(self.recompute_segment)
         if self.time_major not in (True, False):
             raise ValueError(
                 f"time_major must be True (inputs (T, B, I)) or False (inputs (B, T, I)), got {self.time_major!r}"
@@ -168,11 +182,12 @@ class RecurrentSNN(nn.Module):
                     f"{self.sub_seq_length} unscored: nothing would be scored; pass more than "
                     f"{self.sub_seq_length} steps"
                 )
+        first = self.hidden_cells[0]
         kernel_rows = self._kernel_rows()
         expected = (
             None
             if kernel_rows is None
-            else kernel_rows - (self.hidden.features if self.hidden.recurrent else 0)
+            else kernel_rows - (first.features if first.recurrent else 0)
         )
         if expected is not None and expected != shape[2]:
             raise ValueError(
@@ -186,9 +201,10 @@ class RecurrentSNN(nn.Module):
     @nn.nowrap
     def _kernel_rows(self) -> int | None:
         """Rows of the hidden kernel in the bound variables, or None while initialising."""
-        if self.scope is None or not self.has_variable("params", "hidden"):
+        name = self.hidden_names[0]
+        if self.scope is None or not self.has_variable("params", name):
             return None
-        hidden = self.get_variable("params", "hidden")
+        hidden = self.get_variable("params", name)
         kernel = hidden.get("kernel") if hasattr(hidden, "get") else None
         return None if kernel is None else int(jnp.shape(kernel)[0])
 
@@ -200,14 +216,35 @@ class RecurrentSNN(nn.Module):
           batch_size: B, the number of samples.
 
         Returns:
-          :class:`NetworkState` with float32 hidden fields ``(B, H)`` and readout ``(B, C)``,
-          in either layout.
+          :class:`NetworkState` with float32 hidden fields ``(B, H)`` (a tuple of states
+          for a stack) and readout ``(B, C)``, in either layout.
         """
-        state_type = neurons.get_neuron(self.hidden.neuron).state
+        states = tuple(
+            neurons.zero_state(neurons.get_neuron(cell.neuron).state, (batch_size,), cell.features)
+            for cell in self.hidden_cells
+        )
         return NetworkState(
-            neurons.zero_state(state_type, (batch_size,), self.hidden.features),
+            states if isinstance(self.hidden, tuple) else states[0],
             jnp.zeros((batch_size, self.readout.features), jnp.float32),
         )
+
+    @property
+    def hidden_cells(self) -> tuple:
+        """The spiking layers' cells, first layer first (one for the paper's network)."""
+        return self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """H of every spiking layer, first layer first."""
+        return tuple(cell.features for cell in self.hidden_cells)
+
+    @property
+    def hidden_names(self) -> tuple[str, ...]:
+        """The layers' names in the variables: ``("hidden",)`` for the paper's network,
+        ``("hidden_0", ..., "hidden_{L-1}")`` for a stack of L layers."""
+        if not isinstance(self.hidden, tuple):
+            return ("hidden",)
+        return tuple(f"hidden_{depth}" for depth in range(len(self.hidden)))
 
     @nn.compact
     def __call__(
@@ -250,47 +287,33 @@ class RecurrentSNN(nn.Module):
                 lambda a: jnp.asarray(a, jnp.float32), initial_state
             )
         skipped = max(self.sub_seq_length - (start_step or 0), 0)
-        hidden_coefficients, hidden_kernel, hidden_bias = self.hidden.layer(inputs.shape[-1])
-        readout_alpha, readout_kernel, readout_bias = self.readout.layer(self.hidden.features)
-        params = scan.NetworkParams(
-            hidden_coefficients,
-            hidden_kernel,
-            hidden_bias,
-            readout_alpha,
-            readout_kernel,
-            readout_bias,
+        stacked = isinstance(self.hidden, tuple)
+        hidden_states = initial_state.hidden if stacked else (initial_state.hidden,)
+        # the composition: each spiking layer reads the spikes of the one before, the
+        # readout the last layer's (brfjax.layers, the one code path of the layer modules)
+        spikes, finals, counts, trajectories = inputs, [], None, []
+        for depth, (cell, state) in enumerate(zip(self.hidden_cells, hidden_states)):
+            output = layers.spiking_layer(
+                cell,
+                spikes,
+                state,
+                backward=self.backward,
+                segment=self.recompute_segment,
+                keep_trajectory=self.return_trajectory,
+                spike_inputs=depth > 0,
+            )
+            spikes = output.spikes
+            finals.append(output.final_state)
+            trajectories.append(output.trajectory)
+            counts = output.spike_counts if counts is None else counts + output.spike_counts
+        readouts = layers.readout_layer(self.readout, spikes, initial_state.readout)
+        potential = readouts[-1]
+        state = tuple(finals) if stacked else finals[0]
+        trajectory = (
+            (tuple(trajectories) if stacked else trajectories[0])
+            if self.return_trajectory
+            else None
         )
-        spec = self.hidden.scan_spec()
-        if self.backward == "manual":
-            output = scan.run_manual_backward(
-                spec,
-                params,
-                inputs,
-                initial_state.hidden,
-                initial_state.readout,
-                self.recompute_segment,
-                self.return_trajectory,
-            )
-        elif self.backward == "recompute" and not self.return_trajectory:
-            output = scan.run_recompute(
-                spec,
-                params,
-                inputs,
-                initial_state.hidden,
-                initial_state.readout,
-                self.recompute_segment,
-            )
-        else:
-            output = scan.run(
-                spec,
-                params,
-                inputs,
-                initial_state.hidden,
-                initial_state.readout,
-                self.return_trajectory,
-            )
-        readouts, state, potential = output.readouts, output.final_hidden, output.final_readout
-        counts, trajectory = output.spike_counts, output.trajectory
         readouts = readouts[skipped:]
         if self.label_last:
             readouts = readouts[-1:]
@@ -303,7 +326,7 @@ class RecurrentSNN(nn.Module):
 
 def build_network(
     neuron: str,
-    hidden_size: int,
+    hidden_size: int | Sequence[int],
     num_classes: int,
     *,
     sub_seq_length: int = 0,
@@ -317,12 +340,15 @@ def build_network(
     readout_kwargs: dict | None = None,
     **hidden_kwargs,
 ) -> RecurrentSNN:
-    """The paper's network for ``neuron``.
+    """The paper's network for ``neuron``, or a stack of spiking layers of it.
 
     Args:
       neuron: ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``, or the import path
         ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`.
-      hidden_size: H, the number of hidden neurons.
+      hidden_size: H, the number of hidden neurons; or one size per spiking layer, first
+        layer first (e.g. ``(128, 128)``: two recurrent layers, the second fed the
+        first's spikes, the readout the second's). One size, as an int or a sequence of
+        one, is the paper's network.
       num_classes: C, the number of readout units.
       sub_seq_length: leading steps that are run but not returned (ALIF on ECG and SHD:
         10).
@@ -344,8 +370,8 @@ def build_network(
         ``(B, T', C)`` out, the same numbers bit for bit.
       readout_kwargs: options of the :class:`~brfjax.cells.LIReadout` (e.g. its
         ``tau_init``).
-      **hidden_kwargs (Any): options of the hidden cell (initialisers, ``mask_prob``,
-        ``surrogate``, ...).
+      **hidden_kwargs (Any): options of the hidden cells, the same for every layer
+        (initialisers, ``mask_prob``, ``surrogate``, ...).
 
     Returns:
       An unbound :class:`RecurrentSNN` (``init``/``apply`` it with inputs in its layout).
@@ -354,17 +380,18 @@ def build_network(
       ValueError: an unknown ``neuron`` or one that does not import (from
         :func:`brfjax.neurons.get_neuron`), or sizes that are not positive integers.
     """
-    for name, size in (("hidden_size", hidden_size), ("num_classes", num_classes)):
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {size!r}")
-    hidden = cells.get_cell(neuron)(
-        features=hidden_size, exact=exact, products=products, **hidden_kwargs
+    sizes = hidden_sizes_of(hidden_size)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    cell = cells.get_cell(neuron)
+    stack = tuple(
+        cell(features=size, exact=exact, products=products, **hidden_kwargs) for size in sizes
     )
     readout = cells.LIReadout(
         features=num_classes, exact=exact, products=products, **(readout_kwargs or {})
     )
     return RecurrentSNN(
-        hidden=hidden,
+        hidden=stack if len(stack) > 1 else stack[0],
         readout=readout,
         sub_seq_length=sub_seq_length,
         label_last=label_last,
@@ -386,9 +413,38 @@ def with_products(model: RecurrentSNN, products: str) -> RecurrentSNN:
       A :class:`RecurrentSNN` whose hidden cell and readout use ``products``; same
       parameters, same variables.
     """
+    stack = tuple(cell.clone(products=products) for cell in model.hidden_cells)
     return model.clone(
-        hidden=model.hidden.clone(products=products), readout=model.readout.clone(products=products)
+        hidden=stack if isinstance(model.hidden, tuple) else stack[0],
+        readout=model.readout.clone(products=products),
     )
+
+
+def hidden_sizes_of(hidden_size: Any) -> tuple[int, ...]:
+    """The hidden sizes of a network, one per spiking layer.
+
+    Args:
+      hidden_size: a positive int (one layer) or a non-empty sequence of them.
+
+    Returns:
+      The sizes as a tuple, first layer first.
+
+    Raises:
+      ValueError: anything else; the message names the value.
+    """
+    sizes = (hidden_size,) if isinstance(hidden_size, int) else hidden_size
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        sizes = ()
+    if not sizes or any(
+        isinstance(size, bool) or not isinstance(size, int) or size <= 0 for size in sizes
+    ):
+        raise ValueError(
+            f"hidden_size must be a positive integer or a non-empty sequence of them (one per "
+            f"layer, e.g. (128, 128)), got {hidden_size!r}"
+        )
+    return sizes
 
 
 def count_parameters(params: Any) -> int:

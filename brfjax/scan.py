@@ -1,35 +1,45 @@
-"""The time loop of the recurrent SNN, and a hand-written backward pass through it.
+"""The time loop of one spiking layer and its hand-written backward pass; the LI readout.
 
-Forward (the paper's recurrent network; docs/concepts/brf-neuron.md), for t = 0..T-1 with ``c_t = [x_t, z_{t-1}]``:
+A spiking layer (docs/concepts/brf-neuron.md, "In a network"), for t = 0..T-1:
 
-    I_t = c_t · K (+ b_h)                       s_t = hidden_step(s_{t-1}, I_t)
-    J_t = z_t · W (+ b_o)                       o_t = α·o_{t-1} + (1-α)·J_t
+    U_t = x_t · K_in                              one product over all T·B rows, before the loop
+    I_t = U_t + z_{t-1} · K_rec (+ b)             s_t = step(s_{t-1}, I_t),  z_t = spikes of s_t
 
-:func:`run` is one ``lax.scan`` whose gradient JAX derives. :func:`run_manual_backward`
-computes the same forward (bit for bit) and supplies its own reverse pass
-(``jax.custom_vjp``). Its forward keeps only the currents ``I_t`` and drives ``J_t`` of
-every step and the hidden state at the start of every segment of k steps (default
-k = ⌈√T⌉); the reverse pass then goes through the segments last to first:
+(``K = [K_in; K_rec]`` is the layer's kernel ``(I+H, H)``; without recurrence ``K = K_in``
+and the loop holds no product at all.) The input part does not depend on the loop, so
+:func:`input_currents` computes it for every step at once; inside the loop only the
+recurrent product ``(B, H) × (H, H)`` and the neuron's step remain. The LI readout
+(:func:`run_readout`) is the same split: the drives ``J = Z · W (+ b)`` in one product over
+all steps, then ``o_t = α·o_{t-1} + (1-α)·J_t``. The paper's network is one layer and the
+readout; a stack feeds each layer's spikes to the next (:mod:`brfjax.layers`,
+:mod:`brfjax.models`). With portable products the rows of a product do not depend on
+the other rows (:func:`brfjax.numerics.portable_matmul`), so taking a product out of the
+loop keeps every bit of the step-by-step loop.
 
-* the readout's reverse recurrence ``G_t = ∂L/∂o_t + α·G_{t+1}`` runs once over the small
-  ``(B, C)`` potentials; ``∂L/∂α`` follows from the saved ``o_t`` and ``J_t``;
-* per segment, the hidden states are recomputed from the saved start and currents: the
-  same step function on the same inputs, so the same states, and no matrix product;
-* per segment, ``∂L/∂z_t = (1-α)·G_t · Wᵀ`` (plus the spike count's cotangent) is one
-  product over all k·B rows, and so are the kernel gradients: ``Σ_t x_tᵀ·∂L/∂I_t`` for the
-  input rows of K, and for the recurrent rows of K and the readout kernel together
-  ``Σ_t z_tᵀ·[∂L/∂I_{t+1} | (1-α)G_t]`` (``z_t`` is part of ``c_{t+1}``);
+:func:`run_layer` runs the loop with one of three backward passes. ``"autodiff"``: JAX's
+derivative of the scan. ``"recompute"``: the same with the loop cut into segments that
+are recomputed in the reverse pass (``jax.checkpoint``). ``"manual"``: a
+``jax.custom_vjp`` whose forward keeps only the currents ``I_t`` of every step and the
+state at the start of every segment of k steps (default k = ⌈√T⌉); the reverse pass goes
+through the segments last to first:
+
+* per segment, the states are recomputed from the saved start and currents: the same
+  step function on the same inputs, so the same states, and no matrix product;
 * the sequential part carries only the state cotangents; per step it does the neuron's
   adjoint update and one ``(B, H) × (H, H)`` product for the recurrent spikes,
   ``∂L/∂z_{t-1} += ∂L/∂I_t · K_recᵀ``, and keeps the coefficients' gradient terms per
-  sample (summed over the batch once per segment).
+  sample (summed over the batch once per segment);
+* per segment, the recurrent kernel's gradient ``Σ_t z_tᵀ·∂L/∂I_{t+1}`` is one product
+  over all k·B rows.
 
-Memory: one ``(T, B, H)`` array (the currents) plus one segment's states, instead of
-every state of every step; the segments' recomputed states and ``∂L/∂I_t`` are written
-into the same buffers segment after segment (:func:`_scan_reusing`). On a 2-core CPU
-this is also faster than keeping every state: fresh memory for the saved states costs
-page faults, while recomputing a segment's states from its currents is elementwise work
-on arrays that stay in cache.
+The loop's cotangent with respect to ``U`` is ``∂L/∂I``, so the input kernel's gradient
+``Σ_t x_tᵀ·∂L/∂I_t`` and the inputs' cotangent ``∂L/∂I · K_inᵀ`` (the previous layer's
+``∂L/∂z``) are each one product over all T·B rows, derived by JAX from
+:func:`input_currents`. A stack's reverse pass therefore goes through the layers last to
+first and keeps per layer its inputs, its currents and its segment starts, never every
+state of every step. The segments' recomputed states and ``∂L/∂I_t`` are written into
+the same buffers segment after segment (:func:`_scan_reusing`); on a 2-core CPU this is
+faster than keeping every state (fresh memory costs page faults).
 
 The per-step adjoint is the neuron model's hand-written reverse step where it has one
 (:class:`brfjax.neurons.ReverseStep`: the spike's derivative is the cell's surrogate
@@ -51,7 +61,6 @@ import jax
 import jax.numpy as jnp
 
 from brfjax import neurons, numerics, surrogates
-from brfjax.neurons import synaptic_current
 
 PRODUCTS = ("portable", "fast")
 
@@ -98,8 +107,69 @@ class ScanSpec(NamedTuple):
     products: str = "portable"
 
 
+BACKWARDS = ("manual", "autodiff", "recompute")
+
+
+def check_backward(backward: str) -> None:
+    """Check a ``backward`` setting.
+
+    Args:
+      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"`` (:data:`BACKWARDS`).
+
+    Raises:
+      ValueError: any other value; the message names it and the valid ones.
+    """
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+
+
+class LayerParams(NamedTuple):
+    """The arrays of one spiking layer (the bias may be None).
+
+    Attributes:
+      coefficients: the neuron model's coefficients, ``(H,)`` arrays.
+      kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent), masked.
+      bias: float32 ``(H,)`` or None.
+    """
+
+    coefficients: Any
+    kernel: jax.Array
+    bias: jax.Array | None
+
+
+class LayerOutput(NamedTuple):
+    """What a spiking layer returns.
+
+    Attributes:
+      spikes: the spikes z_t of every step, time-major float32 ``(T, B, H)`` of 0 and 1.
+      final_state: the state after the last step, ``(B, H)`` float32 per field.
+      spike_counts: the spikes per sample, summed over steps and neurons, float32 ``(B,)``.
+      trajectory: the state of every step, time-major ``(T, B, H)`` per field, or None.
+    """
+
+    spikes: jax.Array
+    final_state: Any
+    spike_counts: jax.Array
+    trajectory: Any | None
+
+
+class ReadoutParams(NamedTuple):
+    """The arrays of the LI readout (the bias may be None).
+
+    Attributes:
+      alpha: the decay α, float32 ``(C,)``.
+      kernel: W, float32 ``(H, C)``.
+      bias: float32 ``(C,)`` or None.
+    """
+
+    alpha: jax.Array
+    kernel: jax.Array
+    bias: jax.Array | None
+
+
 class NetworkParams(NamedTuple):
-    """Everything the loop needs from the parameters (biases may be None).
+    """The arrays of the paper's network, one spiking layer and the LI readout, for
+    :func:`run` (biases may be None).
 
     Attributes:
       hidden_coefficients: the neuron model's coefficients, ``(H,)`` arrays.
@@ -119,7 +189,7 @@ class NetworkParams(NamedTuple):
 
 
 class ScanOutput(NamedTuple):
-    """What the loop returns.
+    """What :func:`run` returns.
 
     Attributes:
       final_hidden: the hidden state after the last step, ``(B, H)`` float32 per field.
@@ -138,109 +208,119 @@ class ScanOutput(NamedTuple):
     trajectory: Any | None
 
 
-def cell_input(spec: ScanSpec, x: jax.Array, previous_spikes: jax.Array) -> jax.Array:
-    """``c_t = [x_t, z_{t-1}]`` for a recurrent cell, ``x_t`` otherwise.
+class _LoopParams(NamedTuple):
+    """What the time loop itself reads: coefficients, ``K_rec`` ``(H, H)`` or None, bias."""
+
+    coefficients: Any
+    recurrent_kernel: jax.Array | None
+    bias: jax.Array | None
+
+
+def _matmul(a, b):
+    """Full float32 product (no TF32 on GPUs)."""
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def _product(products: str, a, b, binary_left: bool):
+    """``a · b`` over the last axis of ``a``, any leading axes: one BLAS product
+    (``"fast"``) or :func:`brfjax.numerics.product_of_slices` (``"portable"``; exact
+    for ``binary_left`` operands of 0 and 1)."""
+    if products == "fast":
+        return _matmul(a, b)
+    parts = numerics.split_kernel(b, binary_left=binary_left)
+    return numerics.product_of_slices(a, b, parts, binary_left)
+
+
+def input_currents(spec: ScanSpec, kernel, inputs, spike_inputs: bool = False) -> jax.Array:
+    """``U_t = x_t · K_in`` for every step at once: the part of the synaptic current that
+    does not depend on the loop.
 
     Args:
-      spec: the hidden cell.
-      x: the step's input x_t, float32 ``(B, I)``.
-      previous_spikes: z_{t-1}, float32 ``(B, H)``.
+      spec: the layer (its ``products``).
+      kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent); the first I rows
+        are read.
+      inputs: float32 ``(..., I)``, e.g. time-major ``(T, B, I)`` or one step ``(B, I)``.
+      spike_inputs: the inputs hold only 0 and 1 (spikes of another layer): a portable
+        product then splits only the kernel, exactly and at less cost.
 
     Returns:
-      float32 ``(B, I+H)`` (recurrent) or ``x`` itself ``(B, I)``.
+      float32 ``(..., H)``; with portable products each row the same bits whatever the
+      other rows (docs/numerics.md).
     """
-    return jnp.concatenate([x, previous_spikes], axis=-1) if spec.recurrent else x
+    return _product(spec.products, inputs, kernel[: inputs.shape[-1]], spike_inputs)
 
 
-class KernelSlices(NamedTuple):
-    """The slices of the kernels that portable products multiply, split once per
-    forward pass (:func:`brfjax.numerics.split_kernel`; docs/numerics.md).
-
-    Attributes:
-      hidden_input: the slices of the input rows of K (any input values).
-      hidden_recurrent: the slices of the recurrent rows of K (binary spikes), or None
-        for a non-recurrent cell.
-      readout: the slices of the readout kernel W (binary spikes), or None.
-    """
-
-    hidden_input: Any
-    hidden_recurrent: Any
-    readout: Any
-
-
-def split_kernels(
-    spec: ScanSpec, hidden_kernel, readout_kernel, input_width: int
-) -> KernelSlices | None:
-    """The kernels' slices for portable products. The inputs ``x_t`` may hold any
-    values; spikes are 0 or 1 (exact slice products; docs/numerics.md).
-
-    Args:
-      spec: the hidden cell.
-      hidden_kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent).
-      readout_kernel: W, float32 ``(H, C)``, or None (a hidden cell alone).
-      input_width: I, the number of input rows of K.
-
-    Returns:
-      :class:`KernelSlices` when ``spec.products == "portable"``, else None.
-    """
-    if spec.products == "fast":
+def _recurrent_slices(spec: ScanSpec, recurrent_kernel):
+    """The slices of ``K_rec`` for portable products (None for fast products or no recurrence)."""
+    if spec.products == "fast" or recurrent_kernel is None:
         return None
-    recurrent = (
-        numerics.split_kernel(hidden_kernel[input_width:], binary_left=True)
-        if spec.recurrent
-        else None
-    )
-    readout = (
-        numerics.split_kernel(readout_kernel, binary_left=True)
-        if readout_kernel is not None
-        else None
-    )
-    return KernelSlices(
-        numerics.split_kernel(hidden_kernel[:input_width], binary_left=False), recurrent, readout
-    )
+    return numerics.split_kernel(recurrent_kernel, binary_left=True)
 
 
-def hidden_current(spec: ScanSpec, kernel, bias, x, previous_spikes, slices: KernelSlices | None):
-    """The synaptic current ``I_t = [x_t, z_{t-1}] · K (+ b)``.
+def step_current(spec: ScanSpec, recurrent_kernel, bias, input_current, previous_spikes, slices):
+    """The synaptic current of one step, ``I_t = U_t + z_{t-1} · K_rec (+ b)``.
 
     Args:
-      spec: the hidden cell.
-      kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent).
+      spec: the layer.
+      recurrent_kernel: K_rec, float32 ``(H, H)``, or None without recurrence.
       bias: float32 ``(H,)`` or None.
-      x: the step's input x_t, float32 ``(B, I)``.
+      input_current: U_t, float32 ``(B, H)`` (:func:`input_currents`).
       previous_spikes: z_{t-1}, float32 ``(B, H)``.
-      slices: ``split_kernels(...)`` for portable products, or None for one BLAS product.
+      slices: the slices of K_rec for portable products (split once, before the loop),
+        or None.
 
     Returns:
       I_t, float32 ``(B, H)``.
     """
-    if slices is None:
-        return synaptic_current(cell_input(spec, x, previous_spikes), kernel, bias)
-    width = x.shape[-1]
-    current = numerics.product_of_slices(x, kernel[:width], slices.hidden_input, False)
-    if spec.recurrent:
-        current = current + numerics.product_of_slices(
-            previous_spikes, kernel[width:], slices.hidden_recurrent, True
+    current = input_current
+    if recurrent_kernel is not None:
+        recurrent = (
+            _matmul(previous_spikes, recurrent_kernel)
+            if slices is None
+            else numerics.product_of_slices(previous_spikes, recurrent_kernel, slices, True)
         )
+        current = current + recurrent
     return current if bias is None else current + bias
 
 
-def readout_drive(kernel, bias, spikes, slices: KernelSlices | None):
-    """The readout drive ``J_t = z_t · W (+ b)``.
+def cell_current(spec: ScanSpec, kernel, bias, x, previous_spikes) -> jax.Array:
+    """The synaptic current of one step from the step's input, ``I_t = [x_t, z_{t-1}] · K
+    (+ b)``, computed as the layer computes it (the same bits as :func:`run_layer`).
 
     Args:
-      kernel: W, float32 ``(H, C)``.
-      bias: float32 ``(C,)`` or None.
-      spikes: z_t, float32 ``(B, H)`` of 0 and 1.
-      slices: :class:`KernelSlices` for a portable product (only ``readout`` is read),
-        or None for one BLAS product.
+      spec: the layer.
+      kernel: K, float32 ``(I+H, H)`` (``(I, H)`` when not recurrent).
+      bias: float32 ``(H,)`` or None.
+      x: x_t, float32 ``(B, I)``.
+      previous_spikes: z_{t-1}, float32 ``(B, H)``.
 
     Returns:
-      J_t, float32 ``(B, C)``.
+      I_t, float32 ``(B, H)``.
     """
-    if slices is None:
-        return synaptic_current(spikes, kernel, bias)
-    drive = numerics.product_of_slices(spikes, kernel, slices.readout, True)
+    recurrent_kernel = kernel[x.shape[-1] :] if spec.recurrent else None
+    return step_current(
+        spec,
+        recurrent_kernel,
+        bias,
+        input_currents(spec, kernel, x),
+        previous_spikes,
+        _recurrent_slices(spec, recurrent_kernel),
+    )
+
+
+def readout_drives(products: str, kernel, bias, spikes) -> jax.Array:
+    """The readout drives ``J_t = z_t · W (+ b)`` of every step at once.
+
+    Args:
+      products: ``"portable"`` or ``"fast"``.
+      kernel: W, float32 ``(H, C)``.
+      bias: float32 ``(C,)`` or None.
+      spikes: z, float32 ``(..., H)`` of 0 and 1, e.g. time-major ``(T, B, H)``.
+
+    Returns:
+      J, float32 ``(..., C)``.
+    """
+    drive = _product(products, spikes, kernel, True)
     return drive if bias is None else drive + bias
 
 
@@ -275,51 +355,44 @@ def step_function(spec: ScanSpec):
     return functools.partial(neuron_model(spec).step, spike=spike, dt=spec.dt, exact=spec.exact)
 
 
-def _forward(
+def _loop(
     spec: ScanSpec,
-    params: NetworkParams,
-    inputs,
+    params: _LoopParams,
+    currents_in,
     hidden0,
-    readout0,
     keep_trajectory: bool = False,
-    keep_residuals: bool = False,
+    keep_currents: bool = False,
     counts0=None,
     spike_hook: SpikeHook | None = None,
 ):
-    """The loop. Returns the output, the hidden state of every step (None unless
-    ``keep_trajectory``) and, if ``keep_residuals``, the currents ``I_t`` and readout
-    drives ``J_t`` of every step (else None). Spike counts start from ``counts0`` (zero
-    by default), so a loop run in segments sums them in the same order. ``spike_hook``
-    (see :func:`run`) replaces the spikes after every hidden update; without one the
-    scan carries no step index and nothing is added to its program."""
+    """The layer's loop over the input currents ``U_t``. Returns the :class:`LayerOutput`
+    and, if ``keep_currents``, the currents ``I_t`` of every step (else None). Spike
+    counts start from ``counts0`` (zero by default), so a loop run in segments sums them
+    in the same order. ``spike_hook`` (see :func:`run_layer`) replaces the spikes after
+    every update; without one the scan carries no step index."""
     hidden_step = step_function(spec)
-    slices = split_kernels(spec, params.hidden_kernel, params.readout_kernel, inputs.shape[-1])
+    slices = _recurrent_slices(spec, params.recurrent_kernel)
 
     def time_step(carry, step_input):
-        state, potential, spike_counts = carry
-        x_t, t = (step_input, None) if spike_hook is None else step_input
-        current = hidden_current(
-            spec, params.hidden_kernel, params.hidden_bias, x_t, state.z, slices
-        )
-        state = hidden_step(params.hidden_coefficients, state, current)
+        state, spike_counts = carry
+        u_t, t = (step_input, None) if spike_hook is None else step_input
+        current = step_current(spec, params.recurrent_kernel, params.bias, u_t, state.z, slices)
+        state = hidden_step(params.coefficients, state, current)
         if spike_hook is not None:
             state = state._replace(z=_hooked_spikes(spike_hook, t, state.z))
-        drive = readout_drive(params.readout_kernel, params.readout_bias, state.z, slices)
-        potential = neurons.li_step(params.readout_alpha, potential, drive, spec.exact)
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
-        saved = (current, drive) if keep_residuals else None
-        return (state, potential, spike_counts), (
-            potential,
+        return (state, spike_counts), (
+            state.z,
             state if keep_trajectory else None,
-            saved,
+            current if keep_currents else None,
         )
 
-    counts = jnp.zeros(inputs.shape[1], jnp.float32) if counts0 is None else counts0
-    steps = inputs if spike_hook is None else (inputs, jnp.arange(inputs.shape[0]))
-    (state, potential, counts), (readouts, trajectory, residuals) = jax.lax.scan(
-        time_step, (hidden0, readout0, counts), steps
+    counts = jnp.zeros(currents_in.shape[1], jnp.float32) if counts0 is None else counts0
+    steps = currents_in if spike_hook is None else (currents_in, jnp.arange(currents_in.shape[0]))
+    (state, counts), (spikes, trajectory, currents) = jax.lax.scan(
+        time_step, (hidden0, counts), steps
     )
-    return ScanOutput(state, potential, readouts, counts, None), trajectory, residuals
+    return LayerOutput(spikes, state, counts, trajectory), currents
 
 
 def _kept(state, fields):
@@ -327,13 +400,13 @@ def _kept(state, fields):
     return state._replace(**{name: None for name in state._fields if name not in fields})
 
 
-def _hidden_residuals(spec: ScanSpec, params: NetworkParams, currents, hidden0, buffers):
+def _hidden_residuals(spec: ScanSpec, coefficients, currents, hidden0, buffers):
     """The hidden states again from the saved currents, without the products: at every
     step the parts of the previous state ``s_{t-1}`` and the new state ``s_t`` that the
     reverse step reads (the others None) and the surrogate slope ``g`` at the argument
     of this step's Θ; without a hand-written reverse step, the whole previous state, the
     new spikes and no slope (``jax.vjp`` of the step recomputes the rest). Same step
-    function and currents as :func:`_forward`, so the same states bit for bit.
+    function and currents as :func:`_loop`, so the same states bit for bit.
 
     ``buffers``: where to write the outputs, or None (:func:`_scan_reusing`). Returns the
     outputs and the buffers to hand on."""
@@ -342,10 +415,10 @@ def _hidden_residuals(spec: ScanSpec, params: NetworkParams, currents, hidden0, 
     surrogate = surrogates.get_surrogate(spec.surrogate)
 
     def time_step(state, current):
-        new_state = hidden_step(params.hidden_coefficients, state, current)
+        new_state = hidden_step(coefficients, state, current)
         if reverse is None:
             return new_state, (state, _kept(new_state, ("z",)), None)
-        slope = surrogate(reverse.spike_argument(params.hidden_coefficients, state, new_state))
+        slope = surrogate(reverse.spike_argument(coefficients, state, new_state))
         return new_state, (
             _kept(state, reverse.previous_fields),
             _kept(new_state, ("z", *reverse.new_fields)),
@@ -404,6 +477,137 @@ def _hooked_spikes(spike_hook: SpikeHook, t, spikes):
     return hooked
 
 
+def run_layer(
+    spec: ScanSpec,
+    params: LayerParams,
+    inputs,
+    hidden0,
+    *,
+    backward: str = "autodiff",
+    segment: int | None = None,
+    keep_trajectory: bool = False,
+    spike_inputs: bool = False,
+    spike_hook: SpikeHook | None = None,
+) -> LayerOutput:
+    """One spiking layer over a whole sequence (module docstring).
+
+    Args:
+      spec: the layer (:class:`ScanSpec`).
+      params: its arrays (:class:`LayerParams`).
+      inputs: time-major float32 ``(T, B, I)``.
+      hidden0: the state at t = -1, ``(B, H)`` float32 per field (``z`` first).
+      backward: ``"autodiff"`` (JAX's derivative of the scan), ``"recompute"`` (the
+        same, segments recomputed: less memory; with ``keep_trajectory``, autodiff) or
+        ``"manual"`` (the hand-written segment-recompute reverse pass).
+      segment: the segment length k in steps of ``"recompute"`` and ``"manual"``; None
+        for :func:`default_segment`.
+      keep_trajectory: also return the state of every step (it may carry a cotangent).
+      spike_inputs: the inputs hold only 0 and 1 (:func:`input_currents`).
+      spike_hook: optional ``spike_hook(t, z) -> z'``, for evaluation and analysis
+        (e.g. spike deletion, ``experiments/robustness.py``), ``"autodiff"`` only:
+        called inside the loop after every update with the step index ``t`` (int32
+        scalar, 0..T-1, traced) and the new spikes ``z`` ``(B, H)`` float32; its result,
+        of the same shape and dtype, replaces ``z_t`` everywhere after the update: in
+        the returned spikes and state, the spike count and the recurrent input of the
+        next step. The neuron's own state (e.g. BRF's refractory ``q``) was already
+        computed with the un-hooked spike. It must be a pure JAX function (draw
+        randomness from a key it closes over, e.g. ``fold_in(key, t)``).
+
+    Returns:
+      :class:`LayerOutput`: spikes time-major ``(T, B, H)``, final state, spike counts
+      ``(B,)`` and trajectory or None. The forward values are the same bits for every
+      ``backward`` and ``segment``.
+
+    Raises:
+      ValueError: an unknown ``backward``, a ``spike_hook`` with another backward, or a
+        hook that returned another shape or dtype.
+    """
+    check_backward(backward)
+    if spike_hook is not None and backward != "autodiff":
+        raise ValueError(
+            f"spike_hook needs backward='autodiff' (JAX differentiates the hook), got {backward!r}"
+        )
+    width = inputs.shape[-1]
+    currents_in = input_currents(spec, params.kernel, inputs, spike_inputs)
+    loop = _LoopParams(
+        params.coefficients, params.kernel[width:] if spec.recurrent else None, params.bias
+    )
+    segment = segment or default_segment(inputs.shape[0])
+    if backward == "manual":
+        return _run_manual(spec, segment, keep_trajectory, loop, currents_in, hidden0)
+    if backward == "recompute" and not keep_trajectory:
+        output, _, _ = _loop_segments(spec, loop, currents_in, hidden0, segment, remat=True)
+        return output
+    output, _ = _loop(spec, loop, currents_in, hidden0, keep_trajectory, spike_hook=spike_hook)
+    return output
+
+
+def run_readout(params: ReadoutParams, spikes, potential0, *, products: str, exact: bool):
+    """The LI readout over a whole sequence: ``J = Z · W (+ b)`` in one product, then
+    ``o_t = α·o_{t-1} + (1-α)·J_t`` (:func:`brfjax.neurons.li_step`) with its own
+    reverse pass (:func:`leaky_integrate`).
+
+    Args:
+      params: the readout's arrays (:class:`ReadoutParams`).
+      spikes: the last hidden layer's spikes, time-major float32 ``(T, B, H)``.
+      potential0: the potentials at t = -1, float32 ``(B, C)``.
+      products: ``"portable"`` or ``"fast"``.
+      exact: the reference float32 path (docs/numerics.md).
+
+    Returns:
+      The potentials o_t of every step, time-major float32 ``(T, B, C)``.
+    """
+    drives = readout_drives(products, params.kernel, params.bias, spikes)
+    return leaky_integrate(exact, params.alpha, drives, potential0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def leaky_integrate(exact: bool, alpha, drives, potential0) -> jax.Array:
+    """``o_t = α·o_{t-1} + (1-α)·J_t`` for t = 0..T-1, with a hand-written reverse pass
+    ``G_t = ∂L/∂o_t + α·G_{t+1}`` over the small ``(B, C)`` potentials.
+
+    Args:
+      exact: round each product before it is added (docs/numerics.md).
+      alpha: α, float32 ``(C,)``.
+      drives: J, time-major float32 ``(T, B, C)``.
+      potential0: o_{-1}, float32 ``(B, C)``.
+
+    Returns:
+      o, time-major float32 ``(T, B, C)``.
+    """
+
+    def time_step(potential, drive):
+        potential = neurons.li_step(alpha, potential, drive, exact)
+        return potential, potential
+
+    _, potentials = jax.lax.scan(time_step, potential0, drives)
+    return potentials
+
+
+def _leaky_forward(exact, alpha, drives, potential0):
+    potentials = leaky_integrate(exact, alpha, drives, potential0)
+    return potentials, (alpha, drives, potential0, potentials)
+
+
+def _leaky_backward(exact, residuals, g_potentials):
+    del exact
+    alpha, drives, potential0, potentials = residuals
+
+    def reverse_step(g_next, g_o):
+        g = g_o + alpha * g_next
+        return g, g
+
+    g_first, g_total = jax.lax.scan(
+        reverse_step, jnp.zeros_like(potential0), g_potentials, reverse=True
+    )
+    previous = jnp.concatenate([potential0[None], potentials[:-1]], axis=0)
+    g_alpha = jnp.sum((previous - drives) * g_total, axis=(0, 1))
+    return g_alpha, (1.0 - alpha) * g_total, alpha * g_first
+
+
+leaky_integrate.defvjp(_leaky_forward, _leaky_backward)
+
+
 def run(
     spec: ScanSpec,
     params: NetworkParams,
@@ -413,28 +617,17 @@ def run(
     keep_trajectory: bool = False,
     spike_hook: SpikeHook | None = None,
 ) -> ScanOutput:
-    """The forward loop (module docstring); its gradient is JAX's
-    reverse-mode derivative of the scan.
+    """The paper's network, one spiking layer and the LI readout (:func:`run_layer`,
+    :func:`run_readout`), with JAX's derivative; the readout sees the hooked spikes.
 
     Args:
-      spec: the hidden cell.
+      spec: the hidden layer.
       params: the network's arrays.
       inputs: time-major ``(T, B, I)`` float32.
       hidden0: the hidden state at t = -1, ``(B, H)`` float32 per field (``z`` first).
       readout0: the readout potentials at t = -1, ``(B, C)`` float32.
       keep_trajectory: also return the hidden state of every step.
-      spike_hook: optional ``spike_hook(t, z) -> z'``, for evaluation and analysis
-        (e.g. spike deletion, ``experiments/robustness.py``): called inside the loop
-        after every hidden update with the step index ``t`` (int32 scalar, 0..T-1,
-        traced) and the new spikes ``z`` ``(B, H)`` float32; its result, of the same
-        shape and dtype, replaces ``z_t`` everywhere after the update: in the
-        returned state, the spike count, the readout drive ``J_t`` and the recurrent
-        input ``c_{t+1}``. The neuron's own state (e.g. BRF's refractory ``q``) was
-        already computed with the un-hooked spike. It must be a pure JAX function
-        (draw randomness from a key it closes over, e.g. ``fold_in(key, t)``). JAX's
-        gradient of this loop includes the hook; the segment-recompute backwards
-        (:func:`run_manual_backward`, :func:`run_recompute`) take no hook. With None
-        the loop carries no step index and nothing is added to its program.
+      spike_hook: see :func:`run_layer`.
 
     Returns:
       :class:`ScanOutput`: readouts time-major ``(T, B, C)``, spike counts ``(B,)``,
@@ -443,10 +636,24 @@ def run(
     Raises:
       ValueError: ``spike_hook`` returned an array of another shape or dtype.
     """
-    output, trajectory, _ = _forward(
-        spec, params, inputs, hidden0, readout0, keep_trajectory, spike_hook=spike_hook
+    layer = run_layer(
+        spec,
+        LayerParams(params.hidden_coefficients, params.hidden_kernel, params.hidden_bias),
+        inputs,
+        hidden0,
+        keep_trajectory=keep_trajectory,
+        spike_hook=spike_hook,
     )
-    return output._replace(trajectory=trajectory)
+    readouts = run_readout(
+        ReadoutParams(params.readout_alpha, params.readout_kernel, params.readout_bias),
+        layer.spikes,
+        readout0,
+        products=spec.products,
+        exact=spec.exact,
+    )
+    return ScanOutput(
+        layer.final_state, readouts[-1], readouts, layer.spike_counts, layer.trajectory
+    )
 
 
 def default_segment(num_steps: int) -> int:
@@ -507,135 +714,55 @@ def _over_segments(
     return carry, step_outputs, (segment_outputs, rest_outputs[1])
 
 
-def _run_segments(
+def _loop_segments(
     spec: ScanSpec,
-    params: NetworkParams,
-    inputs,
+    params: _LoopParams,
+    currents_in,
     hidden0,
-    readout0,
     segment: int,
     remat: bool,
     keep_trajectory: bool = False,
 ):
     """The loop as an outer scan over segments of ``segment`` steps (the last one
-    shorter), each an inner :func:`_forward`: the very same step function in the same
-    order, so readouts, spike counts and final states are bit-identical to :func:`run`.
-    Returns the output and the hidden state at the start of every segment (full
-    segments stacked, then the shorter one's or None); without ``remat``, also the
-    currents ``I_t`` and drives ``J_t`` of every step (:func:`_forward`); with it, each
-    segment is wrapped in ``jax.checkpoint`` and nothing else is kept. With
-    ``keep_trajectory`` the output holds the hidden state of every step."""
+    shorter), each an inner :func:`_loop`: the very same step function in the same
+    order, so spikes, spike counts and final states are bit-identical to one loop.
+    Returns the output, the currents ``I_t`` of every step (None with ``remat``) and the
+    state at the start of every segment (full segments stacked, then the shorter one's
+    or None). With ``remat`` each segment is wrapped in ``jax.checkpoint``."""
 
     def run_segment(carry, segment_inputs):
-        state, potential, counts = carry
-        output, trajectory, residuals = _forward(
-            spec, params, segment_inputs[0], state, potential, keep_trajectory, not remat, counts
+        state, counts = carry
+        output, currents = _loop(
+            spec, params, segment_inputs[0], state, keep_trajectory, not remat, counts
         )
-        carry = (output.final_hidden, output.final_readout, output.spike_counts)
-        return carry, ((output.readouts, trajectory, residuals), state)
+        carry = (output.final_state, output.spike_counts)
+        return carry, ((output.spikes, output.trajectory, currents), state)
 
     if remat:
         run_segment = jax.checkpoint(run_segment)
-    carry = (hidden0, readout0, jnp.zeros(inputs.shape[1], jnp.float32))
-    carry, (readouts, trajectory, residuals), starts = _over_segments(
-        run_segment, carry, inputs, (None, None), inputs.shape[0], segment
+    carry = (hidden0, jnp.zeros(currents_in.shape[1], jnp.float32))
+    (state, counts), (spikes, trajectory, currents), starts = _over_segments(
+        run_segment, carry, currents_in, (None, None), currents_in.shape[0], segment
     )
-    state, potential, counts = carry
-    return ScanOutput(state, potential, readouts, counts, trajectory), residuals, starts
-
-
-def run_recompute(
-    spec: ScanSpec, params: NetworkParams, inputs, hidden0, readout0, segment: int | None = None
-) -> ScanOutput:
-    """:func:`run` with JAX's gradient and less memory: the loop is cut into segments of
-    ``segment`` steps (default ⌈√T⌉) whose insides are recomputed in the backward pass
-    (``jax.checkpoint``). The reverse pass keeps the state at segment boundaries and
-    one segment's intermediates, O(T/k + k) steps instead of O(T), for one extra
-    forward pass. Readouts are bit-identical to :func:`run` (docs/how-to/backward-pass.md).
-
-    Args:
-      spec: the hidden cell (:class:`ScanSpec`).
-      params: the network's arrays (:class:`NetworkParams`).
-      inputs: time-major ``(T, B, I)`` float32.
-      hidden0: the hidden state at t = -1, ``(B, H)`` float32 per field (``z`` first).
-      readout0: the readout potentials at t = -1, ``(B, C)`` float32.
-      segment: the segment length k in steps; None for :func:`default_segment`.
-
-    Returns:
-      :class:`ScanOutput` as from :func:`run`, without a trajectory.
-    """
-    segment = segment or default_segment(inputs.shape[0])
-    output, _, _ = _run_segments(spec, params, inputs, hidden0, readout0, segment, remat=True)
-    return output
+    return LayerOutput(spikes, state, counts, trajectory), currents, starts
 
 
 # ------------------------------------------------------------ hand-written backward
 
 
-def run_manual_backward(
-    spec: ScanSpec,
-    params: NetworkParams,
-    inputs,
-    hidden0,
-    readout0,
-    segment: int | None = None,
-    keep_trajectory: bool = False,
-) -> ScanOutput:
-    """:func:`run` with the segment-recompute reverse pass of this module, which
-    recomputes the loop in segments of ``segment`` steps (default :func:`default_segment`)
-    and takes each step's adjoint from the neuron's reverse step or ``jax.vjp`` of its step.
-    With ``keep_trajectory`` the hidden state of every step is returned (and may carry a
-    cotangent) as in :func:`run` (docs/how-to/backward-pass.md).
-
-    Args:
-      spec: the hidden cell (:class:`ScanSpec`).
-      params: the network's arrays (:class:`NetworkParams`).
-      inputs: time-major ``(T, B, I)`` float32.
-      hidden0: the hidden state at t = -1, ``(B, H)`` float32 per field (``z`` first).
-      readout0: the readout potentials at t = -1, ``(B, C)`` float32.
-      segment: the segment length k in steps; None for :func:`default_segment`.
-      keep_trajectory: also return the hidden state of every step.
-
-    Returns:
-      :class:`ScanOutput` as from :func:`run`; the same forward values bit for bit, and
-      gradients that agree with JAX's to float32 summation order.
-    """
-    return _run_manual(
-        spec,
-        segment or default_segment(inputs.shape[0]),
-        keep_trajectory,
-        params,
-        inputs,
-        hidden0,
-        readout0,
-    )
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _run_manual(
-    spec: ScanSpec,
-    segment: int,
-    keep_trajectory: bool,
-    params: NetworkParams,
-    inputs,
-    hidden0,
-    readout0,
-) -> ScanOutput:
-    return run(spec, params, inputs, hidden0, readout0, keep_trajectory)
+    spec: ScanSpec, segment: int, keep_trajectory: bool, params: _LoopParams, currents_in, hidden0
+) -> LayerOutput:
+    output, _ = _loop(spec, params, currents_in, hidden0, keep_trajectory)
+    return output
 
 
-def _manual_forward(spec, segment, keep_trajectory, params, inputs, hidden0, readout0):
-    output, (currents, drives), starts = _run_segments(
-        spec,
-        params,
-        inputs,
-        hidden0,
-        readout0,
-        segment,
-        remat=False,
-        keep_trajectory=keep_trajectory,
+def _manual_forward(spec, segment, keep_trajectory, params, currents_in, hidden0):
+    output, currents, starts = _loop_segments(
+        spec, params, currents_in, hidden0, segment, remat=False, keep_trajectory=keep_trajectory
     )
-    return output, (params, inputs, hidden0, readout0, starts, output.readouts, currents, drives)
+    return output, (params, hidden0, starts, currents)
 
 
 def _step_adjoint(spec: ScanSpec, coefficients):
@@ -672,60 +799,30 @@ def _step_adjoint(spec: ScanSpec, coefficients):
     return generic_adjoint, lambda sums: sums
 
 
-def _flat_product(a, b):
-    """Σ over the leading (time, batch) axes of aᵀ·b: one large matrix product."""
-    return _matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
-
-
-def _matmul(a, b):
-    """Full float32 product (no TF32 on GPUs)."""
-    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
-
-
-class _Gradients(NamedTuple):
-    """Parameter gradients summed over the segments done so far."""
-
-    coefficients: Any
-    hidden_kernel: jax.Array
-    hidden_bias: jax.Array
-    readout_kernel: jax.Array
-
-
-def _shifted(first, sequence):
-    """``[first, sequence[0], ..., sequence[-2]]``: the previous step's value at every step."""
-    return jnp.concatenate([first[None], sequence[:-1]], axis=0)
-
-
 def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, segment):
-    """Reverse pass through one segment: recompute its hidden states from the saved
-    start (:func:`_hidden_residuals`), then run the adjoint steps backwards.
+    """Reverse pass through one segment: recompute its states from the saved start
+    (:func:`_hidden_residuals`), then run the adjoint steps backwards.
     ``recurrent_kernel_t`` is ``K_recᵀ`` (None without recurrence).
 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
-    ∂L/∂I of the first step of the later segment, gradients so far, output buffers of
-    the recomputation and of ∂L/∂I_t (:func:`_scan_reusing`))``; ``segment = ((inputs,
-    currents, ∂L/∂J_t (B, C) of its steps, the trajectory's cotangent or None), start
-    hidden state)``. What does not
-    depend on the reverse recurrence is done for all k steps of the segment at once:
-    ``∂L/∂z_t`` from the readout and spike count, and the kernel gradients (single
-    products over k·B rows, :func:`_spike_kernel_gradients`). The sequential loop keeps
-    the coefficients' terms per sample and sums them over the batch once per segment.
-    Returns the new carry and ``(∂L/∂x_t, None)`` (see :func:`_over_segments`).
+    ∂L/∂I of the first step of the later segment, coefficient gradients so far,
+    recurrent kernel gradient so far or None, output buffers of the recomputation and of
+    ∂L/∂I_t (:func:`_scan_reusing`))``; ``segment = ((currents, ∂L/∂z_t from outside the
+    layer, the trajectory's cotangent or None), start state)``. The recurrent kernel's
+    gradient of the segment is one product over its k·B rows. Returns the new carry and
+    ``(∂L/∂I_t, None)`` (see :func:`_over_segments`).
     """
-    neuron_carry, g_spikes_future, g_current_later, grads, (residual_buffers, current_buffer) = (
-        carry
-    )
-    (inputs, currents, g_drive, g_trajectory), start = segment
+    neuron_carry, g_spikes_future, g_current_later, g_coefficients, g_recurrent, buffers = carry
+    residual_buffers, current_buffer = buffers
+    (currents, g_spikes, g_trajectory), start = segment
     (previous, trajectory, slopes), residual_buffers = _hidden_residuals(
-        spec, params, currents, start, residual_buffers
+        spec, params.coefficients, currents, start, residual_buffers
     )
-    spikes = trajectory.z
-    # ∂L/∂z_t from the readout and the spike count; the next step's part comes in the loop
-    g_spikes_direct = _matmul(g_drive, params.readout_kernel.T) + count_cotangent[:, None]
+    # ∂L/∂z_t from outside the layer and the spike count; the next step's part comes in the loop
+    g_spikes_direct = g_spikes + count_cotangent[:, None]
     if g_trajectory is not None:  # the returned states s_t are outputs of their own
         g_spikes_direct = g_spikes_direct + g_trajectory.z
-    adjoint, sum_terms = _step_adjoint(spec, params.hidden_coefficients)
-    input_size = inputs.shape[-1]
+    adjoint, sum_terms = _step_adjoint(spec, params.coefficients)
 
     def step_backward(step_carry, step):
         neuron_carry, g_spikes_next, term_sums = step_carry
@@ -735,7 +832,7 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
         neuron_carry, g_current, terms, gz_prev = adjoint(
             prev, cur, current, neuron_carry, gz + g_spikes_next, slope
         )
-        if spec.recurrent:
+        if recurrent_kernel_t is not None:
             recurrent = _matmul(g_current, recurrent_kernel_t)
             gz_prev = recurrent if gz_prev is None else gz_prev + recurrent
         elif gz_prev is None:
@@ -753,114 +850,64 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
         current_buffer,
         reverse=True,
     )
-    g_coefficients = sum_terms(term_sums)
-    g_recurrent, g_readout_kernel = _spike_kernel_gradients(
-        spec, spikes, g_currents, g_current_later, g_drive
-    )
-    g_kernel = _flat_product(inputs, g_currents)  # the input rows of K: Σ_t x_tᵀ ∂L/∂I_t
-    if spec.recurrent:
-        g_kernel = jnp.concatenate([g_kernel, g_recurrent], axis=0)
-    grads = _Gradients(
-        jax.tree_util.tree_map(jnp.add, grads.coefficients, g_coefficients),
-        grads.hidden_kernel + g_kernel,
-        grads.hidden_bias + jnp.sum(g_currents, axis=(0, 1)),
-        grads.readout_kernel + g_readout_kernel,
-    )
-    g_inputs = _matmul(g_currents, params.hidden_kernel[:input_size].T)
-    buffers = (residual_buffers, current_buffer)
-    return (neuron_carry, g_spikes_future, g_currents[0], grads, buffers), (g_inputs, None)
-
-
-def _spike_kernel_gradients(spec, spikes, g_currents, g_current_later, g_drive):
-    """The kernel gradients whose left factor is a segment's spikes ``z_t`` (t = a..b-1),
-    as one product ``Σ_t z_tᵀ·[∂L/∂I_{t+1} | ∂L/∂J_t]``: the recurrent rows of K
-    (``z_t`` is part of ``c_{t+1}``; ``∂L/∂I_b`` is the later segment's first, zero after
-    the last step) and the readout kernel. The term of the step before the first
-    segment, ``z_{-1}ᵀ·∂L/∂I_0``, is added by :func:`_manual_backward`. The spikes are
-    transposed into a separate array first, so that the product has the plain
-    ``(H, k·B) × (k·B, H + C)`` form (on CPU a faster kernel than the transposed one).
-    Returns ``(recurrent rows or None, readout kernel gradient)``."""
-    right = g_drive
-    if spec.recurrent:
+    g_coefficients = jax.tree_util.tree_map(jnp.add, g_coefficients, sum_terms(term_sums))
+    if recurrent_kernel_t is not None:
+        # Σ_t z_tᵀ·∂L/∂I_{t+1} (z_t is part of step t+1's input; ∂L/∂I_b is the later
+        # segment's first, zero after the last step). The spikes are transposed into a
+        # separate array first: the plain (H, k·B) × (k·B, H) form is the faster CPU kernel.
         g_next = jnp.concatenate([g_currents[1:], g_current_later[None]], axis=0)
-        right = jnp.concatenate([g_next, g_drive], axis=-1)
-    spikes_t = jax.lax.optimization_barrier(spikes.reshape(-1, spikes.shape[-1]).T)
-    product = _matmul(spikes_t, right.reshape(-1, right.shape[-1]))
-    if not spec.recurrent:
-        return None, product
-    hidden = g_currents.shape[-1]
-    return product[:, :hidden], product[:, hidden:]
-
-
-def _manual_backward(spec, segment, keep_trajectory, residuals, cotangent: ScanOutput):
-    params, inputs, hidden0, readout0, starts, readouts, currents, drives = residuals
-    num_steps = inputs.shape[0]
-
-    # ---- readout: G_t = ∂L/∂o_t + α·G_{t+1} over the small (B, C) potentials
-    alpha = params.readout_alpha
-    g_readouts = cotangent.readouts.at[-1].add(cotangent.final_readout)
-
-    def readout_reverse(g_next, g_o):
-        g = g_o + alpha * g_next
-        return g, g
-
-    g_readout0_next, g_potential = jax.lax.scan(
-        readout_reverse, jnp.zeros_like(readout0), g_readouts, reverse=True
+        spikes = trajectory.z
+        spikes_t = jax.lax.optimization_barrier(spikes.reshape(-1, spikes.shape[-1]).T)
+        g_recurrent = g_recurrent + _matmul(spikes_t, g_next.reshape(-1, g_next.shape[-1]))
+    carry = (
+        neuron_carry,
+        g_spikes_future,
+        g_currents[0],
+        g_coefficients,
+        g_recurrent,
+        (residual_buffers, current_buffer),
     )
-    g_drive = (1.0 - alpha) * g_potential  # ∂L/∂J_t
-    g_alpha = jnp.sum((_shifted(readout0, readouts) - drives) * g_potential, axis=(0, 1))
+    return carry, (g_currents, None)
 
-    # ---- hidden layer: segments in reverse, each recomputed from its saved start
+
+def _manual_backward(spec, segment, keep_trajectory, residuals, cotangent: LayerOutput):
+    params, hidden0, starts, currents = residuals
     zeros = functools.partial(jax.tree_util.tree_map, jnp.zeros_like)
-    grads = _Gradients(
-        zeros(params.hidden_coefficients),
-        zeros(params.hidden_kernel),
-        jnp.zeros(params.hidden_kernel.shape[-1], jnp.float32),
-        zeros(params.readout_kernel),
-    )
-    g_final = cotangent.final_hidden
-    no_later_current = jnp.zeros(
-        hidden0.z.shape[:-1] + params.hidden_kernel.shape[-1:], hidden0.z.dtype
-    )
+    g_final = cotangent.final_state
     # output buffers of the segments' recomputed states and of their ∂L/∂I_t, reused
     # from one segment to the next
     first = currents[:segment]
     shapes = jax.eval_shape(
-        lambda c, s: _hidden_residuals(spec, params, c, s, None)[0], first, hidden0
+        lambda c, s: _hidden_residuals(spec, params.coefficients, c, s, None)[0], first, hidden0
     )
     buffers = (
         jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes),
         jnp.zeros_like(first),
     )
+    recurrent_kernel = params.recurrent_kernel
     carry = (
-        tuple(g_final)[1:],
+        tuple(g_final)[1:],  # state = (z, carried...)
         g_final.z,
-        no_later_current,
-        grads,
+        jnp.zeros_like(currents[0]),  # no step after the last
+        zeros(params.coefficients),
+        None if recurrent_kernel is None else jnp.zeros_like(recurrent_kernel),
         buffers,
-    )  # state = (z, carried...)
+    )
     # K_recᵀ for the per-step product of the reverse loops, transposed once for all segments
-    recurrent_kernel_t = params.hidden_kernel[inputs.shape[-1] :].T if spec.recurrent else None
+    recurrent_kernel_t = None if recurrent_kernel is None else recurrent_kernel.T
     backward = functools.partial(
         _segment_backward, spec, params, recurrent_kernel_t, cotangent.spike_counts
     )
-    per_step = (inputs, currents, g_drive, cotangent.trajectory)
-    carry, g_inputs, _ = _over_segments(
-        backward, carry, per_step, starts, num_steps, segment, reverse=True
+    per_step = (currents, cotangent.spikes, cotangent.trajectory)
+    carry, g_currents, _ = _over_segments(
+        backward, carry, per_step, starts, currents.shape[0], segment, reverse=True
     )
-    neuron_carry, g_z0, g_current0, grads, _ = carry
-    g_kernel = grads.hidden_kernel
-    if spec.recurrent:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are part of c_0
-        g_kernel = g_kernel.at[inputs.shape[-1] :].add(_matmul(hidden0.z.T, g_current0))
-    g_params = NetworkParams(
-        grads.coefficients,
-        g_kernel,
-        None if params.hidden_bias is None else grads.hidden_bias,
-        g_alpha,
-        grads.readout_kernel,
-        None if params.readout_bias is None else jnp.sum(g_drive, axis=(0, 1)),
-    )
-    return g_params, g_inputs, type(g_final)(g_z0, *neuron_carry), alpha * g_readout0_next
+    neuron_carry, g_z0, g_current0, g_coefficients, g_recurrent, _ = carry
+    if recurrent_kernel is not None:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are inputs of step 0
+        g_recurrent = g_recurrent + _matmul(hidden0.z.T, g_current0)
+    g_bias = None if params.bias is None else jnp.sum(g_currents, axis=(0, 1))
+    g_params = _LoopParams(g_coefficients, g_recurrent, g_bias)
+    return g_params, g_currents, type(g_final)(g_z0, *neuron_carry)
 
 
 _run_manual.defvjp(_manual_forward, _manual_backward)

@@ -4,7 +4,8 @@
 frozen :class:`TrainConfig` of the paper's run for that task x neuron (12 rows: S-MNIST,
 PS-MNIST, ECG and SHD x BRF, RF and ALIF, as in the shipped checkpoints, plus BHRF,
 which the original code has but never trained: it takes the BRF row with the harmonic
-cell's default initialisers). The CLI only overrides fields.
+cell's default initialisers). SSC (Spiking Speech Commands), which the paper did not
+train, takes SHD's network and rows. The CLI only overrides fields.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class TaskSpec:
     """Shape and protocol of one task.
 
     Attributes:
-      name: ``"smnist"``, ``"psmnist"``, ``"ecg"`` or ``"shd"``.
-      source: the data: ``"ecg"``, ``"mnist"`` or ``"shd"``.
+      name: ``"smnist"``, ``"psmnist"``, ``"ecg"``, ``"shd"`` or ``"ssc"``.
+      source: the data: ``"ecg"``, ``"mnist"``, ``"shd"`` or ``"ssc"``.
       input_size: input features I per step.
       hidden_size: hidden neurons H of the paper's network.
       num_classes: classes C.
@@ -40,7 +41,7 @@ class TaskSpec:
     """
 
     name: str
-    source: str  # "ecg" | "mnist" | "shd"
+    source: str  # "ecg" | "mnist" | "shd" | "ssc"
     input_size: int
     hidden_size: int
     num_classes: int
@@ -64,13 +65,18 @@ TASKS: dict[str, TaskSpec] = {
         "shd", "shd", 700, 128, 20, 250, metrics.SEQUENCE, False, False, 10, (256, 256)
     ),
 }
+# Spiking Speech Commands: SHD's input, binning, network and objective, 35 classes, and
+# the official validation file as the validation split (brfjax.data.shd.SSC)
+TASKS["ssc"] = dataclasses.replace(
+    TASKS["shd"], name="ssc", source="ssc", num_classes=shd.SSC.num_classes
+)
 
 
 def get_task(name: str) -> TaskSpec:
     """The task called ``name``.
 
     Args:
-      name: ``"smnist"``, ``"psmnist"``, ``"ecg"`` or ``"shd"``.
+      name: ``"smnist"``, ``"psmnist"``, ``"ecg"``, ``"shd"`` or ``"ssc"``.
 
     Returns:
       Its :class:`TaskSpec`.
@@ -124,11 +130,11 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
 def load_split(
     task: TaskSpec, split: str, data_dir: str | None = None, mnist_backend: str = "idx"
 ) -> SequenceData:
-    """The raw ``train`` or ``test`` split (batch-major, see the data modules).
+    """The raw ``train``, ``test`` or (SSC) ``valid`` split (batch-major, see the data modules).
 
     Args:
       task: the task; its ``source`` picks the loader.
-      split: ``"train"`` or ``"test"``.
+      split: ``"train"`` or ``"test"``; ``"valid"`` where :func:`has_validation_file`.
       data_dir: the folder with the task's files; None for the default location
         (docs/how-to/offline-data.md).
       mnist_backend: ``"idx"`` (the IDX files) or ``"tfds"``, for MNIST only.
@@ -146,8 +152,21 @@ def load_split(
         )
     if task.source == "mnist":
         return mnist.load_mnist(split, data_dir, backend=mnist_backend)
-    loader = {"ecg": ecg.load_ecg, "shd": shd.load_shd}[task.source]
+    loader = {"ecg": ecg.load_ecg, "shd": shd.load_shd, "ssc": shd.load_ssc}[task.source]
     return loader(split, data_dir)
+
+
+def has_validation_file(task: TaskSpec) -> bool:
+    """Whether the task's data has an official validation split, ``"valid"`` (SSC); the
+    others hold ``val_fraction`` of ``"train"`` out (:func:`brfjax.data.pipeline.train_val_split`).
+
+    Args:
+      task: the task.
+
+    Returns:
+      True for SSC.
+    """
+    return task.source in shd.DATASETS and shd.DATASETS[task.source].has_validation_file
 
 
 def model_inputs(
@@ -156,7 +175,7 @@ def model_inputs(
     """A raw batch ``(B, T, I)`` as the float32 time-major ``(T, B, I)`` network input.
 
     MNIST pixels are scaled to [0, 1] and, for PS-MNIST, reordered so that step t gets
-    pixel ``permutation[t]``; ECG and SHD spikes become float32.
+    pixel ``permutation[t]``; ECG, SHD and SSC spikes become float32.
 
     Args:
       task: the task.
@@ -222,7 +241,8 @@ class TrainConfig:
       selection_inclusive: a validation loss equal to the best so far also replaces the
         best checkpoint (``<=``).
       seed: the seed of the initialisation, validation split and shuffling.
-      val_fraction: the fraction of the training set held out for validation.
+      val_fraction: the fraction of the training set held out for validation (unused
+        for SSC, whose official validation file validates).
       max_train_batches: stop each training epoch after this many batches (smoke runs),
         or None.
       max_eval_batches: evaluate at most this many batches, or None.
@@ -376,6 +396,9 @@ _ALIF = {
         selection_inclusive=True,
     ),
 }
+# SSC has no published run: it trains with SHD's rows (the same dicts)
+_RESONATOR["ssc"] = _RESONATOR["shd"]
+_ALIF["ssc"] = _ALIF["shd"]
 _HARMONIC_INIT = dict(omega_init=(10.0, 50.0), b_offset_init=(1.0, 6.0))
 
 

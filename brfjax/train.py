@@ -125,7 +125,8 @@ class RunData(NamedTuple):
 
     Attributes:
         train: the training samples (batch-major, :class:`brfjax.data.SequenceData`).
-        val: the validation samples held out from the official training set.
+        val: the validation samples held out from the official training set (SSC: its
+            official validation file).
         test: the official test set.
         permutation: PS-MNIST's pixel order, int ``(784,)``, or None.
         checksums: SHA-256 of the data files by name, for the run's manifest.
@@ -139,11 +140,11 @@ class RunData(NamedTuple):
 
 
 def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
-    """The checksums the loaders verified (ECG, MNIST) or of the files read (SHD).
+    """The checksums the loaders verified (ECG, MNIST) or of the files read (SHD, SSC).
 
     Args:
         task: the run's task.
-        data_dir: the SHD folder (None: the default location); unused for ECG and MNIST.
+        data_dir: the SHD or SSC folder (None: the default location); unused for ECG and MNIST.
 
     Returns:
         ``{file name: SHA-256 hex digest}``.
@@ -154,9 +155,10 @@ def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
         return dict(mnist.SHA256)
     from brfjax.data import download, shd
 
+    dataset = shd.DATASETS[task.source]
     return {
         os.path.basename(p): download.file_digest(p)
-        for p in (shd.locate(s, data_dir) for s in shd.SPLITS)
+        for p in (shd.locate(s, data_dir, dataset) for s in dataset.splits)
     }
 
 
@@ -185,23 +187,22 @@ def load_data(
     task = tasks.get_task(config.task)
     full_train = tasks.load_split(task, "train", data_dir, mnist_backend)
     test = tasks.load_split(task, "test", data_dir, mnist_backend)
-    train_idx, val_idx = pipeline.train_val_split(
-        len(full_train.targets), config.val_fraction, config.seed
-    )
-    if config.batch_size > len(train_idx):
+    if tasks.has_validation_file(task):  # SSC: the official validation file validates
+        train, val = full_train, tasks.load_split(task, "valid", data_dir)
+    else:
+        train_idx, val_idx = pipeline.train_val_split(
+            len(full_train.targets), config.val_fraction, config.seed
+        )
+        train, val = full_train.subset(train_idx), full_train.subset(val_idx)
+    num_train = len(train.targets)
+    if config.batch_size > num_train:
         raise UsageError(
             f"--batch-size {config.batch_size} is larger than the {config.task} training set "
-            f"({len(train_idx)} samples after the validation split); use at most {len(train_idx)}"
+            f"({num_train} samples after the validation split); use at most {num_train}"
         )
     if permutation_file is not None:
         mnist.load_permutation(permutation_file)  # validate before the run starts
-    return RunData(
-        full_train.subset(train_idx),
-        full_train.subset(val_idx),
-        test,
-        None,
-        data_checksums(task, data_dir),
-    )
+    return RunData(train, val, test, None, data_checksums(task, data_dir))
 
 
 # ------------------------------------------------------------------------ training

@@ -151,6 +151,15 @@ def test_train_truncated_idx_file(tmp_path, capfd):
             ["shd_train.h5", "not a readable SHD"],
         ),
         (
+            "ssc",
+            {
+                "ssc_train.h5": b"\x89HDF\r\n\x1a\n" + b"\0" * 100,
+                "ssc_valid.h5": b"",
+                "ssc_test.h5": b"",
+            },
+            ["ssc_train.h5", "not a readable SSC"],
+        ),
+        (
             "ecg",
             {"QTDB_train.mat": b"MATLAB 5.0 MAT-file" + b"\0" * 200, "QTDB_test.mat": b"garbage"},
             ["QTDB_train.mat", "corrupt"],
@@ -350,7 +359,7 @@ def test_a_misspelt_name_is_one_error_line_not_the_usage(module, capfd):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: argument --task: invalid choice: 'mnist' (choose from 'ecg', 'psmnist', 'shd', 'smnist'); "
+        f"error: argument --task: invalid choice: 'mnist' (choose from 'ecg', 'psmnist', 'shd', 'smnist', 'ssc'); "
         f"see python -m brfjax.{module} --help"
     ]
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import SHARED
 
 from brfjax import tasks
-from brfjax.data import DataError, mnist, pipeline, shd
+from brfjax.data import DataError, DataUsageError, mnist, pipeline, shd
 
 MNIST_DIR = SHARED / "data" / "mnist"
 
@@ -239,3 +239,105 @@ def test_concurrent_unpacking_of_one_archive_gives_every_process_an_intact_file(
     assert all(process.returncode == 0 for process in processes), errors
     assert (tmp_path / "data").read_bytes() == payload
     assert not list(tmp_path.glob("*.part"))
+
+
+def write_ssc(folder, counts=None, seed=0):
+    """Small SSC files (the SHD layout, 35 classes) in ``folder``; returns ``{split: labels}``."""
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for split, count in (counts or {"train": 6, "valid": 4, "test": 3}).items():
+        labels[split] = [int(label) for label in rng.integers(0, 35, count)]
+        labels[split][0] = 34  # the 35th class
+        write_shd(
+            folder / f"ssc_{split}.h5",
+            [
+                (np.sort(rng.uniform(0, 1.1, 50)), rng.integers(0, 700, 50), y)
+                for y in labels[split]
+            ],
+        )
+    return labels
+
+
+def test_ssc_task_reads_its_three_files_and_validates_on_the_valid_file(tmp_path):
+    from brfjax import train
+
+    task = tasks.get_task("ssc")
+    shd_task = tasks.get_task("shd")
+    assert (task.source, task.input_size, task.num_classes, task.num_steps) == ("ssc", 700, 35, 250)
+    assert (task.objective, task.hidden_size) == (shd_task.objective, shd_task.hidden_size)
+    assert tasks.has_validation_file(task) and not tasks.has_validation_file(shd_task)
+    labels = write_ssc(tmp_path)
+    for split, expected in labels.items():
+        data = tasks.load_split(task, split, str(tmp_path))
+        assert data.inputs.shape == (len(expected), 250, 700) and data.inputs.dtype == np.uint8
+        np.testing.assert_array_equal(data.targets, expected)
+        assert data.targets.dtype == np.int32
+    # binned as SHD: t = 0, unit 699 -> bin 0, channel 1
+    write_shd(tmp_path / "ssc_test.h5", [([0.0], [699], 3)])
+    assert tasks.load_split(task, "test", str(tmp_path)).inputs[0, 0, 1] == 1
+    # a run trains on the whole training file and validates on the valid file
+    config = tasks.config_for("ssc", "brf", batch_size=2)
+    assert config.replace(task="shd") == tasks.config_for("shd", "brf", batch_size=2)
+    data = train.load_data(config, str(tmp_path), None)
+    np.testing.assert_array_equal(data.train.targets, labels["train"])
+    np.testing.assert_array_equal(data.val.targets, labels["valid"])
+    assert set(data.checksums) == {"ssc_train.h5", "ssc_valid.h5", "ssc_test.h5"}
+
+
+def test_ssc_rejects_corrupt_mismatched_and_missing_files(tmp_path):
+    write_ssc(tmp_path)
+    (tmp_path / "ssc_train.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(DataError, match=r"ssc_train\.h5.* is not a readable SSC HDF5 file"):
+        shd.load_ssc("train", str(tmp_path))
+    write_shd(tmp_path / "ssc_valid.h5", [([0.1], [3], 34), ([0.2], [4], 35)])
+    with pytest.raises(
+        DataError, match=r"SSC file .*ssc_valid\.h5.*label 35 at index 1 is outside 0\.\.34"
+    ):
+        shd.load_ssc("valid", str(tmp_path))
+    (tmp_path / "ssc_test.h5").unlink()
+    with pytest.raises(
+        DataUsageError,
+        match=r"SSC file ssc_test\.h5 \(or ssc_test\.h5\.gz\) not found in --data-dir",
+    ):
+        tasks.load_split(tasks.get_task("ssc"), "test", str(tmp_path))
+    with pytest.raises(DataError, match=r"unknown SHD split 'valid'"):
+        shd.load_shd("valid", str(tmp_path))
+
+
+def test_ssc_downloads_are_md5_verified_against_the_server_list(tmp_path, monkeypatch):
+    """The official server, served from memory: the three archives and its md5sums.txt."""
+    import gzip
+    import hashlib
+    import io
+    import urllib.request
+
+    assert shd.SSC.archives() == ("ssc_train.h5.gz", "ssc_valid.h5.gz", "ssc_test.h5.gz")
+    monkeypatch.setenv("BRFJAX_CACHE", str(tmp_path / "cache"))
+    write_shd(tmp_path / "valid.h5", [([0.1], [3], 34)])
+    archive = gzip.compress((tmp_path / "valid.h5").read_bytes())
+    files = {name: archive for name in shd.SSC.archives()}
+    listed = {
+        "ssc_valid.h5.gz": hashlib.md5(archive).hexdigest(),
+        "ssc_test.h5.gz": "0" * 32,  # a damaged download of ssc_test.h5.gz
+    }
+
+    def urlopen(url, timeout=None):
+        name = url.removeprefix(shd.BASE_URL)
+        if name == "md5sums.txt":
+            return io.BytesIO("".join(f"{md5}  {n}\n" for n, md5 in listed.items()).encode())
+        return io.BytesIO(files[name])
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    path = shd.locate("valid", None, shd.SSC)
+    assert path == str(tmp_path / "cache" / "ssc" / "ssc_valid.h5")
+    assert (tmp_path / "cache" / "ssc" / "ssc_valid.h5.md5").read_text().strip() == listed[
+        "ssc_valid.h5.gz"
+    ]
+    assert list(shd.load_ssc("valid").targets) == [34]
+    with pytest.raises(DataError, match=r"ssc_test\.h5\.gz has md5 \w+, the server lists 0{32}"):
+        shd.locate("test", None, shd.SSC)
+    with pytest.raises(DataError, match=r"lists no checksum for ssc_train\.h5\.gz"):
+        shd.locate("train", None, shd.SSC)
+    left = sorted(p.name for p in (tmp_path / "cache" / "ssc").iterdir())
+    assert left == ["ssc_valid.h5", "ssc_valid.h5.md5"]  # nothing unverified stays

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import SHARED
 from in_process import run_main
-from test_data import write_shd
+from test_data import write_shd, write_ssc
 from test_evaluate import KEYS as EVALUATE_KEYS
 
 from brfjax import errors, evaluate, steps, tasks, train
@@ -209,6 +209,21 @@ def test_shd_one_epoch_from_generated_files(tmp_path):
 def run_cli(capfd, *args):
     """``python -m brfjax.train args`` run in this process: exit status and output as a subprocess's."""
     return run_main(train.main, args, capfd)
+
+
+def test_ssc_trains_one_epoch_from_the_command_line(tmp_path, capfd):
+    write_ssc(tmp_path / "ssc", {"train": 16, "valid": 8, "test": 8})
+    result = run_cli(
+        capfd,
+        *("--task", "ssc", "--data-dir", tmp_path / "ssc", "--workdir", tmp_path / "run"),
+        *("--epochs", "1", "--batch-size", "8", "--max-train-batches", "1"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ssc brf: accuracy")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["num_samples"] == 8 and results["total"] == 8
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert set(manifest["data_checksums"]) == {"ssc_train.h5", "ssc_valid.h5", "ssc_test.h5"}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,259 @@
+"""Whole-sequence layers: a spiking layer of any neuron, and the LI readout.
+
+A layer takes a whole sequence and runs its time loop inside (:mod:`brfjax.scan`): the
+input product is one product over all steps, before the loop, and the backward pass is
+the hand-written segment-recompute one by default. These are the units that stack: the
+paper's network (:class:`brfjax.models.RecurrentSNN`) is one :class:`SpikingRNN`
+followed by an :class:`LIReadoutRNN`, a deeper network feeds each spiking layer's spikes
+to the next, and the functions :func:`spiking_layer` and :func:`readout_layer` are the
+one code path of both the modules here and the networks of :mod:`brfjax.models`.
+
+Sequences are **time-major** ``(T, B, F)`` by default; with ``time_major=False`` they
+are batch-major ``(B, T, F)`` (the layout of ``flax.linen.RNN``'s default), the same
+numbers bit for bit. The parameters are the cell's, at the layer's own level of the
+variables (``{"params": {"kernel": ..., "omega": ..., ...}}``): a layer and the cell it
+wraps hold the same tree (``flax.linen.share_scope``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from brfjax import cells, neurons, scan
+
+
+def spiking_layer(
+    cell: cells.SpikingCell,
+    inputs: jax.Array,
+    initial_state: Any | None = None,
+    *,
+    backward: str = "manual",
+    segment: int | None = None,
+    keep_trajectory: bool = False,
+    spike_inputs: bool = False,
+) -> scan.LayerOutput:
+    """Run ``cell``'s layer over a whole time-major sequence (inside a Flax module that
+    owns ``cell``: the cell declares its parameters).
+
+    Args:
+      cell: a :class:`brfjax.cells.SpikingCell` bound to the calling module.
+      inputs: time-major float32 ``(T, B, I)``.
+      initial_state: the neuron state at t = -1, float32 ``(B, H)`` per field; None for
+        rest.
+      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"`` (:func:`brfjax.scan.run_layer`).
+      segment: the segment length of ``"manual"`` and ``"recompute"`` (default ⌈√T⌉).
+      keep_trajectory: also return the state of every step.
+      spike_inputs: the inputs are spikes of 0 and 1 (another layer's): portable
+        products split only the kernel.
+
+    Returns:
+      :class:`brfjax.scan.LayerOutput`, time-major: spikes ``(T, B, H)``, final state,
+      spike counts ``(B,)``, trajectory ``(T, B, H)`` per field or None.
+
+    Raises:
+      ValueError: an unknown ``backward`` or ``products``, or ``segment`` not a positive
+        integer.
+    """
+    check_segment(segment)
+    coefficients, kernel, bias = cell.layer(inputs.shape[-1])
+    if initial_state is None:
+        initial_state = neurons.zero_state(
+            neurons.get_neuron(cell.neuron).state, (inputs.shape[1],), cell.features
+        )
+    return scan.run_layer(
+        cell.scan_spec(),
+        scan.LayerParams(coefficients, kernel, bias),
+        inputs,
+        initial_state,
+        backward=backward,
+        segment=segment,
+        keep_trajectory=keep_trajectory,
+        spike_inputs=spike_inputs,
+    )
+
+
+def readout_layer(
+    readout: cells.LIReadout, spikes: jax.Array, initial_potential: jax.Array | None = None
+) -> jax.Array:
+    """Run the LI ``readout`` over a whole time-major sequence of spikes (inside a Flax
+    module that owns ``readout``).
+
+    Args:
+      readout: a :class:`brfjax.cells.LIReadout` bound to the calling module.
+      spikes: time-major float32 ``(T, B, H)`` of 0 and 1.
+      initial_potential: the potentials at t = -1, float32 ``(B, C)``; None for zeros.
+
+    Returns:
+      The potentials of every step, time-major float32 ``(T, B, C)``.
+
+    Raises:
+      ValueError: an unknown ``products``.
+    """
+    scan.check_products(readout.products)
+    alpha, kernel, bias = readout.layer(spikes.shape[-1])
+    if initial_potential is None:
+        initial_potential = jnp.zeros((spikes.shape[1], readout.features), jnp.float32)
+    return scan.run_readout(
+        scan.ReadoutParams(alpha, kernel, bias),
+        spikes,
+        initial_potential,
+        products=readout.products,
+        exact=readout.exact,
+    )
+
+
+def check_segment(segment: Any) -> None:
+    """Check a ``recompute_segment`` setting.
+
+    Args:
+      segment: None (⌈√T⌉) or a positive Python int (steps).
+
+    Raises:
+      ValueError: anything else; the message names the value.
+    """
+    if segment is not None and (
+        isinstance(segment, bool) or not isinstance(segment, int) or segment <= 0
+    ):
+        raise ValueError(
+            f"recompute_segment must be a positive number of steps or None (⌈√T⌉), got {segment!r}"
+        )
+
+
+def _time_major(inputs, time_major: bool, what: str) -> jax.Array:
+    """``inputs`` as time-major float32 ``(T, B, F)``, after a rank check."""
+    if time_major not in (True, False):
+        raise ValueError(f"time_major must be True or False, got {time_major!r}")
+    shape = tuple(jnp.shape(inputs))
+    layout = "time-major (T, B, F)" if time_major else "batch-major (B, T, F)"
+    if len(shape) != 3 or 0 in shape:
+        raise ValueError(
+            f"{what} must be a non-empty {layout} array; got shape {shape}"
+            + ("" if len(shape) == 3 else "; a single step needs a time axis of length 1")
+        )
+    inputs = jnp.asarray(inputs, jnp.float32)
+    return inputs if time_major else jnp.swapaxes(inputs, 0, 1)
+
+
+def _to_layout(tree, time_major: bool):
+    """Time-major arrays of ``tree`` in the layer's layout."""
+    if time_major:
+        return tree
+    return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), tree)
+
+
+class SpikingRNN(nn.Module):
+    """A spiking layer over whole sequences: any neuron, recurrent or feed-forward.
+
+    ``s_t = step(s_{t-1}, x_t · K_in + z_{t-1} · K_rec (+ b))`` for t = 0..T-1 (paper
+    Sec. 3; without recurrence ``K_rec`` is absent), with the input product taken out of
+    the time loop and the segment-recompute backward pass (:mod:`brfjax.scan`).
+
+    Attributes:
+      cell: the :class:`brfjax.cells.SpikingCell` that holds the neuron, its options
+        (``recurrent``, ``products``, ``mask_prob``, ``surrogate``, initialisers, ...) and
+        its parameters.
+      backward: ``"manual"`` (default; the hand-written segment-recompute reverse pass),
+        ``"autodiff"`` (JAX's derivative of the scan) or ``"recompute"`` (JAX's, with
+        segments recomputed; autodiff with ``return_trajectory``).
+      recompute_segment: segment length of ``"manual"`` and ``"recompute"`` in steps
+        (default ⌈√T⌉).
+      return_trajectory: also return the state of every step.
+      spike_inputs: the inputs are spikes (0 and 1), e.g. the previous layer's: the
+        portable input product is then cheaper (and exact either way).
+      time_major: ``True`` (default): ``(T, B, F)`` sequences; ``False``: ``(B, T, F)``.
+
+    Example::
+
+        layer = SpikingRNN(BRFCell(features=64))
+        variables = layer.init(key, x)          # x: (T, B, I)
+        out = layer.apply(variables, x)         # out.spikes: (T, B, 64)
+    """
+
+    cell: cells.SpikingCell
+    backward: str = "manual"
+    recompute_segment: int | None = None
+    return_trajectory: bool = False
+    spike_inputs: bool = False
+    time_major: bool = True
+
+    def setup(self):
+        nn.share_scope(self, self.cell)  # the cell's parameters are this layer's
+
+    @nn.nowrap
+    def initial_state(self, batch_size: int):
+        """The resting state, float32 ``(B, H)`` per field of the neuron's state."""
+        return neurons.zero_state(
+            neurons.get_neuron(self.cell.neuron).state, (batch_size,), self.cell.features
+        )
+
+    def __call__(self, inputs: jax.Array, initial_state: Any | None = None) -> scan.LayerOutput:
+        """Run a batch of sequences through the layer.
+
+        Args:
+          inputs: time-major ``(T, B, I)``, or batch-major ``(B, T, I)`` with
+            ``time_major=False``; any real dtype, cast to float32.
+          initial_state: the state to start from (a previous call's ``final_state``, to
+            stream a sequence in chunks); None for rest.
+
+        Returns:
+          :class:`brfjax.scan.LayerOutput`: spikes ``(T, B, H)`` (``(B, T, H)``
+          batch-major), final state ``(B, H)`` per field, spike counts ``(B,)``, and the
+          trajectory in the spikes' layout or None.
+
+        Raises:
+          ValueError: inputs not a non-empty rank-3 array, or an unknown option.
+        """
+        scan.check_backward(self.backward)
+        inputs = _time_major(inputs, self.time_major, "inputs")
+        output = spiking_layer(
+            self.cell,
+            inputs,
+            initial_state,
+            backward=self.backward,
+            segment=self.recompute_segment,
+            keep_trajectory=self.return_trajectory,
+            spike_inputs=self.spike_inputs,
+        )
+        return output._replace(
+            spikes=_to_layout(output.spikes, self.time_major),
+            trajectory=_to_layout(output.trajectory, self.time_major),
+        )
+
+
+class LIReadoutRNN(nn.Module):
+    """The leaky-integrator readout over whole sequences:
+    ``o_t = α·o_{t-1} + (1-α)·(z_t · W (+ b))`` (paper Sec. 4), the drives in one
+    product over all steps, then the recurrence with its own reverse pass.
+
+    Attributes:
+      readout: the :class:`brfjax.cells.LIReadout` that holds C, the options and the
+        parameters (``kernel`` ``(H, C)``, ``tau``).
+      time_major: ``True`` (default): ``(T, B, F)`` sequences; ``False``: ``(B, T, F)``.
+    """
+
+    readout: cells.LIReadout
+    time_major: bool = True
+
+    def setup(self):
+        nn.share_scope(self, self.readout)
+
+    def __call__(self, spikes: jax.Array, initial_potential: jax.Array | None = None):
+        """Integrate a batch of spike sequences.
+
+        Args:
+          spikes: time-major ``(T, B, H)`` (batch-major ``(B, T, H)`` with
+            ``time_major=False``) of 0 and 1.
+          initial_potential: float32 ``(B, C)``; None for zeros.
+
+        Returns:
+          The potentials of every step, float32 ``(T, B, C)`` (``(B, T, C)`` batch-major).
+
+        Raises:
+          ValueError: spikes not a non-empty rank-3 array, or an unknown ``products``.
+        """
+        spikes = _time_major(spikes, self.time_major, "spikes")
+        return _to_layout(readout_layer(self.readout, spikes, initial_potential), self.time_major)
