@@ -148,10 +148,16 @@ class SpikingCell(nn.RNNCellBase):
           the pruning mask if there is one, and the bias ``(H,)`` or ``None``.
 
         Raises:
-          ValueError: ``mask_prob > 0`` but the ``"mask"`` collection is not visible (the
+          ValueError: ``mask_prob > 0`` for a cell with ``recurrent=False`` (nothing to
+            prune), or ``mask_prob > 0`` but the ``"mask"`` collection is not visible (the
             message gives the ``nn.RNN(..., variable_broadcast=...)`` fix); or from
             :meth:`neuron_parameters`.
         """
+        if self.mask_prob > 0.0 and not self.recurrent:
+            raise ValueError(
+                f"mask_prob={self.mask_prob} prunes recurrent weights, and this cell has recurrent=False; "
+                "use mask_prob=0 or a recurrent cell"
+            )
         width = in_features + (self.features if self.recurrent else 0)
         kernel = self.param("kernel", self.kernel_init, (width, self.features), jnp.float32)
         if self.mask_prob > 0.0 and not (

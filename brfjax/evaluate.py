@@ -73,7 +73,7 @@ def evaluate_dataset(
     num_steps = data.inputs.shape[1]
     scored_steps = 1 if model.label_last else num_steps - model.sub_seq_length
     return metrics.model_statistics(
-        total, num_samples, num_steps, model.hidden.features, scored_steps
+        total, num_samples, num_steps, sum(model.hidden_sizes), scored_steps
     )
 
 

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.task,
         args.neuron,
         task.input_size,
-        model.hidden.features,
+        model.hidden_sizes,
         model.readout.features,
         source,
     )
@@ -208,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
         "layout": "time-major (T, B, I) float32",
         "outputs": ["readouts (T', B, C) float32", "spike_counts (B,) float32"],
+        "hidden_sizes": list(model.hidden_sizes),
         "sub_seq_length": model.sub_seq_length,
         "label_last": model.label_last,
         "platforms": list(args.platforms),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -314,7 +314,7 @@ def identity_record(
     task: str | None,
     neuron: str,
     input_size: int,
-    hidden_size: int,
+    hidden_size: int | Sequence[int],
     num_classes: int,
     source: Mapping[str, str] | None = None,
 ) -> dict:
@@ -325,7 +325,8 @@ def identity_record(
         ``"shd"``, ``"ssc"``), or None where it is not known.
       neuron: the hidden neuron, one of ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``.
       input_size: I, inputs per time step.
-      hidden_size: H, hidden neurons.
+      hidden_size: H, hidden neurons; for a stack of spiking layers, one H per layer
+        (recorded as a list; a sequence of one is recorded as its H).
       num_classes: C, readout neurons.
       source: for a converted file, ``{"file": its name, "sha256": its SHA-256 (hex)}``.
 
@@ -337,11 +338,15 @@ def identity_record(
       CheckpointError: an unknown ``neuron``.
     """
     key_map(neuron)  # an unknown neuron raises here
+    sizes = [int(hidden_size)] if isinstance(hidden_size, int) else [int(h) for h in hidden_size]
     record = {
         "task": task,
         "neuron": neuron,
         "network": dict(
-            zip(_NETWORK_FIELDS, (int(input_size), int(hidden_size), int(num_classes)))
+            zip(
+                _NETWORK_FIELDS,
+                (int(input_size), sizes[0] if len(sizes) == 1 else sizes, int(num_classes)),
+            )
         ),
         "brfjax_version": __version__,
     }

@@ -63,10 +63,12 @@ HEALTH = (
 def _unstable_frequencies(model: models.RecurrentSNN, params) -> jax.Array:
     """Hidden neurons outside their model's stable region (BRF: δ·|ω| < 1; 0 for a
     neuron without a stability check)."""
-    check = neurons.get_neuron(model.hidden.neuron).stability
-    if check is None:
-        return jnp.int32(0)
-    return jnp.sum(check.unstable(params["hidden"])).astype(jnp.int32)
+    total = jnp.int32(0)
+    for cell, name in zip(model.hidden_cells, model.hidden_names):
+        check = neurons.get_neuron(cell.neuron).stability
+        if check is not None:
+            total = total + jnp.sum(check.unstable(params[name])).astype(jnp.int32)
+    return total
 
 
 def _nonfinite(tree) -> jax.Array:

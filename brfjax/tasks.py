@@ -250,6 +250,9 @@ class TrainConfig:
       products: ``"portable"`` or ``"fast"`` synaptic products (docs/numerics.md).
       backward: ``"manual"``, ``"recompute"`` or ``"autodiff"``
         (docs/how-to/backward-pass.md).
+      hidden_sizes: the hidden neurons of each spiking layer, first layer first (e.g.
+        ``(128, 128)``: a stack of two); None for the paper's network, one layer of the
+        task's ``hidden_size`` (:func:`hidden_sizes`).
     """
 
     task: str
@@ -272,6 +275,7 @@ class TrainConfig:
     exact: bool = True
     products: str = "fast"
     backward: str = "manual"
+    hidden_sizes: tuple[int, ...] | None = None
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed.
@@ -419,7 +423,7 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
       The frozen :class:`TrainConfig`.
 
     Raises:
-      ValueError: an unknown task or neuron.
+      ValueError: an unknown task or neuron, or ``hidden_sizes`` that are not positive integers.
       TypeError: an override that is not a field.
     """
     get_task(task)
@@ -436,7 +440,24 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
             for key, value in _RESONATOR[task].items()
             if key not in ("omega_init", "b_offset_init")
         }
-    return TrainConfig(task=task, neuron=neuron, **values).replace(**overrides)
+    config = TrainConfig(task=task, neuron=neuron, **values).replace(**overrides)
+    if config.hidden_sizes is not None:
+        sizes = models.hidden_sizes_of(config.hidden_sizes)
+        # the paper's size as one layer is the paper's network: one record for one architecture
+        config = config.replace(hidden_sizes=None if sizes == (TASKS[task].hidden_size,) else sizes)
+    return config
+
+
+def hidden_sizes(config: TrainConfig) -> tuple[int, ...]:
+    """The hidden sizes of ``config``'s network, one per spiking layer.
+
+    Args:
+      config: the run.
+
+    Returns:
+      ``config.hidden_sizes``, or the task's ``(hidden_size,)`` for the paper's network.
+    """
+    return config.hidden_sizes or (get_task(config.task).hidden_size,)
 
 
 def build_model(config: TrainConfig) -> models.RecurrentSNN:
@@ -462,7 +483,7 @@ def build_model(config: TrainConfig) -> models.RecurrentSNN:
         hidden_kwargs["b_offset_init"] = cells.uniform_init(*config.b_offset_init)
     return models.build_network(
         config.neuron,
-        task.hidden_size,
+        hidden_sizes(config),
         task.num_classes,
         exact=config.exact,
         products=config.products,

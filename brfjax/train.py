@@ -84,26 +84,36 @@ def parameter_problems(params, neuron: str = "brf") -> list[str]:
         if not np.isfinite(value).all():
             problems.append(f"{name} has {int(np.sum(~np.isfinite(value)))} non-finite values")
     check = neurons.get_neuron(neuron).stability
-    hidden = params.get("hidden", {}) if hasattr(params, "get") else {}
-    if (
-        check is not None
-        and check.parameter in hidden
-        and np.isfinite(np.asarray(hidden[check.parameter])).all()
-    ):
-        measure = np.asarray(check.measure(hidden))
-        unstable = measure >= check.limit
-        if unstable.any():
-            problems.append(_unstable_neurons(neuron, int(unstable.sum()), float(measure.max())))
+    layers = [
+        (name, value)
+        for name, value in (params.items() if hasattr(params, "items") else ())
+        if name == "hidden" or name.startswith("hidden_")
+    ]
+    for layer, hidden in layers:
+        if (
+            check is not None
+            and check.parameter in hidden
+            and np.isfinite(np.asarray(hidden[check.parameter])).all()
+        ):
+            measure = np.asarray(check.measure(hidden))
+            unstable = measure >= check.limit
+            if unstable.any():
+                problems.append(
+                    _unstable_neurons(neuron, int(unstable.sum()), float(measure.max()), layer)
+                )
     return problems
 
 
-def _unstable_neurons(neuron: str, count: int, largest: float | None = None) -> str:
+def _unstable_neurons(
+    neuron: str, count: int, largest: float | None = None, layer: str = "hidden"
+) -> str:
     """The message for hidden neurons outside their model's stable region.
 
     Args:
         neuron: the hidden neuron's name or import path; its model has a stability check.
         count: how many neurons are outside.
         largest: the largest value of the check's measure, or None (not known).
+        layer: the layer's name in the parameters (``hidden``; ``hidden_0``, ... in a stack).
 
     Returns:
         ``"hidden/omega: 3 neurons with dt*|omega| >= 1 (max 1.200), outside the stable
@@ -112,7 +122,7 @@ def _unstable_neurons(neuron: str, count: int, largest: float | None = None) -> 
     check = neurons.get_neuron(neuron).stability
     peak = "" if largest is None else f" (max {largest:.3f})"
     return (
-        f"hidden/{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}"
+        f"{layer}/{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}"
         f"{peak}, outside the stable region of the {neuron} neuron"
     )
 
@@ -341,7 +351,7 @@ def train_epoch(
             state, result = train_step(state, batch.inputs, batch.targets, lr, None, batch.weights)
             loss, sums, health = float(result.loss), result.sums, np.asarray(result.health)
         if not math.isfinite(loss):
-            problems = parameter_problems(state.params, model.hidden.neuron)
+            problems = parameter_problems(state.params, config.neuron)
             raise TrainingError(
                 f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}"
                 + (f" ({'; '.join(problems)})" if problems else "")
@@ -349,19 +359,15 @@ def train_epoch(
             )
         if np.any(health > 0):
             counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
-            problems = (
-                parameter_problems(state.params, model.hidden.neuron) if health[2] > 0 else []
-            )
-            cause = _instability_cause(model.hidden.neuron, int(health[0]))
+            problems = parameter_problems(state.params, config.neuron) if health[2] > 0 else []
+            cause = _instability_cause(config.neuron, int(health[0]))
             raise TrainingError(
                 f"unusable network in epoch {epoch_index + 1}, step {step + 1}: {cause}{counts}"
                 + (f" ({'; '.join(problems)})" if problems else "")
                 + "; the run stops here, the checkpoints are unchanged (lower --lr, or check the initial parameters)"
             )
         problems = (
-            parameter_problems(state.params, model.hidden.neuron)
-            if step == len(batches) - 1
-            else []
+            parameter_problems(state.params, config.neuron) if step == len(batches) - 1 else []
         )
         if problems:
             raise TrainingError(
@@ -376,7 +382,7 @@ def train_epoch(
             correct=progress.correct + float(sums.correct),
             scored=progress.scored + float(sums.scored),
             spikes=progress.spikes + float(np.sum(np.asarray(sums.spikes, np.float64))),
-            neuron_steps=progress.neuron_steps + len(indices) * num_steps * model.hidden.features,
+            neuron_steps=progress.neuron_steps + len(indices) * num_steps * sum(model.hidden_sizes),
             seconds=time.time() - started,
         )
         bar.update(
@@ -781,6 +787,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "JAX's autodiff, or recompute (JAX's, segments recomputed: least memory)",
     )
     parser.add_argument(
+        "--hidden-sizes",
+        type=int,
+        nargs="+",
+        metavar="H",
+        help="hidden neurons of each spiking layer, first first (e.g. 128 128: a stack of two "
+        "recurrent layers); default: the paper's network, one layer of the task's size",
+    )
+    parser.add_argument(
         "--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)"
     )
     parser.add_argument(
@@ -829,6 +843,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--until-epoch must be 0 or a positive integer, got {args.until_epoch}")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
+    if args.hidden_sizes is not None and min(args.hidden_sizes) <= 0:
+        parser.error(f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
     return args
 
 
@@ -849,6 +865,7 @@ def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
         "grad_clip_norm": args.grad_clip_norm,
         "max_train_batches": args.max_train_batches,
         "max_eval_batches": args.max_eval_batches,
+        "hidden_sizes": None if args.hidden_sizes is None else tuple(args.hidden_sizes),
     }
     return tasks.config_for(
         args.task,

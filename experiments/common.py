@@ -213,7 +213,7 @@ def evaluate_batches(
         total = metrics.accumulate(total, run_batch(inputs, targets, index))
     scored_steps = 1 if model.label_last else data.inputs.shape[1] - model.sub_seq_length
     return metrics.model_statistics(
-        total, slices[-1].stop, data.inputs.shape[1], model.hidden.features, scored_steps
+        total, slices[-1].stop, data.inputs.shape[1], sum(model.hidden_sizes), scored_steps
     )
 
 

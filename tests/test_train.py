@@ -11,10 +11,10 @@ from in_process import run_main
 from test_data import write_shd, write_ssc
 from test_evaluate import KEYS as EVALUATE_KEYS
 
-from brfjax import errors, evaluate, steps, tasks, train
+from brfjax import errors, evaluate, export, steps, tasks, train
 from brfjax.data import DataError
 from brfjax.summaries import read_metrics
-from brfjax.workdir import load_latest, load_permutation
+from brfjax.workdir import load_best, load_latest, load_permutation
 
 # results.json: brfjax.evaluate's statistics of the best checkpoint (docs/reference/cli.md)
 RESULT_KEYS = (EVALUATE_KEYS - {"epochs"}) | {"collapses", "train_seconds"}
@@ -347,3 +347,59 @@ def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_pa
     state, _ = steps.init_state(config, model, steps.make_optimizer(config))
     saved = load_latest(str(tmp_path), state)
     assert int(saved["epoch"]) == 0
+
+
+def shd_files(folder):
+    rng = np.random.default_rng(0)
+
+    def samples(count):
+        return [
+            (np.sort(rng.uniform(0, 1.1, 300)), rng.integers(0, 700, 300), int(rng.integers(0, 20)))
+            for _ in range(count)
+        ]
+
+    folder.mkdir()
+    write_shd(folder / "shd_train.h5", samples(24))
+    write_shd(folder / "shd_test.h5", samples(8))
+    return folder
+
+
+def test_cli_trains_stops_resumes_evaluates_and_exports_a_two_layer_shd_network(tmp_path, capfd):
+    data = shd_files(tmp_path / "shd")
+    run = tmp_path / "run"
+    common = ("--task", "shd", "--data-dir", data, "--workdir", run, "--hidden-sizes", "12", "10")
+    small = ("--epochs", "2", "--batch-size", "8", "--max-train-batches", "1")
+    stopped = run_main(train.main, [*common, *small, "--until-epoch", "1"], capfd)
+    assert stopped.returncode == 0, stopped.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["hidden_sizes"] == [12, 10]  # the workdir records the architecture
+
+    other = run_main(
+        train.main, [*common[:-2], "12", "11", *small], capfd
+    )  # another architecture in the same workdir: one line, nothing trained
+    assert other.returncode == 2 and "hidden_sizes" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+    done = run_main(train.main, [*common, *small], capfd)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("shd brf: accuracy")
+    results = json.loads((run / "results.json").read_text())
+
+    args = ("--task", "shd", "--neuron", "brf", "--checkpoint", run, "--data-dir", data)
+    evaluated = run_main(evaluate.main, args, capfd)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert done.stdout.startswith(evaluated.stdout.strip() + ", best epoch")
+    assert evaluated.stdout.strip() == evaluate.summary_line(results)
+    program = tmp_path / "stack.bin"
+    exported = run_main(export.main, (*args[:6], "-o", program), capfd)
+    assert exported.returncode == 0, exported.stderr
+    metadata = json.loads((tmp_path / "stack.bin.json").read_text())
+    assert metadata["hidden_sizes"] == [12, 10] and metadata["network"]["hidden_size"] == [12, 10]
+    loaded, _ = export.load_program(str(program))
+    best = load_best(str(run))
+    x = (np.random.default_rng(3).random((250, 2, 700)) < 0.3).astype(np.float32)
+    readouts, counts = loaded.call(x)
+    expected = best.model.apply(best.variables, x)
+    assert readouts.shape == (250, 2, 20) and counts.shape == (2,)
+    np.testing.assert_array_equal(readouts, expected.readouts)  # portable products
+    np.testing.assert_array_equal(counts, expected.spike_counts)
