@@ -5,7 +5,8 @@ first use, so ``import brfjax`` stays light (no Orbax, data or training code unt
 name that needs it is used). Sequences are time-major ``(T, B, F)`` in the model API.
 
 Networks (:mod:`brfjax.models`): ``build_network``, ``RecurrentSNN``,
-``NetworkOutput``, ``NetworkState``.
+``NetworkOutput``, ``NetworkState``; whole-sequence layers (:mod:`brfjax.layers`):
+``SpikingRNN``, ``LIReadoutRNN``.
 Flax cells (:mod:`brfjax.cells`): ``BRFCell``, ``RFCell``, ``BHRFCell``, ``ALIFCell``,
 ``LIReadout``.
 Neuron steps (:mod:`brfjax.neurons`): ``brf_step``, ``rf_step``, ``bhrf_step``,
@@ -36,6 +37,8 @@ _EXPORTS = {
     "RecurrentSNN": "brfjax.models",
     "NetworkOutput": "brfjax.models",
     "NetworkState": "brfjax.models",
+    "SpikingRNN": "brfjax.layers",
+    "LIReadoutRNN": "brfjax.layers",
     "BRFCell": "brfjax.cells",
     "RFCell": "brfjax.cells",
     "BHRFCell": "brfjax.cells",

@@ -3,7 +3,6 @@ gradients of 2- and 3-layer networks against JAX's derivative (one layer:
 test_neuron_interface, test_models), streaming, parameters, errors. The CLI with a
 2-layer network: test_train."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -208,3 +207,20 @@ def test_stack_parameters_are_named_per_layer_and_counted():
 def test_bad_layer_options_give_one_error(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def test_input_product_out_of_the_loop_keeps_the_bits_of_a_step_by_step_loop():
+    """With portable products a row of x·K does not depend on the other rows, so the
+    layer's one product over all T·B rows gives the currents, and so the spikes and
+    states, of products taken step by step inside a Python loop: the same bits."""
+    cell = cells.BRFCell(features=16)
+    x = np.random.default_rng(4).standard_normal((25, 6, 9)).astype(np.float32) * 30.0
+    layer = layers.SpikingRNN(cell, return_trajectory=True)
+    variables = layer.init(jax.random.PRNGKey(0), x)
+    out = layer.apply(variables, x)
+    state = layer.initial_state(6)
+    for t in range(25):  # the cell: one step, its own products of that step's 6 rows
+        state, z = cell.apply(variables, state, x[t])
+        np.testing.assert_array_equal(z, out.spikes[t])
+        np.testing.assert_array_equal(state.u, out.trajectory.u[t])
+    assert float(jnp.sum(out.spikes)) > 0
