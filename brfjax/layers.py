@@ -61,9 +61,7 @@ def spiking_layer(
     check_segment(segment)
     coefficients, kernel, bias = cell.layer(inputs.shape[-1])
     if initial_state is None:
-        initial_state = neurons.zero_state(
-            neurons.get_neuron(cell.neuron).state, (inputs.shape[1],), cell.features
-        )
+        initial_state = _rest(cell, inputs.shape[1])
     return scan.run_layer(
         cell.scan_spec(),
         scan.LayerParams(coefficients, kernel, bias),
@@ -104,6 +102,66 @@ def readout_layer(
         products=readout.products,
         exact=readout.exact,
     )
+
+
+def spiking_layer_with_readout(
+    cell: cells.SpikingCell,
+    readout: cells.LIReadout,
+    inputs: jax.Array,
+    initial_state: Any | None = None,
+    initial_potential: jax.Array | None = None,
+    *,
+    backward: str = "manual",
+    segment: int | None = None,
+    keep_trajectory: bool = False,
+    spike_inputs: bool = False,
+) -> tuple[scan.LayerOutput, jax.Array]:
+    """:func:`spiking_layer` followed by :func:`readout_layer` on its spikes, the same
+    values; with ``backward="manual"`` run together segment by segment, so that training
+    keeps no ``(T, B, H)`` spikes (:func:`brfjax.scan.run_layer_with_readout`). The last
+    layer of :class:`brfjax.models.RecurrentSNN`.
+
+    Args:
+      cell: the layer's :class:`brfjax.cells.SpikingCell`, bound to the calling module.
+      readout: the :class:`brfjax.cells.LIReadout`, bound to the calling module.
+      inputs: time-major float32 ``(T, B, I)``.
+      initial_state: the layer's state at t = -1; None for rest.
+      initial_potential: the readout's potentials at t = -1, ``(B, C)``; None for zeros.
+      backward, segment, keep_trajectory, spike_inputs: as in :func:`spiking_layer`.
+
+    Returns:
+      ``(layer output with spikes None, potentials (T, B, C))``, time-major.
+
+    Raises:
+      ValueError: an unknown ``backward`` or ``products``, or a bad ``segment``.
+    """
+    check_segment(segment)
+    scan.check_products(readout.products)
+    coefficients, kernel, bias = cell.layer(inputs.shape[-1])
+    alpha, readout_kernel, readout_bias = readout.layer(cell.features)
+    if initial_state is None:
+        initial_state = _rest(cell, inputs.shape[1])
+    if initial_potential is None:
+        initial_potential = jnp.zeros((inputs.shape[1], readout.features), jnp.float32)
+    return scan.run_layer_with_readout(
+        cell.scan_spec(),
+        scan.LayerParams(coefficients, kernel, bias),
+        scan.ReadoutParams(alpha, readout_kernel, readout_bias),
+        inputs,
+        initial_state,
+        initial_potential,
+        readout_products=readout.products,
+        readout_exact=readout.exact,
+        backward=backward,
+        segment=segment,
+        keep_trajectory=keep_trajectory,
+        spike_inputs=spike_inputs,
+    )
+
+
+def _rest(cell: cells.SpikingCell, batch_size: int):
+    """The resting state of ``cell``'s neuron, float32 ``(B, H)`` per field."""
+    return neurons.zero_state(neurons.get_neuron(cell.neuron).state, (batch_size,), cell.features)
 
 
 def check_segment(segment: Any) -> None:
@@ -186,9 +244,7 @@ class SpikingRNN(nn.Module):
     @nn.nowrap
     def initial_state(self, batch_size: int):
         """The resting state, float32 ``(B, H)`` per field of the neuron's state."""
-        return neurons.zero_state(
-            neurons.get_neuron(self.cell.neuron).state, (batch_size,), self.cell.features
-        )
+        return _rest(self.cell, batch_size)
 
     def __call__(self, inputs: jax.Array, initial_state: Any | None = None) -> scan.LayerOutput:
         """Run a batch of sequences through the layer.

@@ -81,8 +81,9 @@ class RecurrentSNN(nn.Module):
 
     The paper's network has one spiking layer (variables ``params/hidden`` and
     ``params/readout``); a stack of L layers has ``params/hidden_0`` .. ``hidden_{L-1}``.
-    Each layer runs as :func:`brfjax.layers.spiking_layer` and the readout as
-    :func:`brfjax.layers.readout_layer`: the same bits as :class:`brfjax.layers.SpikingRNN`
+    Each layer runs as :func:`brfjax.layers.spiking_layer`, the last one together with the
+    readout (:func:`brfjax.layers.spiking_layer_with_readout`: no ``(T, B, H)`` spikes are
+    kept for the readout in training): the same bits as :class:`brfjax.layers.SpikingRNN`
     and :class:`brfjax.layers.LIReadoutRNN` composed by hand.
 
     Attributes:
@@ -292,21 +293,31 @@ class RecurrentSNN(nn.Module):
         # the composition: each spiking layer reads the spikes of the one before, the
         # readout the last layer's (brfjax.layers, the one code path of the layer modules)
         spikes, finals, counts, trajectories = inputs, [], None, []
+        options = dict(
+            backward=self.backward,
+            segment=self.recompute_segment,
+            keep_trajectory=self.return_trajectory,
+        )
+        last = len(self.hidden_cells) - 1
         for depth, (cell, state) in enumerate(zip(self.hidden_cells, hidden_states)):
-            output = layers.spiking_layer(
-                cell,
-                spikes,
-                state,
-                backward=self.backward,
-                segment=self.recompute_segment,
-                keep_trajectory=self.return_trajectory,
-                spike_inputs=depth > 0,
-            )
+            if depth < last:
+                output = layers.spiking_layer(
+                    cell, spikes, state, spike_inputs=depth > 0, **options
+                )
+            else:  # the last layer and the readout of its spikes, together
+                output, readouts = layers.spiking_layer_with_readout(
+                    cell,
+                    self.readout,
+                    spikes,
+                    state,
+                    initial_state.readout,
+                    spike_inputs=depth > 0,
+                    **options,
+                )
             spikes = output.spikes
             finals.append(output.final_state)
             trajectories.append(output.trajectory)
             counts = output.spike_counts if counts is None else counts + output.spike_counts
-        readouts = layers.readout_layer(self.readout, spikes, initial_state.readout)
         potential = readouts[-1]
         state = tuple(finals) if stacked else finals[0]
         trajectory = (

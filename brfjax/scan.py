@@ -221,13 +221,20 @@ def _matmul(a, b):
     return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
 
-def _product(products: str, a, b, binary_left: bool):
+def _flat_product(a, b):
+    """Σ over the leading (time, batch) axes of aᵀ·b: one large matrix product."""
+    return _matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
+
+
+def _product(products: str, a, b, binary_left: bool, parts=None):
     """``a · b`` over the last axis of ``a``, any leading axes: one BLAS product
     (``"fast"``) or :func:`brfjax.numerics.product_of_slices` (``"portable"``; exact
-    for ``binary_left`` operands of 0 and 1)."""
+    for ``binary_left`` operands of 0 and 1) with ``b``'s slices ``parts`` (split here
+    when None)."""
     if products == "fast":
         return _matmul(a, b)
-    parts = numerics.split_kernel(b, binary_left=binary_left)
+    if parts is None:
+        parts = numerics.split_kernel(b, binary_left=binary_left)
     return numerics.product_of_slices(a, b, parts, binary_left)
 
 
@@ -248,6 +255,20 @@ def input_currents(spec: ScanSpec, kernel, inputs, spike_inputs: bool = False) -
       other rows (docs/numerics.md).
     """
     return _product(spec.products, inputs, kernel[: inputs.shape[-1]], spike_inputs)
+
+
+def _input_slices(spec: ScanSpec, input_kernel, spike_inputs: bool):
+    """The slices of ``K_in`` for portable products, split once for all segments (None
+    for fast products)."""
+    if spec.products == "fast":
+        return None
+    return numerics.split_kernel(input_kernel, binary_left=spike_inputs)
+
+
+def _loop_params(spec: ScanSpec, params: LayerParams, width: int) -> _LoopParams:
+    """What the loop reads of a layer with ``width`` inputs: ``K_rec`` is K's last H rows."""
+    recurrent = params.kernel[width:] if spec.recurrent else None
+    return _LoopParams(params.coefficients, recurrent, params.bias)
 
 
 def _recurrent_slices(spec: ScanSpec, recurrent_kernel):
@@ -527,19 +548,93 @@ def run_layer(
         raise ValueError(
             f"spike_hook needs backward='autodiff' (JAX differentiates the hook), got {backward!r}"
         )
-    width = inputs.shape[-1]
-    currents_in = input_currents(spec, params.kernel, inputs, spike_inputs)
-    loop = _LoopParams(
-        params.coefficients, params.kernel[width:] if spec.recurrent else None, params.bias
-    )
     segment = segment or default_segment(inputs.shape[0])
     if backward == "manual":
-        return _run_manual(spec, segment, keep_trajectory, loop, currents_in, hidden0)
-    if backward == "recompute" and not keep_trajectory:
-        output, _, _ = _loop_segments(spec, loop, currents_in, hidden0, segment, remat=True)
+        output, _ = _run_manual(
+            spec, segment, keep_trajectory, spike_inputs, None, params, inputs, hidden0, None, None
+        )
         return output
+    if backward == "recompute" and not keep_trajectory:
+        output, _, _, _ = _layer_segments(
+            spec, params, inputs, hidden0, segment, remat=True, spike_inputs=spike_inputs
+        )
+        return output
+    currents_in = input_currents(spec, params.kernel, inputs, spike_inputs)
+    loop = _loop_params(spec, params, inputs.shape[-1])
     output, _ = _loop(spec, loop, currents_in, hidden0, keep_trajectory, spike_hook=spike_hook)
     return output
+
+
+def run_layer_with_readout(
+    spec: ScanSpec,
+    params: LayerParams,
+    readout: ReadoutParams,
+    inputs,
+    hidden0,
+    potential0,
+    *,
+    readout_products: str,
+    readout_exact: bool,
+    backward: str = "autodiff",
+    segment: int | None = None,
+    keep_trajectory: bool = False,
+    spike_inputs: bool = False,
+) -> tuple[LayerOutput, jax.Array]:
+    """A spiking layer and the LI readout of its spikes: :func:`run_layer` then
+    :func:`run_readout`, with the same values. With ``backward="manual"`` the two run
+    together segment by segment (the readout's drives one product over each segment's
+    spikes, the readout's reverse recurrence before the layer's), so that no ``(T, B, H)``
+    array of spikes or of their cotangent is kept or allocated: the paper's network, or
+    the last layer of a stack, trains with the memory of one ``(T, B, H)`` array (the
+    currents).
+
+    Args:
+      spec: the layer (:class:`ScanSpec`).
+      params: its arrays (:class:`LayerParams`).
+      readout: the readout's arrays (:class:`ReadoutParams`).
+      inputs: time-major float32 ``(T, B, I)``.
+      hidden0: the layer's state at t = -1, ``(B, H)`` float32 per field.
+      potential0: the readout's potentials at t = -1, float32 ``(B, C)``.
+      readout_products: the readout's ``"portable"`` or ``"fast"`` products.
+      readout_exact: the readout's reference float32 path.
+      backward, segment, keep_trajectory, spike_inputs: as in :func:`run_layer`.
+
+    Returns:
+      ``(layer output with spikes None, potentials (T, B, C))``, time-major.
+
+    Raises:
+      ValueError: an unknown ``backward``.
+    """
+    check_backward(backward)
+    if backward != "manual":
+        output = run_layer(
+            spec,
+            params,
+            inputs,
+            hidden0,
+            backward=backward,
+            segment=segment,
+            keep_trajectory=keep_trajectory,
+            spike_inputs=spike_inputs,
+        )
+        potentials = run_readout(
+            readout, output.spikes, potential0, products=readout_products, exact=readout_exact
+        )
+        return output._replace(spikes=None), potentials
+    head = _Head(readout_products, readout_exact)
+    segment = segment or default_segment(inputs.shape[0])
+    return _run_manual(
+        spec,
+        segment,
+        keep_trajectory,
+        spike_inputs,
+        head,
+        params,
+        inputs,
+        hidden0,
+        readout,
+        potential0,
+    )
 
 
 def run_readout(params: ReadoutParams, spikes, potential0, *, products: str, exact: bool):
@@ -576,6 +671,12 @@ def leaky_integrate(exact: bool, alpha, drives, potential0) -> jax.Array:
       o, time-major float32 ``(T, B, C)``.
     """
 
+    return _integrate(exact, alpha, drives, potential0)
+
+
+def _integrate(exact: bool, alpha, drives, potential0):
+    """The LI recurrence over the leading axis of ``drives`` (no custom derivative)."""
+
     def time_step(potential, drive):
         potential = neurons.li_step(alpha, potential, drive, exact)
         return potential, potential
@@ -584,14 +685,9 @@ def leaky_integrate(exact: bool, alpha, drives, potential0) -> jax.Array:
     return potentials
 
 
-def _leaky_forward(exact, alpha, drives, potential0):
-    potentials = leaky_integrate(exact, alpha, drives, potential0)
-    return potentials, (alpha, drives, potential0, potentials)
-
-
-def _leaky_backward(exact, residuals, g_potentials):
-    del exact
-    alpha, drives, potential0, potentials = residuals
+def _readout_reverse(alpha, g_potentials, potential0, potentials, drives):
+    """The LI readout's reverse pass: ``G_t = ∂L/∂o_t + α·G_{t+1}`` over the ``(B, C)``
+    potentials. Returns ``(∂L/∂α, ∂L/∂J (T, B, C), ∂L/∂o_{-1})``."""
 
     def reverse_step(g_next, g_o):
         g = g_o + alpha * g_next
@@ -603,6 +699,17 @@ def _leaky_backward(exact, residuals, g_potentials):
     previous = jnp.concatenate([potential0[None], potentials[:-1]], axis=0)
     g_alpha = jnp.sum((previous - drives) * g_total, axis=(0, 1))
     return g_alpha, (1.0 - alpha) * g_total, alpha * g_first
+
+
+def _leaky_forward(exact, alpha, drives, potential0):
+    potentials = leaky_integrate(exact, alpha, drives, potential0)
+    return potentials, (alpha, drives, potential0, potentials)
+
+
+def _leaky_backward(exact, residuals, g_potentials):
+    del exact
+    alpha, drives, potential0, potentials = residuals
+    return _readout_reverse(alpha, g_potentials, potential0, potentials, drives)
 
 
 leaky_integrate.defvjp(_leaky_forward, _leaky_backward)
@@ -714,55 +821,123 @@ def _over_segments(
     return carry, step_outputs, (segment_outputs, rest_outputs[1])
 
 
-def _loop_segments(
+class _Head(NamedTuple):
+    """A readout fed by the layer inside its segments (static): its products and ``exact``."""
+
+    products: str
+    exact: bool
+
+
+def _layer_segments(
     spec: ScanSpec,
-    params: _LoopParams,
-    currents_in,
+    params: LayerParams,
+    inputs,
     hidden0,
     segment: int,
     remat: bool,
     keep_trajectory: bool = False,
+    keep_residuals: bool = False,
+    spike_inputs: bool = False,
+    head: _Head | None = None,
+    readout: ReadoutParams | None = None,
+    potential0=None,
 ):
-    """The loop as an outer scan over segments of ``segment`` steps (the last one
-    shorter), each an inner :func:`_loop`: the very same step function in the same
-    order, so spikes, spike counts and final states are bit-identical to one loop.
-    Returns the output, the currents ``I_t`` of every step (None with ``remat``) and the
-    state at the start of every segment (full segments stacked, then the shorter one's
-    or None). With ``remat`` each segment is wrapped in ``jax.checkpoint``."""
+    """The layer as an outer scan over segments of ``segment`` steps (the last one
+    shorter): per segment the input product over its k·B rows, then an inner
+    :func:`_loop`: the very same step function in the same order, so spikes, spike counts
+    and final states are the bits of one loop (with portable products also of one input
+    product over all T·B rows; a fast product's bits may depend on its number of rows).
+    With a ``head``, the LI ``readout`` follows within each segment: its drives are one
+    product over the segment's spikes, and the spikes are not returned (no ``(T, B, H)``
+    array; the bits of :func:`run_readout` on the whole sequence, for portable products).
+
+    Returns ``(output, residuals, starts, potentials)``: the :class:`LayerOutput`
+    (``spikes`` None with a head), with ``keep_residuals`` the currents ``I_t`` and the
+    readout drives ``J_t`` (or None) of every step, the state at the start of every
+    segment (full segments stacked, then the shorter one's or None), and the readout's
+    potentials ``(T, B, C)`` or None. With ``remat`` each segment is wrapped in
+    ``jax.checkpoint``."""
+    width = inputs.shape[-1]
+    loop = _loop_params(spec, params, width)
+    input_kernel = params.kernel[:width]
+    slices = _input_slices(spec, input_kernel, spike_inputs)
 
     def run_segment(carry, segment_inputs):
-        state, counts = carry
+        state, counts, potential = carry
+        currents_in = _product(spec.products, segment_inputs[0], input_kernel, spike_inputs, slices)
         output, currents = _loop(
-            spec, params, segment_inputs[0], state, keep_trajectory, not remat, counts
+            spec, loop, currents_in, state, keep_trajectory, keep_residuals, counts
         )
-        carry = (output.final_state, output.spike_counts)
-        return carry, ((output.spikes, output.trajectory, currents), state)
+        spikes, potentials, drives = output.spikes, None, None
+        if head is not None:
+            drives = readout_drives(head.products, readout.kernel, readout.bias, spikes)
+            potentials = _integrate(head.exact, readout.alpha, drives, potential)
+            spikes, potential = None, potentials[-1]
+        residuals = (currents, drives if keep_residuals else None)
+        carry = (output.final_state, output.spike_counts, potential)
+        return carry, ((spikes, output.trajectory, residuals, potentials), state)
 
     if remat:
         run_segment = jax.checkpoint(run_segment)
-    carry = (hidden0, jnp.zeros(currents_in.shape[1], jnp.float32))
-    (state, counts), (spikes, trajectory, currents), starts = _over_segments(
-        run_segment, carry, currents_in, (None, None), currents_in.shape[0], segment
+    carry = (hidden0, jnp.zeros(inputs.shape[1], jnp.float32), potential0)
+    (state, counts, _), (spikes, trajectory, residuals, potentials), starts = _over_segments(
+        run_segment, carry, inputs, (None, None), inputs.shape[0], segment
     )
-    return LayerOutput(spikes, state, counts, trajectory), currents, starts
+    return LayerOutput(spikes, state, counts, trajectory), residuals, starts, potentials
 
 
 # ------------------------------------------------------------ hand-written backward
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def _run_manual(
-    spec: ScanSpec, segment: int, keep_trajectory: bool, params: _LoopParams, currents_in, hidden0
-) -> LayerOutput:
-    output, _ = _loop(spec, params, currents_in, hidden0, keep_trajectory)
-    return output
-
-
-def _manual_forward(spec, segment, keep_trajectory, params, currents_in, hidden0):
-    output, currents, starts = _loop_segments(
-        spec, params, currents_in, hidden0, segment, remat=False, keep_trajectory=keep_trajectory
+    spec: ScanSpec,
+    segment: int,
+    keep_trajectory: bool,
+    spike_inputs: bool,
+    head: _Head | None,
+    params: LayerParams,
+    inputs,
+    hidden0,
+    readout: ReadoutParams | None,
+    potential0,
+):
+    output, _, _, potentials = _layer_segments(
+        spec,
+        params,
+        inputs,
+        hidden0,
+        segment,
+        False,
+        keep_trajectory,
+        False,
+        spike_inputs,
+        head,
+        readout,
+        potential0,
     )
-    return output, (params, hidden0, starts, currents)
+    return output, potentials
+
+
+def _manual_forward(
+    spec, segment, keep_trajectory, spike_inputs, head, params, inputs, hidden0, readout, potential0
+):
+    output, (currents, drives), starts, potentials = _layer_segments(
+        spec,
+        params,
+        inputs,
+        hidden0,
+        segment,
+        False,
+        keep_trajectory,
+        True,
+        spike_inputs,
+        head,
+        readout,
+        potential0,
+    )
+    residuals = (params, inputs, hidden0, starts, currents, readout, potential0, potentials, drives)
+    return (output, potentials), residuals
 
 
 def _step_adjoint(spec: ScanSpec, coefficients):
@@ -799,29 +974,40 @@ def _step_adjoint(spec: ScanSpec, coefficients):
     return generic_adjoint, lambda sums: sums
 
 
-def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, segment):
+def _segment_backward(spec, params, kernels_t, readout_kernel, count_cotangent, carry, segment):
     """Reverse pass through one segment: recompute its states from the saved start
-    (:func:`_hidden_residuals`), then run the adjoint steps backwards.
-    ``recurrent_kernel_t`` is ``K_recᵀ`` (None without recurrence).
+    (:func:`_hidden_residuals`), then run the adjoint steps backwards. ``kernels_t`` is
+    ``(K_inᵀ, K_recᵀ or None without recurrence)``; ``readout_kernel`` the head's W or None.
 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
-    ∂L/∂I of the first step of the later segment, coefficient gradients so far,
-    recurrent kernel gradient so far or None, output buffers of the recomputation and of
-    ∂L/∂I_t (:func:`_scan_reusing`))``; ``segment = ((currents, ∂L/∂z_t from outside the
-    layer, the trajectory's cotangent or None), start state)``. The recurrent kernel's
-    gradient of the segment is one product over its k·B rows. Returns the new carry and
-    ``(∂L/∂I_t, None)`` (see :func:`_over_segments`).
+    ∂L/∂I of the first step of the later segment, gradients so far (coefficients,
+    input rows of K, recurrent rows or None, readout kernel or None), output buffers of
+    the recomputation and of ∂L/∂I_t (:func:`_scan_reusing`))``; ``segment = ((inputs,
+    currents, ∂L/∂z_t from outside the layer or None, the head's ∂L/∂J_t or None, the
+    trajectory's cotangent or None), start state)``. What does not depend on the reverse
+    recurrence is done for all k steps at once: ``∂L/∂z_t`` from the head
+    (``∂L/∂J_t · Wᵀ``), the kernel gradients and the cotangent of the inputs, each one
+    product over the segment's k·B rows. Returns the new carry and
+    ``((∂L/∂x_t, ∂L/∂b summed over the segment), None)`` (see :func:`_over_segments`).
     """
-    neuron_carry, g_spikes_future, g_current_later, g_coefficients, g_recurrent, buffers = carry
+    neuron_carry, g_spikes_future, g_current_later, grads, buffers = carry
+    g_coefficients, g_input_kernel, g_recurrent, g_readout_kernel = grads
+    input_kernel_t, recurrent_kernel_t = kernels_t
     residual_buffers, current_buffer = buffers
-    (currents, g_spikes, g_trajectory), start = segment
+    (inputs, currents, g_spikes, g_drive, g_trajectory), start = segment
     (previous, trajectory, slopes), residual_buffers = _hidden_residuals(
         spec, params.coefficients, currents, start, residual_buffers
     )
-    # ∂L/∂z_t from outside the layer and the spike count; the next step's part comes in the loop
-    g_spikes_direct = g_spikes + count_cotangent[:, None]
+    # ∂L/∂z_t from outside the layer, the head and the spike count; the next step's part
+    # comes in the loop
+    g_spikes_direct = count_cotangent[:, None]
+    if g_spikes is not None:
+        g_spikes_direct = g_spikes + g_spikes_direct
+    if g_drive is not None:
+        g_spikes_direct = _matmul(g_drive, readout_kernel.T) + g_spikes_direct
     if g_trajectory is not None:  # the returned states s_t are outputs of their own
         g_spikes_direct = g_spikes_direct + g_trajectory.z
+    g_spikes_direct = jnp.broadcast_to(g_spikes_direct, currents.shape)
     adjoint, sum_terms = _step_adjoint(spec, params.coefficients)
 
     def step_backward(step_carry, step):
@@ -851,28 +1037,51 @@ def _segment_backward(spec, params, recurrent_kernel_t, count_cotangent, carry, 
         reverse=True,
     )
     g_coefficients = jax.tree_util.tree_map(jnp.add, g_coefficients, sum_terms(term_sums))
+    # the kernels whose left factor is the segment's spikes z_t, in one product
+    # Σ_t z_tᵀ·[∂L/∂I_{t+1} | ∂L/∂J_t]: the recurrent rows of K (z_t is part of step t+1's
+    # input; ∂L/∂I_b is the later segment's first, zero after the last step) and the
+    # head's kernel. The spikes are transposed into a separate array first: the plain
+    # (H, k·B) × (k·B, H + C) form is the faster CPU kernel.
+    right = []
     if recurrent_kernel_t is not None:
-        # Σ_t z_tᵀ·∂L/∂I_{t+1} (z_t is part of step t+1's input; ∂L/∂I_b is the later
-        # segment's first, zero after the last step). The spikes are transposed into a
-        # separate array first: the plain (H, k·B) × (k·B, H) form is the faster CPU kernel.
-        g_next = jnp.concatenate([g_currents[1:], g_current_later[None]], axis=0)
+        right.append(jnp.concatenate([g_currents[1:], g_current_later[None]], axis=0))
+    if g_drive is not None:
+        right.append(g_drive)
+    if right:
         spikes = trajectory.z
         spikes_t = jax.lax.optimization_barrier(spikes.reshape(-1, spikes.shape[-1]).T)
-        g_recurrent = g_recurrent + _matmul(spikes_t, g_next.reshape(-1, g_next.shape[-1]))
+        joined = jnp.concatenate(right, axis=-1) if len(right) > 1 else right[0]
+        product = _matmul(spikes_t, joined.reshape(-1, joined.shape[-1]))
+        hidden = g_currents.shape[-1]
+        if recurrent_kernel_t is not None:
+            g_recurrent = g_recurrent + product[:, :hidden]
+        if g_drive is not None:
+            g_readout_kernel = g_readout_kernel + product[:, -g_drive.shape[-1] :]
+    # the input rows of K, Σ_t x_tᵀ·∂L/∂I_t, and the inputs' cotangent ∂L/∂I_t·K_inᵀ
+    g_input_kernel = g_input_kernel + _flat_product(inputs, g_currents)
+    g_inputs = _matmul(g_currents, input_kernel_t)
     carry = (
         neuron_carry,
         g_spikes_future,
         g_currents[0],
-        g_coefficients,
-        g_recurrent,
+        (g_coefficients, g_input_kernel, g_recurrent, g_readout_kernel),
         (residual_buffers, current_buffer),
     )
-    return carry, (g_currents, None)
+    return carry, (g_inputs, jnp.sum(g_currents, axis=(0, 1)))
 
 
-def _manual_backward(spec, segment, keep_trajectory, residuals, cotangent: LayerOutput):
-    params, hidden0, starts, currents = residuals
+def _manual_backward(spec, segment, keep_trajectory, spike_inputs, head, residuals, cotangent):
+    del spike_inputs  # the cotangent of any input is the same product
+    params, inputs, hidden0, starts, currents, readout, potential0, potentials, drives = residuals
+    cotangent, g_potentials = cotangent
+    width = inputs.shape[-1]
+    loop = _loop_params(spec, params, width)
     zeros = functools.partial(jax.tree_util.tree_map, jnp.zeros_like)
+    g_readout, g_potential0, g_drive = None, None, None
+    if head is not None:  # the head's reverse recurrence over its small (B, C) potentials
+        g_alpha, g_drive, g_potential0 = _readout_reverse(
+            readout.alpha, g_potentials, potential0, potentials, drives
+        )
     g_final = cotangent.final_state
     # output buffers of the segments' recomputed states and of their ∂L/∂I_t, reused
     # from one segment to the next
@@ -884,30 +1093,48 @@ def _manual_backward(spec, segment, keep_trajectory, residuals, cotangent: Layer
         jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes),
         jnp.zeros_like(first),
     )
-    recurrent_kernel = params.recurrent_kernel
+    input_kernel = params.kernel[:width]
+    recurrent_kernel = loop.recurrent_kernel
     carry = (
         tuple(g_final)[1:],  # state = (z, carried...)
         g_final.z,
         jnp.zeros_like(currents[0]),  # no step after the last
-        zeros(params.coefficients),
-        None if recurrent_kernel is None else jnp.zeros_like(recurrent_kernel),
+        (
+            zeros(params.coefficients),
+            jnp.zeros_like(input_kernel),
+            None if recurrent_kernel is None else jnp.zeros_like(recurrent_kernel),
+            None if head is None else jnp.zeros_like(readout.kernel),
+        ),
         buffers,
     )
-    # K_recᵀ for the per-step product of the reverse loops, transposed once for all segments
-    recurrent_kernel_t = None if recurrent_kernel is None else recurrent_kernel.T
+    # the kernels' transposes for the per-step and per-segment products, once for all segments
+    kernels_t = (input_kernel.T, None if recurrent_kernel is None else recurrent_kernel.T)
     backward = functools.partial(
-        _segment_backward, spec, params, recurrent_kernel_t, cotangent.spike_counts
+        _segment_backward,
+        spec,
+        loop,
+        kernels_t,
+        None if head is None else readout.kernel,
+        cotangent.spike_counts,
     )
-    per_step = (currents, cotangent.spikes, cotangent.trajectory)
-    carry, g_currents, _ = _over_segments(
+    per_step = (inputs, currents, cotangent.spikes, g_drive, cotangent.trajectory)
+    carry, g_inputs, (g_bias_full, g_bias_rest) = _over_segments(
         backward, carry, per_step, starts, currents.shape[0], segment, reverse=True
     )
-    neuron_carry, g_z0, g_current0, g_coefficients, g_recurrent, _ = carry
+    neuron_carry, g_z0, g_current0, grads, _ = carry
+    g_coefficients, g_kernel, g_recurrent, g_readout_kernel = grads
     if recurrent_kernel is not None:  # z_{-1}ᵀ·∂L/∂I_0: the initial spikes are inputs of step 0
         g_recurrent = g_recurrent + _matmul(hidden0.z.T, g_current0)
-    g_bias = None if params.bias is None else jnp.sum(g_currents, axis=(0, 1))
-    g_params = _LoopParams(g_coefficients, g_recurrent, g_bias)
-    return g_params, g_currents, type(g_final)(g_z0, *neuron_carry)
+        g_kernel = jnp.concatenate([g_kernel, g_recurrent], axis=0)
+    g_bias = None
+    if params.bias is not None:
+        g_bias = jnp.sum(g_bias_full.reshape(-1, g_bias_full.shape[-1]), axis=0)
+        g_bias = g_bias if g_bias_rest is None else g_bias + g_bias_rest
+    if head is not None:
+        g_readout_bias = None if readout.bias is None else jnp.sum(g_drive, axis=(0, 1))
+        g_readout = ReadoutParams(g_alpha, g_readout_kernel, g_readout_bias)
+    g_params = LayerParams(g_coefficients, g_kernel, g_bias)
+    return g_params, g_inputs, type(g_final)(g_z0, *neuron_carry), g_readout, g_potential0
 
 
 _run_manual.defvjp(_manual_forward, _manual_backward)
