@@ -127,7 +127,10 @@ def spiking_layer_with_readout(
       inputs: time-major float32 ``(T, B, I)``.
       initial_state: the layer's state at t = -1; None for rest.
       initial_potential: the readout's potentials at t = -1, ``(B, C)``; None for zeros.
-      backward, segment, keep_trajectory, spike_inputs: as in :func:`spiking_layer`.
+      backward: as in :func:`spiking_layer`.
+      segment: as in :func:`spiking_layer`.
+      keep_trajectory: as in :func:`spiking_layer`.
+      spike_inputs: as in :func:`spiking_layer`.
 
     Returns:
       ``(layer output with spikes None, potentials (T, B, C))``, time-major.
@@ -239,11 +242,19 @@ class SpikingRNN(nn.Module):
     time_major: bool = True
 
     def setup(self):
-        nn.share_scope(self, self.cell)  # the cell's parameters are this layer's
+        """The cell's parameters are this layer's (one variable tree for both)."""
+        nn.share_scope(self, self.cell)
 
     @nn.nowrap
     def initial_state(self, batch_size: int):
-        """The resting state, float32 ``(B, H)`` per field of the neuron's state."""
+        """The state every sequence starts from (all zeros).
+
+        Args:
+          batch_size: B, the number of samples.
+
+        Returns:
+          The neuron's state, float32 ``(B, H)`` per field.
+        """
         return _rest(self.cell, batch_size)
 
     def __call__(self, inputs: jax.Array, initial_state: Any | None = None) -> scan.LayerOutput:
@@ -295,6 +306,7 @@ class LIReadoutRNN(nn.Module):
     time_major: bool = True
 
     def setup(self):
+        """The readout cell's parameters are this layer's (one variable tree for both)."""
         nn.share_scope(self, self.readout)
 
     def __call__(self, spikes: jax.Array, initial_potential: jax.Array | None = None):

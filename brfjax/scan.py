@@ -597,7 +597,10 @@ def run_layer_with_readout(
       potential0: the readout's potentials at t = -1, float32 ``(B, C)``.
       readout_products: the readout's ``"portable"`` or ``"fast"`` products.
       readout_exact: the readout's reference float32 path.
-      backward, segment, keep_trajectory, spike_inputs: as in :func:`run_layer`.
+      backward: as in :func:`run_layer`.
+      segment: as in :func:`run_layer`.
+      keep_trajectory: as in :func:`run_layer`.
+      spike_inputs: as in :func:`run_layer`.
 
     Returns:
       ``(layer output with spikes None, potentials (T, B, C))``, time-major.

@@ -30,6 +30,8 @@ these runs are compared with the paper's Table 2 (mean epoch at 95 % of the fina
 accuracy: 3 for S-MNIST, 10 for PS-MNIST) through the first epoch whose test accuracy
 reaches 95 % of the paper's final accuracy (Table 1: 99.0 % and 95.0 %, so 94.05 % and
 90.25 %). Written to ``early_convergence.{csv,md,png}`` whenever such runs are given.
+Runs of stacked networks (``--hidden-sizes``) are rows of their own there, compared with
+the same targets of the paper's one-layer network.
 """
 
 from __future__ import annotations
@@ -88,6 +90,23 @@ def _float(value) -> float:
     return float(value) if value not in ("", None) else math.nan
 
 
+def architecture(config: dict) -> tuple[int, ...]:
+    """The hidden sizes a run's ``config.json`` records, first layer first; ``()`` for the
+    paper's one-layer network (no ``hidden_sizes`` key, or ``null``)."""
+    return tuple(int(size) for size in config.get("hidden_sizes") or ())
+
+
+def hidden_layers_label(task: str, hidden_sizes: tuple[int, ...]) -> str:
+    """The hidden layers of a run for a table cell or legend: ``"2 x 150"`` (equal sizes),
+    ``"150-100"`` (first layer first), ``"1 x 256 (paper)"`` for the paper's network."""
+    if not hidden_sizes:
+        spec = common.tasks.TASKS.get(task)
+        return f"1 x {spec.hidden_size} (paper)" if spec else "paper"
+    if len(set(hidden_sizes)) == 1:
+        return f"{len(hidden_sizes)} x {hidden_sizes[0]}"
+    return "-".join(str(size) for size in hidden_sizes)
+
+
 def selected_epoch(val_loss: np.ndarray, inclusive: bool) -> int:
     """Epoch of the lowest validation loss (``inclusive``: a tie moves it later)."""
     best, best_epoch = math.inf, 0
@@ -142,9 +161,10 @@ def workdir_run(path: str) -> dict:
             ``metrics.csv``.
 
     Returns:
-        ``{"source", "task", "neuron", "run" (the folder's name), "seed", "accuracy"
-        (test accuracy per epoch, epoch 0 first), "selected_epoch", "status", "config"
-        (config.json), "rows" (metrics.csv's rows in epoch order)}``.
+        ``{"source", "task", "neuron", "hidden_sizes" (:func:`architecture`), "run" (the
+        folder's name), "seed", "accuracy" (test accuracy per epoch, epoch 0 first),
+        "selected_epoch", "status", "config" (config.json), "rows" (metrics.csv's rows in
+        epoch order)}``.
 
     Raises:
         common.ExperimentError: ``config.json`` or ``metrics.csv`` is missing (every
@@ -183,6 +203,7 @@ def workdir_run(path: str) -> dict:
         "source": "brfjax",
         "task": config["task"],
         "neuron": config["neuron"],
+        "hidden_sizes": architecture(config),
         "run": name,
         "seed": config.get("seed"),
         "accuracy": accuracy,
@@ -377,7 +398,8 @@ def early_rows(runs: list[dict]) -> list[dict]:
             runs without a trained epoch).
 
     Returns:
-        One dict per run (keys :data:`EARLY_COLUMNS`), by task and seed. Runs trained in
+        One dict per run (keys :data:`EARLY_COLUMNS`, and ``hidden_sizes``), by task,
+        architecture (the paper's network first) and seed. Runs trained in
         slices (``--until-epoch``) count with the epochs they logged; a run that has not
         reached the target yet gets ``first_epoch`` None. ``curve`` lists the test
         accuracy of the first :data:`CURVE_EPOCHS` epochs.
@@ -396,6 +418,8 @@ def early_rows(runs: list[dict]) -> list[dict]:
             {
                 "task": entry["task"],
                 "neuron": entry["neuron"],
+                "hidden_sizes": entry["hidden_sizes"],
+                "hidden_layers": hidden_layers_label(entry["task"], entry["hidden_sizes"]),
                 "run": entry["run"],
                 "seed": entry.get("seed"),
                 "epochs_logged": len(accuracy) - 1,
@@ -407,12 +431,16 @@ def early_rows(runs: list[dict]) -> list[dict]:
                 "curve": " ".join(f"{a:.2f}" for a in accuracy[1 : CURVE_EPOCHS + 1]),
             }
         )
-    return sorted(rows, key=lambda r: (r["task"] != "smnist", r["task"], r["seed"], r["run"]))
+    return sorted(
+        rows,
+        key=lambda r: (r["task"] != "smnist", r["task"], r["hidden_sizes"], r["seed"], r["run"]),
+    )
 
 
 EARLY_COLUMNS = (
     "task",
     "neuron",
+    "hidden_layers",
     "run",
     "seed",
     "epochs_logged",
@@ -426,6 +454,7 @@ EARLY_COLUMNS = (
 EARLY_MARKDOWN = (
     ("task", "task", ""),
     ("neuron", "neuron", ""),
+    ("hidden_layers", "hidden layers", ""),
     ("seed", "seed", ""),
     ("epochs_logged", "epochs", ""),
     ("target_accuracy", "target (95 % of paper's final) (%)", ".2f"),
@@ -452,12 +481,15 @@ def plot_early(plt, runs: list[dict], rows: list[dict], path: str) -> None:
         for row in task_rows:
             entry = next(r for r in runs if r["source"] == "brfjax" and r["run"] == row["run"])
             epochs = np.arange(1, len(entry["accuracy"]))
+            stacked = bool(row["hidden_sizes"])
             axis.plot(
                 epochs,
                 entry["accuracy"][1:],
-                "o-",
+                "s--" if stacked else "o-",
                 markersize=3,
-                label=f"brfjax seed {row['seed']}",
+                label=f"brfjax {row['hidden_layers']}, seed {row['seed']}"
+                if stacked
+                else f"brfjax seed {row['seed']}",
             )
         first = task_rows[0]
         axis.axhline(

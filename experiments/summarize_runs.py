@@ -11,7 +11,8 @@ Writes into ``--out``:
 
 * ``runs.md``: one row per finished run (accuracy, SOP, firing rate, kept epoch,
   collapses, seconds of training);
-* ``groups.md``: mean ± sample standard deviation per task, neuron and gradient clipping;
+* ``groups.md``: mean ± sample standard deviation per task, neuron, gradient clipping and
+  hidden layers (:func:`run_key`);
 * ``early_convergence.{csv,md,png}``: the S-MNIST and PS-MNIST BRF runs, trained in slices
   (``--until-epoch``), against the paper's Table 2 (``experiments/convergence.py``);
 * ``reproduction.md``: the README's table: the paper's Table 1, the authors' training
@@ -28,6 +29,7 @@ import os
 import statistics
 import sys
 from collections import defaultdict
+from typing import NamedTuple
 
 import common
 import convergence
@@ -49,15 +51,35 @@ ORIGINAL_LOGS = {
     ("ecg", "vrf"): (85.45, 0.77),
     ("ecg", "alif"): (67.83, 3.23),
 }
-# the rows of the reproduction table, in order: task, neuron, gradient clipping
-TABLE_ROWS = (
-    ("ecg", "brf", None),
-    ("ecg", "brf", 1.0),
-    ("ecg", "vrf", None),
-    ("ecg", "alif", None),
-    ("ecg", "alif", 1.0),
-    ("smnist", "brf", 1.0),
-    ("psmnist", "brf", 1.0),
+
+
+class RunKey(NamedTuple):
+    """What tells runs apart in the tables: the seeds of one key form one group, one row."""
+
+    task: str
+    neuron: str
+    grad_clip_norm: float | None
+    hidden_sizes: tuple[int, ...]  # () = the paper's one-layer network
+
+
+def run_key(run: dict) -> RunKey:
+    """The group of a :func:`load_run` record."""
+    return RunKey(run["task"], run["neuron"], run["grad_clip_norm"], run["hidden_sizes"])
+
+
+# the rows of the reproduction table, in order: task, neuron, gradient clipping, hidden sizes
+TABLE_ROWS = tuple(
+    RunKey(*row)
+    for row in (
+        ("ecg", "brf", None, ()),
+        ("ecg", "brf", 1.0, ()),
+        ("ecg", "vrf", None, ()),
+        ("ecg", "alif", None, ()),
+        ("ecg", "alif", 1.0, ()),
+        ("smnist", "brf", 1.0, ()),
+        ("psmnist", "brf", 1.0, ()),
+        ("psmnist", "brf", 1.0, (150, 150)),
+    )
 )
 
 
@@ -76,7 +98,8 @@ def load_run(workdir: str) -> dict:
             without its checkpoints.
 
     Returns:
-        ``{"workdir", "task", "neuron", "seed", "grad_clip_norm", "epochs",
+        ``{"workdir", "task", "neuron", "seed", "grad_clip_norm", "hidden_sizes" (the
+        spiking layers' sizes, ``()`` for the paper's network), "epochs",
         "epochs_logged", "epoch_seconds" (median over trained epochs, so that an epoch
         slowed by a paused process or a shared machine does not move it; None before
         the first), "results" (results.json, None unless finished), "stopped" (stopped.json:
@@ -95,6 +118,7 @@ def load_run(workdir: str) -> dict:
         "neuron": config["neuron"],
         "seed": config["seed"],
         "grad_clip_norm": config.get("grad_clip_norm"),
+        "hidden_sizes": curve["hidden_sizes"],
         "epochs": config["epochs"],
         "epochs_logged": max((int(r["epoch"]) for r in rows), default=0),
         "epoch_seconds": statistics.median(epoch_seconds) if epoch_seconds else None,
@@ -123,6 +147,16 @@ def clip_label(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
+def key_cells(key: RunKey) -> dict:
+    """The table cells of a group's key (task, neuron, hidden layers, grad clip)."""
+    return {
+        "task": key.task,
+        "neuron": key.neuron,
+        "layers": convergence.hidden_layers_label(key.task, key.hidden_sizes),
+        "clip": clip_label(key.grad_clip_norm),
+    }
+
+
 def stop_reason(run: dict) -> str:
     """``"stopped in epoch E: <cause>"`` of a run with ``stopped.json``."""
     error = run["stopped"]["error"]
@@ -139,6 +173,7 @@ RUN_COLUMNS = tuple(
     for key, header in (
         ("task", "task"),
         ("neuron", "neuron"),
+        ("layers", "hidden layers"),
         ("clip", "grad clip"),
         ("seed", "seed"),
         ("accuracy", "test acc. (%)"),
@@ -155,7 +190,7 @@ def runs_table(ended: list[dict]) -> str:
     """One Markdown row per finished or stopped run (stopped runs name their cause)."""
     rows = []
     for run in sorted(ended, key=_order):
-        row = {**run, "clip": clip_label(run["grad_clip_norm"])}
+        row = {**run, **key_cells(run_key(run))}
         results = run["results"]
         if results is None:
             rows.append({**row, "accuracy": stop_reason(run)})
@@ -178,17 +213,16 @@ def runs_table(ended: list[dict]) -> str:
 
 
 def _order(run: dict) -> tuple:
-    key = (run["task"], run["neuron"], run["grad_clip_norm"])
+    key = run_key(run)
     rank = TABLE_ROWS.index(key) if key in TABLE_ROWS else len(TABLE_ROWS)
     return (rank, *(str(part) for part in key), run["seed"])
 
 
-def groups(runs: list[dict]) -> dict[tuple, list[dict]]:
-    """``runs`` grouped by ``(task, neuron, grad_clip_norm)``, groups in table order,
-    seeds in order."""
+def groups(runs: list[dict]) -> dict[RunKey, list[dict]]:
+    """``runs`` grouped by :func:`run_key`, groups in table order, seeds in order."""
     result = defaultdict(list)
     for run in sorted(runs, key=_order):
-        result[(run["task"], run["neuron"], run["grad_clip_norm"])].append(run)
+        result[run_key(run)].append(run)
     return dict(result)
 
 
@@ -203,6 +237,7 @@ GROUP_COLUMNS = tuple(
     for key, header in (
         ("task", "task"),
         ("neuron", "neuron"),
+        ("layers", "hidden layers"),
         ("clip", "grad clip"),
         ("finished", "finished runs"),
         ("accuracy", "test acc. (%)"),
@@ -215,10 +250,10 @@ GROUP_COLUMNS = tuple(
 )
 
 
-def groups_table(grouped: dict[tuple, list[dict]]) -> str:
+def groups_table(grouped: dict[RunKey, list[dict]]) -> str:
     """Mean ± std of the finished runs per group, and which runs stopped."""
     rows = []
-    for (task, neuron, clip), group in grouped.items():
+    for key, group in grouped.items():
         finished = [run for run in group if run["results"] is not None]
         results = [run["results"] for run in finished]
 
@@ -227,9 +262,7 @@ def groups_table(grouped: dict[tuple, list[dict]]) -> str:
 
         rows.append(
             {
-                "task": task,
-                "neuron": neuron,
-                "clip": clip_label(clip),
+                **key_cells(key),
                 "finished": len(results),
                 "accuracy": column("accuracy", 2),
                 "sop": column("sop", 0),
@@ -250,13 +283,15 @@ def published(model_table: list[dict], task: str, neuron: str) -> str:
     return "–"
 
 
-def command(task: str, neuron: str, clip: float | None, until: int | None) -> str:
+def command(key: RunKey, until: int | None) -> str:
     """The training command of a table row (``S``: a seed, ``MNIST``: the data folder)."""
-    parts = ["python -m brfjax.train", f"--task {task}", f"--neuron {neuron}", "--seed S"]
-    if task in common.MNIST_TASKS:
+    parts = ["python -m brfjax.train", f"--task {key.task}", f"--neuron {key.neuron}", "--seed S"]
+    if key.task in common.MNIST_TASKS:
         parts.append("--data-dir MNIST")  # clipping at norm 1 is the paper's MNIST default
-    elif clip is not None:
-        parts.append(f"--grad-clip-norm {clip:g}")
+    elif key.grad_clip_norm is not None:
+        parts.append(f"--grad-clip-norm {key.grad_clip_norm:g}")
+    if key.hidden_sizes:
+        parts.append("--hidden-sizes " + " ".join(str(size) for size in key.hidden_sizes))
     if until is not None:
         parts.append(f"--until-epoch {until}")
     return "`" + " ".join(parts) + "`"
@@ -303,7 +338,9 @@ def reproduction_table(runs: list[dict], early: list[dict], model_table: list[di
 
     Returns:
         The Markdown table. MNIST rows trained in slices report :func:`early_cell` and
-        seconds per epoch; other rows :func:`accuracy_cell` and seconds per run.
+        seconds per epoch; other rows :func:`accuracy_cell` and seconds per run. Rows of
+        stacked networks have no paper, log or published-model numbers (the paper trains
+        one layer); their slices are compared with the paper's one-layer targets.
     """
     lines = [
         f"| task, neuron | paper (Table 1) | authors' training logs (5 runs) | published model, "
@@ -311,8 +348,9 @@ def reproduction_table(runs: list[dict], early: list[dict], model_table: list[di
         "|---|---|---|---|---|---|---|",
     ]
     grouped = groups(runs)
-    for task, neuron, clip in TABLE_ROWS:
-        group = grouped.get((task, neuron, clip), [])
+    for key in TABLE_ROWS:
+        task, neuron, clip = key.task, key.neuron, key.grad_clip_norm
+        group = grouped.get(key, [])
         names = {run["curve"]["run"] for run in group}
         slices = [row for row in early if row["run"] in names]
         if task in common.MNIST_TASKS and slices and not all(r["results"] for r in group):
@@ -329,15 +367,17 @@ def reproduction_table(runs: list[dict], early: list[dict], model_table: list[di
         paper = common.PAPER_TABLE1.get((task, neuron))
         logs = ORIGINAL_LOGS.get((task, neuron))
         label = f"{common.TASK_LABELS[task]} {common.NEURON_LABELS[neuron]}"
-        default_clip = task in common.MNIST_TASKS  # the paper clips there
-        if clip is not None and not default_clip:
+        if key.hidden_sizes:  # the paper has no stacked network
+            label += f", {convergence.hidden_layers_label(task, key.hidden_sizes)} hidden layers"
+            paper, logs = None, None
+        if clip is not None and task not in common.MNIST_TASKS:  # the paper clips MNIST only
             label += f", gradients clipped to {clip:g}"
             paper, logs = None, None
         lines.append(
             f"| {label} | {f'{paper[0]} ± {paper[1]} %, {paper[2]:,.1f} SOP' if paper else '–'} "
             f"| {f'{logs[0]:.2f} ± {logs[1]:.2f} %' if logs else '–'} "
             f"| {published(model_table, task, neuron) if paper or logs else '–'} "
-            f"| {scratch} | {time_cell} | {command(task, neuron, None if default_clip else clip, until)} |"
+            f"| {scratch} | {time_cell} | {command(key, until)} |"
         )
     return "\n".join(lines)
 
@@ -346,7 +386,7 @@ def left_out(runs: list[dict]) -> list[str]:
     """One line per run that no table reports, saying why."""
     lines = []
     for run in runs:
-        key = (run["task"], run["neuron"], run["grad_clip_norm"])
+        key = run_key(run)
         if run["results"] is None and run["stopped"] is None:
             if run["task"] in common.MNIST_TASKS and run["epochs_logged"] >= 1:
                 continue  # a slice: early_convergence reports it
@@ -356,7 +396,7 @@ def left_out(runs: list[dict]) -> list[str]:
             )
         elif key not in TABLE_ROWS:
             lines.append(
-                f"{run['workdir']}: {key} has no row in the README table (runs.md lists it)"
+                f"{run['workdir']}: {tuple(key)} has no row in the README table (runs.md lists it)"
             )
     return lines
 

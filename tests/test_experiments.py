@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -77,15 +78,21 @@ def test_summarize_runs_tables_from_hand_written_runs(tmp_path, capfd):
     assert "ecg_unfinished: 1 of 400 epochs, no results.json yet; left out" in result.stdout
     groups = (out / "groups.md").read_text()
     assert (
-        "| ecg | brf | – | 3 | 85.00 ± 1.00 | 7,000 ± 1,000 | 0.100 ± 0.000 | 1 of 3 | – | 60 ± 0 |"
+        "| ecg | brf | 1 x 36 (paper) | – | 3 | 85.00 ± 1.00 | 7,000 ± 1,000 | 0.100 ± 0.000 "
+        "| 1 of 3 | – | 60 ± 0 |" in groups
+    )
+    assert (
+        "| ecg | brf | 1 x 36 (paper) | 1 | 1 | 80.00 | 10 | 0.100 | 0 of 1 | seed 1 | 60 |"
         in groups
     )
-    assert "| ecg | brf | 1 | 1 | 80.00 | 10 | 0.100 | 0 of 1 | seed 1 | 60 |" in groups
     runs_md = (out / "runs.md").read_text()
-    assert "| ecg | brf | – | 0 | 84.00 | 6,000.0 | 0.100 | 3 | 104: 2.07 | 60 |" in runs_md
     assert (
-        "| ecg | brf | 1 | 1 | stopped in epoch 2: non-finite parameters | – | – | – | – | – |"
+        "| ecg | brf | 1 x 36 (paper) | – | 0 | 84.00 | 6,000.0 | 0.100 | 3 | 104: 2.07 | 60 |"
         in runs_md
+    )
+    assert (
+        "| ecg | brf | 1 x 36 (paper) | 1 | 1 | stopped in epoch 2: non-finite parameters "
+        "| – | – | – | – | – |" in runs_md
     )
     early = {r["run"]: r for r in read_rows(out / "early_convergence.csv")}
     assert set(early) == {"smnist0", "smnist1"}
@@ -133,6 +140,46 @@ def test_readme_reproduction_table_is_generated_from_the_committed_runs(tmp_path
     for name in (*names, "early_convergence.csv"):
         assert (tmp_path / name).read_text() == (committed / name).read_text(), name
     assert readme.read_text() == (REPO / "README.md").read_text()
+
+
+def test_stacked_run_is_a_group_and_table_row_of_its_own(tmp_path):
+    import convergence
+    import summarize_runs
+
+    committed = REPO / "experiments" / "results" / "runs" / "psmnist_brf_seed0"
+    stacked = tmp_path / "psmnist_brf_2x150_seed0"
+    shutil.copytree(committed, stacked)
+    config = json.loads((stacked / "config.json").read_text())
+    (stacked / "config.json").write_text(json.dumps({**config, "hidden_sizes": [150, 150]}))
+    runs = [summarize_runs.load_run(str(path)) for path in (committed, stacked)]
+    assert [summarize_runs.run_key(run) for run in runs] == [
+        ("psmnist", "brf", 1.0, ()),
+        ("psmnist", "brf", 1.0, (150, 150)),
+    ]
+    grouped = summarize_runs.groups(runs)
+    assert [[run["workdir"] for run in group] for group in grouped.values()] == [
+        [str(committed)],
+        [str(stacked)],
+    ]
+    groups_md = summarize_runs.groups_table(grouped).splitlines()
+    assert [line.split(" | ")[2] for line in groups_md[2:]] == ["1 x 256 (paper)", "2 x 150"]
+    assert summarize_runs.left_out(runs) == []  # slices, both reported
+    early = convergence.early_rows([run["curve"] for run in runs])
+    assert [(row["run"], row["hidden_layers"]) for row in early] == [
+        ("psmnist_brf_seed0", "1 x 256 (paper)"),
+        ("psmnist_brf_2x150_seed0", "2 x 150"),
+    ]
+    table = summarize_runs.reproduction_table(runs, early, []).splitlines()
+    assert len(table) == 4
+    assert table[2].startswith("| PS-MNIST BRF | 95.0 ± 0.2 %, 27,839.7 SOP |")
+    assert table[2].endswith("--data-dir MNIST --until-epoch 15` |")
+    # the same early-convergence cell as the paper's network, no paper, log or model numbers
+    assert table[3] == (
+        "| PS-MNIST BRF, 2 x 150 hidden layers | – | – | – "
+        "| first epoch at 90.25 % (95 % of the paper's 95.0 %): seed 0: 10; paper Table 2: epoch 10 "
+        f"| {table[2].split(' | ')[5]} | `python -m brfjax.train --task psmnist --neuron brf "
+        "--seed S --data-dir MNIST --hidden-sizes 150 150 --until-epoch 15` |"
+    )
 
 
 def test_original_training_log_numbers_match_the_authors_logs():
