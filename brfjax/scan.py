@@ -209,11 +209,24 @@ class ScanOutput(NamedTuple):
 
 
 class _LoopParams(NamedTuple):
-    """What the time loop itself reads: coefficients, ``K_rec`` ``(H, H)`` or None, bias."""
+    """What the time loop reads: coefficients, ``K_rec`` ``(H, H)`` or None, bias, and the
+    whole kernel K (for inputs narrow enough to be multiplied inside the loop)."""
 
     coefficients: Any
     recurrent_kernel: jax.Array | None
     bias: jax.Array | None
+    kernel: jax.Array
+
+
+# Inputs at most this wide (ECG: 4, MNIST: 1) are multiplied inside the time loop, with
+# the recurrent spikes, as ``[x_t, z_{t-1}] · K``: a separate product over all steps
+# would write and read a (T, B, H) array to save a product of a few columns.
+NARROW_INPUTS = 16
+
+
+def _in_loop(width: int) -> bool:
+    """Whether inputs of this width are multiplied inside the loop (:data:`NARROW_INPUTS`)."""
+    return width <= NARROW_INPUTS
 
 
 def _matmul(a, b):
@@ -268,7 +281,23 @@ def _input_slices(spec: ScanSpec, input_kernel, spike_inputs: bool):
 def _loop_params(spec: ScanSpec, params: LayerParams, width: int) -> _LoopParams:
     """What the loop reads of a layer with ``width`` inputs: ``K_rec`` is K's last H rows."""
     recurrent = params.kernel[width:] if spec.recurrent else None
-    return _LoopParams(params.coefficients, recurrent, params.bias)
+    return _LoopParams(params.coefficients, recurrent, params.bias, params.kernel)
+
+
+def _narrow_current(spec: ScanSpec, params: _LoopParams, x, previous_spikes, slices, spike_inputs):
+    """``I_t = [x_t, z_{t-1}] · K (+ b)`` for a narrow input, inside the loop: one product
+    of the joined row (fast products), or the input's and the spikes' portable products
+    added (``slices``: those of K_in and K_rec, or None)."""
+    if spec.products == "fast":
+        joined = jnp.concatenate([x, previous_spikes], axis=-1) if spec.recurrent else x
+        current = _matmul(joined, params.kernel)
+        return current if params.bias is None else current + params.bias
+    input_slices, recurrent_slices = slices
+    width = x.shape[-1]
+    current = numerics.product_of_slices(x, params.kernel[:width], input_slices, spike_inputs)
+    return step_current(
+        spec, params.recurrent_kernel, params.bias, current, previous_spikes, recurrent_slices
+    )
 
 
 def _recurrent_slices(spec: ScanSpec, recurrent_kernel):
@@ -318,14 +347,19 @@ def cell_current(spec: ScanSpec, kernel, bias, x, previous_spikes) -> jax.Array:
     Returns:
       I_t, float32 ``(B, H)``.
     """
-    recurrent_kernel = kernel[x.shape[-1] :] if spec.recurrent else None
+    width = x.shape[-1]
+    params = _loop_params(spec, LayerParams(None, kernel, bias), width)
+    recurrent_slices = _recurrent_slices(spec, params.recurrent_kernel)
+    if _in_loop(width):
+        slices = (_input_slices(spec, kernel[:width], False), recurrent_slices)
+        return _narrow_current(spec, params, x, previous_spikes, slices, False)
     return step_current(
         spec,
-        recurrent_kernel,
+        params.recurrent_kernel,
         bias,
         input_currents(spec, kernel, x),
         previous_spikes,
-        _recurrent_slices(spec, recurrent_kernel),
+        recurrent_slices,
     )
 
 
@@ -385,19 +419,29 @@ def _loop(
     keep_currents: bool = False,
     counts0=None,
     spike_hook: SpikeHook | None = None,
+    narrow: bool = False,
+    spike_inputs: bool = False,
 ):
-    """The layer's loop over the input currents ``U_t``. Returns the :class:`LayerOutput`
-    and, if ``keep_currents``, the currents ``I_t`` of every step (else None). Spike
-    counts start from ``counts0`` (zero by default), so a loop run in segments sums them
-    in the same order. ``spike_hook`` (see :func:`run_layer`) replaces the spikes after
-    every update; without one the scan carries no step index."""
+    """The layer's loop over the input currents ``U_t``, or with ``narrow`` over the
+    inputs ``x_t`` themselves, multiplied inside the loop (:func:`_narrow_current`).
+    Returns the :class:`LayerOutput` and, if ``keep_currents``, the currents ``I_t`` of
+    every step (else None). Spike counts start from ``counts0`` (zero by default), so a
+    loop run in segments sums them in the same order. ``spike_hook`` (see
+    :func:`run_layer`) replaces the spikes after every update; without one the scan
+    carries no step index."""
     hidden_step = step_function(spec)
     slices = _recurrent_slices(spec, params.recurrent_kernel)
+    if narrow:
+        width = currents_in.shape[-1]
+        slices = (_input_slices(spec, params.kernel[:width], spike_inputs), slices)
 
     def time_step(carry, step_input):
         state, spike_counts = carry
         u_t, t = (step_input, None) if spike_hook is None else step_input
-        current = step_current(spec, params.recurrent_kernel, params.bias, u_t, state.z, slices)
+        if narrow:
+            current = _narrow_current(spec, params, u_t, state.z, slices, spike_inputs)
+        else:
+            current = step_current(spec, params.recurrent_kernel, params.bias, u_t, state.z, slices)
         state = hidden_step(params.coefficients, state, current)
         if spike_hook is not None:
             state = state._replace(z=_hooked_spikes(spike_hook, t, state.z))
@@ -559,9 +603,19 @@ def run_layer(
             spec, params, inputs, hidden0, segment, remat=True, spike_inputs=spike_inputs
         )
         return output
-    currents_in = input_currents(spec, params.kernel, inputs, spike_inputs)
-    loop = _loop_params(spec, params, inputs.shape[-1])
-    output, _ = _loop(spec, loop, currents_in, hidden0, keep_trajectory, spike_hook=spike_hook)
+    width = inputs.shape[-1]
+    narrow = _in_loop(width)
+    step_inputs = inputs if narrow else input_currents(spec, params.kernel, inputs, spike_inputs)
+    output, _ = _loop(
+        spec,
+        _loop_params(spec, params, width),
+        step_inputs,
+        hidden0,
+        keep_trajectory,
+        spike_hook=spike_hook,
+        narrow=narrow,
+        spike_inputs=spike_inputs,
+    )
     return output
 
 
@@ -865,11 +919,23 @@ def _layer_segments(
     input_kernel = params.kernel[:width]
     slices = _input_slices(spec, input_kernel, spike_inputs)
 
+    narrow = _in_loop(width)
+
     def run_segment(carry, segment_inputs):
         state, counts, potential = carry
-        currents_in = _product(spec.products, segment_inputs[0], input_kernel, spike_inputs, slices)
+        step_inputs = segment_inputs[0]
+        if not narrow:
+            step_inputs = _product(spec.products, step_inputs, input_kernel, spike_inputs, slices)
         output, currents = _loop(
-            spec, loop, currents_in, state, keep_trajectory, keep_residuals, counts
+            spec,
+            loop,
+            step_inputs,
+            state,
+            keep_trajectory,
+            keep_residuals,
+            counts,
+            narrow=narrow,
+            spike_inputs=spike_inputs,
         )
         spikes, potentials, drives = output.spikes, None, None
         if head is not None:
