@@ -466,12 +466,30 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
         )
     slices = len(parts)
     left = _split_rows(a.reshape(-1, depth), slices, _slice_bits(depth) // 2)
-    terms = [
-        _precise_matmul(left[i], parts[total - i])
-        for total in range(slices)
-        for i in range(total + 1)
-    ]
-    return _sum_in_order(terms).reshape(*a.shape[:-1], width)
+
+    def products(i):
+        # left slice i meets the kernel's slices 0..slices-1-i: every slice product is
+        # exact, so one wider product per left slice gives the values of one per pair
+        wide = _precise_matmul(left[i], jnp.concatenate(parts[: slices - i], axis=1))
+        return [wide[:, j * width : (j + 1) * width] for j in range(slices - i)]
+
+    def every_pair(_):
+        wide = [products(i) for i in range(slices)]
+        return _sum_in_order(
+            [wide[i][total - i] for total in range(slices) for i in range(total + 1)]
+        )
+
+    def first_slice_only(_):
+        # every row of a fits its first slice (e.g. small integer spike counts): the other
+        # pairs' exact products are zeros, and leaving zeros out of the ordered sum
+        # changes at most the sign of a zero result
+        return _sum_in_order(products(0))
+
+    if slices == 1:
+        return every_pair(None).reshape(*a.shape[:-1], width)
+    rest_is_zero = jnp.all(jnp.stack(left[1:]) == 0)
+    total = lax.cond(rest_is_zero, first_slice_only, every_pair, None)
+    return total.reshape(*a.shape[:-1], width)
 
 
 @product_of_slices.defjvp

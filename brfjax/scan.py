@@ -7,8 +7,12 @@ A spiking layer (docs/concepts/brf-neuron.md, "In a network"), for t = 0..T-1:
 
 (``K = [K_in; K_rec]`` is the layer's kernel ``(I+H, H)``; without recurrence ``K = K_in``
 and the loop holds no product at all.) The input part does not depend on the loop, so
-:func:`input_currents` computes it for every step at once; inside the loop only the
-recurrent product ``(B, H) × (H, H)`` and the neuron's step remain. The LI readout
+it is one product over many steps at once (:func:`input_currents`: over all T·B rows
+with JAX's derivative, over each segment's k·B rows in the segmented passes); inside the
+loop only the recurrent product ``(B, H) × (H, H)`` and the neuron's step remain. Inputs
+of at most :data:`NARROW_INPUTS` features (ECG, MNIST) are the exception: for them a
+separate product would cost more memory traffic than it saves, and ``[x_t, z_{t-1}] · K``
+stays one product inside the loop. The LI readout
 (:func:`run_readout`) is the same split: the drives ``J = Z · W (+ b)`` in one product over
 all steps, then ``o_t = α·o_{t-1} + (1-α)·J_t``. The paper's network is one layer and the
 readout; a stack feeds each layer's spikes to the next (:mod:`brfjax.layers`,
