@@ -425,12 +425,21 @@ def _loop(
     spike_hook: SpikeHook | None = None,
     narrow: bool = False,
     spike_inputs: bool = False,
+    head: _Head | None = None,
+    readout: ReadoutParams | None = None,
+    potential0=None,
 ):
     """The layer's loop over the input currents ``U_t``, or with ``narrow`` over the
     inputs ``x_t`` themselves, multiplied inside the loop (:func:`_narrow_current`).
-    Returns the :class:`LayerOutput` and, if ``keep_currents``, the currents ``I_t`` of
-    every step (else None). Spike counts start from ``counts0`` (zero by default), so a
-    loop run in segments sums them in the same order. ``spike_hook`` (see
+    With a ``head``, the LI ``readout`` runs in the same loop: each step's drive
+    ``z_t · W (+ b)`` and potential right after the spikes (one product of B rows per
+    step; the spikes are then not returned: no ``(T, B, H)`` array).
+
+    Returns ``(output, currents, potentials, drives)``: the :class:`LayerOutput`
+    (``spikes`` None with a head, ``final_state`` the layer's), with ``keep_currents``
+    the currents ``I_t`` and the head's drives ``J_t`` of every step (else None), and the
+    head's potentials ``(T, B, C)`` or None. Spike counts start from ``counts0`` (zero by
+    default), so a loop run in segments sums them in the same order. ``spike_hook`` (see
     :func:`run_layer`) replaces the spikes after every update; without one the scan
     carries no step index."""
     hidden_step = step_function(spec)
@@ -438,9 +447,12 @@ def _loop(
     if narrow:
         width = currents_in.shape[-1]
         slices = (_input_slices(spec, params.kernel[:width], spike_inputs), slices)
+    readout_slices = None
+    if head is not None and head.products == "portable":
+        readout_slices = numerics.split_kernel(readout.kernel, binary_left=True)
 
     def time_step(carry, step_input):
-        state, spike_counts = carry
+        state, spike_counts, potential = carry
         u_t, t = (step_input, None) if spike_hook is None else step_input
         if narrow:
             current = _narrow_current(spec, params, u_t, state.z, slices, spike_inputs)
@@ -450,18 +462,26 @@ def _loop(
         if spike_hook is not None:
             state = state._replace(z=_hooked_spikes(spike_hook, t, state.z))
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
-        return (state, spike_counts), (
-            state.z,
+        spikes, drive = state.z, None
+        if head is not None:
+            drive = _product(head.products, state.z, readout.kernel, True, readout_slices)
+            drive = drive if readout.bias is None else drive + readout.bias
+            potential = neurons.li_step(readout.alpha, potential, drive, head.exact)
+            spikes = None
+        return (state, spike_counts, potential), (
+            spikes,
             state if keep_trajectory else None,
             current if keep_currents else None,
+            potential if head is not None else None,
+            drive if keep_currents else None,
         )
 
     counts = jnp.zeros(currents_in.shape[1], jnp.float32) if counts0 is None else counts0
     steps = currents_in if spike_hook is None else (currents_in, jnp.arange(currents_in.shape[0]))
-    (state, counts), (spikes, trajectory, currents) = jax.lax.scan(
-        time_step, (hidden0, counts), steps
+    (state, counts, _), (spikes, trajectory, currents, potentials, drives) = jax.lax.scan(
+        time_step, (hidden0, counts, potential0), steps
     )
-    return LayerOutput(spikes, state, counts, trajectory), currents
+    return LayerOutput(spikes, state, counts, trajectory), currents, potentials, drives
 
 
 def _kept(state, fields):
@@ -610,7 +630,7 @@ def run_layer(
     width = inputs.shape[-1]
     narrow = _in_loop(width)
     step_inputs = inputs if narrow else input_currents(spec, params.kernel, inputs, spike_inputs)
-    output, _ = _loop(
+    output, _, _, _ = _loop(
         spec,
         _loop_params(spec, params, width),
         step_inputs,
@@ -640,9 +660,9 @@ def run_layer_with_readout(
 ) -> tuple[LayerOutput, jax.Array]:
     """A spiking layer and the LI readout of its spikes: :func:`run_layer` then
     :func:`run_readout`, with the same values. With ``backward="manual"`` the two run
-    together segment by segment (the readout's drives one product over each segment's
-    spikes, the readout's reverse recurrence before the layer's), so that no ``(T, B, H)``
-    array of spikes or of their cotangent is kept or allocated: the paper's network, or
+    together in the layer's loop (each step's readout drive right after its spikes; in the
+    reverse pass the readout's recurrence before the layer's segments), so that no
+    ``(T, B, H)`` array of spikes or of their cotangent is kept or allocated: the paper's network, or
     the last layer of a stack, trains with the memory of one ``(T, B, H)`` array (the
     currents).
 
@@ -908,9 +928,9 @@ def _layer_segments(
     :func:`_loop`: the very same step function in the same order, so spikes, spike counts
     and final states are the bits of one loop (with portable products also of one input
     product over all T·B rows; a fast product's bits may depend on its number of rows).
-    With a ``head``, the LI ``readout`` follows within each segment: its drives are one
-    product over the segment's spikes, and the spikes are not returned (no ``(T, B, H)``
-    array; the bits of :func:`run_readout` on the whole sequence, for portable products).
+    With a ``head``, the LI ``readout`` runs in the same loop (:func:`_loop`), and the
+    spikes are not returned (no ``(T, B, H)`` array; for portable products the bits of
+    :func:`run_readout` on the whole sequence).
 
     Returns ``(output, residuals, starts, potentials)``: the :class:`LayerOutput`
     (``spikes`` None with a head), with ``keep_residuals`` the currents ``I_t`` and the
@@ -930,7 +950,7 @@ def _layer_segments(
         step_inputs = segment_inputs[0]
         if not narrow:
             step_inputs = _product(spec.products, step_inputs, input_kernel, spike_inputs, slices)
-        output, currents = _loop(
+        output, currents, potentials, drives = _loop(
             spec,
             loop,
             step_inputs,
@@ -940,15 +960,14 @@ def _layer_segments(
             counts,
             narrow=narrow,
             spike_inputs=spike_inputs,
+            head=head,
+            readout=readout,
+            potential0=potential,
         )
-        spikes, potentials, drives = output.spikes, None, None
         if head is not None:
-            drives = readout_drives(head.products, readout.kernel, readout.bias, spikes)
-            potentials = _integrate(head.exact, readout.alpha, drives, potential)
-            spikes, potential = None, potentials[-1]
-        residuals = (currents, drives if keep_residuals else None)
+            potential = potentials[-1]
         carry = (output.final_state, output.spike_counts, potential)
-        return carry, ((spikes, output.trajectory, residuals, potentials), state)
+        return carry, ((output.spikes, output.trajectory, (currents, drives), potentials), state)
 
     if remat:
         run_segment = jax.checkpoint(run_segment)
@@ -975,6 +994,21 @@ def _run_manual(
     readout: ReadoutParams | None,
     potential0,
 ):
+    width = inputs.shape[-1]
+    if _in_loop(width):  # per-step products: one loop gives the segmented loop's bits
+        output, _, potentials, _ = _loop(
+            spec,
+            _loop_params(spec, params, width),
+            inputs,
+            hidden0,
+            keep_trajectory,
+            narrow=True,
+            spike_inputs=spike_inputs,
+            head=head,
+            readout=readout,
+            potential0=potential0,
+        )
+        return output, potentials
     output, _, _, potentials = _layer_segments(
         spec,
         params,
