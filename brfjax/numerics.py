@@ -443,6 +443,11 @@ def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) ->
     return tuple(split_columns(b, max(slices, -(-GENERAL_OPERAND_BITS // bits)), bits))
 
 
+# Products whose left operand has fewer elements (one step of a small batch) skip the
+# first-slice test of product_of_slices: its branch costs more than it saves there.
+_SHORTCUT_SIZE = 1 << 14
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left: bool) -> Array:
     """:func:`portable_matmul` of ``a`` and ``b`` given ``parts = split_kernel(b, ...)``.
@@ -485,7 +490,7 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
         # changes at most the sign of a zero result
         return _sum_in_order(products(0))
 
-    if slices == 1:
+    if slices == 1 or a.size < _SHORTCUT_SIZE:
         return every_pair(None).reshape(*a.shape[:-1], width)
     rest_is_zero = jnp.all(jnp.stack(left[1:]) == 0)
     total = lax.cond(rest_is_zero, first_slice_only, every_pair, None)

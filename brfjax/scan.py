@@ -752,12 +752,6 @@ def leaky_integrate(exact: bool, alpha, drives, potential0) -> jax.Array:
       o, time-major float32 ``(T, B, C)``.
     """
 
-    return _integrate(exact, alpha, drives, potential0)
-
-
-def _integrate(exact: bool, alpha, drives, potential0):
-    """The LI recurrence over the leading axis of ``drives`` (no custom derivative)."""
-
     def time_step(potential, drive):
         potential = neurons.li_step(alpha, potential, drive, exact)
         return potential, potential
@@ -1174,7 +1168,8 @@ def _segment_backward(spec, params, kernels_t, readout_kernel, count_cotangent, 
         (g_coefficients, g_input_kernel, g_recurrent, g_readout_kernel),
         (residual_buffers, current_buffer),
     )
-    return carry, (g_inputs, jnp.sum(g_currents, axis=(0, 1)))
+    g_bias = None if params.bias is None else jnp.sum(g_currents, axis=(0, 1))
+    return carry, (g_inputs, g_bias)
 
 
 def _manual_backward(spec, segment, keep_trajectory, spike_inputs, head, residuals, cotangent):
