@@ -443,8 +443,9 @@ def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) ->
     return tuple(split_columns(b, max(slices, -(-GENERAL_OPERAND_BITS // bits)), bits))
 
 
-# Products whose left operand has fewer elements (one step of a small batch) skip the
-# first-slice test of product_of_slices: its branch costs more than it saves there.
+# Products whose left operand has fewer elements (one step of a small batch) take one
+# product per slice pair and no first-slice test: a wider product and a branch cost more
+# than they save there.
 _SHORTCUT_SIZE = 1 << 14
 
 
@@ -490,8 +491,13 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
         # changes at most the sign of a zero result
         return _sum_in_order(products(0))
 
-    if slices == 1 or a.size < _SHORTCUT_SIZE:
-        return every_pair(None).reshape(*a.shape[:-1], width)
+    if slices == 1 or a.size < _SHORTCUT_SIZE:  # small: one product per pair
+        terms = [
+            _precise_matmul(left[i], parts[total - i])
+            for total in range(slices)
+            for i in range(total + 1)
+        ]
+        return _sum_in_order(terms).reshape(*a.shape[:-1], width)
     rest_is_zero = jnp.all(jnp.stack(left[1:]) == 0)
     total = lax.cond(rest_is_zero, first_slice_only, every_pair, None)
     return total.reshape(*a.shape[:-1], width)
