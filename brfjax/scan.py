@@ -82,8 +82,12 @@ def check_products(products: str) -> None:
     Raises:
       ValueError: any other value; the message names it and the valid ones.
     """
-    if products not in PRODUCTS:
-        raise ValueError(f"products must be one of {PRODUCTS}, got {products!r}")
+    _check_choice("products", products, PRODUCTS)
+
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 class ScanSpec(NamedTuple):
@@ -123,8 +127,7 @@ def check_backward(backward: str) -> None:
     Raises:
       ValueError: any other value; the message names it and the valid ones.
     """
-    if backward not in BACKWARDS:
-        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+    _check_choice("backward", backward, BACKWARDS)
 
 
 class LayerParams(NamedTuple):

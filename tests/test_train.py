@@ -187,18 +187,7 @@ def test_diverging_vanilla_rf_stops_with_a_clear_message(tmp_path):
 
 
 def test_shd_one_epoch_from_generated_files(tmp_path):
-    rng = np.random.default_rng(0)
-
-    def samples(count):
-        return [
-            (np.sort(rng.uniform(0, 1.1, 300)), rng.integers(0, 700, 300), int(rng.integers(0, 20)))
-            for _ in range(count)
-        ]
-
-    data_dir = tmp_path / "shd"
-    data_dir.mkdir()
-    write_shd(data_dir / "shd_train.h5", samples(40))
-    write_shd(data_dir / "shd_test.h5", samples(12))
+    data_dir = shd_files(tmp_path / "shd", train=40, test=12)
     config = tasks.config_for("shd", "vrf", epochs=1, batch_size=8, max_train_batches=2)
     results = train.train_and_evaluate(config, str(tmp_path / "run"), data_dir=str(data_dir))
     assert results["num_samples"] == 12 and results["total"] == 12
@@ -349,7 +338,8 @@ def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_pa
     assert int(saved["epoch"]) == 0
 
 
-def shd_files(folder):
+def shd_files(folder, train=24, test=8):
+    """A folder with SHD-layout training and test files of random spikes and labels."""
     rng = np.random.default_rng(0)
 
     def samples(count):
@@ -359,8 +349,8 @@ def shd_files(folder):
         ]
 
     folder.mkdir()
-    write_shd(folder / "shd_train.h5", samples(24))
-    write_shd(folder / "shd_test.h5", samples(8))
+    write_shd(folder / "shd_train.h5", samples(train))
+    write_shd(folder / "shd_test.h5", samples(test))
     return folder
 
 
