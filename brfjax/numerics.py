@@ -443,9 +443,9 @@ def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) ->
     return tuple(split_columns(b, max(slices, -(-GENERAL_OPERAND_BITS // bits)), bits))
 
 
-# Products whose left operand has fewer elements (one step of a small batch) take one
-# product per slice pair and no first-slice test: a wider product and a branch cost more
-# than they save there.
+# Products whose left operand has fewer elements (one step of a small batch), or a
+# symbolic shape (an exported program), take one product per slice pair and no
+# first-slice test: a wider product and a branch cost more than they save there.
 _SHORTCUT_SIZE = 1 << 14
 
 
@@ -491,7 +491,8 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
         # changes at most the sign of a zero result
         return _sum_in_order(products(0))
 
-    if slices == 1 or a.size < _SHORTCUT_SIZE:  # small: one product per pair
+    size = a.size if all(isinstance(d, int) for d in a.shape) else 0  # 0: a symbolic shape
+    if slices == 1 or size < _SHORTCUT_SIZE:  # small or of unknown size: one product per pair
         terms = [
             _precise_matmul(left[i], parts[total - i])
             for total in range(slices)
