@@ -1,8 +1,9 @@
 """Whole-sequence layers: a spiking layer of any neuron, and the LI readout.
 
 A layer takes a whole sequence and runs its time loop inside (:mod:`brfjax.scan`): the
-input product is one product over all steps, before the loop, and the backward pass is
-the hand-written segment-recompute one by default. These are the units that stack: the
+product of inputs wider than :data:`brfjax.scan.NARROW_INPUTS` runs over many steps at
+once, outside the per-step loop, and the backward pass is the hand-written
+segment-recompute one by default. These are the units that stack: the
 paper's network (:class:`brfjax.models.RecurrentSNN`) is one :class:`SpikingRNN`
 followed by an :class:`LIReadoutRNN`, a deeper network feeds each spiking layer's spikes
 to the next, and the functions :func:`spiking_layer` and :func:`readout_layer` are the
@@ -58,13 +59,10 @@ def spiking_layer(
       ValueError: an unknown ``backward`` or ``products``, or ``segment`` not a positive
         integer.
     """
-    check_segment(segment)
-    coefficients, kernel, bias = cell.layer(inputs.shape[-1])
-    if initial_state is None:
-        initial_state = _rest(cell, inputs.shape[1])
+    params, initial_state = _layer_arrays(cell, inputs, initial_state, segment)
     return scan.run_layer(
         cell.scan_spec(),
-        scan.LayerParams(coefficients, kernel, bias),
+        params,
         inputs,
         initial_state,
         backward=backward,
@@ -91,12 +89,9 @@ def readout_layer(
     Raises:
       ValueError: an unknown ``products``.
     """
-    scan.check_products(readout.products)
-    alpha, kernel, bias = readout.layer(spikes.shape[-1])
-    if initial_potential is None:
-        initial_potential = jnp.zeros((spikes.shape[1], readout.features), jnp.float32)
+    params, initial_potential = _readout_arrays(readout, spikes, initial_potential)
     return scan.run_readout(
-        scan.ReadoutParams(alpha, kernel, bias),
+        params,
         spikes,
         initial_potential,
         products=readout.products,
@@ -117,8 +112,8 @@ def spiking_layer_with_readout(
     spike_inputs: bool = False,
 ) -> tuple[scan.LayerOutput, jax.Array]:
     """:func:`spiking_layer` followed by :func:`readout_layer` on its spikes, the same
-    values; with ``backward="manual"`` run together segment by segment, so that training
-    keeps no ``(T, B, H)`` spikes (:func:`brfjax.scan.run_layer_with_readout`). The last
+    values; with ``backward="manual"`` the readout runs in the layer's loop, so that
+    training keeps no ``(T, B, H)`` spikes (:func:`brfjax.scan.run_layer_with_readout`). The last
     layer of :class:`brfjax.models.RecurrentSNN`.
 
     Args:
@@ -138,18 +133,14 @@ def spiking_layer_with_readout(
     Raises:
       ValueError: an unknown ``backward`` or ``products``, or a bad ``segment``.
     """
-    check_segment(segment)
-    scan.check_products(readout.products)
-    coefficients, kernel, bias = cell.layer(inputs.shape[-1])
-    alpha, readout_kernel, readout_bias = readout.layer(cell.features)
-    if initial_state is None:
-        initial_state = _rest(cell, inputs.shape[1])
-    if initial_potential is None:
-        initial_potential = jnp.zeros((inputs.shape[1], readout.features), jnp.float32)
+    params, initial_state = _layer_arrays(cell, inputs, initial_state, segment)
+    # the readout reads the layer's H spikes per step
+    spikes_shape = jax.ShapeDtypeStruct((*inputs.shape[:2], cell.features), jnp.float32)
+    readout_params, initial_potential = _readout_arrays(readout, spikes_shape, initial_potential)
     return scan.run_layer_with_readout(
         cell.scan_spec(),
-        scan.LayerParams(coefficients, kernel, bias),
-        scan.ReadoutParams(alpha, readout_kernel, readout_bias),
+        params,
+        readout_params,
         inputs,
         initial_state,
         initial_potential,
@@ -162,9 +153,38 @@ def spiking_layer_with_readout(
     )
 
 
-def _rest(cell: cells.SpikingCell, batch_size: int):
-    """The resting state of ``cell``'s neuron, float32 ``(B, H)`` per field."""
+def resting_state(cell: cells.SpikingCell, batch_size: int):
+    """The state a sequence starts from (all zeros).
+
+    Args:
+      cell: the layer's :class:`brfjax.cells.SpikingCell`.
+      batch_size: B, the number of samples.
+
+    Returns:
+      The cell's neuron state, float32 ``(B, H)`` per field.
+    """
     return neurons.zero_state(neurons.get_neuron(cell.neuron).state, (batch_size,), cell.features)
+
+
+def _layer_arrays(cell: cells.SpikingCell, inputs, initial_state, segment):
+    """The checked ``segment``, the layer's :class:`brfjax.scan.LayerParams` (declared by
+    the bound ``cell``) and its initial state (rest for None)."""
+    check_segment(segment)
+    coefficients, kernel, bias = cell.layer(inputs.shape[-1])
+    if initial_state is None:
+        initial_state = resting_state(cell, inputs.shape[1])
+    return scan.LayerParams(coefficients, kernel, bias), initial_state
+
+
+def _readout_arrays(readout: cells.LIReadout, spikes, initial_potential):
+    """The readout's checked products, its :class:`brfjax.scan.ReadoutParams` (declared by
+    the bound ``readout`` for ``spikes`` ``(T, B, H)``) and its initial potentials
+    (zeros for None)."""
+    scan.check_products(readout.products)
+    alpha, kernel, bias = readout.layer(spikes.shape[-1])
+    if initial_potential is None:
+        initial_potential = jnp.zeros((spikes.shape[1], readout.features), jnp.float32)
+    return scan.ReadoutParams(alpha, kernel, bias), initial_potential
 
 
 def check_segment(segment: Any) -> None:
@@ -210,8 +230,8 @@ class SpikingRNN(nn.Module):
     """A spiking layer over whole sequences: any neuron, recurrent or feed-forward.
 
     ``s_t = step(s_{t-1}, x_t · K_in + z_{t-1} · K_rec (+ b))`` for t = 0..T-1 (paper
-    Sec. 3; without recurrence ``K_rec`` is absent), with the input product taken out of
-    the time loop and the segment-recompute backward pass (:mod:`brfjax.scan`).
+    Sec. 3; without recurrence ``K_rec`` is absent), with the product of wide inputs taken
+    out of the per-step loop and the segment-recompute backward pass (:mod:`brfjax.scan`).
 
     Attributes:
       cell: the :class:`brfjax.cells.SpikingCell` that holds the neuron, its options
@@ -255,7 +275,7 @@ class SpikingRNN(nn.Module):
         Returns:
           The neuron's state, float32 ``(B, H)`` per field.
         """
-        return _rest(self.cell, batch_size)
+        return resting_state(self.cell, batch_size)
 
     def __call__(self, inputs: jax.Array, initial_state: Any | None = None) -> scan.LayerOutput:
         """Run a batch of sequences through the layer.

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from brfjax import cells, layers, neurons, scan
+from brfjax import cells, layers, scan
 
 
 class NetworkState(NamedTuple):
@@ -220,10 +220,7 @@ class RecurrentSNN(nn.Module):
           :class:`NetworkState` with float32 hidden fields ``(B, H)`` (a tuple of states
           for a stack) and readout ``(B, C)``, in either layout.
         """
-        states = tuple(
-            neurons.zero_state(neurons.get_neuron(cell.neuron).state, (batch_size,), cell.features)
-            for cell in self.hidden_cells
-        )
+        states = tuple(layers.resting_state(cell, batch_size) for cell in self.hidden_cells)
         return NetworkState(
             states if isinstance(self.hidden, tuple) else states[0],
             jnp.zeros((batch_size, self.readout.features), jnp.float32),

@@ -630,10 +630,31 @@ def run_layer(
             spec, params, inputs, hidden0, segment, remat=True, spike_inputs=spike_inputs
         )
         return output
+    output, _ = _whole_loop(
+        spec, params, inputs, hidden0, keep_trajectory, spike_inputs, spike_hook=spike_hook
+    )
+    return output
+
+
+def _whole_loop(
+    spec: ScanSpec,
+    params: LayerParams,
+    inputs,
+    hidden0,
+    keep_trajectory: bool,
+    spike_inputs: bool,
+    spike_hook: SpikeHook | None = None,
+    head: _Head | None = None,
+    readout: ReadoutParams | None = None,
+    potential0=None,
+):
+    """The layer as one :func:`_loop` over the whole sequence: the input product over all
+    T·B rows before it, or inside it for narrow inputs. Returns ``(output, potentials)``
+    (the head's potentials or None)."""
     width = inputs.shape[-1]
     narrow = _in_loop(width)
     step_inputs = inputs if narrow else input_currents(spec, params.kernel, inputs, spike_inputs)
-    output, _, _, _ = _loop(
+    output, _, potentials, _ = _loop(
         spec,
         _loop_params(spec, params, width),
         step_inputs,
@@ -642,8 +663,11 @@ def run_layer(
         spike_hook=spike_hook,
         narrow=narrow,
         spike_inputs=spike_inputs,
+        head=head,
+        readout=readout,
+        potential0=potential0,
     )
-    return output
+    return output, potentials
 
 
 def run_layer_with_readout(
@@ -900,7 +924,7 @@ def _over_segments(
 
 
 class _Head(NamedTuple):
-    """A readout fed by the layer inside its segments (static): its products and ``exact``."""
+    """A readout run inside the layer's loop (static): its products and ``exact``."""
 
     products: str
     exact: bool
@@ -921,7 +945,8 @@ def _layer_segments(
     potential0=None,
 ):
     """The layer as an outer scan over segments of ``segment`` steps (the last one
-    shorter): per segment the input product over its k·B rows, then an inner
+    shorter): per segment the input product over its k·B rows (inputs wider than
+    :data:`NARROW_INPUTS`; narrower ones are multiplied in the loop), then an inner
     :func:`_loop`: the very same step function in the same order, so spikes, spike counts
     and final states are the bits of one loop (with portable products also of one input
     product over all T·B rows; a fast product's bits may depend on its number of rows).
@@ -938,9 +963,8 @@ def _layer_segments(
     width = inputs.shape[-1]
     loop = _loop_params(spec, params, width)
     input_kernel = params.kernel[:width]
-    slices = _input_slices(spec, input_kernel, spike_inputs)
-
     narrow = _in_loop(width)
+    slices = None if narrow else _input_slices(spec, input_kernel, spike_inputs)
 
     def run_segment(carry, segment_inputs):
         state, counts, potential = carry
@@ -991,21 +1015,19 @@ def _run_manual(
     readout: ReadoutParams | None,
     potential0,
 ):
-    width = inputs.shape[-1]
-    if _in_loop(width):  # per-step products: one loop gives the segmented loop's bits
-        output, _, potentials, _ = _loop(
+    if _in_loop(inputs.shape[-1]):  # per-step products: one loop gives the segmented bits
+        return _whole_loop(
             spec,
-            _loop_params(spec, params, width),
+            params,
             inputs,
             hidden0,
             keep_trajectory,
-            narrow=True,
-            spike_inputs=spike_inputs,
-            head=head,
-            readout=readout,
-            potential0=potential0,
+            spike_inputs,
+            None,
+            head,
+            readout,
+            potential0,
         )
-        return output, potentials
     output, _, _, potentials = _layer_segments(
         spec,
         params,
