@@ -28,6 +28,7 @@ DOCUMENTED_MODULES = (
     "brfjax.checkpoint",
     "brfjax.stopping",
     "brfjax.data",
+    "brfjax.data.checks",
     "brfjax.data.download",
     "brfjax.data.ecg",
     "brfjax.data.mnist",

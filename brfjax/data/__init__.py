@@ -14,34 +14,6 @@ class DataUsageError(DataError):
     fit its flag (missing or empty data folder, wrong permutation file): exit status 2."""
 
 
-def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
-    """Check that labels are integers in ``0..num_classes-1``.
-
-    Anything else is damaged content.
-
-    Args:
-      labels: the labels, any shape (batch-major ``(N,)`` or ``(N, T)``).
-      num_classes: C.
-      source: the file or dataset, for the message.
-
-    Raises:
-      DataError: non-integer labels, or a label outside the range (the message names
-        ``source`` and the first bad label with its index).
-    """
-    labels = np.asarray(labels)
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"{source}: labels must be integers, got dtype {labels.dtype}; the file is damaged or not this dataset"
-        )
-    bad = (labels < 0) | (labels >= num_classes)
-    if np.any(bad):
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DataError(
-            f"{source}: label {int(labels[index])} at index {index[0] if len(index) == 1 else index} is outside "
-            f"0..{num_classes - 1}; the file is damaged or not this dataset"
-        )
-
-
 class SequenceData(NamedTuple):
     """Batch-major samples of one split.
 
@@ -67,3 +39,9 @@ class SequenceData(NamedTuple):
           :class:`SequenceData` of the selected samples.
         """
         return SequenceData(self.inputs[indices], self.targets[indices])
+
+
+# the loaders' shared format checks; check_labels is also this package's name for them
+from brfjax.data.checks import check_labels  # noqa: E402  (checks needs DataError above)
+
+__all__ = ["DataError", "DataUsageError", "SequenceData", "check_labels"]

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from brfjax.data import DataError, DataUsageError, SequenceData
+from brfjax.data import DataError, DataUsageError, SequenceData, checks
 from brfjax.data.download import file_digest
 
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "ecg_qtdb")
@@ -87,8 +87,16 @@ def load_ecg(split: str, data_dir: str | None = None, verify: bool = True) -> Se
     return decode_ecg(mat, path)
 
 
+SENTINEL = (-1, 0, 0, 0)  # x of the last step of every QTDB sequence, dropped by the loader
+
+
 def decode_ecg(mat: dict, source: str = "<memory>") -> SequenceData:
-    """Apply the ECG loader rule to the arrays of a QTDB ``.mat``.
+    """Check the arrays of a QTDB ``.mat`` and apply the ECG loader rule.
+
+    The checks: ``x`` real and finite ``(N, T+1, 4)`` with the sentinel
+    ``[-1, 0, 0, 0]`` at its last step (the step the rule drops); ``y`` ``(N, T+1, 6)``
+    with every row one-hot or all zero (unlabelled), so that its ``argmax`` is the
+    step's class; N >= 1 and T >= 1.
 
     Args:
       mat: the dict of ``scipy.io.loadmat``, with batch-major ``x (N, T+1, 4)`` input
@@ -100,16 +108,47 @@ def decode_ecg(mat: dict, source: str = "<memory>") -> SequenceData:
       targets ``(N, T)`` int32, batch-major (``docs/reference/data.md``).
 
     Raises:
-      DataError: ``x`` or ``y`` missing or of the wrong shape.
+      DataError: ``x`` or ``y`` missing, or refused by the checks above (the message
+        names the array, the value found and what was expected).
     """
+    where = f"ECG file {source!r}"
     for key in ("x", "y"):
         if key not in mat:
-            raise DataError(f"ECG file {source!r} has no {key!r} array")
-    x, y = mat["x"], mat["y"]
+            raise checks.fail(where, f"no {key!r} array; expected x and y")
+    x, y = np.asarray(mat["x"]), np.asarray(mat["y"])
+    for key, values in (("x", x), ("y", y)):
+        if values.dtype.kind not in "iuf" and not (key == "y" and values.dtype.kind == "b"):
+            raise checks.fail(where, f"{key} has dtype {values.dtype}; expected real numbers")
     if x.ndim != 3 or x.shape[2] != NUM_CHANNELS or y.shape != (*x.shape[:2], NUM_CLASSES):
-        raise DataError(
-            f"ECG file {source!r}: expected x (N, T+1, {NUM_CHANNELS}) and y (N, T+1, {NUM_CLASSES}), "
-            f"got x {x.shape} and y {y.shape}"
+        raise checks.fail(
+            where,
+            f"expected x (N, T+1, {NUM_CHANNELS}) (the task's {NUM_CHANNELS} input channels) and "
+            f"y (N, T+1, {NUM_CLASSES}) (its {NUM_CLASSES} classes), got x {x.shape} and y {y.shape}",
+        )
+    checks.check_samples(x.shape[0], where, "x")
+    if x.shape[1] < 2:
+        raise checks.fail(
+            where, f"x has {x.shape[1]} steps; expected T+1 >= 2 (T steps and the sentinel)"
+        )
+    checks.check_finite(x, where, "x")
+    checks.check_finite(y, where, "y")
+    last = x[:, -1]
+    wrong = np.any(last.astype(np.float64) != np.asarray(SENTINEL, np.float64), axis=-1)
+    if wrong.any():
+        index = int(np.argmax(wrong))
+        raise checks.fail(
+            where,
+            f"x's last step of sequence {index} is {last[index].tolist()}; expected the sentinel "
+            f"{list(SENTINEL)} of the QTDB layout, which the loader drops (without it a real "
+            "step would be lost)",
+        )
+    one_hot = np.all((y == 0) | (y == 1), axis=-1) & (np.sum(y == 1, axis=-1) <= 1)
+    if not one_hot.all():
+        index = tuple(int(i) for i in np.argwhere(~one_hot)[0])
+        raise checks.fail(
+            where,
+            f"y at sequence {index[0]}, step {index[1]} is {y[index].tolist()}; expected a one-hot "
+            f"row of the {NUM_CLASSES} classes or all zeros (unlabelled)",
         )
     inputs = np.ascontiguousarray(x[:, :-1].astype(np.float32))
     targets = np.argmax(y[:, :-1], axis=-1).astype(np.int32)

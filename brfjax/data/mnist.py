@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 
 import numpy as np
 
-from brfjax.data import DataError, DataUsageError, SequenceData, check_labels, download
+from brfjax.data import DataError, DataUsageError, SequenceData, checks, download
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -41,6 +42,10 @@ NUM_STEPS = 784
 NUM_CLASSES = 10
 
 
+IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes, MNIST's only one
+IMAGE_SHAPE = (28, 28)
+
+
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """Decode an IDX file: magic (0, 0, dtype code, ndim), big-endian int32 dims, data.
 
@@ -53,19 +58,70 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
       ``(N,)``).
 
     Raises:
-      DataError: not an unsigned-byte IDX file, or truncated.
+      DataError: not an unsigned-byte IDX file (the message names the magic bytes
+        found), or a size that does not fit the dimensions of its header.
     """
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{source!r} is not an unsigned-byte IDX file")
+    where = f"MNIST file {source!r}"
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != IDX_UBYTE:
+        found = " ".join(f"{b:02x}" for b in data[:4])
+        raise checks.fail(
+            where,
+            f"first bytes [{found}]; expected the IDX magic number 00 00 08 <ndim> "
+            "(unsigned bytes)",
+            "the file is not an MNIST IDX file: get the original files (docs/how-to/offline-data.md)",
+        )
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataError(f"{source!r} is truncated (header)")
+        raise checks.fail(
+            where,
+            f"truncated: {len(data)} bytes, fewer than the {header} of its header "
+            f"({ndim} dimensions)",
+            "delete it and download it again",
+        )
     shape = tuple(int(d) for d in np.frombuffer(data, ">i4", ndim, 4))
-    expected = header + int(np.prod(shape))
-    if len(data) != expected:
-        raise DataError(f"{source!r} has {len(data)} bytes, expected {expected} for shape {shape}")
+    expected = header + math.prod(shape)
+    if min(shape, default=0) < 0 or len(data) != expected:
+        raise checks.fail(
+            where,
+            f"{len(data)} bytes, expected {expected} for its header's shape {shape}",
+            "the file is corrupt or truncated: delete it and download it again",
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def check_split(images: np.ndarray, labels: np.ndarray, image_name: str, label_name: str) -> None:
+    """Check a split's decoded IDX arrays: images ``(N, 28, 28)``, labels ``(N,)`` in
+    0..9, N >= 1.
+
+    Args:
+      images: the decoded images file.
+      labels: the decoded labels file.
+      image_name: the images file, for messages.
+      label_name: the labels file, for messages.
+
+    Raises:
+      DataError: another shape, no samples, counts that differ, or a label outside 0..9.
+    """
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise checks.fail(
+            f"MNIST file {image_name!r}",
+            f"images of shape {images.shape}; expected (N, 28, 28)",
+        )
+    if labels.ndim != 1:
+        raise checks.fail(
+            f"MNIST file {label_name!r}",
+            f"labels of shape {labels.shape}; expected (N,)",
+        )
+    checks.check_samples(len(labels), f"MNIST file {label_name!r}", "the labels file")
+    checks.check_count(
+        len(images),
+        len(labels),
+        f"MNIST files {image_name!r} and {label_name!r}",
+        "images",
+        "labels",
+    )
+    checks.check_labels(labels, NUM_CLASSES, f"MNIST file {label_name!r}")
 
 
 def _find(folder: str, name: str) -> str | None:
@@ -164,8 +220,8 @@ def load_mnist(
       ``SequenceData(inputs (N, 784, 1) uint8, targets (N,) int32)``, T = 784 steps.
 
     Raises:
-      DataError: an unknown split or backend, a corrupt file, or images and labels that
-        do not match.
+      DataError: an unknown split or backend, a corrupt file, or files that
+        :func:`parse_idx` or :func:`check_split` refuse.
       DataUsageError: ``data_dir`` lacks a file.
     """
     if split not in SPLIT_FILES:
@@ -175,13 +231,10 @@ def load_mnist(
     if backend != "idx":
         raise DataError(f"unknown MNIST backend {backend!r}; expected one of {list(BACKENDS)}")
     image_name, label_name = SPLIT_FILES[split]
-    images = parse_idx(read_verified(locate(image_name, data_dir), image_name, verify), image_name)
-    labels = parse_idx(read_verified(locate(label_name, data_dir), label_name, verify), label_name)
-    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise DataError(
-            f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match"
-        )
-    check_labels(labels, NUM_CLASSES, f"MNIST file {label_name!r}")
+    image_path, label_path = locate(image_name, data_dir), locate(label_name, data_dir)
+    images = parse_idx(read_verified(image_path, image_name, verify), image_path)
+    labels = parse_idx(read_verified(label_path, label_name, verify), label_path)
+    check_split(images, labels, image_path, label_path)
     return SequenceData(images.reshape(-1, NUM_STEPS, 1), labels.astype(np.int32))
 
 
@@ -213,7 +266,7 @@ def load_mnist_tfds(split: str, data_dir: str | None = None) -> SequenceData:
         raise DataError(
             f"tensorflow-datasets MNIST {split}: unexpected shapes {images.shape}, {np.shape(labels)}"
         )
-    check_labels(labels, NUM_CLASSES, f"tensorflow-datasets mnist {split}")
+    checks.check_labels(labels, NUM_CLASSES, f"tensorflow-datasets mnist {split}")
     return SequenceData(
         images.reshape(-1, NUM_STEPS, 1).astype(np.uint8), np.asarray(labels, np.int32)
     )

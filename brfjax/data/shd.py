@@ -24,6 +24,9 @@ spikes later than θ_249 are dropped; unit k > 0 sets channel ``700 - k`` of its
 (github.com/AdaptiveAILab/brf-neurons; ``docs/reference/data.md``). SSC is binned the same
 way (its recordings last at most 1 s, the 250 bins).
 Inputs are uint8 ``(N, 250, 700)`` (cast to float32 per batch), labels int32.
+
+:func:`read` checks a file before it bins it (times in seconds, unit ids in 0..699,
+labels in 0..C-1, one of each per sample) and reports the spikes the binning leaves out.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from __future__ import annotations
 import os
 import urllib.request
 import uuid
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from brfjax.data import DataError, DataUsageError, SequenceData, check_labels, download
+from brfjax.data import DataError, DataUsageError, SequenceData, checks, download
 
 BASE_URL = "https://zenkelab.org/datasets/"
 NUM_STEPS = 250
@@ -96,7 +100,7 @@ def bin_thresholds() -> np.ndarray:
     return (np.arange(NUM_STEPS) * BIN_WIDTH).astype(np.float16)
 
 
-def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> None:
+def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> int:
     """Write one sample's spikes into ``out``, binned as described above.
 
     Args:
@@ -105,16 +109,136 @@ def bin_sample(times: np.ndarray, units: np.ndarray, out: np.ndarray) -> None:
       units: unit ids 0..699 ``(S,)``, one per spike.
       out: uint8 ``(250, 700)`` of one sample, time first (a row of the batch-major
         ``(N, 250, 700)`` inputs), written in place; spikes set entries to 1.
+
+    Returns:
+      The number of spikes the binning leaves out: those after the last bin (θ_249) and
+      those of unit 0 (which has no channel).
     """
     times = np.asarray(times).astype(np.float16)
     units = np.asarray(units).astype(np.int64)
     bins = np.searchsorted(bin_thresholds(), times, side="left")
     keep = (bins < NUM_STEPS) & (units > 0) & (units < NUM_CHANNELS)
     out[bins[keep], NUM_CHANNELS - units[keep]] = 1
+    return int(len(keep) - np.count_nonzero(keep))
+
+
+# The recordings of SHD and SSC last at most about 1.4 s (SSC's 1 s); the bins cover
+# 0..0.996 s. A spike after MAX_TIME is refused (the file is not of this layout), one
+# after 10 x MAX_TIME names the likely cause: times in milliseconds.
+MAX_TIME = 1.5
+MILLISECONDS_FACTOR = 10
+
+
+class DroppedSpikesWarning(UserWarning):
+    """Spikes of a well-formed file that the paper's binning leaves out (after the last
+    4 ms bin, or of unit 0): the loader says how many, per file."""
+
+
+FIELDS = ("spikes/times", "spikes/units", "labels")
+
+
+def _read_fields(path: str, title: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three arrays of the layout as stored: per-sample spike times and unit ids
+    (object arrays of 1-D arrays) and the labels."""
+    import h5py
+
+    source = f"{title} file {path!r}"
+    arrays = []
+    try:
+        with h5py.File(path, "r") as handle:
+            for field in FIELDS:
+                node = handle.get(field)
+                if not isinstance(node, h5py.Dataset):
+                    raise checks.fail(
+                        source,
+                        f"no dataset {field!r} ({'a group' if node is not None else 'missing'}); "
+                        f"the layout holds {', '.join(FIELDS)}",
+                        f"write the file in the {title} layout (docs/reference/data.md)",
+                    )
+                if field != "labels" and h5py.check_vlen_dtype(node.dtype) is None:
+                    raise checks.fail(
+                        source,
+                        f"{field} is a fixed-shape {node.shape} {node.dtype} dataset; expected one "
+                        "variable-length array per sample (h5py.vlen_dtype), as padding would be read as spikes",
+                        f"write the file in the {title} layout (docs/reference/data.md)",
+                    )
+                arrays.append(node[()])
+    except DataError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise DataError(
+            f"{source} is not a readable {title} HDF5 file ({error}); "
+            "delete it (it is downloaded again) or fix --data-dir"
+        ) from None
+    return tuple(arrays)
+
+
+def _check_sample(
+    index: int, times: np.ndarray, units: np.ndarray, source: str, title: str
+) -> None:
+    """One sample's spike times (finite seconds in ``0..MAX_TIME``) and unit ids
+    (integers in ``0..699``), one of each per spike."""
+    if times.ndim != 1 or units.ndim != 1:
+        raise checks.fail(source, f"sample {index} is not a 1-D array of spikes")
+    if len(times) != len(units):
+        raise checks.fail(
+            source,
+            f"sample {index} has {len(times)} spike times (spikes/times) but {len(units)} unit ids "
+            "(spikes/units); expected one of each per spike",
+        )
+    if not np.issubdtype(times.dtype, np.floating):
+        raise checks.fail(
+            source,
+            f"spikes/times has dtype {times.dtype}; expected floating-point seconds (float16 in the "
+            "official files)",
+        )
+    checks.check_integers(units, source, "spikes/units", f"unit ids 0..{NUM_CHANNELS - 1}")
+    if not len(times):
+        return
+    checks.check_finite(times, source, f"spikes/times of sample {index}")
+    if times.min() < 0:
+        raise checks.fail(
+            source,
+            f"spikes/times of sample {index} holds {float(times.min()):g}; expected seconds from the "
+            "sample's start, >= 0",
+        )
+    latest = float(times.max())
+    if latest > MILLISECONDS_FACTOR * MAX_TIME:
+        raise checks.fail(
+            source,
+            f"spikes/times of sample {index} reaches {latest:g}, far beyond the {title} recordings "
+            f"(at most about {MAX_TIME} s): spike times look like milliseconds; the SHD layout "
+            "stores seconds",
+            "divide the times by 1000",
+        )
+    if latest > MAX_TIME:
+        raise checks.fail(
+            source,
+            f"spikes/times of sample {index} reaches {latest:g} s, beyond the {title} recordings "
+            f"(at most about {MAX_TIME} s; the {NUM_STEPS} bins of {BIN_WIDTH * 1000:g} ms cover "
+            f"0..{float(bin_thresholds()[-1]):g} s)",
+            "store seconds from the sample's start, or cut the recordings",
+        )
+    checks.check_range(
+        units,
+        0,
+        NUM_CHANNELS,
+        source,
+        f"spikes/units of sample {index}",
+        f"the task's {NUM_CHANNELS} input channels",
+    )
 
 
 def read(path: str, dataset: HeidelbergSet = SHD) -> SequenceData:
-    """Decode and bin one HDF5 file of a Heidelberg spiking data set.
+    """Decode, check and bin one HDF5 file of a Heidelberg spiking data set.
+
+    The file is checked before anything is binned: ``spikes/times`` and
+    ``spikes/units`` hold one variable-length array per sample, of equal lengths;
+    times are finite seconds in ``0..MAX_TIME`` (1.5 s; far later times are taken for
+    milliseconds); unit ids integers in 0..699; ``labels`` integers in 0..C-1, shape
+    ``(N,)`` (or ``(N, 1)``, read as ``(N,)``), one per sample. Spikes the binning leaves
+    out (after θ_249, or of unit 0) are counted and reported as a
+    :class:`DroppedSpikesWarning`.
 
     Args:
       path: a ``<name>_<split>.h5`` file of ``dataset``.
@@ -125,38 +249,46 @@ def read(path: str, dataset: HeidelbergSet = SHD) -> SequenceData:
       in {0, 1}, labels ``(N,)`` int32 in 0..C-1.
 
     Raises:
-      DataError: an unreadable file, spike trains and labels that do not match, or a label
-        outside 0..C-1.
+      DataError: an unreadable file, or one the checks above refuse (the message names
+        the field, the value found and what was expected).
     """
-    import h5py
-
     title = dataset.title
-    try:
-        with h5py.File(path, "r") as handle:
-            times, units, labels = (
-                handle["spikes"]["times"],
-                handle["spikes"]["units"],
-                handle["labels"][()],
+    source = f"{title} file {path!r}"
+    times, units, raw_labels = _read_fields(path, title)
+    for field, values in zip(FIELDS[:2], (times, units)):
+        if values.ndim != 1:
+            raise checks.fail(
+                source,
+                f"{field} has shape {values.shape}; expected one array per sample, shape (N,)",
             )
-            if len(times) != len(labels) or len(units) != len(labels):
-                raise DataError(
-                    f"{title} file {path!r}: {len(times)} spike trains for {len(labels)} labels"
-                )
-            inputs = np.zeros((len(labels), NUM_STEPS, NUM_CHANNELS), np.uint8)
-            for index in range(len(labels)):
-                sample_times, sample_units = times[index], units[index]
-                if len(sample_times) != len(sample_units):
-                    raise DataError(
-                        f"{title} file {path!r}: sample {index} has times and units of different lengths"
-                    )
-                bin_sample(sample_times, sample_units, inputs[index])
-    except (OSError, KeyError) as error:
-        raise DataError(
-            f"{title} file {path!r} is not a readable {title} HDF5 file ({error}); "
-            "delete it (it is downloaded again) or fix --data-dir"
-        ) from None
-    check_labels(labels, dataset.num_classes, f"{title} file {path!r}")
-    return SequenceData(inputs, np.asarray(labels, np.int32))
+    labels = checks.sequence_labels(raw_labels, dataset.num_classes, source)
+    checks.check_count(len(times), len(labels), source, "spikes/times", "labels")
+    checks.check_count(len(units), len(labels), source, "spikes/units", "labels")
+    samples = [(np.asarray(t), np.asarray(u)) for t, u in zip(times, units)]
+    for index, (sample_times, sample_units) in enumerate(samples):
+        _check_sample(index, sample_times, sample_units, source, title)
+    inputs = np.zeros((len(labels), NUM_STEPS, NUM_CHANNELS), np.uint8)
+    dropped = sum(bin_sample(t, u, inputs[index]) for index, (t, u) in enumerate(samples))
+    if dropped:
+        late = sum(
+            int(np.count_nonzero(t.astype(np.float16) > bin_thresholds()[-1])) for t, _ in samples
+        )
+        total = sum(len(t) for t, _ in samples)
+        causes = [
+            f"{count:,} {cause}"
+            for count, cause in (
+                (late, f"after the last bin ({float(bin_thresholds()[-1]):.3f} s)"),
+                (dropped - late, "of unit 0, which has no input channel"),
+            )
+            if count
+        ]
+        warnings.warn(
+            f"{source}: {dropped:,} of its {total:,} spikes are left out, as the authors' binning "
+            f"leaves them out: {' and '.join(causes)}",
+            DroppedSpikesWarning,
+            stacklevel=2,
+        )
+    return SequenceData(inputs, labels)
 
 
 def read_shd(path: str) -> SequenceData:
