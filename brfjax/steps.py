@@ -13,10 +13,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from brfjax import metrics, models, neurons, tasks
 from brfjax import parallel as parallel_module
+from brfjax.data import SequenceData
 from brfjax.parallel import DataParallel
 
 
@@ -105,10 +107,13 @@ def make_train_step(
     constants: dict,
     parallel: DataParallel | None = None,
 ):
-    """One jitted update ``(state, inputs, targets, lr, initial_state, weights) -> (state, StepResult)``.
+    """One jitted update ``(state, inputs, targets, lr, initial_state, weights, start_step) -> (state, StepResult)``.
 
-    ``initial_state`` is None for full BPTT, or the (gradient-free) network state at
-    the start of a truncated-BPTT chunk; ``weights`` is None, or the (B,) sample weights
+    ``initial_state`` is None for full BPTT (and a sequence's first truncated-BPTT
+    chunk), or the (gradient-free) network state at the start of a later chunk, with
+    ``start_step`` the steps of the sequence already run (a Python int, static: it is
+    needed where the network leaves its first ``sub_seq_length`` steps unscored,
+    :class:`brfjax.models.RecurrentSNN`); ``weights`` is None, or the (B,) sample weights
     of a padded batch (``brfjax.parallel``). With ``parallel`` over several devices, each
     device runs the forward and backward pass of its part of the batch on its own
     (``shard_map``): its loss share ``Σ_t Σ_b w_b NLL_tb / Σ_all w`` and its gradient are
@@ -125,8 +130,9 @@ def make_train_step(
 
     Returns:
       The jitted step ``(state, inputs (T, B, I) float32, targets, lr, initial_state=None,
-      weights=None) -> (TrainState, StepResult)``; targets are ``(B,)`` int sequence
-      labels or time-major per-step classes ``(T', B)``. ``state`` is donated.
+      weights=None, start_step=None) -> (TrainState, StepResult)``; targets are ``(B,)``
+      int sequence labels or time-major per-step classes ``(T', B)`` of the scored steps.
+      ``state`` is donated.
     """
 
     def local_update(
@@ -136,13 +142,14 @@ def make_train_step(
         learning_rate,
         initial_state=None,
         weights=None,
+        start_step=None,
         reduce=lambda tree: tree,
     ):
         """The update from this device's samples; ``reduce`` sums over the devices."""
         total_weight = reduce(jnp.float32(inputs.shape[1]) if weights is None else jnp.sum(weights))
 
         def loss_fn(params):
-            output = model.apply({"params": params, **constants}, inputs, initial_state)
+            output = model.apply({"params": params, **constants}, inputs, initial_state, start_step)
             return metrics.weighted_nll_sum(
                 output.readouts, targets, weights
             ) / total_weight, output
@@ -168,7 +175,7 @@ def make_train_step(
         )
 
     if parallel is None or parallel.num_devices == 1:
-        return jax.jit(local_update, donate_argnums=0)
+        return jax.jit(local_update, donate_argnums=0, static_argnames="start_step")
 
     from jax.sharding import PartitionSpec
 
@@ -179,11 +186,13 @@ def make_train_step(
             None if array is None else PartitionSpec(*([None] * axis), parallel_module.BATCH_AXIS)
         )
 
-    def sharded_step(state, inputs, targets, learning_rate, initial_state=None, weights=None):
+    def sharded_step(
+        state, inputs, targets, learning_rate, initial_state=None, weights=None, start_step=None
+    ):
         def per_device(state, inputs, targets, learning_rate, initial_state, weights):
             reduce = functools.partial(jax.lax.psum, axis_name=parallel_module.BATCH_AXIS)
             state, result = local_update(
-                state, inputs, targets, learning_rate, initial_state, weights, reduce
+                state, inputs, targets, learning_rate, initial_state, weights, start_step, reduce
             )
             # every process reads the spike counts of the whole batch
             spikes = jax.lax.all_gather(result.sums.spikes, parallel_module.BATCH_AXIS, tiled=True)
@@ -205,26 +214,125 @@ def make_train_step(
             per_device, mesh=parallel.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False
         )(state, inputs, targets, learning_rate, initial_state, weights)
 
-    return jax.jit(sharded_step, donate_argnums=0)
+    return jax.jit(sharded_step, donate_argnums=0, static_argnames="start_step")
 
 
-def tbptt_chunks(num_steps: int, length: int) -> list[tuple[int, int]]:
+def tbptt_chunks(num_steps: int, length: int, sub_seq_length: int = 0) -> list[tuple[int, int]]:
     """Chunks ``[start, stop)`` of truncated BPTT: an update after every step t with
     ``t % length == 0`` (t = 0 included) and after the last step, as the authors' code
     (github.com/AdaptiveAILab/brf-neurons, its ALIF TBPTT network) does for ALIF on
-    S-MNIST and PS-MNIST (docs/concepts/other-neurons.md).
+    S-MNIST and PS-MNIST (docs/concepts/other-neurons.md); but only once the chunk holds
+    a scored step (``t >= sub_seq_length``): the original updates only on a non-zero chunk
+    loss, so the unscored leading steps join the first chunk that scores.
 
     Args:
       num_steps: the sequence length T in steps.
       length: the chunk length in steps (50 in the paper).
+      sub_seq_length: the leading steps the network runs but does not score.
 
     Returns:
       ``[(start, stop), ...]`` step ranges covering ``0..T``; 17 chunks for T = 784 and
-      length 50.
+      length 50; one chunk ``[(0, T)]`` for ``length >= T`` and ``sub_seq_length > 0``.
     """
-    update_after = sorted({t for t in range(0, num_steps, length)} | {num_steps - 1})
+    update_after = sorted(
+        t for t in {*range(0, num_steps, length), num_steps - 1} if t >= sub_seq_length
+    )
     starts = [0] + [t + 1 for t in update_after[:-1]]
     return [(start, stop + 1) for start, stop in zip(starts, update_after)]
+
+
+def tbptt_batch(
+    model: models.RecurrentSNN,
+    train_step,
+    state: TrainState,
+    data: SequenceData,
+    indices,
+    learning_rate,
+    length: int,
+    task: tasks.TaskSpec,
+    parallel: DataParallel,
+    permutation=None,
+) -> tuple[TrainState, float, metrics.BatchSums, np.ndarray]:
+    """Truncated BPTT over one minibatch: an optimizer step after each chunk of
+    :func:`tbptt_chunks`, the network state carried (without gradient) into the next.
+
+    Each chunk scores its own steps: per-step targets (ECG) of its steps, the sequence
+    label (MNIST, SHD) at each of its recorded steps (only its last under label-last);
+    the first ``sub_seq_length`` steps of the *sequence* stay unscored (the chunk's
+    ``start_step``). A chunk that covers the whole sequence is exactly the full-BPTT
+    update.
+
+    Args:
+      model: the network.
+      train_step: from :func:`make_train_step` with ``model``.
+      state: the parameters and optimizer state.
+      data: the batch-major training set.
+      indices: the B sample indices of the (global) batch.
+      learning_rate: this epoch's learning rate.
+      length: the chunk length in steps.
+      task: the task (its input scaling and objective).
+      parallel: the devices the batch is split over.
+      permutation: PS-MNIST's pixel order ``(T,)``, or None.
+
+    Returns:
+      ``(state, loss, sums, health)``: the state after the last chunk, the summed chunk
+      losses (Σ over scored steps of mean_b NLL), the batch's
+      :class:`brfjax.metrics.BatchSums` (per-step: the chunks' sums; sequence: from the
+      mean readout over the recorded steps, or the last readout under label-last) and the
+      summed :data:`HEALTH` counts.
+    """
+    local, weights = parallel.local_indices(indices)
+    inputs = tasks.model_inputs(task, data.inputs[local], permutation)  # (T, b, I)
+    labels = data.targets[local]
+    per_step = labels.ndim == 2
+    steps_first = np.ascontiguousarray(labels.T) if per_step else None  # (T, b), every step
+    sequence_labels = None if per_step else parallel.shard(labels, 0)
+    weights = parallel.shard(weights, 0)
+    num_steps, skipped = inputs.shape[0], model.sub_seq_length
+    carry, loss, readout_sum, last = None, 0.0, 0.0, None
+    spikes, health = 0.0, np.zeros(len(HEALTH), np.int64)
+    nll = correct = scored = 0.0
+    for start, stop in tbptt_chunks(num_steps, length, skipped):
+        if per_step:  # the chunk's scored steps: from max(start, sub), its last under label-last
+            first = stop - 1 if model.label_last else max(start, skipped)
+            targets = parallel.shard(steps_first[first:stop], 1)
+        else:
+            targets = sequence_labels
+        # a later chunk has run more than sub_seq_length steps already: min() keeps the
+        # static start_step, and so the compiled step, the same for all of them
+        start_step = None if carry is None or skipped == 0 else min(start, skipped)
+        state, result = train_step(
+            state,
+            parallel.shard(inputs[start:stop], 1),
+            targets,
+            learning_rate,
+            carry,
+            weights,
+            start_step=start_step,
+        )
+        health = health + np.asarray(result.health)
+        carry = result.final_state
+        loss += float(result.loss)
+        spikes = spikes + np.asarray(result.sums.spikes)
+        if per_step:
+            nll += float(result.sums.nll)
+            correct += float(result.sums.correct)
+            scored += float(result.sums.scored)
+        else:
+            last = parallel.gather(result.readout_sum)
+            readout_sum = readout_sum + last
+    if per_step:
+        return state, loss, metrics.BatchSums(nll, correct, scored, spikes), health
+    recorded = num_steps - skipped
+    readouts = (last if model.label_last else readout_sum / recorded)[None]
+    sums = metrics.batch_sums(
+        readouts,
+        parallel.gather(sequence_labels),
+        spikes,
+        task.objective,
+        None if weights is None else parallel.gather(weights),
+    )
+    return state, loss, sums, health
 
 
 def init_state(

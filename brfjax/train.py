@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from brfjax import checkpoint, cli, evaluate, metrics, models, neurons, tasks
+from brfjax import checkpoint, cli, evaluate, models, neurons, tasks
 from brfjax import parallel as parallel_module
-from brfjax.batches import device_batch, host_batch
+from brfjax.batches import device_batch
 from brfjax.data import SequenceData, ecg, mnist, pipeline
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import path_name
@@ -47,7 +47,7 @@ from brfjax.steps import (
     make_eval_step,
     make_optimizer,
     make_train_step,
-    tbptt_chunks,
+    tbptt_batch,
 )
 from brfjax.stopping import StopSignals
 from brfjax.summaries import EpochLog, ProgressBar, collapses, read_metrics
@@ -343,8 +343,17 @@ def train_epoch(
         if step < progress.steps:
             continue
         if config.tbptt_length:
-            state, loss, sums, health = _tbptt_batch(
-                model, train_step, state, data, indices, lr, config.tbptt_length, task, parallel
+            state, loss, sums, health = tbptt_batch(
+                model,
+                train_step,
+                state,
+                data.train,
+                indices,
+                lr,
+                config.tbptt_length,
+                task,
+                parallel,
+                data.permutation,
             )
         else:
             batch = device_batch(parallel, task, model, data.train, indices, data.permutation)
@@ -393,39 +402,6 @@ def train_epoch(
         if step + 1 < len(batches) and stop():
             break
     return state, progress
-
-
-def _tbptt_batch(
-    model, train_step, state, data: RunData, indices, lr, length, task, parallel: DataParallel
-):
-    """Truncated BPTT over one minibatch: an optimizer step after each chunk, the
-    network state carried (without gradient) into the next chunk."""
-    local, weights = parallel.local_indices(indices)
-    inputs, targets = host_batch(task, model, data.train, local, data.permutation)
-    targets, weights = parallel.shard(targets, targets.ndim - 1), parallel.shard(weights, 0)
-    carry = jax.tree_util.tree_map(
-        lambda x: parallel.shard(np.asarray(x), 0), model.initial_state(inputs.shape[1])
-    )
-    loss, spikes, readout_sum, last, health = 0.0, 0.0, 0.0, None, np.zeros(len(HEALTH), np.int64)
-    for start, stop in tbptt_chunks(inputs.shape[0], length):
-        state, result = train_step(
-            state, parallel.shard(inputs[start:stop], 1), targets, lr, carry, weights
-        )
-        health = health + np.asarray(result.health)
-        carry = result.final_state
-        loss += float(result.loss)
-        spikes = spikes + np.asarray(result.sums.spikes)
-        last = parallel.gather(result.readout_sum)
-        readout_sum = readout_sum + last
-    readouts = (last if model.label_last else readout_sum / inputs.shape[0])[None]
-    sums = metrics.batch_sums(
-        readouts,
-        parallel.gather(targets),
-        spikes,
-        task.objective,
-        None if weights is None else parallel.gather(weights),
-    )
-    return state, loss, sums, health
 
 
 def resume_inside_epoch(
