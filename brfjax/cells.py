@@ -36,11 +36,65 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from brfjax import neurons, scan
+from brfjax import neurons, scan, surrogates
 
 Initializer = Callable[..., jax.Array]
 uniform_init = neurons.uniform_init
 normal_init = neurons.normal_init
+
+
+def check_features(features: Any, what: str) -> None:
+    """Check a layer width.
+
+    Args:
+      features: the number of units, a positive Python int.
+      what: the attribute in words, for the message.
+
+    Raises:
+      ValueError: anything else; the message names the value.
+    """
+    if isinstance(features, bool) or not isinstance(features, int) or features <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {features!r}")
+
+
+def _float32_param(module: nn.Module, name: str, init: Initializer, shape: tuple) -> jax.Array:
+    """The parameter ``name`` (declared float32), in float32 whatever its stored dtype: all
+    state and arithmetic is float32, and parameters kept in another float type (bfloat16,
+    float64) get their gradients in that type."""
+    value = module.param(name, init, shape, jnp.float32)
+    if not jnp.issubdtype(jnp.result_type(value), jnp.floating):
+        raise ValueError(
+            f"parameter {name!r} holds {jnp.result_type(value)} values; parameters must be floating point "
+            "(float32, or bfloat16/float64 cast to float32)"
+        )
+    return jnp.asarray(value, jnp.float32)
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if value not in (True, False):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_dt(dt: Any, model: neurons.NeuronModel) -> None:
+    """Check a cell's Euler step δ against its neuron model.
+
+    Args:
+      dt: the step, a positive finite number.
+      model: the neuron model; one with a ``fixed_dt`` (the δ its coefficients are
+        derived for, e.g. BRF's divergence boundary p(ω)) takes only that step.
+
+    Raises:
+      ValueError: a step that is not a positive finite number, or another step than the
+        model's ``fixed_dt``; the message names both and the fix.
+    """
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not 0.0 < dt < float("inf"):
+        raise ValueError(f"dt must be a positive finite number (the Euler step δ), got {dt!r}")
+    if model.fixed_dt is not None and dt != model.fixed_dt:
+        raise ValueError(
+            f"dt={dt!r}: the {model.name} neuron's coefficients are derived for δ = {model.fixed_dt:g} "
+            f"only (e.g. BRF's divergence boundary p(ω)); use dt={model.fixed_dt:g}, or write a neuron model "
+            "whose coefficients take your step (docs/tutorials/own-neuron.md)"
+        )
 
 
 def pruning_mask(key: jax.Array, in_features: int, features: int, mask_prob: float) -> jax.Array:
@@ -105,6 +159,24 @@ class SpikingCell(nn.RNNCellBase):
     neuron: str = "brf"
     initializers: Mapping[str, Initializer] | tuple | None = None
 
+    def __post_init__(self):
+        """Check the options where they are set (each its own one-line ValueError)."""
+        check_features(self.features, "features (hidden neurons H)")
+        for flag in ("recurrent", "use_bias", "exact"):
+            _check_flag(flag, getattr(self, flag))
+        if isinstance(self.mask_prob, bool) or not (
+            isinstance(self.mask_prob, (int, float)) and 0.0 <= self.mask_prob < 1.0
+        ):
+            raise ValueError(
+                f"mask_prob must be a probability in [0, 1) (the share of recurrent weights pruned at init), "
+                f"got {self.mask_prob!r}"
+            )
+        surrogates.spike_function(self.surrogate, self.spike_form)
+        scan.check_products(self.products)
+        model = neurons.get_neuron(self.neuron)
+        check_dt(self.dt, model)
+        super().__post_init__()
+
     @nn.nowrap
     def neuron_parameters(self) -> tuple:
         """Declare and return the raw per-neuron parameters of the neuron model.
@@ -125,12 +197,12 @@ class SpikingCell(nn.RNNCellBase):
                 f"its parameters are {list(model.parameter_names)}"
             )
         return tuple(
-            self.param(
+            _float32_param(
+                self,
                 parameter.name,
                 chosen.get(parameter.name)
                 or getattr(self, f"{parameter.name}_init", parameter.init),
                 (self.features,),
-                jnp.float32,
             )
             for parameter in model.parameters
         )
@@ -159,7 +231,7 @@ class SpikingCell(nn.RNNCellBase):
                 "use mask_prob=0 or a recurrent cell"
             )
         width = in_features + (self.features if self.recurrent else 0)
-        kernel = self.param("kernel", self.kernel_init, (width, self.features), jnp.float32)
+        kernel = _float32_param(self, "kernel", self.kernel_init, (width, self.features))
         if self.mask_prob > 0.0 and not (
             self.is_initializing() or self.has_variable("mask", "mask")
         ):
@@ -179,7 +251,7 @@ class SpikingCell(nn.RNNCellBase):
         if self.has_variable("mask", "mask"):
             kernel = kernel * self.get_variable("mask", "mask")
         bias = (
-            self.param("bias", self.bias_init, (self.features,), jnp.float32)
+            _float32_param(self, "bias", self.bias_init, (self.features,))
             if self.use_bias
             else None
         )
@@ -332,6 +404,14 @@ class LIReadout(nn.RNNCellBase):
     kernel_init: Initializer = nn.initializers.xavier_uniform()
     bias_init: Initializer = nn.initializers.zeros_init()
 
+    def __post_init__(self):
+        """Check the options where they are set (each its own one-line ValueError)."""
+        check_features(self.features, "features (classes C)")
+        for flag in ("use_bias", "exact"):
+            _check_flag(flag, getattr(self, flag))
+        scan.check_products(self.products)
+        super().__post_init__()
+
     @nn.compact
     def layer(self, in_features: int):
         """Declare the readout's parameters and derive what one step uses.
@@ -343,10 +423,10 @@ class LIReadout(nn.RNNCellBase):
           ``(alpha, kernel, bias)``: the decay α float32 ``(C,)``, the kernel float32
           ``(H, C)`` and the bias ``(C,)`` or ``None``.
         """
-        kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
-        tau = self.param("tau", self.tau_init, (self.features,), jnp.float32)
+        kernel = _float32_param(self, "kernel", self.kernel_init, (in_features, self.features))
+        tau = _float32_param(self, "tau", self.tau_init, (self.features,))
         bias = (
-            self.param("bias", self.bias_init, (self.features,), jnp.float32)
+            _float32_param(self, "bias", self.bias_init, (self.features,))
             if self.use_bias
             else None
         )

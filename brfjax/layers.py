@@ -18,6 +18,7 @@ wraps hold the same tree (``flax.linen.share_scope``).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import flax.linen as nn
@@ -168,23 +169,75 @@ def resting_state(cell: cells.SpikingCell, batch_size: int):
 
 def _layer_arrays(cell: cells.SpikingCell, inputs, initial_state, segment):
     """The checked ``segment``, the layer's :class:`brfjax.scan.LayerParams` (declared by
-    the bound ``cell``) and its initial state (rest for None)."""
+    the bound ``cell``) and its checked initial state (rest for None)."""
     check_segment(segment)
     coefficients, kernel, bias = cell.layer(inputs.shape[-1])
-    if initial_state is None:
-        initial_state = resting_state(cell, inputs.shape[1])
+    rest = resting_state(cell, inputs.shape[1])
+    initial_state = rest if initial_state is None else checked_state(initial_state, rest)
     return scan.LayerParams(coefficients, kernel, bias), initial_state
 
 
 def _readout_arrays(readout: cells.LIReadout, spikes, initial_potential):
     """The readout's checked products, its :class:`brfjax.scan.ReadoutParams` (declared by
-    the bound ``readout`` for ``spikes`` ``(T, B, H)``) and its initial potentials
-    (zeros for None)."""
+    the bound ``readout`` for ``spikes`` ``(T, B, H)``) and its checked initial
+    potentials (zeros for None)."""
     scan.check_products(readout.products)
     alpha, kernel, bias = readout.layer(spikes.shape[-1])
-    if initial_potential is None:
-        initial_potential = jnp.zeros((spikes.shape[1], readout.features), jnp.float32)
+    rest = jnp.zeros((spikes.shape[1], readout.features), jnp.float32)
+    initial_potential = (
+        rest
+        if initial_potential is None
+        else checked_state(initial_potential, rest, "initial_potential")
+    )
     return scan.ReadoutParams(alpha, kernel, bias), initial_potential
+
+
+def _shapes(tree) -> str:
+    """``tree`` with each array replaced by its shape, for messages."""
+    try:
+        return str(jax.tree_util.tree_map(lambda leaf: tuple(jnp.shape(leaf)), tree))
+    except Exception:  # noqa: BLE001 - a message must not fail on what it describes
+        return repr(tree)
+
+
+def checked_state(state: Any, expected: Any, what: str = "initial_state") -> Any:
+    """``state`` in float32 after checking it has the structure and shapes of ``expected``.
+
+    Args:
+      state: a state given by the caller (a previous call's ``final_state``).
+      expected: the resting state of the same layer or network and batch size.
+      what: the argument's name, for the message.
+
+    Returns:
+      ``state`` with every leaf a float32 array.
+
+    Raises:
+      ValueError: another structure (another neuron or network, a missing field), other
+        shapes (another batch size or width) or leaves that are not real numbers; the
+        message gives both and the fix.
+    """
+    leaves = jax.tree_util.tree_leaves(state)
+    fits = jax.tree_util.tree_structure(state) == jax.tree_util.tree_structure(expected)
+    if fits:
+        try:
+            dtypes = [jnp.result_type(leaf) for leaf in leaves]
+        except TypeError:
+            fits = False
+        else:
+            fits = all(
+                jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+                for dtype in dtypes
+            ) and all(
+                tuple(jnp.shape(leaf)) == tuple(jnp.shape(want))
+                for leaf, want in zip(leaves, jax.tree_util.tree_leaves(expected))
+            )
+    if not fits:
+        raise ValueError(
+            f"{what} must have the structure and shapes of this network's resting state "
+            f"{_shapes(expected)}, got {_shapes(state)}; pass a previous call's final_state of the "
+            "same network (neuron, sizes) and batch size, or None to start from rest"
+        )
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), state)
 
 
 def check_segment(segment: Any) -> None:
@@ -204,10 +257,53 @@ def check_segment(segment: Any) -> None:
         )
 
 
+@contextlib.contextmanager
+def reverse_mode_only():
+    """Turn JAX's error for forward-mode differentiation of a ``jax.custom_vjp`` function
+    (the spike's surrogate gradient, the hand-written backward passes) into one line that
+    says what to use instead.
+
+    Yields:
+      Nothing; wraps the code of a layer's or network's ``__call__``.
+
+    Raises:
+      ValueError: forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``,
+        ``jax.linearize``) reached a ``jax.custom_vjp`` function inside.
+    """
+    try:
+        yield
+    except TypeError as error:
+        if "forward-mode" not in str(error):
+            raise
+        raise ValueError(
+            "brfjax's spiking layers define their derivative for reverse mode only (the surrogate "
+            "gradient and the hand-written backward pass are jax.custom_vjp functions): forward-mode "
+            "differentiation (jax.jvp, jax.jacfwd, jax.linearize) cannot run through them; use "
+            "jax.vjp, jax.grad or jax.jacrev"
+        ) from None
+
+
+def check_options(backward: Any, segment: Any, time_major: Any) -> None:
+    """Check the options of a whole-sequence layer or network, where they are set.
+
+    Args:
+      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"``.
+      segment: None (⌈√T⌉) or a positive Python int (steps).
+      time_major: True or False.
+
+    Raises:
+      ValueError: any other value; the message names it and the valid ones.
+    """
+    scan.check_backward(backward)
+    check_segment(segment)
+    if time_major not in (True, False):
+        raise ValueError(
+            f"time_major must be True (sequences (T, B, F)) or False ((B, T, F)), got {time_major!r}"
+        )
+
+
 def _time_major(inputs, time_major: bool, what: str) -> jax.Array:
     """``inputs`` as time-major float32 ``(T, B, F)``, after a rank check."""
-    if time_major not in (True, False):
-        raise ValueError(f"time_major must be True or False, got {time_major!r}")
     shape = tuple(jnp.shape(inputs))
     layout = "time-major (T, B, F)" if time_major else "batch-major (B, T, F)"
     if len(shape) != 3 or 0 in shape:
@@ -261,6 +357,16 @@ class SpikingRNN(nn.Module):
     spike_inputs: bool = False
     time_major: bool = True
 
+    def __post_init__(self):
+        """Check the options where they are set (each its own one-line ValueError)."""
+        check_options(self.backward, self.recompute_segment, self.time_major)
+        for flag in ("return_trajectory", "spike_inputs"):
+            if getattr(self, flag) not in (True, False):
+                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        if not isinstance(self.cell, cells.SpikingCell):
+            raise ValueError(f"cell must be a brfjax.cells.SpikingCell, got {self.cell!r}")
+        super().__post_init__()
+
     def setup(self):
         """The cell's parameters are this layer's (one variable tree for both)."""
         nn.share_scope(self, self.cell)
@@ -292,19 +398,21 @@ class SpikingRNN(nn.Module):
           trajectory in the spikes' layout or None.
 
         Raises:
-          ValueError: inputs not a non-empty rank-3 array, or an unknown option.
+          ValueError: inputs not a non-empty rank-3 array, an ``initial_state`` of another
+            structure or shape (:func:`checked_state`), or forward-mode differentiation
+            (:func:`reverse_mode_only`).
         """
-        scan.check_backward(self.backward)
         inputs = _time_major(inputs, self.time_major, "inputs")
-        output = spiking_layer(
-            self.cell,
-            inputs,
-            initial_state,
-            backward=self.backward,
-            segment=self.recompute_segment,
-            keep_trajectory=self.return_trajectory,
-            spike_inputs=self.spike_inputs,
-        )
+        with reverse_mode_only():
+            output = spiking_layer(
+                self.cell,
+                inputs,
+                initial_state,
+                backward=self.backward,
+                segment=self.recompute_segment,
+                keep_trajectory=self.return_trajectory,
+                spike_inputs=self.spike_inputs,
+            )
         return output._replace(
             spikes=_to_layout(output.spikes, self.time_major),
             trajectory=_to_layout(output.trajectory, self.time_major),
@@ -325,6 +433,13 @@ class LIReadoutRNN(nn.Module):
     readout: cells.LIReadout
     time_major: bool = True
 
+    def __post_init__(self):
+        """Check the options where they are set (one-line ValueErrors)."""
+        check_options("manual", None, self.time_major)
+        if not isinstance(self.readout, cells.LIReadout):
+            raise ValueError(f"readout must be a brfjax.cells.LIReadout, got {self.readout!r}")
+        super().__post_init__()
+
     def setup(self):
         """The readout cell's parameters are this layer's (one variable tree for both)."""
         nn.share_scope(self, self.readout)
@@ -344,4 +459,6 @@ class LIReadoutRNN(nn.Module):
           ValueError: spikes not a non-empty rank-3 array, or an unknown ``products``.
         """
         spikes = _time_major(spikes, self.time_major, "spikes")
-        return _to_layout(readout_layer(self.readout, spikes, initial_potential), self.time_major)
+        with reverse_mode_only():
+            potentials = readout_layer(self.readout, spikes, initial_potential)
+        return _to_layout(potentials, self.time_major)

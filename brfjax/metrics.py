@@ -337,8 +337,10 @@ class BatchSums(NamedTuple):
 
     Attributes:
       nll: float32 scalar Σ_samples Σ_recorded-steps NLL (the last step's only under
-        label-last), or with ``per_term`` the terms themselves, ``(T', B)`` (``(B, T')``
-        when not time-major); after :func:`accumulate`, a list of float64 arrays.
+        label-last), or with ``per_term`` what each term is computed from on the host:
+        the readout differences ``o_c - o_label``, float32 ``(T', B, C)`` (``(B, T', C)``
+        when not time-major; NaN for a label outside ``0..C-1``, 0 and -inf for padding);
+        after :func:`accumulate`, a list of float64 NLL terms.
       correct: number of correct predictions.
       scored: number of scored predictions (steps × samples under ``"per_step"``,
         samples otherwise).
@@ -347,7 +349,7 @@ class BatchSums(NamedTuple):
     """
 
     nll: jax.Array  # Σ_samples Σ_recorded-steps NLL (or the last step's under label-last),
-    # or with ``per_term`` the terms themselves, (T', B) ((B, T') when not time-major)
+    # or with ``per_term`` the readout differences (T', B, C) each term is computed from
     correct: jax.Array
     scored: jax.Array  # number of scored predictions
     spikes: jax.Array  # (B,) hidden spikes per sample over all steps
@@ -375,8 +377,11 @@ def batch_sums(
         SHD: ``argmax_c mean_t o_t`` per sample).
       weights: float32 ``(B,)`` sample weights, 1 for a real sample and 0 for padding
         (see ``brfjax.parallel``); ``None`` means all 1.
-      per_term: return the NLL terms instead of their float32 sum, for
-        :func:`accumulate` to add exactly (a loss that does not depend on the batching).
+      per_term: return, instead of the float32 sum, the readout differences
+        ``o_c - o_label`` that :func:`accumulate` turns into NLL terms on the host in
+        float64 and adds exactly: a loss that does not depend on the batch size or the
+        device count (a device's float32 log-softmax may round differently for
+        arrays of another shape).
       time_major: the layout of ``readouts``, per-step ``targets`` and the NLL terms.
 
     Returns:
@@ -399,8 +404,42 @@ def batch_sums(
         scored = jnp.sum(real) * (nll.shape[0] if objective == PER_STEP else 1)
         nll, spikes = jnp.where(real, nll, 0.0), jnp.where(real, spike_counts, 0.0)
     if per_term:
-        return BatchSums(nll if time_major else jnp.swapaxes(nll, 0, 1), correct, scored, spikes)
+        differences = _label_differences(readouts, targets, weights)
+        if not time_major:
+            differences = jnp.swapaxes(differences, 0, 1)
+        return BatchSums(differences, correct, scored, spikes)
     return BatchSums(jnp.sum(nll), correct, scored, spikes)
+
+
+def _label_differences(readouts, targets, weights) -> jax.Array:
+    """``o_c - o_label`` of checked time-major arrays, float32 ``(T', B, C)``: NaN for a
+    label outside ``0..C-1``; for padding (zero weight) 0 in class 0 and -inf elsewhere,
+    an NLL of exactly 0. An IEEE subtraction rounds the same in every program."""
+    labels = step_targets(targets, readouts.shape[0])
+    valid = valid_labels(labels, readouts.shape[-1])
+    chosen = jnp.take_along_axis(readouts, jnp.where(valid, labels, 0)[..., None], axis=-1)
+    differences = jnp.where(valid[..., None], readouts - chosen, jnp.nan)
+    if weights is not None:
+        padding = jnp.where(jnp.arange(readouts.shape[-1]) == 0, 0.0, -jnp.inf)
+        differences = jnp.where((weights > 0)[None, :, None], differences, padding)
+    return differences
+
+
+def nll_from_differences(differences) -> np.ndarray:
+    """The NLL terms ``log Σ_c exp(o_c - o_label)`` in float64 on the host.
+
+    Args:
+      differences: the readout differences of :func:`batch_sums` with ``per_term``,
+        ``(..., C)``.
+
+    Returns:
+      float64 ``(...)``; NaN where a difference is NaN.
+    """
+    differences = np.asarray(differences, np.float64)
+    with np.errstate(invalid="ignore"):
+        peak = np.max(differences, axis=-1, keepdims=True)
+        shifted = np.where(np.isfinite(peak), differences - peak, differences)
+        return peak[..., 0] + np.log(np.sum(np.exp(shifted), axis=-1))
 
 
 def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:
@@ -419,7 +458,8 @@ def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:
     Returns:
       :class:`BatchSums` with ``nll`` a list of float64 arrays and float64 counts.
     """
-    terms = [np.asarray(sums.nll, np.float64).ravel()]
+    nll = np.asarray(sums.nll)
+    terms = [(nll_from_differences(nll) if nll.ndim == 3 else nll.astype(np.float64)).ravel()]
     counts = [np.sum(np.asarray(value, np.float64)) for value in sums[1:]]
     if total is None:
         return BatchSums(terms, *counts)

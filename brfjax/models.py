@@ -124,16 +124,35 @@ class RecurrentSNN(nn.Module):
     recompute_segment: int | None = None
     time_major: bool = True
 
+    def __post_init__(self):
+        """Check the options where they are set (each its own one-line ValueError)."""
+        layers.check_options(self.backward, self.recompute_segment, self.time_major)
+        for flag in ("label_last", "return_trajectory"):
+            if getattr(self, flag) not in (True, False):
+                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        if (
+            isinstance(self.sub_seq_length, bool)
+            or not isinstance(self.sub_seq_length, int)
+            or self.sub_seq_length < 0
+        ):
+            raise ValueError(
+                f"sub_seq_length must be a non-negative integer (leading steps not scored), "
+                f"got {self.sub_seq_length!r}"
+            )
+        hidden = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
+        if not hidden or not all(isinstance(cell, cells.SpikingCell) for cell in hidden):
+            raise ValueError(
+                "hidden must be a brfjax.cells.SpikingCell or a non-empty tuple of them (one per "
+                f"layer), got {self.hidden!r}"
+            )
+        if not isinstance(self.readout, cells.LIReadout):
+            raise ValueError(f"readout must be a brfjax.cells.LIReadout, got {self.readout!r}")
+        super().__post_init__()
+
     @nn.nowrap
     def _checked_inputs(self, inputs, initial_state, start_step) -> jax.Array:
         """``inputs`` as time-major float32 ``(T, B, I)`` after the checks of :meth:`__call__`
         (one error each)."""
-        scan.check_backward(self.backward)
-        layers.check_segment(self.recompute_segment)
-        if self.time_major not in (True, False):
-            raise ValueError(
-                f"time_major must be True (inputs (T, B, I)) or False (inputs (B, T, I)), got {self.time_major!r}"
-            )
         shape = tuple(jnp.shape(inputs))
         layout = _input_layout(self.time_major)
         if len(shape) != 3:
@@ -150,9 +169,9 @@ class RecurrentSNN(nn.Module):
             or dtype == jnp.bool_
         ):
             raise ValueError(f"inputs must hold real numbers (cast to float32); got dtype {dtype}")
-        # a NaN or inf input never spikes (Θ(NaN) = 0) and would give finite, wrong
-        # readouts; checked on the host for concrete inputs (traced ones, under jit or grad,
-        # are caught by training's finiteness check of the final states)
+        # a NaN or inf input is refused here for concrete inputs; traced ones (under jit
+        # or grad) make the neurons' spikes NaN from that step on (brfjax.surrogates.step),
+        # so the sample's readouts and spike count show it
         values = None if isinstance(inputs, jax.core.Tracer) else np.asarray(inputs)
         if values is not None and values.dtype.kind == "f" and not np.isfinite(values).all():
             raise ValueError(
@@ -278,17 +297,35 @@ class RecurrentSNN(nn.Module):
             all unscored, or a chunk without ``start_step``.
         """
         inputs = self._checked_inputs(inputs, initial_state, start_step)
-        if initial_state is None:
-            initial_state = self.initial_state(inputs.shape[1])
-        else:
-            initial_state = jax.tree_util.tree_map(
-                lambda a: jnp.asarray(a, jnp.float32), initial_state
-            )
+        rest = self.initial_state(inputs.shape[1])
+        initial_state = rest if initial_state is None else layers.checked_state(initial_state, rest)
         skipped = max(self.sub_seq_length - (start_step or 0), 0)
         stacked = isinstance(self.hidden, tuple)
         hidden_states = initial_state.hidden if stacked else (initial_state.hidden,)
         # the composition: each spiking layer reads the spikes of the one before, the
         # readout the last layer's (brfjax.layers, the one code path of the layer modules)
+        with layers.reverse_mode_only():
+            finals, counts, trajectories, readouts = self._layers(
+                inputs, hidden_states, initial_state.readout
+            )
+        potential = readouts[-1]
+        readouts = readouts[-1:] if self.label_last else readouts[skipped:]
+        state = tuple(finals) if stacked else finals[0]
+        trajectory = (
+            (tuple(trajectories) if stacked else trajectories[0])
+            if self.return_trajectory
+            else None
+        )
+        if not self.time_major:
+            readouts, trajectory = jax.tree_util.tree_map(
+                lambda a: jnp.swapaxes(a, 0, 1), (readouts, trajectory)
+            )
+        return NetworkOutput(readouts, NetworkState(state, potential), counts, trajectory)
+
+    @nn.nowrap
+    def _layers(self, inputs, hidden_states, potential):
+        """The spiking layers and the readout, time-major: ``(final states, spike counts
+        (B,), trajectories, readouts (T, B, C))``."""
         spikes, finals, counts, trajectories = inputs, [], None, []
         options = dict(
             backward=self.backward,
@@ -307,7 +344,7 @@ class RecurrentSNN(nn.Module):
                     self.readout,
                     spikes,
                     state,
-                    initial_state.readout,
+                    potential,
                     spike_inputs=depth > 0,
                     **options,
                 )
@@ -315,21 +352,7 @@ class RecurrentSNN(nn.Module):
             finals.append(output.final_state)
             trajectories.append(output.trajectory)
             counts = output.spike_counts if counts is None else counts + output.spike_counts
-        potential = readouts[-1]
-        state = tuple(finals) if stacked else finals[0]
-        trajectory = (
-            (tuple(trajectories) if stacked else trajectories[0])
-            if self.return_trajectory
-            else None
-        )
-        readouts = readouts[skipped:]
-        if self.label_last:
-            readouts = readouts[-1:]
-        if not self.time_major:
-            readouts, trajectory = jax.tree_util.tree_map(
-                lambda a: jnp.swapaxes(a, 0, 1), (readouts, trajectory)
-            )
-        return NetworkOutput(readouts, NetworkState(state, potential), counts, trajectory)
+        return finals, counts, trajectories, readouts
 
 
 def build_network(

@@ -22,7 +22,10 @@ Two equivalent ways attach g to Θ:
 * :func:`heaviside` — a ``jax.custom_vjp`` whose backward is ``grad_out · g(x)``;
 * :func:`fgi_heaviside` — forward gradient injection,
   ``h = x·sg(g(x)); y = h - sg(h) + sg(Θ(x))`` (sg = stop-gradient); forward equals
-  Θ(x) except at ±inf/NaN where it is NaN, gradient equals g(x).
+  Θ(x), gradient equals g(x).
+
+Both give NaN, not 0, for a NaN or ±inf argument (:func:`step`): a neuron whose state has
+become non-finite shows it in its spikes.
 """
 
 from __future__ import annotations
@@ -184,15 +187,21 @@ def get_surrogate(name: str) -> SurrogateFn:
 
 
 def step(x: jax.Array) -> jax.Array:
-    """The Heaviside step Θ(x) = 1.0 where x > 0 (strictly) else 0.0, without a gradient.
+    """The Heaviside step Θ(x) = 1.0 where x > 0 (strictly) else 0.0, without a gradient;
+    NaN where x is NaN or ±inf.
+
+    A neuron whose state has become non-finite emits NaN instead of a silent 0 (the
+    original's ``(x > 0).float()``): the NaN reaches the readouts and spike counts of that
+    sample from that step on, under ``jit`` and every transformation, and a finite
+    argument gives the same bits as the original (``0·x`` is a signed zero).
 
     Args:
       x: floating array, any shape.
 
     Returns:
-      0.0/1.0 in the dtype and shape of ``x`` (NaN gives 0.0).
+      0.0/1.0 in the dtype and shape of ``x``; NaN where ``x`` is not finite.
     """
-    return (x > 0).astype(x.dtype)
+    return (x > 0).astype(x.dtype) + 0.0 * x
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -206,7 +215,7 @@ def heaviside(x: jax.Array, surrogate: SurrogateFn = double_gaussian) -> jax.Arr
         positionally under ``jit``).
 
     Returns:
-      float32 spikes 0.0/1.0, the shape of ``x``.
+      float32 spikes 0.0/1.0 (NaN where ``x`` is ±inf or NaN), the shape of ``x``.
     """
     return step(x)
 
@@ -226,8 +235,8 @@ def fgi_heaviside(x: jax.Array, surrogate: SurrogateFn = double_gaussian) -> jax
     """Forward gradient injection: ``h = x·sg(g(x)); y = h - sg(h) + sg(Θ(x))``.
 
     ``sg`` is ``jax.lax.stop_gradient``; the forward value is Θ(x) and the derivative is
-    g(x), as for :func:`heaviside`, except that ±inf or NaN arguments give NaN (paper
-    appendix A.13; ``docs/concepts/surrogate-gradients.md``).
+    g(x), as for :func:`heaviside` (paper appendix A.13;
+    ``docs/concepts/surrogate-gradients.md``).
 
     Args:
       x: float32 threshold argument of any shape (e.g. ``(B, H)``): ``(u_t - 1) - q_{t-1}``

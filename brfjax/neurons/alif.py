@@ -142,4 +142,6 @@ ALIF = NeuronModel(
     reverse=ReverseStep(
         ("z", "u", "a"), ("z", "a"), _spike_argument, _reverse, _coefficient_gradients
     ),
+    # a discrete-time neuron: the step takes no δ
+    fixed_dt=DT,
 )

@@ -75,4 +75,6 @@ BHRF = NeuronModel(
     ),
     coefficients=rf_coefficients,
     step=bhrf_step,
+    # b = ω²·δ/2 + b' + q with δ = 0.01 written into the step
+    fixed_dt=DT,
 )

@@ -241,4 +241,5 @@ BRF = NeuronModel(
     reverse=ReverseStep(("u", "v", "q"), ("z",), _spike_argument, _reverse, _coefficient_gradients),
     # p(ω) is NaN outside δ·|ω| < 1 (paper Algorithm 1)
     stability=StabilityCheck(_scaled_frequency, 1.0, "omega", "dt*|omega|"),
+    fixed_dt=DT,
 )

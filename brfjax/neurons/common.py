@@ -256,6 +256,10 @@ class NeuronModel:
         summation order).
       stability: an optional :class:`StabilityCheck` that training runs before every
         update.
+      fixed_dt: the Euler step δ the model is defined for, if it takes no other (BRF:
+        its divergence boundary p(ω) is derived for δ = 0.01; a discrete-time neuron
+        such as ALIF ignores δ); a cell with another ``dt`` is refused. ``None``: any
+        positive step.
     """
 
     name: str
@@ -265,6 +269,7 @@ class NeuronModel:
     step: Callable
     reverse: ReverseStep | None = None
     stability: StabilityCheck | None = None
+    fixed_dt: float | None = None
 
     def parameter(self, name: str) -> Parameter:
         """The :class:`Parameter` called ``name``.
