@@ -416,10 +416,18 @@ def build_network(
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     cell = cells.get_cell(neuron)
     stack = tuple(
-        cell(features=size, exact=exact, products=products, **hidden_kwargs) for size in sizes
+        _construct(
+            cell, "the hidden cells", hidden_kwargs, features=size, exact=exact, products=products
+        )
+        for size in sizes
     )
-    readout = cells.LIReadout(
-        features=num_classes, exact=exact, products=products, **(readout_kwargs or {})
+    readout = _construct(
+        cells.LIReadout,
+        "readout_kwargs",
+        readout_kwargs or {},
+        features=num_classes,
+        exact=exact,
+        products=products,
     )
     return RecurrentSNN(
         hidden=stack if len(stack) > 1 else stack[0],
@@ -431,6 +439,21 @@ def build_network(
         recompute_segment=recompute_segment,
         time_major=time_major,
     )
+
+
+def _construct(constructor, what: str, options: dict, **defaults):
+    """``constructor(**defaults, **options)``, an option overriding a default (the
+    readout's own ``products``); an option it does not take, or a size given twice, is one
+    ValueError naming it."""
+    for name in ("features",):
+        if name in options:
+            raise ValueError(
+                f"{what} got {name}={options[name]!r}; give the sizes as hidden_size and num_classes"
+            )
+    try:
+        return constructor(**{**defaults, **options})
+    except TypeError as error:
+        raise ValueError(f"{what}: {error}; see the attributes of brfjax.cells") from None
 
 
 def with_products(model: RecurrentSNN, products: str) -> RecurrentSNN:

@@ -2,6 +2,8 @@
 dtype, length or label gets one clear error (or is cast, for real dtypes), never a
 number for something else; and streaming is indexed relative to the whole sequence."""
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +12,7 @@ from conftest import checkpoint
 from in_process import run_main
 from test_data import write_shd
 
-from brfjax import evaluate, metrics, models
+from brfjax import cells, evaluate, layers, metrics, models
 from brfjax.data import DataError, shd
 
 NEURONS = ["brf", "vrf", "bhrf", "alif"]
@@ -164,3 +166,163 @@ def test_loaders_reject_labels_out_of_range_as_damaged_files(tmp_path, capfd):
         result.stderr.strip().splitlines()[-1].startswith("error: SHD file")
         and "label 20" in result.stderr
     )
+
+
+# ------------------------------------------- the model's contract under transformations
+
+
+@pytest.mark.parametrize("neuron", NEURONS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_state_shows_in_that_samples_outputs_under_jit(neuron, bad):
+    """A traced NaN or inf input (eager apply refuses it) makes the neurons' spikes NaN
+    from that step on: that sample's readouts and spike count show it; the other samples
+    and the earlier steps keep their bits."""
+    net, variables = network_and_variables(neuron)
+    x = spiking_input(20, batch=3).astype(np.float32)
+    broken = x.copy()
+    broken[7, 1, 0] = bad
+    apply = jax.jit(net.apply)
+    clean, out = apply(variables, x), apply(variables, broken)
+    readouts, reference = np.asarray(out.readouts), np.asarray(clean.readouts)
+    assert np.isnan(readouts[7:, 1]).all()
+    np.testing.assert_array_equal(readouts[:7, 1], reference[:7, 1])
+    np.testing.assert_array_equal(readouts[:, [0, 2]], reference[:, [0, 2]])
+    counts = np.asarray(out.spike_counts)
+    assert np.isnan(counts[1]) and np.array_equal(
+        counts[[0, 2]], np.asarray(clean.spike_counts)[[0, 2]]
+    )
+
+
+BAD_OPTIONS = [
+    ({"dt": 0.02}, "dt=0.02: the brf neuron"),
+    ({"dt": -0.01}, "dt must be a positive finite number"),
+    ({"dt": float("nan")}, "dt must be a positive finite number"),
+    ({"recompute_segment": -1}, "recompute_segment"),
+    ({"recompute_segment": 2.5}, "recompute_segment"),
+    ({"recompute_segment": True}, "recompute_segment"),
+    ({"backward": "reverse"}, "backward"),
+    ({"time_major": "yes"}, "time_major"),
+    ({"sub_seq_length": -1}, "sub_seq_length"),
+    ({"label_last": 1.5}, "label_last"),
+    ({"mask_prob": 1.0}, "mask_prob"),
+    ({"mask_prob": -0.1}, "mask_prob"),
+    ({"products": "blas"}, "products"),
+    ({"surrogate": "sigmoid"}, "surrogate"),
+    ({"spike_form": "ste"}, "spike form"),
+    ({"recurrent": "no"}, "recurrent"),
+    ({"readout_kwargs": {"products": "blas"}}, "products"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_OPTIONS, ids=lambda v: str(v)[:30])
+def test_options_that_change_the_numerics_are_refused_where_they_are_set(options, message):
+    with pytest.raises(ValueError, match=message):
+        models.build_network("brf", 8, 3, **options)
+
+
+@pytest.mark.parametrize("neuron", ["bhrf", "alif"])
+def test_neurons_derived_for_one_step_refuse_another_and_the_rf_takes_any(neuron):
+    with pytest.raises(ValueError, match=f"dt=0.005: the {neuron} neuron"):
+        models.build_network(neuron, 8, 3, dt=0.005)
+    net = models.build_network("vrf", 8, 3, dt=0.005)
+    x = spiking_input(12)
+    assert np.isfinite(net.apply(net.init(jax.random.PRNGKey(0), x), x).readouts).all()
+
+
+@pytest.mark.parametrize("backward", models.BACKWARDS)
+def test_bfloat16_parameters_run_in_float32_and_get_bfloat16_gradients(backward):
+    net, variables = network_and_variables("brf", backward=backward)
+    x = spiking_input(20)
+    low = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), variables)
+    rounded = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), low)
+
+    def loss(v):
+        return jnp.sum(net.apply(v, x).readouts)
+
+    np.testing.assert_array_equal(net.apply(low, x).readouts, net.apply(rounded, x).readouts)
+    grads, reference = jax.grad(loss)(low), jax.grad(loss)(rounded)
+    for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(reference)):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(got, want.astype(jnp.bfloat16))
+
+
+@pytest.mark.parametrize("backward", models.BACKWARDS)
+def test_forward_mode_differentiation_gets_one_error_that_names_reverse_mode(backward):
+    net, variables = network_and_variables("brf", backward=backward)
+    x = jnp.asarray(spiking_input(12), jnp.float32)
+
+    def total(inputs):
+        return jnp.sum(net.apply(variables, inputs).readouts)
+
+    for transform in (lambda: jax.jvp(total, (x,), (x,)), lambda: jax.jacfwd(total)(x)):
+        with pytest.raises(ValueError, match="reverse mode only.*jax.jacrev"):
+            transform()
+    assert jax.jacrev(total)(x).shape == x.shape
+
+
+def test_an_initial_state_of_another_network_or_batch_is_refused_in_one_line():
+    net, variables = network_and_variables("brf")
+    x = spiking_input(12)
+    alif = models.build_network("alif", 8, 3)
+    stack = models.build_network("brf", (8, 8), 3)
+    for state in (
+        net.initial_state(5),  # another batch size
+        alif.initial_state(2),  # another neuron
+        models.build_network("brf", 9, 3).initial_state(2),  # another width
+        stack.initial_state(2),  # a stack's state
+        (np.zeros((2, 8)), np.zeros((2, 3))),  # not a NetworkState
+    ):
+        with pytest.raises(ValueError, match="initial_state must have the structure and shapes"):
+            net.apply(variables, x, initial_state=state)
+    layer = layers.SpikingRNN(cells.BRFCell(features=8))
+    layer_variables = layer.init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match="initial_state must have"):
+        layer.apply(layer_variables, x, initial_state=alif.initial_state(2).hidden)
+    first = net.apply(variables, x[:5])
+    streamed = net.apply(variables, x[5:], initial_state=first.final_state)
+    np.testing.assert_array_equal(
+        np.concatenate([first.readouts, streamed.readouts]), net.apply(variables, x).readouts
+    )
+
+
+OPTION_VALUES = {
+    "backward": st.sampled_from(["manual", "autodiff", "recompute", "reverse", None, 1]),
+    "recompute_segment": st.sampled_from([None, 1, 4, 0, -3, 2.5, True, "4"]),
+    "time_major": st.sampled_from([True, False, 0, "yes", None]),
+    "sub_seq_length": st.sampled_from([0, 3, -1, 2.0, True]),
+    "label_last": st.sampled_from([False, True, 1, "no"]),
+    "dt": st.sampled_from([0.01, 0.02, 0.0, -1.0, float("nan"), float("inf"), "0.01"]),
+    "mask_prob": st.sampled_from([0.0, 0.3, 1.0, -0.5, float("nan"), True]),
+    "products": st.sampled_from(["portable", "fast", "blas", None]),
+    "surrogate": st.sampled_from(["double_gaussian", "gaussian", "sigmoid", None]),
+    "spike_form": st.sampled_from(["custom_vjp", "fgi", "ste"]),
+    "exact": st.sampled_from([True, False, "yes"]),
+}
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    neuron=st.sampled_from(NEURONS),
+    sizes=st.sampled_from([8, (8, 6), 0, (), (8, -1), 2.5]),
+    options=st.fixed_dictionaries({}, optional=OPTION_VALUES),
+)
+def test_any_configuration_is_built_and_traced_or_refused_in_one_line(neuron, sizes, options):
+    """Random configurations: a network that builds must initialise, run and
+    differentiate (traced abstractly, nothing compiled); one that does not gets a
+    ValueError naming the option."""
+    try:
+        net = models.build_network(neuron, sizes, 3, **options)
+    except ValueError as error:
+        assert "\n" not in str(error)
+        named = [name for name in (*options, "hidden_size") if name in str(error)]
+        assert named or "dt=" in str(error) or "spike form" in str(error), str(error)
+        return
+    steps = 12
+    x = jax.ShapeDtypeStruct((steps, 2, 3) if net.time_major else (2, steps, 3), jnp.float32)
+    variables = jax.eval_shape(net.init, jax.random.PRNGKey(0), x)
+
+    def loss(v, inputs):
+        return jnp.sum(net.apply(v, inputs).readouts)
+
+    grads = jax.eval_shape(jax.grad(loss), variables, x)
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(variables)

@@ -163,13 +163,20 @@ ECG_BRF_LINE = (
 # XLA_FLAGS of the caller kept: CI runs this test again with other CPU product kernels)
 # evaluates on one, three and two of them
 EVERY_BATCH_AND_DEVICE_COUNT = """
-import sys
+import json, os, sys, tempfile
 from brfjax import evaluate
-for batch, devices in (("141", "1"), ("7", "3"), ("64", "2")):
+losses = set()
+for batch, devices in (("141", "1"), ("7", "3"), ("64", "2"), ("2", "2")):
+    path = os.path.join(tempfile.mkdtemp(), "stats.json")
     status = evaluate.main(["--task", "ecg", "--neuron", "brf", "--checkpoint", sys.argv[1],
-                            "--batch-size", batch, "--devices", devices])
+                            "--batch-size", batch, "--devices", devices, "--json", path])
     if status != 0:
         sys.exit(f"batch {batch}, devices {devices}: exit status {status}")
+    with open(path) as file:
+        losses.add(json.load(file)["loss"])
+# the loss to its last bit (float64 terms of the portable readouts, summed exactly)
+if len(losses) != 1:
+    sys.exit(f"losses differ: {sorted(losses)}")
 """
 
 
@@ -186,7 +193,7 @@ def test_cli_prints_the_same_line_for_every_batch_size_and_device_count():
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines() == [ECG_BRF_LINE] * 3, result.stderr
+    assert result.stdout.strip().splitlines() == [ECG_BRF_LINE] * 4, result.stderr
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capfd):
