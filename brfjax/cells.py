@@ -135,7 +135,13 @@ class SpikingCell(nn.RNNCellBase):
         every machine and batch size (:func:`brfjax.numerics.portable_matmul`), or
         ``"fast"``: one float32 BLAS product (about 3x cheaper; its last bits depend
         on the processor and the batch size).
-      dt: Euler step δ of the resonators (0.01, paper Algorithm 1).
+      dt: Euler step δ of the resonators (0.01, paper Algorithm 1); a neuron model
+        derived for one step (BRF, BHRF, ALIF: ``NeuronModel.fixed_dt``) refuses another.
+
+    Raises:
+      ValueError: at construction, an option out of range or not of its type
+        (``features``, ``mask_prob`` in [0, 1), ``dt``, ``products``, ``surrogate``,
+        ``spike_form``, the flags), naming the option and what to use.
       kernel_init: initialiser of the ``(I+H, H)`` kernel (Xavier-uniform).
       bias_init: initialiser of the ``(H,)`` bias (zeros).
       neuron: the neuron model: a registered name (``"brf"``, ``"vrf"``, ``"bhrf"``,

@@ -409,7 +409,10 @@ def build_network(
 
     Raises:
       ValueError: an unknown ``neuron`` or one that does not import (from
-        :func:`brfjax.neurons.get_neuron`), or sizes that are not positive integers.
+        :func:`brfjax.neurons.get_neuron`), sizes that are not positive integers, or any
+        option out of range, unknown or of the wrong type (checked here, where it is set:
+        ``dt`` against the neuron's step, ``recompute_segment``, ``backward``,
+        ``mask_prob``, ...).
     """
     sizes = hidden_sizes_of(hidden_size)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
