@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -63,7 +64,15 @@ def neuron_name(value: str) -> str:
     return value
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of an option's attribute or a configuration field.
+
+    Args:
+        name: e.g. ``"batch_size"``.
+
+    Returns:
+        e.g. ``"--batch-size"``.
+    """
     return "--" + name.replace("_", "-")
 
 
@@ -72,6 +81,7 @@ def check_positive(
     args: argparse.Namespace,
     integers: Sequence[str] = (),
     numbers: Sequence[str] = (),
+    counts: Sequence[str] = (),
 ) -> None:
     """Refuse zero, negative or non-finite values of the given options (None: not given).
 
@@ -80,6 +90,7 @@ def check_positive(
         args: the parsed options.
         integers: attribute names of options that must be positive integers.
         numbers: attribute names of options that must be positive finite numbers.
+        counts: attribute names of options that must be 0 or positive integers.
 
     Raises:
         SystemExit: a value is out of range.
@@ -87,11 +98,45 @@ def check_positive(
     for name in integers:
         value = getattr(args, name)
         if value is not None and value <= 0:
-            parser.error(f"{_flag(name)} must be a positive integer, got {value}")
+            parser.error(f"{flag(name)} must be a positive integer, got {value}")
     for name in numbers:
         value = getattr(args, name)
         if value is not None and not (value > 0 and math.isfinite(value)):
-            parser.error(f"{_flag(name)} must be a positive number, got {value}")
+            parser.error(f"{flag(name)} must be a positive number, got {value}")
+    for name in counts:
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            parser.error(f"{flag(name)} must be 0 or a positive integer, got {value}")
+
+
+def check_output_file(parser: argparse.ArgumentParser, option: str, path: str) -> None:
+    """Refuse an output file that cannot be written, before any work: an empty name, an
+    existing folder, or a file in a folder that does not exist (it is not created) or
+    that this user cannot write to.
+
+    Args:
+        parser: reports the problem (one line, exit status 2).
+        option: the option's flag, for the message (e.g. ``"--json"``).
+        path: the file to be written.
+
+    Raises:
+        SystemExit: the file cannot be written there.
+    """
+    if not path:
+        parser.error(f"{option} must name a file, got {path!r}")
+    if os.path.isdir(path):
+        parser.error(
+            f"{option} {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'out')!r}"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        parser.error(
+            f"{option} {path!r}: the folder {folder!r} does not exist; create it first or choose another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        parser.error(
+            f"{option} {path!r}: the folder {folder!r} is not writable; choose another path"
+        )
 
 
 def exit_status(error: BaseException) -> int:

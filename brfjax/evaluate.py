@@ -97,23 +97,25 @@ def recorded_identity(path: str) -> dict | None:
       published it) or a folder that is not a workdir.
 
     Raises:
-      interop.CheckpointError: an unreadable file, record or ``config.json``.
+      interop.CheckpointError: an unreadable file or record, or a workdir whose neuron
+        is not known here.
+      brfjax.errors.TrainingError: a damaged ``config.json``.
+      brfjax.errors.UsageError: a workdir of another brfjax version
+        (:func:`brfjax.workdir.read_config`).
     """
     if not os.path.isdir(path):
         return interop.load_identity(path)
     config_path = os.path.join(path, checkpoint.CONFIG_FILE)
     if not os.path.isfile(config_path):
         return None
+    config = workdir.read_config(path)
+    task = tasks.get_task(config.task)
     try:
-        config = checkpoint.read_json(config_path)
-        task = tasks.get_task(config["task"])
-        tasks.check_neuron(config["neuron"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise interop.CheckpointError(
-            f"{config_path} is damaged ({error}); restore it from the run"
-        ) from None
+        tasks.check_neuron(config.neuron)
+    except ValueError as error:
+        raise interop.CheckpointError(f"{config_path}: {error}") from None
     identity = interop.identity_record(
-        task.name, config["neuron"], task.input_size, task.hidden_size, task.num_classes
+        task.name, config.neuron, task.input_size, task.hidden_size, task.num_classes
     )
     manifest_path = os.path.join(path, checkpoint.MANIFEST_FILE)
     try:
@@ -330,8 +332,8 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
       args: the parsed arguments; ``task`` and ``neuron`` are filled in from the record.
 
     Raises:
-      SystemExit: a missing checkpoint, a disagreeing or missing ``--task``/``--neuron``
-        (status 2), or a damaged record (status 1).
+      SystemExit: a missing checkpoint, a disagreeing or missing ``--task``/``--neuron``,
+        a workdir of another brfjax version (status 2), or a damaged record (status 1).
     """
     if not os.path.exists(args.checkpoint):
         parser.error(
@@ -339,8 +341,8 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
         )
     try:
         recorded = recorded_identity(args.checkpoint) or {}
-    except interop.CheckpointError as error:
-        parser.exit(1, f"error: {error}\n")
+    except cli.ERRORS as error:
+        parser.exit(cli.exit_status(error), f"error: {error}\n")
     given = {"task": args.task, "neuron": args.neuron}
     conflicts = [
         name
@@ -416,10 +418,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="split each batch over the first N local devices (default: all; on CPU one per core)",
     )
     parser.add_argument(
-        "--json", default=None, help="also write the statistics as one JSON object here"
+        "--json",
+        default=None,
+        help="also write the statistics as one JSON object to this file (its folder must exist)",
     )
     args = parser.parse_args(argv)
     cli.check_positive(parser, args, integers=("batch_size", "devices"))
+    if args.json is not None:
+        cli.check_output_file(parser, "--json", args.json)
     check_checkpoint_argument(parser, args)
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")

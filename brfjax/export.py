@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import jax
@@ -554,9 +555,35 @@ def save_program(program: Program, path: str, metadata: dict | None = None) -> N
         )
     record = {**program.metadata, **extra}
     check_metadata(program.exported, record, path)
-    with open(path, "wb") as handle:
-        handle.write(program.exported.serialize())
+    _write_atomically(path, program.exported.serialize())
     checkpoint.write_json(path + METADATA_SUFFIX, record)
+
+
+def _write_atomically(path: str, content: bytes) -> None:
+    """Write ``content`` to a temporary file beside ``path``, then rename it to ``path``:
+    ``path`` is either complete or untouched, never partial.
+
+    Args:
+      path: the file to write.
+      content: its bytes.
+
+    Raises:
+      OSError: the file cannot be written (the temporary file is removed).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, partial = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part"
+    )
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
 
 
 def load_program(path: str) -> tuple[Program, dict]:
@@ -600,6 +627,35 @@ def load_program(path: str) -> tuple[Program, dict]:
     return Program(exported, metadata), metadata
 
 
+SERIALIZER_MISSING = (
+    "writing a program needs the flatbuffers package (jax.export serializes with it), which "
+    'is not installed: pip install flatbuffers, or from a clone of brfjax: pip install ".[export]"'
+)
+
+
+def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Before any work: the serializer is installed, and ``-o`` and its ``.json`` can
+    be written (an existing file is replaced; the folder must exist).
+
+    Args:
+      parser: the command's parser.
+      args: the parsed arguments (``output`` is read).
+
+    Raises:
+      SystemExit: status 2 with one ``error:`` line.
+    """
+    try:
+        import flatbuffers  # noqa: F401  (jax.export's serializer, the extra brfjax[export])
+    except ImportError:
+        parser.exit(2, f"error: {SERIALIZER_MISSING}\n")
+    cli.check_output_file(parser, "-o", args.output)
+    if os.path.isdir(args.output + METADATA_SUFFIX):
+        parser.error(
+            f"-o {args.output!r}: its metadata file {args.output + METADATA_SUFFIX!r} is a folder; "
+            "choose another -o"
+        )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of ``python -m brfjax.export``.
 
@@ -611,8 +667,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       ``platforms``, ``batch_size`` and ``permutation``.
 
     Raises:
-      SystemExit: a usage error such as a non-positive ``--batch-size`` (one ``error:``
-        line, status 2) or ``--help`` (status 0).
+      SystemExit: a usage error such as a non-positive ``--batch-size``, an ``-o`` that
+        is a folder or in a folder that does not exist, or no serializer installed (one
+        ``error:`` line, status 2), or ``--help`` (status 0).
     """
     parser = cli.ArgumentParser(
         prog="python -m brfjax.export",
@@ -641,6 +698,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     cli.check_positive(parser, args, integers=("batch_size",))
+    check_output_arguments(parser, args)
     evaluate.check_checkpoint_argument(parser, args)
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
@@ -706,7 +764,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "best_epoch": loaded.best_epoch,  # a workdir's exported (best) checkpoint; None: .npz
         "permutation_file": permutation_file,
     }
-    save_program(program, args.output, metadata)
+    try:
+        save_program(program, args.output, metadata)
+    except OSError as error:
+        return cli.report(error)
     print(
         f"wrote {args.output} ({', '.join(args.platforms)}; input {program.metadata['input_shape']}) and {args.output}{METADATA_SUFFIX}"
     )

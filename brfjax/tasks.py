@@ -11,12 +11,13 @@ train, takes SHD's network and rows. The CLI only overrides fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from brfjax import cells, metrics, models, neurons
+from brfjax import cells, metrics, models, neurons, scan
 from brfjax.data import DataUsageError, SequenceData, ecg, mnist, shd
 
 NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
@@ -253,6 +254,10 @@ class TrainConfig:
       hidden_sizes: the hidden neurons of each spiking layer, first layer first (e.g.
         ``(128, 128)``: a stack of two); None for the paper's network, one layer of the
         task's ``hidden_size`` (:func:`hidden_sizes`).
+
+    Raises:
+      ConfigError: a field out of range or of the wrong type, named in one line
+        (:func:`check_config`); nothing is created.
     """
 
     task: str
@@ -277,6 +282,14 @@ class TrainConfig:
     backward: str = "manual"
     hidden_sizes: tuple[int, ...] | None = None
 
+    def __post_init__(self):
+        """Check every field (:func:`check_config`).
+
+        Raises:
+          ConfigError: a field's value is of the wrong type or out of range.
+        """
+        check_config(self)
+
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed.
 
@@ -288,6 +301,7 @@ class TrainConfig:
 
         Raises:
           TypeError: a name that is not a field.
+          ConfigError: a value out of range (:func:`check_config`).
         """
         return dataclasses.replace(self, **changes)
 
@@ -311,13 +325,150 @@ class TrainConfig:
           The :class:`TrainConfig`.
 
         Raises:
-          TypeError: an unknown or missing field.
+          TypeError: an unknown or missing field
+            (:func:`brfjax.workdir.read_config` names them for a workdir).
+          ConfigError: a value out of range (:func:`check_config`).
         """
         values = dict(values)
         for key, value in values.items():
             if isinstance(value, list):
                 values[key] = tuple(value)
         return cls(**values)
+
+
+# Seeds in 0..2**32 - 1: numpy's generators refuse negative seeds, and
+# jax.random.PRNGKey keeps only the low 32 bits of a larger one (without x64), so 2**32
+# would initialise like 0 while splitting and shuffling differently.
+SEED_RANGE = (0, 2**32 - 1)
+
+
+class ConfigError(ValueError):
+    """A :class:`TrainConfig` field whose value cannot be used.
+
+    Args:
+      field: the field's name.
+      problem: what was expected and what was given, e.g. ``"must be a positive integer,
+        got 0"``.
+
+    Attributes:
+      field: the field's name (a command line names its flag instead).
+      problem: what was expected and what was given.
+    """
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_finite_number(value) -> bool:
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
+        value, (bool, np.bool_)
+    ):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _check_pair(config, name: str, kind: str) -> None:
+    """``(low, high)`` of a uniform (``kind="uniform"``) or ``(mean, std)`` of a normal
+    initialiser: two finite numbers, ``low <= high`` or ``std >= 0``."""
+    value = getattr(config, name)
+    expected = "(low, high) with low <= high" if kind == "uniform" else "(mean, std) with std >= 0"
+    if not (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(_is_finite_number(v) for v in value)
+        and (value[0] <= value[1] if kind == "uniform" else value[1] >= 0)
+    ):
+        raise ConfigError(name, f"must be two finite numbers {expected}, got {value!r}")
+
+
+def check_config(config: TrainConfig) -> None:
+    """Check every field of ``config``: types, ranges and the initialisers its neuron
+    needs (the checks :class:`TrainConfig` runs when it is created).
+
+    Args:
+      config: the configuration.
+
+    Raises:
+      ConfigError: the first field whose value cannot be used, with what was expected.
+    """
+
+    def positive_integer(name, optional=False):
+        value = getattr(config, name)
+        if not (optional and value is None) and not (_is_integer(value) and value > 0):
+            raise ConfigError(name, f"must be a positive integer, got {value!r}")
+
+    def positive_number(name, optional=False):
+        value = getattr(config, name)
+        if not (optional and value is None) and not (_is_finite_number(value) and value > 0):
+            raise ConfigError(name, f"must be a positive number, got {value!r}")
+
+    def one_of(name, choices):
+        value = getattr(config, name)
+        if not (isinstance(value, str) and value in choices):
+            raise ConfigError(name, f"must be one of {sorted(choices)}, got {value!r}")
+
+    one_of("task", TASKS)
+    if not (isinstance(config.neuron, str) and config.neuron):
+        raise ConfigError(
+            "neuron", f"must be a neuron name or import path (a string), got {config.neuron!r}"
+        )
+    positive_integer("epochs")
+    positive_integer("batch_size")
+    positive_number("learning_rate")
+    positive_number("grad_clip_norm", optional=True)
+    positive_integer("tbptt_length", optional=True)
+    positive_integer("max_train_batches", optional=True)
+    positive_integer("max_eval_batches", optional=True)
+    for name, kind in (
+        ("omega_init", "uniform"),
+        ("b_offset_init", "uniform"),
+        ("tau_mem_init", "normal"),
+        ("tau_adp_init", "normal"),
+        ("tau_out_init", "normal"),
+    ):
+        if name == "tau_out_init" or getattr(config, name) is not None:
+            _check_pair(config, name, kind)
+    needed = {"alif": ("tau_mem_init", "tau_adp_init")}.get(
+        config.neuron,
+        ("omega_init", "b_offset_init") if config.neuron in NEURON_NAMES else (),
+    )
+    for name in needed:
+        if getattr(config, name) is None:
+            raise ConfigError(name, f"is needed by the {config.neuron} neuron, got None")
+    for name in ("selection_inclusive", "exact"):
+        if not isinstance(getattr(config, name), (bool, np.bool_)):
+            raise ConfigError(name, f"must be True or False, got {getattr(config, name)!r}")
+    low, high = SEED_RANGE
+    if not (_is_integer(config.seed) and low <= config.seed <= high):
+        raise ConfigError(
+            "seed", f"must be an integer in {low}..{high} (2**32 - 1), got {config.seed!r}"
+        )
+    if not (_is_finite_number(config.val_fraction) and 0 < config.val_fraction < 1):
+        raise ConfigError(
+            "val_fraction",
+            f"must be a number between 0 and 1 (the share of the training set held out for "
+            f"validation, e.g. 0.1), got {config.val_fraction!r}",
+        )
+    one_of("products", scan.PRODUCTS)
+    one_of("backward", models.BACKWARDS)
+    sizes = config.hidden_sizes
+    if sizes is not None and not (
+        isinstance(sizes, (tuple, list))
+        and sizes
+        and all(_is_integer(size) and size > 0 for size in sizes)
+    ):
+        raise ConfigError(
+            "hidden_sizes",
+            f"must be None or a non-empty sequence of positive integers (one per layer), got {sizes!r}",
+        )
 
 
 _RESONATOR = {

@@ -54,10 +54,11 @@ from brfjax.summaries import EpochLog, ProgressBar, collapses, read_metrics
 from brfjax.workdir import (
     FRESH_BOOKKEEPING,
     best_variables,
-    check_workdir,
     load_latest,
+    open_for_training,
     run_checkpoints,
     run_permutation,
+    write_manifest,
 )
 
 # written into the workdir when a TrainingError ends a run: {"epoch", "best_epoch" (None
@@ -191,7 +192,8 @@ def load_data(
         :class:`RunData` with ``permutation`` None.
 
     Raises:
-        UsageError: ``batch_size`` is larger than the training set.
+        UsageError: ``batch_size`` is larger than the training set, or ``val_fraction``
+            leaves no sample for training or for validation.
         brfjax.data.DataError: missing or damaged data files, or a bad permutation file.
     """
     task = tasks.get_task(config.task)
@@ -200,9 +202,16 @@ def load_data(
     if tasks.has_validation_file(task):  # SSC: the official validation file validates
         train, val = full_train, tasks.load_split(task, "valid", data_dir)
     else:
-        train_idx, val_idx = pipeline.train_val_split(
-            len(full_train.targets), config.val_fraction, config.seed
-        )
+        num_samples = len(full_train.targets)
+        train_idx, val_idx = pipeline.train_val_split(num_samples, config.val_fraction, config.seed)
+        if len(train_idx) == 0 or len(val_idx) == 0:
+            raise UsageError(
+                f"val_fraction {config.val_fraction} holds out {len(val_idx)} of the {num_samples} {config.task} "
+                f"training samples for validation; it must leave at least one for training and one for "
+                f"validation: use a value in [{1 / num_samples:.3g}, {(num_samples - 1) / num_samples:.3g}]"
+                if num_samples > 1
+                else f"the {config.task} training set has {num_samples} sample(s); a validation split needs at least 2"
+            )
         train, val = full_train.subset(train_idx), full_train.subset(val_idx)
     num_train = len(train.targets)
     if config.batch_size > num_train:
@@ -507,16 +516,32 @@ def train_and_evaluate(
         TrainingError: training became unusable (a non-finite loss or parameters); the
             epoch, the epoch of the best checkpoint and the message are also written to
             ``<workdir>/stopped.json`` (:data:`STOPPED_FILE`), and no ``results.json``.
-        UsageError, CheckpointError, DataError: see their messages.
+        UsageError: the workdir belongs to another configuration, data or permutation,
+            or another process trains in it (:func:`brfjax.workdir.open_for_training`);
+            nothing is written then.
+        CheckpointError, DataError: see their messages.
     """
     parallel = parallel or DataParallel()
+    data = load_data(config, data_dir, permutation_file, mnist_backend)
+    with open_for_training(workdir, config, data.checksums, data_dir, permutation_file, parallel):
+        return _train_in_workdir(
+            config, workdir, data, data_dir, permutation_file, stop_after_epoch, parallel, stop
+        )
+
+
+def _train_in_workdir(
+    config: tasks.TrainConfig,
+    workdir: str,
+    data: RunData,
+    data_dir: str | None,
+    permutation_file: str | None,
+    stop_after_epoch: int | None,
+    parallel: DataParallel,
+    stop: Callable[[], bool] | None,
+) -> dict:
+    """:func:`train_and_evaluate` in a workdir opened (checked, locked) for this run."""
     primary = parallel.is_primary
     task = tasks.get_task(config.task)
-    data = load_data(config, data_dir, permutation_file, mnist_backend)
-    check_workdir(workdir, config, write=False)  # every process, before any writes
-    parallel.barrier("workdir checked")
-    if primary:
-        check_workdir(workdir, config, write=True)
     data = data._replace(
         permutation=run_permutation(config, workdir, permutation_file, write=primary)
     )
@@ -525,17 +550,13 @@ def train_and_evaluate(
     optimizer = make_optimizer(config)
     state, constants = init_state(config, model, optimizer, parallel)
     if primary:
-        checkpoint.write_json(
-            os.path.join(workdir, checkpoint.MANIFEST_FILE),
-            {
-                "config": config.to_dict(),
-                "seed": config.seed,
-                "versions": checkpoint.package_versions(),
-                "data_checksums": data.checksums,
-                "devices": parallel.describe(),
-                "processes": parallel.num_processes,
-                "parameter_count": models.count_parameters(state.params),
-            },
+        write_manifest(
+            workdir,
+            config,
+            data.checksums,
+            data_dir,
+            parallel,
+            models.count_parameters(state.params),
         )
     checkpoints = run_checkpoints(workdir, parallel)
     bookkeeping = dict(FRESH_BOOKKEEPING)
@@ -805,23 +826,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     cli.check_positive(
         parser,
         args,
-        integers=(
-            "epochs",
-            "batch_size",
-            "max_train_batches",
-            "max_eval_batches",
-            "devices",
-            "num_processes",
-        ),
-        numbers=("lr", "grad_clip_norm"),
+        integers=("devices", "num_processes"),
+        counts=("until_epoch", "process_id"),
     )
-    if args.until_epoch is not None and args.until_epoch < 0:
-        parser.error(f"--until-epoch must be 0 or a positive integer, got {args.until_epoch}")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
     if args.hidden_sizes is not None and min(args.hidden_sizes) <= 0:
         parser.error(f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+    for name in ("workdir", "data_dir", "permutation"):
+        if getattr(args, name) == "":
+            parser.error(f"{cli.flag(name)} must name a path, got ''")
+    # the configuration's own checks (brfjax.tasks.check_config), reported with the flags
+    try:
+        config_from_args(args)
+    except tasks.ConfigError as error:
+        parser.error(f"{CONFIG_FLAGS.get(error.field, cli.flag(error.field))} {error.problem}")
     return args
+
+
+# the flags of the configuration fields whose flag is not the field's name
+CONFIG_FLAGS = {"learning_rate": "--lr"}
 
 
 def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
@@ -833,6 +857,10 @@ def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
 
     Returns:
         The run's :class:`brfjax.tasks.TrainConfig`.
+
+    Raises:
+        brfjax.tasks.ConfigError: a value out of range (:func:`parse_args` reports it
+            with the flag).
     """
     overrides = {
         "epochs": args.epochs,
@@ -853,10 +881,11 @@ def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
 
 
 def without_option(argv: Sequence[str], option: str) -> list[str]:
-    """``argv`` without ``option VALUE`` / ``option=VALUE``.
+    """``argv`` without ``option VALUE`` / ``option=VALUE``, also where the flag was
+    abbreviated as argparse allows (``--until 3``).
 
     Args:
-        argv: command-line arguments.
+        argv: command-line arguments (as :func:`parse_args` accepted them).
         option: the flag to drop, e.g. ``"--until-epoch"``.
 
     Returns:
@@ -864,17 +893,20 @@ def without_option(argv: Sequence[str], option: str) -> list[str]:
     """
     kept, skip = [], False
     for arg in argv:
+        name = arg.split("=", 1)[0]
         if skip:
             skip = False
-        elif arg == option:
-            skip = True
-        elif not arg.startswith(option + "="):
+        elif len(name) > 2 and name.startswith("--") and option.startswith(name):
+            skip = "=" not in arg
+        else:
             kept.append(arg)
     return kept
 
 
 def resume_command(argv: Sequence[str]) -> str:
-    """The command line that continues this run.
+    """The command line that continues this run: its arguments without
+    ``--permutation`` (the workdir keeps the permutation it started with, and a resumed
+    run must not name another one).
 
     Args:
         argv: the run's arguments without the program name.
@@ -882,6 +914,7 @@ def resume_command(argv: Sequence[str]) -> str:
     Returns:
         ``python -m brfjax.train ...`` with the arguments shell-quoted.
     """
+    argv = without_option(argv, "--permutation")
     return " ".join(["python -m brfjax.train", *(shlex.quote(arg) for arg in argv)])
 
 
