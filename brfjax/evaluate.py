@@ -21,6 +21,7 @@ import numpy as np
 
 from brfjax import checkpoint, cli, interop, metrics, tasks, workdir
 from brfjax import parallel as parallel_module
+from brfjax import published as published_models
 from brfjax.batches import device_batch
 from brfjax.data import DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
@@ -104,7 +105,7 @@ def recorded_identity(path: str) -> dict | None:
         (:func:`brfjax.workdir.read_config`).
     """
     if not os.path.isdir(path):
-        return interop.load_identity(path)
+        return interop.load_identity(path) or published_models.recorded_identity(path)
     config_path = os.path.join(path, checkpoint.CONFIG_FILE)
     if not os.path.isfile(config_path):
         return None
@@ -316,7 +317,9 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
         help="the checkpoint's neuron (required for a .npz without identity record, e.g. as published)",
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="reference state dict (.npz) or a brfjax workdir"
+        "--checkpoint",
+        required=True,
+        help=f"reference state dict (.npz), a brfjax workdir, or a published model: {', '.join(published_models.NAMES)}",
     )
 
 
@@ -335,9 +338,10 @@ def check_checkpoint_argument(parser: argparse.ArgumentParser, args: argparse.Na
       SystemExit: a missing checkpoint, a disagreeing or missing ``--task``/``--neuron``,
         a workdir of another brfjax version (status 2), or a damaged record (status 1).
     """
+    published_models.complete_arguments(args)  # a published model's name: its shipped file
     if not os.path.exists(args.checkpoint):
         parser.error(
-            f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz or a brfjax workdir"
+            f"--checkpoint {args.checkpoint!r} does not exist; pass a reference .npz, a brfjax workdir or a published model ({', '.join(published_models.NAMES)})"
         )
     try:
         recorded = recorded_identity(args.checkpoint) or {}

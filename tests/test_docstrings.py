@@ -23,6 +23,7 @@ DOCUMENTED_MODULES = (
     "brfjax.numerics",
     "brfjax.surrogates",
     "brfjax.interop",
+    "brfjax.published",
     "brfjax.convert",
     "brfjax.export",
     "brfjax.checkpoint",

@@ -134,6 +134,17 @@ def test_cli_prints_one_line_and_writes_json(tmp_path):
     assert "best checkpoint" not in result.stderr
 
 
+def test_cli_evaluates_a_published_model_by_name(capfd):
+    """The shipped file, its task and neuron from its record: no flags, no note."""
+    result = run_cli(capfd, "--checkpoint", "ecg_alif")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == [
+        "ecg alif: accuracy 70.7598 % (128705/181890), loss 0.790506, spikes 650395, SOP 4612.73, "
+        "SOP/step 3.55, firing rate 0.10, samples 141"
+    ]
+    assert "note:" not in result.stderr
+
+
 def test_the_best_checkpoint_note_warns_about_the_untrained_network():
     assert evaluate.best_checkpoint_note("runs/a", None, None) is None
     assert evaluate.best_checkpoint_note("runs/a", 97, 400) == (
