@@ -11,7 +11,8 @@ sizes, brfjax version, the source file's name and SHA-256; see
 converted. A permutation file (a 784-long integer tensor, the pixel order of a PS-MNIST
 run) becomes a ``.npy`` of the same dtype and values. The kind is read from the content.
 
-torch is needed only here: ``pip install "brfjax[torch]"``.
+torch is needed only here, its CPU build is enough: ``pip install torch --index-url
+https://download.pytorch.org/whl/cpu``, then from a clone of brfjax ``pip install ".[torch]"``.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def load_torch_file(path: str) -> Any:
         import torch
     except ImportError:
         raise UsageError(
-            'converting a PyTorch file needs torch: pip install "brfjax[torch]" (from a clone of brfjax: pip install ".[torch]")'
+            'converting a PyTorch file needs torch; its CPU build is enough: pip install torch --index-url https://download.pytorch.org/whl/cpu, then from a clone of brfjax pip install ".[torch]"'
         ) from None
     if not os.path.isfile(path):
         raise interop.CheckpointError(f"PyTorch file {path!r} does not exist")

@@ -100,7 +100,7 @@ ECG_BRF_LINE = (
 @pytest.fixture
 def torch():
     return pytest.importorskip(
-        "torch", reason='converting .pt files needs torch: pip install "brfjax[torch]"'
+        "torch", reason='converting .pt files needs torch: pip install ".[torch]"'
     )
 
 
@@ -281,7 +281,7 @@ def test_without_torch_the_command_says_how_to_install_it(monkeypatch, tmp_path,
     )
     assert (
         one_error_line(capsys)
-        == 'error: converting a PyTorch file needs torch: pip install "brfjax[torch]" (from a clone of brfjax: pip install ".[torch]")'
+        == 'error: converting a PyTorch file needs torch; its CPU build is enough: pip install torch --index-url https://download.pytorch.org/whl/cpu, then from a clone of brfjax pip install ".[torch]"'
     )
 
 

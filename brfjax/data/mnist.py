@@ -256,7 +256,7 @@ def load_mnist_tfds(split: str, data_dir: str | None = None) -> SequenceData:
         import tensorflow_datasets as tfds
     except ImportError:
         raise DataError(
-            "the tfds MNIST backend needs tensorflow-datasets: pip install 'brfjax[tfds]'"
+            "the tfds MNIST backend needs tensorflow-datasets (the extra brfjax[tfds]): from a clone of brfjax, pip install '.[tfds]'"
         ) from None
     images, labels = tfds.as_numpy(
         tfds.load("mnist", split=split, batch_size=-1, as_supervised=True, data_dir=data_dir)
