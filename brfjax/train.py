@@ -795,7 +795,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--max-train-batches", type=int, help="cap the training batches per epoch (quick runs)"
     )
     parser.add_argument(
-        "--max-eval-batches", type=int, help="cap the validation/test batches (quick runs)"
+        "--max-eval-batches",
+        type=int,
+        help="cap the validation/test batches, the final test line's too (quick runs)",
     )
     parser.add_argument(
         "--until-epoch",
