@@ -130,7 +130,9 @@ def _save(
         # loaded machine is after the moment above: the run ends here, with one line
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         if primary:
-            for partial in glob.glob(os.path.join(directory, "*orbax-checkpoint-tmp*")):
+            for partial in glob.glob(
+                os.path.join(glob.escape(directory), "*orbax-checkpoint-tmp*")
+            ):
                 shutil.rmtree(partial, ignore_errors=True)
         reason = _REASONS.get(cause.errno, cause.strerror or str(cause))
         raise CheckpointWriteError(

@@ -547,6 +547,88 @@ def save_reference(
     )
 
 
+def parameter_problems(params, neuron: str = "brf") -> list[str]:
+    """Names of non-finite parameters, and of hidden parameters outside the region where
+    ``neuron``'s step is defined (its model's stability check, e.g. BRF's δ·|ω| < 1 where
+    the divergence boundary p(ω) is undefined, NaN; paper Algorithm 1).
+
+    Args:
+        params: the network's ``"params"`` collection (nested dict of arrays).
+        neuron: the hidden neuron's name or import path.
+
+    Returns:
+        One message per problem (empty when the parameters are usable).
+    """
+    problems = []
+    for path, value in jax.tree_util.tree_leaves_with_path(params):
+        name = path_name(path)
+        value = np.asarray(value)
+        if not np.isfinite(value).all():
+            problems.append(f"{name} has {int(np.sum(~np.isfinite(value)))} non-finite values")
+    check = neurons.get_neuron(neuron).stability
+    hidden_layers = [
+        (name, value)
+        for name, value in (params.items() if hasattr(params, "items") else ())
+        if name == "hidden" or name.startswith("hidden_")
+    ]
+    for layer, hidden in hidden_layers:
+        if (
+            check is not None
+            and check.parameter in hidden
+            and np.isfinite(np.asarray(hidden[check.parameter])).all()
+        ):
+            measure = np.asarray(check.measure(hidden))
+            unstable = measure >= check.limit
+            if unstable.any():
+                problems.append(
+                    unstable_neurons(neuron, int(unstable.sum()), float(measure.max()), layer)
+                )
+    return problems
+
+
+def unstable_neurons(
+    neuron: str, count: int, largest: float | None = None, layer: str = "hidden"
+) -> str:
+    """The message for hidden neurons outside their model's stable region.
+
+    Args:
+        neuron: the hidden neuron's name or import path; its model has a stability check.
+        count: how many neurons are outside.
+        largest: the largest value of the check's measure, or None (not known).
+        layer: the layer's name in the parameters (``hidden``; ``hidden_0``, ... in a stack).
+
+    Returns:
+        ``"hidden/omega: 3 neurons with dt*|omega| >= 1 (max 1.200), outside the stable
+        region of the brf neuron"`` (without the maximum where ``largest`` is None).
+    """
+    check = neurons.get_neuron(neuron).stability
+    peak = "" if largest is None else f" (max {largest:.3f})"
+    return (
+        f"{layer}/{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}"
+        f"{peak}, outside the stable region of the {neuron} neuron"
+    )
+
+
+def check_parameters(params, neuron: str, source: str) -> None:
+    """Refuse the parameters that training refuses (:func:`parameter_problems`).
+
+    Args:
+        params: the network's ``"params"`` collection.
+        neuron: the hidden neuron's name or import path.
+        source: the checkpoint's path, for the message.
+
+    Raises:
+        CheckpointError: non-finite parameters, or hidden neurons outside their model's
+            stable region; the message names each parameter.
+    """
+    problems = parameter_problems(params, neuron)
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {source!r} holds parameters a network cannot run with: "
+            f"{'; '.join(problems)} (training refuses them too); use another checkpoint"
+        )
+
+
 def load_reference_network(
     path: str | os.PathLike, neuron: str, **network_kwargs
 ) -> tuple[models.RecurrentSNN, dict]:
@@ -567,7 +649,8 @@ def load_reference_network(
 
     Raises:
       CheckpointError: a missing or unreadable file, keys or shapes that do not fit
-        ``neuron``, or an identity record that names another neuron.
+        ``neuron``, an identity record that names another neuron, or parameters a
+        network cannot run with (:func:`check_parameters`).
     """
     state_dict, identity = read_reference(path)
     check_identity(identity, neuron, path)
@@ -583,4 +666,6 @@ def load_reference_network(
         readout_kwargs=readout_kwargs,
         **network_kwargs,
     )
-    return model, reference_to_variables(state_dict, neuron, model)
+    variables = reference_to_variables(state_dict, neuron, model)
+    check_parameters(variables["params"], neuron, os.fspath(path))
+    return model, variables

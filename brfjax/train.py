@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -37,7 +36,7 @@ from brfjax import parallel as parallel_module
 from brfjax.batches import device_batch
 from brfjax.data import SequenceData, ecg, mnist, pipeline
 from brfjax.errors import TrainingError, UsageError
-from brfjax.interop import path_name
+from brfjax.interop import parameter_problems, unstable_neurons
 from brfjax.parallel import DataParallel
 from brfjax.steps import (
     HEALTH,
@@ -64,68 +63,6 @@ from brfjax.workdir import (
 # written into the workdir when a TrainingError ends a run: {"epoch", "best_epoch" (None
 # before any finite validation loss), "error"}
 STOPPED_FILE = "stopped.json"
-
-
-def parameter_problems(params, neuron: str = "brf") -> list[str]:
-    """Names of non-finite parameters, and of hidden parameters outside the region where
-    ``neuron``'s step is defined (its model's stability check, e.g. BRF's δ·|ω| < 1 where
-    the divergence boundary p(ω) is undefined, NaN; paper Algorithm 1).
-
-    Args:
-        params: the network's ``"params"`` collection (nested dict of arrays).
-        neuron: the hidden neuron's name or import path.
-
-    Returns:
-        One message per problem (empty when the parameters are usable).
-    """
-    problems = []
-    for path, value in jax.tree_util.tree_leaves_with_path(params):
-        name = path_name(path)
-        value = np.asarray(value)
-        if not np.isfinite(value).all():
-            problems.append(f"{name} has {int(np.sum(~np.isfinite(value)))} non-finite values")
-    check = neurons.get_neuron(neuron).stability
-    layers = [
-        (name, value)
-        for name, value in (params.items() if hasattr(params, "items") else ())
-        if name == "hidden" or name.startswith("hidden_")
-    ]
-    for layer, hidden in layers:
-        if (
-            check is not None
-            and check.parameter in hidden
-            and np.isfinite(np.asarray(hidden[check.parameter])).all()
-        ):
-            measure = np.asarray(check.measure(hidden))
-            unstable = measure >= check.limit
-            if unstable.any():
-                problems.append(
-                    _unstable_neurons(neuron, int(unstable.sum()), float(measure.max()), layer)
-                )
-    return problems
-
-
-def _unstable_neurons(
-    neuron: str, count: int, largest: float | None = None, layer: str = "hidden"
-) -> str:
-    """The message for hidden neurons outside their model's stable region.
-
-    Args:
-        neuron: the hidden neuron's name or import path; its model has a stability check.
-        count: how many neurons are outside.
-        largest: the largest value of the check's measure, or None (not known).
-        layer: the layer's name in the parameters (``hidden``; ``hidden_0``, ... in a stack).
-
-    Returns:
-        ``"hidden/omega: 3 neurons with dt*|omega| >= 1 (max 1.200), outside the stable
-        region of the brf neuron"`` (without the maximum where ``largest`` is None).
-    """
-    check = neurons.get_neuron(neuron).stability
-    peak = "" if largest is None else f" (max {largest:.3f})"
-    return (
-        f"{layer}/{check.parameter}: {count} neurons with {check.measure_name} >= {check.limit:g}"
-        f"{peak}, outside the stable region of the {neuron} neuron"
-    )
 
 
 # ---------------------------------------------------------------------------- data
@@ -267,7 +204,7 @@ def _instability_cause(neuron: str, count: int) -> str:
     """The parameter and the measure that left the neuron's stable region, in words."""
     if count == 0 or neurons.get_neuron(neuron).stability is None:
         return ""
-    return _unstable_neurons(neuron, count) + "; "
+    return unstable_neurons(neuron, count) + "; "
 
 
 def epoch_batches(

@@ -34,7 +34,7 @@ try:  # POSIX; elsewhere a workdir is not locked
 except ImportError:  # pragma: no cover
     fcntl = None
 
-from brfjax import checkpoint, models, steps, tasks
+from brfjax import checkpoint, interop, models, steps, tasks
 from brfjax.data import mnist
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import CheckpointError
@@ -595,7 +595,8 @@ def load_best(workdir: str, parallel: DataParallel | None = None) -> BestCheckpo
     changing anything: a checkpoint being written is skipped and the previous one read.
 
     Raises:
-        CheckpointError: not a workdir, or no complete best checkpoint yet.
+        CheckpointError: not a workdir, no complete best checkpoint yet, or parameters
+            a network cannot run with (:func:`brfjax.interop.check_parameters`).
         UsageError: the workdir of another brfjax version (:func:`read_config`).
         TrainingError: a damaged ``config.json``.
     """
@@ -609,6 +610,7 @@ def load_best(workdir: str, parallel: DataParallel | None = None) -> BestCheckpo
         workdir, parallel, read_only=training_process(workdir) is not None
     )
     epoch, variables = best_variables(workdir, checkpoints, state.params, constants)
+    interop.check_parameters(variables["params"], config.neuron, workdir)
     return BestCheckpoint(model, variables, config, epoch)
 
 

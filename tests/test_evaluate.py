@@ -9,7 +9,7 @@ import pytest
 from conftest import TRAINING_CURVES, checkpoint
 from in_process import run_main
 
-from brfjax import evaluate
+from brfjax import evaluate, interop
 from brfjax.data import DataError, ecg
 
 KEYS = {
@@ -348,3 +348,38 @@ def test_a_reference_psmnist_model_without_its_permutation_is_refused(capfd):
     from brfjax.data import mnist
 
     np.testing.assert_array_equal(mnist.load_permutation("identity"), np.arange(784))
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "named"),
+    [
+        ("hidden.omega", lambda a: _set(a, 3, np.nan), "hidden/omega has 1 non-finite"),
+        (
+            "hidden.linear.weight",
+            lambda a: _set(a, (0, 0), np.inf),
+            "hidden/kernel has 1 non-finite",
+        ),
+        ("out.tau_mem", lambda a: _set(a, 2, np.nan), "readout/tau has 1 non-finite"),
+        (
+            "hidden.omega",
+            lambda a: _set(a, 5, 150.0),
+            "hidden/omega: 1 neurons with dt*|omega| >= 1",
+        ),
+    ],
+    ids=["nan-omega", "inf-kernel", "nan-readout-tau", "unstable-omega"],
+)
+def test_a_checkpoint_training_would_refuse_is_refused_naming_the_parameter(
+    tmp_path, capfd, key, change, named
+):
+    state_dict, _ = interop.read_reference(checkpoint("ecg_brf"))
+    state_dict = dict(state_dict, **{key: change(np.array(state_dict[key]))})
+    path = tmp_path / "tampered.npz"
+    np.savez(path, **state_dict)
+    result = run_cli(capfd, "--task", "ecg", "--neuron", "brf", "--checkpoint", str(path))
+    assert result.returncode == 1 and named in result.stderr, result.stderr
+    assert "accuracy" not in result.stdout and "Traceback" not in result.stderr
+
+
+def _set(array, index, value):
+    array[index] = value
+    return array

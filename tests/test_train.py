@@ -11,7 +11,7 @@ from in_process import run_main
 from test_data import write_shd, write_ssc
 from test_evaluate import KEYS as EVALUATE_KEYS
 
-from brfjax import errors, evaluate, export, steps, tasks, train
+from brfjax import errors, evaluate, export, interop, steps, tasks, train
 from brfjax.data import DataError
 from brfjax.summaries import read_metrics
 from brfjax.workdir import load_best, load_latest, load_permutation
@@ -305,10 +305,10 @@ def test_parameter_problems_name_the_parameter():
         },
         "readout": {"tau": np.array([np.nan, 1.0], np.float32)},
     }
-    problems = train.parameter_problems(params)
+    problems = interop.parameter_problems(params)
     assert any("hidden/omega: 1 neurons with dt*|omega| >= 1 (max 1.200)" in p for p in problems)
     assert any("readout/tau has 1 non-finite values" in p for p in problems)
-    assert train.parameter_problems({"hidden": {"omega": np.array([5.0], np.float32)}}) == []
+    assert interop.parameter_problems({"hidden": {"omega": np.array([5.0], np.float32)}}) == []
 
 
 def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_path):
