@@ -76,11 +76,33 @@ def measure(shape, neuron: str, backward: str, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["ecg"], choices=sorted(SHAPES))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default=None, help="also write the records to this file")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="columns: ms/step, the median time of one forward and backward pass divided "
+        "by the sequence's steps; temp MiB, XLA's peak temporary memory of the compiled "
+        "program (independent of the machine's load)",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["ecg"],
+        choices=sorted(SHAPES),
+        help="shapes to measure, one or more (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        metavar="N",
+        help="timed runs per variant after one warm-up; the table gives their median "
+        "(default: %(default)s, minimum 1)",
+    )
+    parser.add_argument(
+        "--json", default=None, help="also write the records to this file (default: none)"
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     records = []
     print(f"{'shape':8} {'variant':20} {'ms/step':>8} {'temp MiB':>9}")
     for name in args.shapes:

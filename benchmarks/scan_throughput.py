@@ -267,19 +267,53 @@ def print_table(records: list[dict]) -> None:
         )
 
 
+COLUMNS = """columns of the table (one row per task shape and neuron; medians of --repeats rounds):
+  task, neuron    the paper's shape (B batch, T steps, H hidden neurons) and the hidden neuron
+  fwd s           one forward pass (readouts, loss sums, spikes), fast BLAS products, seconds
+  train s         one training step (forward, backward, Adam), seconds
+  compile s       compiling the forward and the training step, seconds
+  sample-steps/s  B*T / train s: time steps of samples trained per second
+  mem MB          peak memory: host RSS on CPU, the device's peak_bytes_in_use on GPU/TPU
+  peak GFLOP/s    the machine's peak: a 2048^3 float32 matrix product, timed in the same rounds
+  fwd frac        fraction of that peak the forward reaches: its dense-product FLOPs / peak / fwd s
+  train frac      the same for the training step (3x the forward's FLOPs)
+  loop frac       the same for the forward's per-step products alone, in a loop with only a
+                  spike threshold between them: the ceiling for fwd frac in this runtime
+  port/fast       the forward with portable products (the path of brfjax.evaluate and of the
+                  final test statistics of brfjax.train) over the forward with fast products:
+                  the cost of results that are the same bits on every machine
+The JSON records (--json) hold these and the range of the rounds behind each median."""
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=COLUMNS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--tasks",
         nargs="+",
         default=list(SHAPES),
         choices=list(SHAPES) + list(SHAPE_ALIASES),
-        help="paper shapes to measure (psmnist is the smnist shape)",
+        help="paper shapes to measure, one or more (psmnist is the smnist shape; default: %(default)s)",
     )
     parser.add_argument(
-        "--neurons", nargs="+", default=["brf"], choices=["brf", "vrf", "bhrf", "alif"]
+        "--neurons",
+        nargs="+",
+        default=["brf"],
+        choices=["brf", "vrf", "bhrf", "alif"],
+        help="hidden neurons to measure, one or more (default: %(default)s)",
     )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        metavar="N",
+        help="timed rounds per configuration, each one of every measurement (forwards, "
+        "training step, peak, product loop); the table gives their medians "
+        "(default: %(default)s, minimum 5)",
+    )
     parser.add_argument(
         "--backward",
         default="manual",
@@ -291,16 +325,21 @@ def main(argv=None) -> int:
         "--host-devices",
         type=int,
         default=None,
-        help="CPU only: split the host into N XLA devices and the batch over them "
+        metavar="N",
+        help="CPU only: split the host into N XLA devices and the batch over them, N at least 1 "
         "(default: one per core, as brfjax.train and brfjax.evaluate do)",
     )
-    parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--json", default=None, help="also write the records to this file (default: none)"
+    )
     parser.add_argument("--single", nargs=2, metavar=("TASK", "NEURON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.host_devices is not None and args.host_devices < 1:
-        parser.error("--host-devices must be positive")
+        parser.error(f"--host-devices must be at least 1, got {args.host_devices}")
     if args.repeats < 5:
-        parser.error("--repeats must be at least 5 (the median of at least 5 runs)")
+        parser.error(
+            f"--repeats must be at least 5 (the median of at least 5 rounds), got {args.repeats}"
+        )
     if args.single:
         if args.host_devices is None:  # what brfjax.train and brfjax.evaluate do by default
             from brfjax import parallel

@@ -140,16 +140,43 @@ def _cell(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--depths", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", help="write the records to this file")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="columns: per shape and depth, the step time, peak resident memory (RSS, with "
+        "the JAX runtime) and the step's temporaries (XLA's plan) of brfjax's layers and of "
+        "nn.RNN over the cells; cells/layers: their ratios (above 1: the layers are faster or "
+        "smaller); stack/sum: the layers' step over the sum of one-layer steps of the same sizes",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(SHAPES),
+        choices=list(SHAPES),
+        help="shapes to measure, one or more (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--depths",
+        nargs="+",
+        type=int,
+        default=[1, 2, 3],
+        help="numbers of spiking layers, each at least 1 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        metavar="N",
+        help="timed steps per configuration, after two warm-up steps; the table gives their "
+        "median (default: %(default)s, minimum 1)",
+    )
+    parser.add_argument("--json", help="also write the records to this file (default: none)")
     parser.add_argument(
         "--one", nargs=3, metavar=("SHAPE", "KIND", "DEPTH"), help=argparse.SUPPRESS
     )
     parser.add_argument("--first-input", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1 or min(args.depths) < 1:
+        parser.error("--repeats and --depths must be at least 1")
     if args.one:
         shape, kind, depth = args.one
         print(json.dumps(_one(shape, kind, int(depth), args.repeats, args.first_input)))
