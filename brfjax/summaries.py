@@ -312,7 +312,7 @@ class EpochLog:
         )
         print(
             f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2f} | "
-            f"test acc {row['test_accuracy']:.2f} rate {row['test_spike_rate']:.3f}{' *' if improved else ''} "
+            f"test acc {row['test_accuracy']:.2f} rate {row['test_spike_rate']:.4g}{' *' if improved else ''} "
             f"({row['epoch_seconds']:.1f}s)",
             file=sys.stderr,
         )
