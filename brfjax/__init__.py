@@ -4,21 +4,21 @@ The names below are re-exported from the modules that define them and are import
 first use, so ``import brfjax`` stays light (no Orbax, data or training code until a
 name that needs it is used). Sequences are time-major ``(T, B, F)`` in the model API.
 
-Networks (:mod:`brfjax.models`): ``build_network``, ``RecurrentSNN``,
-``NetworkOutput``, ``NetworkState``; whole-sequence layers (:mod:`brfjax.layers`):
+Networks ([`brfjax.models`][brfjax.models]): ``build_network``, ``RecurrentSNN``,
+``NetworkOutput``, ``NetworkState``; whole-sequence layers ([`brfjax.layers`][brfjax.layers]):
 ``SpikingRNN``, ``LIReadoutRNN``.
-Flax cells (:mod:`brfjax.cells`): ``BRFCell``, ``RFCell``, ``BHRFCell``, ``ALIFCell``,
+Flax cells ([`brfjax.cells`][brfjax.cells]): ``BRFCell``, ``RFCell``, ``BHRFCell``, ``ALIFCell``,
 ``LIReadout``.
-Neuron steps (:mod:`brfjax.neurons`): ``brf_step``, ``rf_step``, ``bhrf_step``,
+Neuron steps ([`brfjax.neurons`][brfjax.neurons]): ``brf_step``, ``rf_step``, ``bhrf_step``,
 ``alif_step``, ``li_step`` and their states; ``divergence_boundary`` (the paper's
-p(ω), correctly rounded, :mod:`brfjax.numerics`).
-Spike functions (:mod:`brfjax.surrogates`): ``heaviside``, ``fgi_heaviside``,
+p(ω), correctly rounded, [`brfjax.numerics`][brfjax.numerics]).
+Spike functions ([`brfjax.surrogates`][brfjax.surrogates]): ``heaviside``, ``fgi_heaviside``,
 ``spike_function``.
-Loss (:mod:`brfjax.metrics`): ``summed_loss``.
-Training and evaluation: ``TrainConfig``, ``config_for`` (:mod:`brfjax.tasks`),
-``train_and_evaluate`` (:mod:`brfjax.train`), ``evaluate_checkpoint``
-(:mod:`brfjax.evaluate`), ``load_reference_network`` (:mod:`brfjax.interop`),
-``export_network`` (:mod:`brfjax.export`).
+Loss ([`brfjax.metrics`][brfjax.metrics]): ``summed_loss``.
+Training and evaluation: ``TrainConfig``, ``config_for`` ([`brfjax.tasks`][brfjax.tasks]),
+``train_and_evaluate`` ([`brfjax.train`][brfjax.train]), ``evaluate_checkpoint``
+([`brfjax.evaluate`][brfjax.evaluate]), ``load_reference_network`` ([`brfjax.interop`][brfjax.interop]),
+``export_network`` ([`brfjax.export`][brfjax.export]).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def host_batch(
 
     Returns:
       ``(inputs, targets)`` as NumPy arrays: inputs time-major float32 ``(T, b, I)``,
-      targets ``(b,)`` or time-major ``(T', b)`` (:func:`brfjax.tasks.scored_targets`).
+      targets ``(b,)`` or time-major ``(T', b)`` ([`brfjax.tasks.scored_targets`][brfjax.tasks.scored_targets]).
     """
     inputs = tasks.model_inputs(task, data.inputs[indices], permutation)
     targets = tasks.scored_targets(data.targets[indices], model.sub_seq_length, model.label_last)
@@ -65,7 +65,7 @@ def device_batch(
       permutation: PS-MNIST's pixel order ``(T,)``, or None.
 
     Returns:
-      A :class:`DeviceBatch` sharded over ``parallel``'s devices.
+      A [`DeviceBatch`][brfjax.batches.DeviceBatch] sharded over ``parallel``'s devices.
     """
     local, weights = parallel.local_indices(indices)
     inputs, targets = host_batch(task, model, data, local, permutation)

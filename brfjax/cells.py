@@ -1,9 +1,9 @@
-"""Flax Linen cells: thin shells that own parameters and call :mod:`brfjax.neurons`.
+"""Flax Linen cells: thin shells that own parameters and call [`brfjax.neurons`][brfjax.neurons].
 
-:class:`SpikingCell` runs any :class:`brfjax.neurons.NeuronModel` (``neuron=`` a
+[`SpikingCell`][brfjax.cells.SpikingCell] runs any [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel] (``neuron=`` a
 registered name or ``"package.module:NAME"``): it declares the model's parameters with
-their initialisers and calls its coefficient and step functions. :class:`BRFCell`,
-:class:`RFCell`, :class:`BHRFCell` and :class:`ALIFCell` are the same cell with the
+their initialisers and calls its coefficient and step functions. [`BRFCell`][brfjax.cells.BRFCell],
+[`RFCell`][brfjax.cells.RFCell], [`BHRFCell`][brfjax.cells.BHRFCell] and [`ALIFCell`][brfjax.cells.ALIFCell] are the same cell with the
 shipped neurons' initialisers as attributes (``omega_init``, ``tau_mem_init``, ...).
 
 Every cell follows the ``flax.linen.RNNCellBase`` contract — ``__call__(carry, x) ->
@@ -12,7 +12,7 @@ own or a whole sequence under ``flax.linen.RNN``. The cells are single-step: arr
 are ``(B, F)`` (batch, features) per step, with no time axis. ``flax.linen.RNN`` runs
 them over batch-major sequences ``(B, T, F)`` by default (``time_major=False``);
 ``nn.RNN(cell, time_major=True)`` takes the time-major ``(T, B, F)`` sequences of
-:class:`brfjax.models.RecurrentSNN`'s default layout.
+[`brfjax.models.RecurrentSNN`][brfjax.models.RecurrentSNN]'s default layout.
 
 A recurrent hidden cell receives ``c_t = [x_t, z_{t-1}]`` (input features first, then
 its own previous spikes) and computes the synaptic current
@@ -127,12 +127,12 @@ class SpikingCell(nn.RNNCellBase):
       use_bias: add a bias to the synaptic current (no shipped model has one).
       mask_prob: probability of pruning each recurrent weight at init;
         a ``"mask"`` variable loaded from a checkpoint is applied whatever its value.
-      surrogate: name of the surrogate derivative (:data:`brfjax.surrogates.SURROGATES`).
+      surrogate: name of the surrogate derivative (`brfjax.surrogates.SURROGATES`).
       spike_form: ``"custom_vjp"`` or ``"fgi"`` (forward gradient injection).
       exact: the reference float32 path (docs/numerics.md): correctly rounded ``p(ω)`` and
         decays, no fused multiply-adds. ``False`` is faster and differs by ulps.
       products: ``"portable"`` (default) synaptic products that give the same bits on
-        every machine and batch size (:func:`brfjax.numerics.portable_matmul`), or
+        every machine and batch size ([`brfjax.numerics.portable_matmul`][brfjax.numerics.portable_matmul]), or
         ``"fast"``: one float32 BLAS product (about 3x cheaper; its last bits depend
         on the processor and the batch size).
       dt: Euler step δ of the resonators (0.01, paper Algorithm 1); a neuron model
@@ -145,7 +145,7 @@ class SpikingCell(nn.RNNCellBase):
       kernel_init: initialiser of the ``(I+H, H)`` kernel (Xavier-uniform).
       bias_init: initialiser of the ``(H,)`` bias (zeros).
       neuron: the neuron model: a registered name (``"brf"``, ``"vrf"``, ``"bhrf"``,
-        ``"alif"``) or ``"package.module:NAME"`` (:func:`brfjax.neurons.get_neuron`).
+        ``"alif"``) or ``"package.module:NAME"`` ([`brfjax.neurons.get_neuron`][brfjax.neurons.registry.get_neuron]).
       initializers: initialisers by parameter name (a mapping, or ``(name, init)``
         pairs, which keep the cell hashable) that replace the neuron model's defaults;
         an attribute ``<name>_init`` of a subclass is used where this has none.
@@ -229,7 +229,7 @@ class SpikingCell(nn.RNNCellBase):
           ValueError: ``mask_prob > 0`` for a cell with ``recurrent=False`` (nothing to
             prune), or ``mask_prob > 0`` but the ``"mask"`` collection is not visible (the
             message gives the ``nn.RNN(..., variable_broadcast=...)`` fix); or from
-            :meth:`neuron_parameters`.
+            [`neuron_parameters`][brfjax.cells.SpikingCell.neuron_parameters].
         """
         if self.mask_prob > 0.0 and not self.recurrent:
             raise ValueError(
@@ -270,7 +270,7 @@ class SpikingCell(nn.RNNCellBase):
         """The static description of this cell that the time loop needs.
 
         Returns:
-          A :class:`brfjax.scan.ScanSpec`.
+          A [`brfjax.scan.ScanSpec`][brfjax.scan.ScanSpec].
 
         Raises:
           ValueError: ``products`` is neither ``"portable"`` nor ``"fast"``.
@@ -290,7 +290,7 @@ class SpikingCell(nn.RNNCellBase):
         """One step (no time axis).
 
         Args:
-          carry: the neuron state, float32 ``(B, H)`` per field (:meth:`initialize_carry`).
+          carry: the neuron state, float32 ``(B, H)`` per field ([`initialize_carry`][brfjax.cells.SpikingCell.initialize_carry]).
           x: the step's input, float32 ``(B, I)``.
 
         Returns:
@@ -331,7 +331,7 @@ class BRFCell(SpikingCell):
       b_offset_init: initialiser of b̃', U(0, 1).
       neuron: ``"brf"``.
 
-    The other attributes are those of :class:`SpikingCell`.
+    The other attributes are those of [`SpikingCell`][brfjax.cells.SpikingCell].
     """
 
     omega_init: Initializer = neurons.BRF.parameter("omega").init
@@ -346,7 +346,7 @@ class RFCell(BRFCell):
       spike_form: ``"fgi"`` (forward gradient injection, paper appendix A.13).
       neuron: ``"vrf"``.
 
-    The other attributes are those of :class:`BRFCell`.
+    The other attributes are those of [`BRFCell`][brfjax.cells.BRFCell].
     """
 
     spike_form: str = "fgi"
@@ -361,7 +361,7 @@ class BHRFCell(BRFCell):
       b_offset_init: initialiser of b̃', U(1, 6).
       neuron: ``"bhrf"``.
 
-    The other attributes are those of :class:`SpikingCell`.
+    The other attributes are those of [`SpikingCell`][brfjax.cells.SpikingCell].
     """
 
     omega_init: Initializer = neurons.BHRF.parameter("omega").init
@@ -377,7 +377,7 @@ class ALIFCell(SpikingCell):
       tau_adp_init: initialiser of the adaptation time constant τ̃_a (steps), N(20, 5²).
       neuron: ``"alif"``.
 
-    The other attributes are those of :class:`SpikingCell`.
+    The other attributes are those of [`SpikingCell`][brfjax.cells.SpikingCell].
     """
 
     tau_mem_init: Initializer = neurons.ALIF.parameter("tau_mem").init
@@ -395,8 +395,8 @@ class LIReadout(nn.RNNCellBase):
     Attributes:
       features: the number of classes C.
       use_bias: add a ``(C,)`` bias to the drive (no shipped model has one).
-      exact: as in :class:`SpikingCell`.
-      products: as in :class:`SpikingCell`.
+      exact: as in [`SpikingCell`][brfjax.cells.SpikingCell].
+      products: as in [`SpikingCell`][brfjax.cells.SpikingCell].
       tau_init: initialiser of the time constant τ̃ (steps), N(20, 5²).
       kernel_init: initialiser of the ``(H, C)`` kernel (Xavier-uniform).
       bias_init: initialiser of the bias (zeros).
@@ -486,17 +486,17 @@ CELLS: dict[str, type[SpikingCell]] = {
 
 def get_cell(neuron: str) -> Callable[..., SpikingCell]:
     """The cell constructor for ``neuron``: the shipped cell class of a registered name,
-    else :class:`SpikingCell` with ``neuron=`` set to the import path.
+    else [`SpikingCell`][brfjax.cells.SpikingCell] with ``neuron=`` set to the import path.
 
     Args:
       neuron: a registered name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or an
-        import path ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`.
+        import path ``"package.module:NAME"`` of a [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel].
 
     Returns:
       A constructor taking the cell's attributes (``features=...``).
 
     Raises:
-      ValueError: from :func:`brfjax.neurons.get_neuron` (unknown name, failed import,
+      ValueError: from [`brfjax.neurons.get_neuron`][brfjax.neurons.registry.get_neuron] (unknown name, failed import,
         not a neuron model).
     """
     if neuron in CELLS:

@@ -232,7 +232,7 @@ class RunCheckpoints:
     Args:
       workdir: the run folder; checkpoints go to ``<workdir>/checkpoints/``.
       primary: whether this process writes checksums and moves damaged steps (process 0
-        of a multi-process run; from :class:`brfjax.parallel.DataParallel`).
+        of a multi-process run; from [`brfjax.parallel.DataParallel`][brfjax.parallel.DataParallel]).
       barrier: called with a name after each save and restore to synchronise the
         processes of a multi-process run; the default does nothing (one process).
     """
@@ -333,7 +333,7 @@ class RunCheckpoints:
         _save(self.interrupted_dir, epoch, state, self.primary, self.barrier)
 
     def restore_interrupted(self, template: Any) -> tuple[int, Any] | None:
-        """The mid-epoch position written by :meth:`save_interrupted`, if any.
+        """The mid-epoch position written by [`save_interrupted`][brfjax.checkpoint.RunCheckpoints.save_interrupted], if any.
 
         Args:
           template: a pytree of the saved structure (shapes and dtypes; its containers are

@@ -7,7 +7,7 @@ A model file (a ``torch.save`` dictionary with ``model_state_dict``, as the auth
 training scripts write it) becomes a reference ``.npz``: every state-dict tensor with
 its dtype, shape and bytes unchanged, plus the identity record (task, neuron, network
 sizes, brfjax version, the source file's name and SHA-256; see
-:func:`brfjax.interop.identity_record`). Optimizer state and training metadata are not
+[`brfjax.interop.identity_record`][brfjax.interop.identity_record]). Optimizer state and training metadata are not
 converted. A permutation file (a 784-long integer tensor, the pixel order of a PS-MNIST
 run) becomes a ``.npy`` of the same dtype and values. The kind is read from the content.
 
@@ -39,12 +39,12 @@ _UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+?)(?: Please use|\
 
 
 class Converted(NamedTuple):
-    """What :func:`convert_file` wrote.
+    """What [`convert_file`][brfjax.convert.convert_file] wrote.
 
     Attributes:
       kind: ``"model"`` or ``"permutation"``.
       output: the path written.
-      identity: the model's identity record (:func:`brfjax.interop.identity_record`),
+      identity: the model's identity record ([`brfjax.interop.identity_record`][brfjax.interop.identity_record]),
         None for a permutation.
     """
 
@@ -131,7 +131,7 @@ def model_state_dict(content: Any, path: str) -> dict[str, np.ndarray]:
     """The ``model_state_dict`` of a loaded model file as NumPy arrays (bit for bit).
 
     Args:
-      content: what :func:`load_torch_file` returned.
+      content: what [`load_torch_file`][brfjax.convert.load_torch_file] returned.
       path: the file, for the message.
 
     Returns:
@@ -159,8 +159,8 @@ def check_task_fits(task: tasks.TaskSpec, shape: interop.NetworkShape, path: str
     """The state dict's input width and class count are the task's.
 
     Args:
-      task: the task given on the command line (:func:`brfjax.tasks.get_task`).
-      shape: the state dict's sizes (:func:`brfjax.interop.inspect_state_dict`).
+      task: the task given on the command line ([`brfjax.tasks.get_task`][brfjax.tasks.get_task]).
+      shape: the state dict's sizes ([`brfjax.interop.inspect_state_dict`][brfjax.interop.inspect_state_dict]).
       path: the file, for the message.
 
     Raises:
@@ -203,7 +203,7 @@ def convert_file(
         ``docs/published-models.md``.
 
     Returns:
-      :class:`Converted`.
+      [`Converted`][brfjax.convert.Converted].
 
     Raises:
       UsageError: torch is missing, or ``task``/``neuron``/``output`` do not fit the file.

@@ -1,9 +1,9 @@
 """The errors of a run that the command-line programs report as one line.
 
-Errors of the data (:class:`brfjax.data.DataError`), of checkpoints
-(:class:`brfjax.interop.CheckpointError`) and of devices
-(:class:`brfjax.parallel.ParallelError`) live beside the code that raises them;
-:mod:`brfjax.cli` maps all of them to exit statuses.
+Errors of the data ([`brfjax.data.DataError`][brfjax.data.DataError]), of checkpoints
+([`brfjax.interop.CheckpointError`][brfjax.interop.CheckpointError]) and of devices
+([`brfjax.parallel.ParallelError`][brfjax.parallel.ParallelError]) live beside the code that raises them;
+[`brfjax.cli`][brfjax.cli] maps all of them to exit statuses.
 """
 
 

@@ -17,13 +17,13 @@ callbacks), so it runs unchanged wherever JAX runs for the platforms it was lowe
 with the same outputs as ``brfjax.evaluate``'s model.
 
 Next to ``OUT`` goes ``OUT.json``, the program's record (format version
-:data:`FORMAT_VERSION`): the fields of a checkpoint's identity record (task, neuron,
+`FORMAT_VERSION`): the fields of a checkpoint's identity record (task, neuron,
 network sizes, brfjax version and, for a converted published model, its source file and
 SHA-256; see ``docs/published-models.md``), the architecture (hidden sizes of every
 layer, classes, ``sub_seq_length``, ``label_last``, products), the input contract
 (layout, shape, dtype, encoding, range, permutation), the output shapes, platforms,
 package versions, the checkpoint it came from and ``best_epoch`` (for a workdir, the
-epoch of the best checkpoint it exported; None for a ``.npz``). :func:`load_program`
+epoch of the best checkpoint it exported; None for a ``.npz``). [`load_program`][brfjax.export.load_program]
 checks the record against the program and every call against the record; without
 brfjax, ``jax.export.deserialize`` of the file's bytes runs it unchecked.
 """
@@ -123,7 +123,7 @@ def export_network(
     natural (pixel) order, and step t of the network reads input step ``permutation[t]``.
 
     Args:
-      model: a :class:`~brfjax.models.RecurrentSNN`; it is exported with portable
+      model: a [`RecurrentSNN`][brfjax.models.RecurrentSNN]; it is exported with portable
         products and a plain ``lax.scan`` (the backward pass is not exported).
       variables: its variables (``{"params": ..., "mask": ...}``), baked into the program.
       num_steps: ``T``, the sequence length in steps.
@@ -134,13 +134,13 @@ def export_network(
       permutation: the integer time order ``(T,)`` the network was trained with
         (PS-MNIST's pixel permutation), applied inside the program and recorded by its
         SHA-256; None for none.
-      task: the task the network was trained for (a name of :data:`brfjax.tasks.TASKS`),
+      task: the task the network was trained for (a name of `brfjax.tasks.TASKS`),
         whose input encoding and range the metadata then records and whose sizes
         ``num_steps`` and ``input_size`` must be; a permuted task (``"psmnist"``)
         requires ``permutation``. None: a network of no task.
 
     Returns:
-      A :class:`Program`: ``program.call(inputs)`` checks ``inputs`` against the
+      A [`Program`][brfjax.export.Program]: ``program.call(inputs)`` checks ``inputs`` against the
       contract and runs the ``jax.export.Exported`` program ``program.exported``;
       ``program.metadata`` is its record (``docs/how-to/export.md``).
 
@@ -198,7 +198,7 @@ def export_network(
 
 
 def _contract(model, num_steps, input_size, batch_size, platforms, order, spec) -> dict:
-    """The metadata of :func:`export_network`: architecture and input contract."""
+    """The metadata of [`export_network`][brfjax.export.export_network]: architecture and input contract."""
     batch = "B" if batch_size is None else batch_size
     scored = 1 if model.label_last else num_steps - model.sub_seq_length
     cells = model.hidden_cells
@@ -273,7 +273,7 @@ class Program:
         """Check ``inputs`` against the recorded contract (values too, unless traced).
 
         Args:
-          inputs: what :meth:`call` was given.
+          inputs: what [`call`][brfjax.export.Program.call] was given.
 
         Raises:
           ValueError: one line naming the expected layout and shape and the fix: a rank,
@@ -347,7 +347,7 @@ class Program:
             )
 
     def call(self, inputs) -> tuple[jax.Array, jax.Array]:
-        """Run the program on ``inputs`` after :meth:`check`.
+        """Run the program on ``inputs`` after [`check`][brfjax.export.Program.check].
 
         Args:
           inputs: float32 in the recorded layout: time-major ``(T, B, I)`` or batch-major
@@ -358,7 +358,7 @@ class Program:
           ``(B, T', C)``) and float32 spike counts ``(B,)``.
 
         Raises:
-          ValueError: ``inputs`` outside the contract (:meth:`check`).
+          ValueError: ``inputs`` outside the contract ([`check`][brfjax.export.Program.check]).
         """
         self.check(inputs)
         return self.exported.call(inputs)
@@ -528,7 +528,7 @@ def save_program(program: Program, path: str, metadata: dict | None = None) -> N
     """Write ``program.exported.serialize()`` to ``path`` and its record to ``path + ".json"``.
 
     Args:
-      program: a :class:`Program` of :func:`export_network`.
+      program: a [`Program`][brfjax.export.Program] of [`export_network`][brfjax.export.export_network].
       path: the program file to write.
       metadata: JSON-ready fields to add to the record (e.g. the checkpoint it came
         from); they may not change a field of ``program.metadata``.
@@ -587,7 +587,7 @@ def _write_atomically(path: str, content: bytes) -> None:
 
 
 def load_program(path: str) -> tuple[Program, dict]:
-    """Read a program written by :func:`save_program` and check its record.
+    """Read a program written by [`save_program`][brfjax.export.save_program] and check its record.
 
     Args:
       path: the program file; its record is ``path + ".json"``.
@@ -602,7 +602,7 @@ def load_program(path: str) -> tuple[Program, dict]:
       OSError: ``path`` cannot be read.
       brfjax.interop.CheckpointError: one line: the file is not a serialized program,
         its record is missing or not JSON, of another format version, or disagrees with
-        the program (:func:`check_metadata`).
+        the program ([`check_metadata`][brfjax.export.check_metadata]).
     """
     with open(path, "rb") as handle:
         content = handle.read()
@@ -663,7 +663,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       argv: the arguments without the program name; None reads ``sys.argv``.
 
     Returns:
-      The namespace with the checkpoint arguments of :mod:`brfjax.evaluate`, ``output``,
+      The namespace with the checkpoint arguments of [`brfjax.evaluate`][brfjax.evaluate], ``output``,
       ``platforms``, ``batch_size`` and ``permutation``.
 
     Raises:
@@ -714,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
       The exit status: 0 written, 1 an unreadable or unfitting checkpoint, 2 a PS-MNIST
       model without a known permutation or an unreadable ``--permutation`` (one
-      ``error:`` line); usage errors exit with status 2 from :func:`parse_args`.
+      ``error:`` line); usage errors exit with status 2 from [`parse_args`][brfjax.export.parse_args].
     """
     args = parse_args(argv)
     task = tasks.get_task(args.task)

@@ -49,7 +49,7 @@ def neuron_parameter_names(neuron: str) -> tuple:
       A tuple of names, e.g. ``("omega", "b_offset")`` for BRF.
 
     Raises:
-      CheckpointError: a neuron that :func:`brfjax.neurons.get_neuron` refuses.
+      CheckpointError: a neuron that [`brfjax.neurons.get_neuron`][brfjax.neurons.registry.get_neuron] refuses.
     """
     try:
         return neurons.get_neuron(neuron).parameter_names
@@ -140,7 +140,7 @@ def inspect_state_dict(state_dict: Mapping[str, Any], neuron: str) -> NetworkSha
         ``"package.module:NAME"``.
 
     Returns:
-      The :class:`NetworkShape` of the state dict.
+      The [`NetworkShape`][brfjax.interop.NetworkShape] of the state dict.
 
     Raises:
       CheckpointError: missing or unexpected keys (both listed), or a tensor whose shape
@@ -207,7 +207,7 @@ def reference_to_variables(
         (H, I+H), ...}`` in the PyTorch ``(out, in)`` layout.
       neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
         ``"package.module:NAME"``.
-      model: the :class:`~brfjax.models.RecurrentSNN` the variables are for, or None.
+      model: the [`RecurrentSNN`][brfjax.models.RecurrentSNN] the variables are for, or None.
 
     Returns:
       ``{"params": {"hidden": ..., "readout": ...}[, "mask": {"hidden": {"mask": ...}}]}``
@@ -264,10 +264,10 @@ def path_name(path) -> str:
 def variables_to_reference(variables: Mapping[str, Any], neuron: str) -> dict[str, np.ndarray]:
     """The reference state-dict layout of Flax ``variables``.
 
-    The inverse of :func:`reference_to_variables`.
+    The inverse of [`reference_to_variables`][brfjax.interop.reference_to_variables].
 
     Args:
-      variables: ``{"params": ..., "mask": ...}`` of a :class:`~brfjax.models.RecurrentSNN`.
+      variables: ``{"params": ..., "mask": ...}`` of a [`RecurrentSNN`][brfjax.models.RecurrentSNN].
       neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
         ``"package.module:NAME"``.
 
@@ -303,7 +303,7 @@ class ReferenceFile(NamedTuple):
 
     Attributes:
       state_dict: reference key -> array as stored (dtype and shape unchanged).
-      identity: the record of :func:`identity_record`, or None for a file without one.
+      identity: the record of [`identity_record`][brfjax.interop.identity_record], or None for a file without one.
     """
 
     state_dict: dict[str, np.ndarray]
@@ -407,7 +407,7 @@ def read_reference(path: str | os.PathLike) -> ReferenceFile:
     Returns:
       ``ReferenceFile(state_dict, identity)``: ``state_dict`` maps each state-dict key to
       its array as stored (dtype and shape unchanged); ``identity`` is the record of
-      :func:`identity_record`, or None for a file without one.
+      [`identity_record`][brfjax.interop.identity_record], or None for a file without one.
 
     Raises:
       CheckpointError: a missing or unreadable file, or a record that is malformed or
@@ -454,10 +454,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
       path: the ``.npz`` file.
 
     Returns:
-      reference key -> array as stored (see :func:`read_reference`).
+      reference key -> array as stored (see [`read_reference`][brfjax.interop.read_reference]).
 
     Raises:
-      CheckpointError: as :func:`read_reference`.
+      CheckpointError: as [`read_reference`][brfjax.interop.read_reference].
     """
     return read_reference(path).state_dict
 
@@ -473,7 +473,7 @@ def load_identity(path: str | os.PathLike) -> dict | None:
       file without one.
 
     Raises:
-      CheckpointError: as :func:`read_reference`.
+      CheckpointError: as [`read_reference`][brfjax.interop.read_reference].
     """
     return read_reference(path).identity
 
@@ -484,7 +484,7 @@ def check_identity(
     """Refuse to load a file whose record names another neuron than ``neuron``.
 
     Args:
-      identity: the file's record (:func:`load_identity`), or None (nothing to check).
+      identity: the file's record ([`load_identity`][brfjax.interop.load_identity]), or None (nothing to check).
       neuron: the neuron the caller wants to load the file as.
       path: the file, for the message.
 
@@ -508,7 +508,7 @@ def write_reference(
       path: the file to write, used as given (no suffix is added).
       state_dict: state-dict key -> array; each array is stored as it is (dtype, shape,
         bytes).
-      identity: the record of :func:`identity_record`; it must describe ``state_dict``.
+      identity: the record of [`identity_record`][brfjax.interop.identity_record]; it must describe ``state_dict``.
 
     Raises:
       CheckpointError: keys or shapes that do not fit the record's neuron, or a record
@@ -532,7 +532,7 @@ def save_reference(
 
     Args:
       path: the file to write, used as given.
-      variables: ``{"params": ..., "mask": ...}`` of a :class:`~brfjax.models.RecurrentSNN`.
+      variables: ``{"params": ..., "mask": ...}`` of a [`RecurrentSNN`][brfjax.models.RecurrentSNN].
       neuron: its hidden neuron.
       task: the task it was trained for, recorded so that evaluation needs no ``--task``;
         None records none.
@@ -610,7 +610,7 @@ def unstable_neurons(
 
 
 def check_parameters(params, neuron: str, source: str) -> None:
-    """Refuse the parameters that training refuses (:func:`parameter_problems`).
+    """Refuse the parameters that training refuses ([`parameter_problems`][brfjax.interop.parameter_problems]).
 
     Args:
         params: the network's ``"params"`` collection.
@@ -640,17 +640,17 @@ def load_reference_network(
       path: a reference ``.npz`` (``docs/published-models.md``).
       neuron: a registered neuron name (``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``) or
         ``"package.module:NAME"``.
-      **network_kwargs (Any): options of :func:`brfjax.models.build_network`
+      **network_kwargs (Any): options of [`brfjax.models.build_network`][brfjax.models.build_network]
         (``sub_seq_length``, ``label_last``, ``exact``, ``time_major``...).
 
     Returns:
-      ``(model, variables)``: an unbound :class:`~brfjax.models.RecurrentSNN` and its
+      ``(model, variables)``: an unbound [`RecurrentSNN`][brfjax.models.RecurrentSNN] and its
       variables, ready for ``model.apply(variables, inputs)``.
 
     Raises:
       CheckpointError: a missing or unreadable file, keys or shapes that do not fit
         ``neuron``, an identity record that names another neuron, or parameters a
-        network cannot run with (:func:`check_parameters`).
+        network cannot run with ([`check_parameters`][brfjax.interop.check_parameters]).
     """
     state_dict, identity = read_reference(path)
     check_identity(identity, neuron, path)

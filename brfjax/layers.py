@@ -1,13 +1,13 @@
 """Whole-sequence layers: a spiking layer of any neuron, and the LI readout.
 
-A layer takes a whole sequence and runs its time loop inside (:mod:`brfjax.scan`): the
-product of inputs wider than :data:`brfjax.scan.NARROW_INPUTS` runs over many steps at
+A layer takes a whole sequence and runs its time loop inside ([`brfjax.scan`][brfjax.scan]): the
+product of inputs wider than `brfjax.scan.NARROW_INPUTS` runs over many steps at
 once, outside the per-step loop, and the backward pass is the hand-written
 segment-recompute one by default. These are the units that stack: the
-paper's network (:class:`brfjax.models.RecurrentSNN`) is one :class:`SpikingRNN`
-followed by an :class:`LIReadoutRNN`, a deeper network feeds each spiking layer's spikes
-to the next, and the functions :func:`spiking_layer` and :func:`readout_layer` are the
-one code path of both the modules here and the networks of :mod:`brfjax.models`.
+paper's network ([`brfjax.models.RecurrentSNN`][brfjax.models.RecurrentSNN]) is one [`SpikingRNN`][brfjax.layers.SpikingRNN]
+followed by an [`LIReadoutRNN`][brfjax.layers.LIReadoutRNN], a deeper network feeds each spiking layer's spikes
+to the next, and the functions [`spiking_layer`][brfjax.layers.spiking_layer] and [`readout_layer`][brfjax.layers.readout_layer] are the
+one code path of both the modules here and the networks of [`brfjax.models`][brfjax.models].
 
 Sequences are **time-major** ``(T, B, F)`` by default; with ``time_major=False`` they
 are batch-major ``(B, T, F)`` (the layout of ``flax.linen.RNN``'s default), the same
@@ -42,18 +42,18 @@ def spiking_layer(
     owns ``cell``: the cell declares its parameters).
 
     Args:
-      cell: a :class:`brfjax.cells.SpikingCell` bound to the calling module.
+      cell: a [`brfjax.cells.SpikingCell`][brfjax.cells.SpikingCell] bound to the calling module.
       inputs: time-major float32 ``(T, B, I)``.
       initial_state: the neuron state at t = -1, float32 ``(B, H)`` per field; None for
         rest.
-      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"`` (:func:`brfjax.scan.run_layer`).
+      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"`` ([`brfjax.scan.run_layer`][brfjax.scan.run_layer]).
       segment: the segment length of ``"manual"`` and ``"recompute"`` (default ⌈√T⌉).
       keep_trajectory: also return the state of every step.
       spike_inputs: the inputs are spikes of 0 and 1 (another layer's): portable
         products split only the kernel.
 
     Returns:
-      :class:`brfjax.scan.LayerOutput`, time-major: spikes ``(T, B, H)``, final state,
+      [`brfjax.scan.LayerOutput`][brfjax.scan.LayerOutput], time-major: spikes ``(T, B, H)``, final state,
       spike counts ``(B,)``, trajectory ``(T, B, H)`` per field or None.
 
     Raises:
@@ -80,7 +80,7 @@ def readout_layer(
     module that owns ``readout``).
 
     Args:
-      readout: a :class:`brfjax.cells.LIReadout` bound to the calling module.
+      readout: a [`brfjax.cells.LIReadout`][brfjax.cells.LIReadout] bound to the calling module.
       spikes: time-major float32 ``(T, B, H)`` of 0 and 1.
       initial_potential: the potentials at t = -1, float32 ``(B, C)``; None for zeros.
 
@@ -112,21 +112,21 @@ def spiking_layer_with_readout(
     keep_trajectory: bool = False,
     spike_inputs: bool = False,
 ) -> tuple[scan.LayerOutput, jax.Array]:
-    """:func:`spiking_layer` followed by :func:`readout_layer` on its spikes, the same
+    """[`spiking_layer`][brfjax.layers.spiking_layer] followed by [`readout_layer`][brfjax.layers.readout_layer] on its spikes, the same
     values; with ``backward="manual"`` the readout runs in the layer's loop, so that
-    training keeps no ``(T, B, H)`` spikes (:func:`brfjax.scan.run_layer_with_readout`). The last
-    layer of :class:`brfjax.models.RecurrentSNN`.
+    training keeps no ``(T, B, H)`` spikes ([`brfjax.scan.run_layer_with_readout`][brfjax.scan.run_layer_with_readout]). The last
+    layer of [`brfjax.models.RecurrentSNN`][brfjax.models.RecurrentSNN].
 
     Args:
-      cell: the layer's :class:`brfjax.cells.SpikingCell`, bound to the calling module.
-      readout: the :class:`brfjax.cells.LIReadout`, bound to the calling module.
+      cell: the layer's [`brfjax.cells.SpikingCell`][brfjax.cells.SpikingCell], bound to the calling module.
+      readout: the [`brfjax.cells.LIReadout`][brfjax.cells.LIReadout], bound to the calling module.
       inputs: time-major float32 ``(T, B, I)``.
       initial_state: the layer's state at t = -1; None for rest.
       initial_potential: the readout's potentials at t = -1, ``(B, C)``; None for zeros.
-      backward: as in :func:`spiking_layer`.
-      segment: as in :func:`spiking_layer`.
-      keep_trajectory: as in :func:`spiking_layer`.
-      spike_inputs: as in :func:`spiking_layer`.
+      backward: as in [`spiking_layer`][brfjax.layers.spiking_layer].
+      segment: as in [`spiking_layer`][brfjax.layers.spiking_layer].
+      keep_trajectory: as in [`spiking_layer`][brfjax.layers.spiking_layer].
+      spike_inputs: as in [`spiking_layer`][brfjax.layers.spiking_layer].
 
     Returns:
       ``(layer output with spikes None, potentials (T, B, C))``, time-major.
@@ -158,7 +158,7 @@ def resting_state(cell: cells.SpikingCell, batch_size: int):
     """The state a sequence starts from (all zeros).
 
     Args:
-      cell: the layer's :class:`brfjax.cells.SpikingCell`.
+      cell: the layer's [`brfjax.cells.SpikingCell`][brfjax.cells.SpikingCell].
       batch_size: B, the number of samples.
 
     Returns:
@@ -168,7 +168,7 @@ def resting_state(cell: cells.SpikingCell, batch_size: int):
 
 
 def _layer_arrays(cell: cells.SpikingCell, inputs, initial_state, segment):
-    """The checked ``segment``, the layer's :class:`brfjax.scan.LayerParams` (declared by
+    """The checked ``segment``, the layer's [`brfjax.scan.LayerParams`][brfjax.scan.LayerParams] (declared by
     the bound ``cell``) and its checked initial state (rest for None)."""
     check_segment(segment)
     coefficients, kernel, bias = cell.layer(inputs.shape[-1])
@@ -178,7 +178,7 @@ def _layer_arrays(cell: cells.SpikingCell, inputs, initial_state, segment):
 
 
 def _readout_arrays(readout: cells.LIReadout, spikes, initial_potential):
-    """The readout's checked products, its :class:`brfjax.scan.ReadoutParams` (declared by
+    """The readout's checked products, its [`brfjax.scan.ReadoutParams`][brfjax.scan.ReadoutParams] (declared by
     the bound ``readout`` for ``spikes`` ``(T, B, H)``) and its checked initial
     potentials (zeros for None)."""
     scan.check_products(readout.products)
@@ -327,10 +327,10 @@ class SpikingRNN(nn.Module):
 
     ``s_t = step(s_{t-1}, x_t · K_in + z_{t-1} · K_rec (+ b))`` for t = 0..T-1 (paper
     Sec. 3; without recurrence ``K_rec`` is absent), with the product of wide inputs taken
-    out of the per-step loop and the segment-recompute backward pass (:mod:`brfjax.scan`).
+    out of the per-step loop and the segment-recompute backward pass ([`brfjax.scan`][brfjax.scan]).
 
     Attributes:
-      cell: the :class:`brfjax.cells.SpikingCell` that holds the neuron, its options
+      cell: the [`brfjax.cells.SpikingCell`][brfjax.cells.SpikingCell] that holds the neuron, its options
         (``recurrent``, ``products``, ``mask_prob``, ``surrogate``, initialisers, ...) and
         its parameters.
       backward: ``"manual"`` (default; the hand-written segment-recompute reverse pass),
@@ -393,14 +393,14 @@ class SpikingRNN(nn.Module):
             stream a sequence in chunks); None for rest.
 
         Returns:
-          :class:`brfjax.scan.LayerOutput`: spikes ``(T, B, H)`` (``(B, T, H)``
+          [`brfjax.scan.LayerOutput`][brfjax.scan.LayerOutput]: spikes ``(T, B, H)`` (``(B, T, H)``
           batch-major), final state ``(B, H)`` per field, spike counts ``(B,)``, and the
           trajectory in the spikes' layout or None.
 
         Raises:
           ValueError: inputs not a non-empty rank-3 array, an ``initial_state`` of another
-            structure or shape (:func:`checked_state`), or forward-mode differentiation
-            (:func:`reverse_mode_only`).
+            structure or shape ([`checked_state`][brfjax.layers.checked_state]), or forward-mode differentiation
+            ([`reverse_mode_only`][brfjax.layers.reverse_mode_only]).
         """
         inputs = _time_major(inputs, self.time_major, "inputs")
         with reverse_mode_only():
@@ -425,7 +425,7 @@ class LIReadoutRNN(nn.Module):
     product over all steps, then the recurrence with its own reverse pass.
 
     Attributes:
-      readout: the :class:`brfjax.cells.LIReadout` that holds C, the options and the
+      readout: the [`brfjax.cells.LIReadout`][brfjax.cells.LIReadout] that holds C, the options and the
         parameters (``kernel`` ``(H, C)``, ``tau``).
       time_major: ``True`` (default): ``(T, B, F)`` sequences; ``False``: ``(B, T, F)``.
     """

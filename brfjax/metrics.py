@@ -32,7 +32,7 @@ OBJECTIVES = (PER_STEP, SEQUENCE)
 
 
 def check_objective(objective: str) -> None:
-    """Check that ``objective`` is one of :data:`OBJECTIVES`.
+    """Check that ``objective`` is one of `OBJECTIVES`.
 
     Args:
       objective: the name to check.
@@ -80,7 +80,7 @@ def _fitting_targets(readouts_shape: tuple, time_major: bool) -> tuple:
 
 
 def check_shapes(readouts: jax.Array, targets: jax.Array, time_major: bool = True) -> None:
-    """:func:`check_readouts`, and integer targets that fit the readouts.
+    """[`check_readouts`][brfjax.metrics.check_readouts], and integer targets that fit the readouts.
 
     Args:
       readouts: ``(T', B, C)``, or ``(B, T', C)`` when not ``time_major``.
@@ -123,7 +123,7 @@ def _as_time_major(
     readouts: jax.Array, targets: jax.Array, time_major: bool
 ) -> tuple[jax.Array, jax.Array]:
     """``readouts (T', B, C)`` and ``targets (T', B)`` or ``(B,)`` from either layout,
-    after :func:`check_shapes` (a transpose moves values, so results stay bit for bit)."""
+    after [`check_shapes`][brfjax.metrics.check_shapes] (a transpose moves values, so results stay bit for bit)."""
     check_shapes(readouts, targets, time_major)
     if time_major:
         return readouts, targets
@@ -178,14 +178,14 @@ def nll_per_sample_step(
       float32 ``(T', B)``, or ``(B, T')`` when not ``time_major``.
 
     Raises:
-      ValueError: shapes that do not fit (:func:`check_shapes`).
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
     """
     nll = _nll(*_as_time_major(readouts, targets, time_major))
     return nll if time_major else jnp.swapaxes(nll, 0, 1)
 
 
 def _nll(readouts: jax.Array, targets: jax.Array) -> jax.Array:
-    """:func:`nll_per_sample_step` of checked time-major arrays."""
+    """[`nll_per_sample_step`][brfjax.metrics.nll_per_sample_step] of checked time-major arrays."""
     log_probs = jax.nn.log_softmax(readouts, axis=-1)
     labels = step_targets(targets, readouts.shape[0])
     valid = valid_labels(labels, readouts.shape[-1])
@@ -216,7 +216,7 @@ def weighted_nll_sum(
       float32 scalar; NaN if a label is outside ``0..C-1``.
 
     Raises:
-      ValueError: shapes that do not fit (:func:`check_shapes`).
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
     """
     nll = _nll(*_as_time_major(readouts, targets, time_major))
     return jnp.sum(nll if weights is None else nll * weights)
@@ -249,7 +249,7 @@ def summed_loss(
       scored as a class; the loaders refuse files that hold one).
 
     Raises:
-      ValueError: shapes that do not fit (:func:`check_shapes`).
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
     """
     loss = weighted_nll_sum(readouts, targets, weights, time_major)
     total = readouts.shape[1 if time_major else 0] if weights is None else jnp.sum(weights)
@@ -280,7 +280,7 @@ def predictions(readouts: jax.Array, objective: str, time_major: bool = True) ->
 
 
 def _predictions(readouts: jax.Array, objective: str) -> jax.Array:
-    """:func:`predictions` of checked time-major readouts."""
+    """[`predictions`][brfjax.metrics.predictions] of checked time-major readouts."""
     if objective == PER_STEP:
         return jnp.argmax(readouts, axis=-1)
     return jnp.argmax(jnp.mean(readouts, axis=0), axis=-1)
@@ -313,7 +313,7 @@ def correct_count(
       int32 scalar.
 
     Raises:
-      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective.
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]), an unknown objective.
     """
     readouts, targets = _as_time_major(readouts, targets, time_major)
     check_objective(objective)
@@ -323,7 +323,7 @@ def correct_count(
 def _correct(
     readouts: jax.Array, targets: jax.Array, objective: str, weights: jax.Array | None
 ) -> jax.Array:
-    """:func:`correct_count` of checked time-major arrays."""
+    """[`correct_count`][brfjax.metrics.correct_count] of checked time-major arrays."""
     predicted = _predictions(readouts, objective)
     labels = step_targets(targets, readouts.shape[0]) if objective == PER_STEP else targets
     hits = (predicted == labels) & valid_labels(labels, readouts.shape[-1])
@@ -340,12 +340,12 @@ class BatchSums(NamedTuple):
         label-last), or with ``per_term`` what each term is computed from on the host:
         the readout differences ``o_c - o_label``, float32 ``(T', B, C)`` (``(B, T', C)``
         when not time-major; NaN for a label outside ``0..C-1``, 0 and -inf for padding);
-        after :func:`accumulate`, a list of float64 NLL terms.
+        after [`accumulate`][brfjax.metrics.accumulate], a list of float64 NLL terms.
       correct: number of correct predictions.
       scored: number of scored predictions (steps × samples under ``"per_step"``,
         samples otherwise).
       spikes: float32 ``(B,)`` hidden spikes per sample over all steps (a float64 total
-        after :func:`accumulate`).
+        after [`accumulate`][brfjax.metrics.accumulate]).
     """
 
     nll: jax.Array  # Σ_samples Σ_recorded-steps NLL (or the last step's under label-last),
@@ -378,17 +378,17 @@ def batch_sums(
       weights: float32 ``(B,)`` sample weights, 1 for a real sample and 0 for padding
         (see ``brfjax.parallel``); ``None`` means all 1.
       per_term: return, instead of the float32 sum, the readout differences
-        ``o_c - o_label`` that :func:`accumulate` turns into NLL terms on the host in
+        ``o_c - o_label`` that [`accumulate`][brfjax.metrics.accumulate] turns into NLL terms on the host in
         float64 and adds exactly: a loss that does not depend on the batch size or the
         device count (a device's float32 log-softmax may round differently for
         arrays of another shape).
       time_major: the layout of ``readouts``, per-step ``targets`` and the NLL terms.
 
     Returns:
-      :class:`BatchSums` of this batch.
+      [`BatchSums`][brfjax.metrics.BatchSums] of this batch.
 
     Raises:
-      ValueError: shapes that do not fit (:func:`check_shapes`), an unknown objective.
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]), an unknown objective.
     """
     readouts, targets = _as_time_major(readouts, targets, time_major)
     check_objective(objective)
@@ -429,7 +429,7 @@ def nll_from_differences(differences) -> np.ndarray:
     """The NLL terms ``log Σ_c exp(o_c - o_label)`` in float64 on the host.
 
     Args:
-      differences: the readout differences of :func:`batch_sums` with ``per_term``,
+      differences: the readout differences of [`batch_sums`][brfjax.metrics.batch_sums] with ``per_term``,
         ``(..., C)``.
 
     Returns:
@@ -446,17 +446,17 @@ def accumulate(total: BatchSums | None, sums: BatchSums) -> BatchSums:
     """Add one batch's sums on the host.
 
     Counts are summed in float64 (exact: they are integers below 2^53); the loss terms are
-    kept, as a list of float64 arrays, and :func:`model_statistics` adds them exactly
+    kept, as a list of float64 arrays, and [`model_statistics`][brfjax.metrics.model_statistics] adds them exactly
     (``math.fsum``), so the loss is the same however the set was cut into batches or
     devices.
 
     Args:
-      total: the running :class:`BatchSums` of the batches so far, or ``None`` for the
+      total: the running [`BatchSums`][brfjax.metrics.BatchSums] of the batches so far, or ``None`` for the
         first batch.
-      sums: this batch's :func:`batch_sums`.
+      sums: this batch's [`batch_sums`][brfjax.metrics.batch_sums].
 
     Returns:
-      :class:`BatchSums` with ``nll`` a list of float64 arrays and float64 counts.
+      [`BatchSums`][brfjax.metrics.BatchSums] with ``nll`` a list of float64 arrays and float64 counts.
     """
     nll = np.asarray(sums.nll)
     terms = [(nll_from_differences(nll) if nll.ndim == 3 else nll.astype(np.float64)).ravel()]
@@ -477,7 +477,7 @@ def model_statistics(
     unscored); definitions in ``docs/reference/metrics.md``.
 
     Args:
-      sums: the :func:`accumulate`-d (or one batch's) :class:`BatchSums` of the whole set.
+      sums: the [`accumulate`][brfjax.metrics.accumulate]-d (or one batch's) [`BatchSums`][brfjax.metrics.BatchSums] of the whole set.
       num_samples: N, the number of samples in the set.
       num_steps: T, the full sequence length in steps.
       hidden_size: H, the number of hidden neurons.

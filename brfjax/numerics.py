@@ -6,21 +6,21 @@ and multiplication are correctly rounded everywhere; three other things are not:
 
 * **matrix products.** A BLAS sums each output in an order chosen by its kernel, which
   depends on the processor, on the number of rows of the product and on the library.
-  :func:`portable_matmul` splits the operands into slices whose products are *exact*
+  [`portable_matmul`][brfjax.numerics.portable_matmul] splits the operands into slices whose products are *exact*
   in float32 (the Ozaki scheme: every partial sum is representable, so every summation
   order gives the same value), then adds the slices' products in a fixed order. The
   result is a function of the two operands only, and equals the exact product
   correctly rounded to float32 for nearly every element (measured in ``docs``).
 * **division and square root.** XLA turns ``x / 0.01`` into ``x * 100`` and, on NVIDIA
-  GPUs, divides with a 1-ulp approximation. :func:`correctly_rounded_divide` and
-  :func:`correctly_rounded_sqrt` refine any faithful first guess to the IEEE result
+  GPUs, divides with a 1-ulp approximation. [`correctly_rounded_divide`][brfjax.numerics.correctly_rounded_divide] and
+  [`correctly_rounded_sqrt`][brfjax.numerics.correctly_rounded_sqrt] refine any faithful first guess to the IEEE result
   with an exact residual computed from additions and multiplications only.
-* **exp.** Every backend has its own float32 ``exp``. :func:`correctly_rounded_exp`
+* **exp.** Every backend has its own float32 ``exp``. [`correctly_rounded_exp`][brfjax.numerics.correctly_rounded_exp]
   evaluates ``e^a`` in double-float arithmetic (pairs of float32) and rounds once.
 
 Everything here runs on the device under ``jit``, ``grad`` and ``vmap``, has no host
 callback, and lowers for CPU, CUDA and TPU (so a model that uses it can be exported
-with :mod:`jax.export`). Sources: the divergence boundary and decays of the paper
+with `jax.export`). Sources: the divergence boundary and decays of the paper
 (Section 3, Algorithm 1 and appendix A.2; ``docs/concepts/brf-neuron.md`` and
 ``docs/concepts/other-neurons.md``), evaluated as the authors' code does
 (``docs/numerics.md``); Dekker (1971) and Knuth for the error-free
@@ -421,15 +421,15 @@ def _sum_in_order(terms: list[Array]) -> Array:
 
 
 def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) -> tuple[Array, ...]:
-    """The slices of ``b`` that :func:`portable_matmul` multiplies.
+    """The slices of ``b`` that [`portable_matmul`][brfjax.numerics.portable_matmul] multiplies.
 
-    Compute them once, outside a time loop, and pass them to :func:`product_of_slices`
+    Compute them once, outside a time loop, and pass them to [`product_of_slices`][brfjax.numerics.product_of_slices]
     at every step.
 
     Args:
       b: float32 ``(K, N)``, e.g. a hidden kernel ``(I + H, H)``.
       binary_left: the left operand holds only 0 and 1 (spikes), so only ``b`` is split.
-      slices: slices of ``b`` (default :data:`MATMUL_SLICES`); more are used when the
+      slices: slices of ``b`` (default `MATMUL_SLICES`); more are used when the
         left operand is split too, to keep 36 bits of each operand.
 
     Returns:
@@ -451,7 +451,7 @@ _SHORTCUT_SIZE = 1 << 14
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left: bool) -> Array:
-    """:func:`portable_matmul` of ``a`` and ``b`` given ``parts = split_kernel(b, ...)``.
+    """[`portable_matmul`][brfjax.numerics.portable_matmul] of ``a`` and ``b`` given ``parts = split_kernel(b, ...)``.
 
     Its derivative is that of ``a @ b`` (the slices only change how the value is summed).
 
@@ -459,7 +459,7 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
       a: float32 ``(..., K)``, e.g. spikes ``(B, H)``.
       b: float32 ``(K, N)``.
       parts: ``split_kernel(b, binary_left=binary_left)``.
-      binary_left: as given to :func:`split_kernel`.
+      binary_left: as given to [`split_kernel`][brfjax.numerics.split_kernel].
 
     Returns:
       float32 ``(..., N)``.
@@ -519,7 +519,7 @@ def portable_matmul(
     """``a @ b`` in float32 whose every row depends on that row of ``a`` and on ``b``
     only: the same bits for any batch size, device count, BLAS or processor.
 
-    ``b`` is split column-wise into slices (:func:`split_columns`) narrow enough that
+    ``b`` is split column-wise into slices ([`split_columns`][brfjax.numerics.split_columns]) narrow enough that
     every product ``a @ slice`` is computed exactly in float32 (all partial sums are
     representable, so every summation order gives the same value), and the slice
     products are added in a fixed order, smallest first. With ``binary_left`` the left

@@ -1,6 +1,6 @@
 """Data parallelism over devices and hosts with JAX's own sharding machinery.
 
-A :class:`DataParallel` holds a one-axis device mesh (``"batch"``) over the first
+A [`DataParallel`][brfjax.parallel.DataParallel] holds a one-axis device mesh (``"batch"``) over the first
 ``devices`` local devices of every process. Parameters and optimizer state are
 replicated (``PartitionSpec()``); every batch is split along its batch axis. A global
 batch of B samples is padded to a multiple of the device count D with zero-weight
@@ -10,12 +10,12 @@ samples:
     L = Σ_t (Σ_b w_b · NLL_tb) / Σ_b w_b        (= Σ_t mean_b NLL_tb when no padding)
 
 Process p of P builds only rows ``[p·B'/P, (p+1)·B'/P)`` of the padded batch B'
-(:meth:`DataParallel.local_indices`) and :meth:`DataParallel.shard` assembles the
+([`DataParallel.local_indices`][brfjax.parallel.DataParallel.local_indices]) and [`DataParallel.shard`][brfjax.parallel.DataParallel.shard] assembles the
 global array from every process's rows. XLA's SPMD partitioner inserts the
 all-reduce of the gradients; results equal the single-device run up to float32
 summation order of the batch reductions.
 
-Multi-host: :func:`initialize` calls ``jax.distributed.initialize`` (coordinator
+Multi-host: [`initialize`][brfjax.parallel.initialize] calls ``jax.distributed.initialize`` (coordinator
 address, process count and id from arguments or ``JAX_COORDINATOR_ADDRESS``,
 ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), with gloo collectives on CPU.
 """
@@ -214,7 +214,7 @@ class DataParallel:
             batch_axis: its batch axis (1 for time-major ``(T, B, I)`` inputs).
 
         Returns:
-            A ``NamedSharding`` over :attr:`mesh`.
+            A ``NamedSharding`` over `mesh`.
         """
         spec = [None] * ndim
         spec[batch_axis] = BATCH_AXIS
@@ -275,7 +275,7 @@ class DataParallel:
             batch_size: B, the real samples of a global batch.
 
         Returns:
-            B', the smallest multiple of :attr:`num_devices` that is ``>= batch_size``.
+            B', the smallest multiple of `num_devices` that is ``>= batch_size``.
         """
         return -(-batch_size // self.num_devices) * self.num_devices
 

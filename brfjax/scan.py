@@ -7,20 +7,20 @@ A spiking layer (docs/concepts/brf-neuron.md, "In a network"), for t = 0..T-1:
 
 (``K = [K_in; K_rec]`` is the layer's kernel ``(I+H, H)``; without recurrence ``K = K_in``
 and the loop holds no product at all.) The input part does not depend on the loop, so
-it is one product over many steps at once (:func:`input_currents`: over all T·B rows
+it is one product over many steps at once ([`input_currents`][brfjax.scan.input_currents]: over all T·B rows
 with JAX's derivative, over each segment's k·B rows in the segmented passes); inside the
 loop only the recurrent product ``(B, H) × (H, H)`` and the neuron's step remain. Inputs
-of at most :data:`NARROW_INPUTS` features (ECG, MNIST) are the exception: for them a
+of at most `NARROW_INPUTS` features (ECG, MNIST) are the exception: for them a
 separate product would cost more memory traffic than it saves, and ``[x_t, z_{t-1}] · K``
 stays one product inside the loop. The LI readout
-(:func:`run_readout`) is the same split: the drives ``J = Z · W (+ b)`` in one product over
+([`run_readout`][brfjax.scan.run_readout]) is the same split: the drives ``J = Z · W (+ b)`` in one product over
 all steps, then ``o_t = α·o_{t-1} + (1-α)·J_t``. The paper's network is one layer and the
-readout; a stack feeds each layer's spikes to the next (:mod:`brfjax.layers`,
-:mod:`brfjax.models`). With portable products the rows of a product do not depend on
-the other rows (:func:`brfjax.numerics.portable_matmul`), so taking a product out of the
+readout; a stack feeds each layer's spikes to the next ([`brfjax.layers`][brfjax.layers],
+[`brfjax.models`][brfjax.models]). With portable products the rows of a product do not depend on
+the other rows ([`brfjax.numerics.portable_matmul`][brfjax.numerics.portable_matmul]), so taking a product out of the
 loop keeps every bit of the step-by-step loop.
 
-:func:`run_layer` runs the loop with one of three backward passes. ``"autodiff"``: JAX's
+[`run_layer`][brfjax.scan.run_layer] runs the loop with one of three backward passes. ``"autodiff"``: JAX's
 derivative of the scan. ``"recompute"``: the same with the loop cut into segments that
 are recomputed in the reverse pass (``jax.checkpoint``). ``"manual"``: a
 ``jax.custom_vjp`` whose forward keeps only the currents ``I_t`` of every step and the
@@ -39,14 +39,14 @@ through the segments last to first:
 The loop's cotangent with respect to ``U`` is ``∂L/∂I``, so the input kernel's gradient
 ``Σ_t x_tᵀ·∂L/∂I_t`` and the inputs' cotangent ``∂L/∂I · K_inᵀ`` (the previous layer's
 ``∂L/∂z``) are each one product over all T·B rows, derived by JAX from
-:func:`input_currents`. A stack's reverse pass therefore goes through the layers last to
+[`input_currents`][brfjax.scan.input_currents]. A stack's reverse pass therefore goes through the layers last to
 first and keeps per layer its inputs, its currents and its segment starts, never every
 state of every step. The segments' recomputed states and ``∂L/∂I_t`` are written into
-the same buffers segment after segment (:func:`_scan_reusing`); on a 2-core CPU this is
+the same buffers segment after segment (`_scan_reusing`); on a 2-core CPU this is
 faster than keeping every state (fresh memory costs page faults).
 
 The per-step adjoint is the neuron model's hand-written reverse step where it has one
-(:class:`brfjax.neurons.ReverseStep`: the spike's derivative is the cell's surrogate
+([`brfjax.neurons.ReverseStep`][brfjax.neurons.common.ReverseStep]: the spike's derivative is the cell's surrogate
 ``g``, the rest the exact derivative of the step equations), else ``jax.vjp`` of its
 step with respect to the state, the current and the coefficients, inside the same
 reverse loop. Nothing here names a neuron. Gradients agree with JAX's own to float32
@@ -69,7 +69,7 @@ from brfjax import neurons, numerics, surrogates
 PRODUCTS = ("portable", "fast")
 
 # ``(t, z) -> z'``: the step index (int32 scalar) and the new hidden spikes ``(B, H)``
-# in, the spikes the rest of the loop sees out (see :func:`run`).
+# in, the spikes the rest of the loop sees out (see [`run`][brfjax.scan.run]).
 SpikeHook = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -77,7 +77,7 @@ def check_products(products: str) -> None:
     """Check a ``products`` setting.
 
     Args:
-      products: ``"portable"`` or ``"fast"`` (:data:`PRODUCTS`).
+      products: ``"portable"`` or ``"fast"`` (`PRODUCTS`).
 
     Raises:
       ValueError: any other value; the message names it and the valid ones.
@@ -94,14 +94,14 @@ class ScanSpec(NamedTuple):
     """Static description of the hidden cell (hashable: a ``custom_vjp`` argument).
 
     Attributes:
-      neuron: a name or import path that :func:`brfjax.neurons.get_neuron` resolves.
-      surrogate: the surrogate derivative's name (:data:`brfjax.surrogates.SURROGATES`).
+      neuron: a name or import path that [`brfjax.neurons.get_neuron`][brfjax.neurons.registry.get_neuron] resolves.
+      surrogate: the surrogate derivative's name (`brfjax.surrogates.SURROGATES`).
       spike_form: ``"custom_vjp"`` or ``"fgi"`` (docs/concepts/surrogate-gradients.md).
       dt: the Euler step δ of the resonators (0.01).
       exact: the reference float32 path (docs/numerics.md).
       recurrent: the cell's input is ``[x_t, z_{t-1}]`` (else ``x_t``).
       products: ``"portable"`` computes the synaptic currents and readout drives with
-        :func:`brfjax.numerics.portable_matmul` (the same bits on every machine and batch
+        [`brfjax.numerics.portable_matmul`][brfjax.numerics.portable_matmul] (the same bits on every machine and batch
         size), ``"fast"`` with one float32 BLAS product each (deterministic on one
         machine and batch size only).
     """
@@ -122,7 +122,7 @@ def check_backward(backward: str) -> None:
     """Check a ``backward`` setting.
 
     Args:
-      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"`` (:data:`BACKWARDS`).
+      backward: ``"manual"``, ``"autodiff"`` or ``"recompute"`` (`BACKWARDS`).
 
     Raises:
       ValueError: any other value; the message names it and the valid ones.
@@ -176,7 +176,7 @@ class ReadoutParams(NamedTuple):
 
 class NetworkParams(NamedTuple):
     """The arrays of the paper's network, one spiking layer and the LI readout, for
-    :func:`run` (biases may be None).
+    [`run`][brfjax.scan.run] (biases may be None).
 
     Attributes:
       hidden_coefficients: the neuron model's coefficients, ``(H,)`` arrays.
@@ -196,7 +196,7 @@ class NetworkParams(NamedTuple):
 
 
 class ScanOutput(NamedTuple):
-    """What :func:`run` returns.
+    """What [`run`][brfjax.scan.run] returns.
 
     Attributes:
       final_hidden: the hidden state after the last step, ``(B, H)`` float32 per field.
@@ -232,7 +232,7 @@ NARROW_INPUTS = 16
 
 
 def _in_loop(width: int) -> bool:
-    """Whether inputs of this width are multiplied inside the loop (:data:`NARROW_INPUTS`)."""
+    """Whether inputs of this width are multiplied inside the loop (`NARROW_INPUTS`)."""
     return width <= NARROW_INPUTS
 
 
@@ -248,7 +248,7 @@ def _flat_product(a, b):
 
 def _product(products: str, a, b, binary_left: bool, parts=None):
     """``a · b`` over the last axis of ``a``, any leading axes: one BLAS product
-    (``"fast"``) or :func:`brfjax.numerics.product_of_slices` (``"portable"``; exact
+    (``"fast"``) or [`brfjax.numerics.product_of_slices`][brfjax.numerics.product_of_slices] (``"portable"``; exact
     for ``binary_left`` operands of 0 and 1) with ``b``'s slices ``parts`` (split here
     when None)."""
     if products == "fast":
@@ -321,7 +321,7 @@ def step_current(spec: ScanSpec, recurrent_kernel, bias, input_current, previous
       spec: the layer.
       recurrent_kernel: K_rec, float32 ``(H, H)``, or None without recurrence.
       bias: float32 ``(H,)`` or None.
-      input_current: U_t, float32 ``(B, H)`` (:func:`input_currents`).
+      input_current: U_t, float32 ``(B, H)`` ([`input_currents`][brfjax.scan.input_currents]).
       previous_spikes: z_{t-1}, float32 ``(B, H)``.
       slices: the slices of K_rec for portable products (split once, before the loop),
         or None.
@@ -342,7 +342,7 @@ def step_current(spec: ScanSpec, recurrent_kernel, bias, input_current, previous
 
 def cell_current(spec: ScanSpec, kernel, bias, x, previous_spikes) -> jax.Array:
     """The synaptic current of one step from the step's input, ``I_t = [x_t, z_{t-1}] · K
-    (+ b)``, computed as the layer computes it (the same bits as :func:`run_layer`).
+    (+ b)``, computed as the layer computes it (the same bits as [`run_layer`][brfjax.scan.run_layer]).
 
     Args:
       spec: the layer.
@@ -393,10 +393,10 @@ def neuron_model(spec: ScanSpec) -> neurons.NeuronModel:
       spec: the hidden cell.
 
     Returns:
-      Its :class:`brfjax.neurons.NeuronModel`.
+      Its [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel].
 
     Raises:
-      ValueError: ``spec.neuron`` is unknown (:func:`brfjax.neurons.get_neuron`).
+      ValueError: ``spec.neuron`` is unknown ([`brfjax.neurons.get_neuron`][brfjax.neurons.registry.get_neuron]).
     """
     return neurons.get_neuron(spec.neuron)
 
@@ -433,17 +433,17 @@ def _loop(
     potential0=None,
 ):
     """The layer's loop over the input currents ``U_t``, or with ``narrow`` over the
-    inputs ``x_t`` themselves, multiplied inside the loop (:func:`_narrow_current`).
+    inputs ``x_t`` themselves, multiplied inside the loop (`_narrow_current`).
     With a ``head``, the LI ``readout`` runs in the same loop: each step's drive
     ``z_t · W (+ b)`` and potential right after the spikes (one product of B rows per
     step; the spikes are then not returned: no ``(T, B, H)`` array).
 
-    Returns ``(output, currents, potentials, drives)``: the :class:`LayerOutput`
+    Returns ``(output, currents, potentials, drives)``: the [`LayerOutput`][brfjax.scan.LayerOutput]
     (``spikes`` None with a head, ``final_state`` the layer's), with ``keep_currents``
     the currents ``I_t`` and the head's drives ``J_t`` of every step (else None), and the
     head's potentials ``(T, B, C)`` or None. Spike counts start from ``counts0`` (zero by
     default), so a loop run in segments sums them in the same order. ``spike_hook`` (see
-    :func:`run_layer`) replaces the spikes after every update; without one the scan
+    [`run_layer`][brfjax.scan.run_layer]) replaces the spikes after every update; without one the scan
     carries no step index."""
     hidden_step = step_function(spec)
     slices = _recurrent_slices(spec, params.recurrent_kernel)
@@ -498,9 +498,9 @@ def _hidden_residuals(spec: ScanSpec, coefficients, currents, hidden0, buffers):
     reverse step reads (the others None) and the surrogate slope ``g`` at the argument
     of this step's Θ; without a hand-written reverse step, the whole previous state, the
     new spikes and no slope (``jax.vjp`` of the step recomputes the rest). Same step
-    function and currents as :func:`_loop`, so the same states bit for bit.
+    function and currents as `_loop`, so the same states bit for bit.
 
-    ``buffers``: where to write the outputs, or None (:func:`_scan_reusing`). Returns the
+    ``buffers``: where to write the outputs, or None (`_scan_reusing`). Returns the
     outputs and the buffers to hand on."""
     hidden_step = step_function(spec)
     reverse = neuron_model(spec).reverse
@@ -584,17 +584,17 @@ def run_layer(
     """One spiking layer over a whole sequence (module docstring).
 
     Args:
-      spec: the layer (:class:`ScanSpec`).
-      params: its arrays (:class:`LayerParams`).
+      spec: the layer ([`ScanSpec`][brfjax.scan.ScanSpec]).
+      params: its arrays ([`LayerParams`][brfjax.scan.LayerParams]).
       inputs: time-major float32 ``(T, B, I)``.
       hidden0: the state at t = -1, ``(B, H)`` float32 per field (``z`` first).
       backward: ``"autodiff"`` (JAX's derivative of the scan), ``"recompute"`` (the
         same, segments recomputed: less memory; with ``keep_trajectory``, autodiff) or
         ``"manual"`` (the hand-written segment-recompute reverse pass).
       segment: the segment length k in steps of ``"recompute"`` and ``"manual"``; None
-        for :func:`default_segment`.
+        for [`default_segment`][brfjax.scan.default_segment].
       keep_trajectory: also return the state of every step (it may carry a cotangent).
-      spike_inputs: the inputs hold only 0 and 1 (:func:`input_currents`).
+      spike_inputs: the inputs hold only 0 and 1 ([`input_currents`][brfjax.scan.input_currents]).
       spike_hook: optional ``spike_hook(t, z) -> z'``, for evaluation and analysis
         (e.g. spike deletion, ``experiments/robustness.py``), ``"autodiff"`` only:
         called inside the loop after every update with the step index ``t`` (int32
@@ -606,7 +606,7 @@ def run_layer(
         randomness from a key it closes over, e.g. ``fold_in(key, t)``).
 
     Returns:
-      :class:`LayerOutput`: spikes time-major ``(T, B, H)``, final state, spike counts
+      [`LayerOutput`][brfjax.scan.LayerOutput]: spikes time-major ``(T, B, H)``, final state, spike counts
       ``(B,)`` and trajectory or None. The forward values are the same bits for every
       ``backward`` and ``segment``.
 
@@ -648,7 +648,7 @@ def _whole_loop(
     readout: ReadoutParams | None = None,
     potential0=None,
 ):
-    """The layer as one :func:`_loop` over the whole sequence: the input product over all
+    """The layer as one `_loop` over the whole sequence: the input product over all
     T·B rows before it, or inside it for narrow inputs. Returns ``(output, potentials)``
     (the head's potentials or None)."""
     width = inputs.shape[-1]
@@ -685,8 +685,8 @@ def run_layer_with_readout(
     keep_trajectory: bool = False,
     spike_inputs: bool = False,
 ) -> tuple[LayerOutput, jax.Array]:
-    """A spiking layer and the LI readout of its spikes: :func:`run_layer` then
-    :func:`run_readout`, with the same values. With ``backward="manual"`` the two run
+    """A spiking layer and the LI readout of its spikes: [`run_layer`][brfjax.scan.run_layer] then
+    [`run_readout`][brfjax.scan.run_readout], with the same values. With ``backward="manual"`` the two run
     together in the layer's loop (each step's readout drive right after its spikes; in the
     reverse pass the readout's recurrence before the layer's segments), so that no
     ``(T, B, H)`` array of spikes or of their cotangent is kept or allocated: the paper's network, or
@@ -694,18 +694,18 @@ def run_layer_with_readout(
     currents).
 
     Args:
-      spec: the layer (:class:`ScanSpec`).
-      params: its arrays (:class:`LayerParams`).
-      readout: the readout's arrays (:class:`ReadoutParams`).
+      spec: the layer ([`ScanSpec`][brfjax.scan.ScanSpec]).
+      params: its arrays ([`LayerParams`][brfjax.scan.LayerParams]).
+      readout: the readout's arrays ([`ReadoutParams`][brfjax.scan.ReadoutParams]).
       inputs: time-major float32 ``(T, B, I)``.
       hidden0: the layer's state at t = -1, ``(B, H)`` float32 per field.
       potential0: the readout's potentials at t = -1, float32 ``(B, C)``.
       readout_products: the readout's ``"portable"`` or ``"fast"`` products.
       readout_exact: the readout's reference float32 path.
-      backward: as in :func:`run_layer`.
-      segment: as in :func:`run_layer`.
-      keep_trajectory: as in :func:`run_layer`.
-      spike_inputs: as in :func:`run_layer`.
+      backward: as in [`run_layer`][brfjax.scan.run_layer].
+      segment: as in [`run_layer`][brfjax.scan.run_layer].
+      keep_trajectory: as in [`run_layer`][brfjax.scan.run_layer].
+      spike_inputs: as in [`run_layer`][brfjax.scan.run_layer].
 
     Returns:
       ``(layer output with spikes None, potentials (T, B, C))``, time-major.
@@ -747,11 +747,11 @@ def run_layer_with_readout(
 
 def run_readout(params: ReadoutParams, spikes, potential0, *, products: str, exact: bool):
     """The LI readout over a whole sequence: ``J = Z · W (+ b)`` in one product, then
-    ``o_t = α·o_{t-1} + (1-α)·J_t`` (:func:`brfjax.neurons.li_step`) with its own
-    reverse pass (:func:`leaky_integrate`).
+    ``o_t = α·o_{t-1} + (1-α)·J_t`` ([`brfjax.neurons.li_step`][brfjax.neurons.li.li_step]) with its own
+    reverse pass ([`leaky_integrate`][brfjax.scan.leaky_integrate]).
 
     Args:
-      params: the readout's arrays (:class:`ReadoutParams`).
+      params: the readout's arrays ([`ReadoutParams`][brfjax.scan.ReadoutParams]).
       spikes: the last hidden layer's spikes, time-major float32 ``(T, B, H)``.
       potential0: the potentials at t = -1, float32 ``(B, C)``.
       products: ``"portable"`` or ``"fast"``.
@@ -826,8 +826,8 @@ def run(
     keep_trajectory: bool = False,
     spike_hook: SpikeHook | None = None,
 ) -> ScanOutput:
-    """The paper's network, one spiking layer and the LI readout (:func:`run_layer`,
-    :func:`run_readout`), with JAX's derivative; the readout sees the hooked spikes.
+    """The paper's network, one spiking layer and the LI readout ([`run_layer`][brfjax.scan.run_layer],
+    [`run_readout`][brfjax.scan.run_readout]), with JAX's derivative; the readout sees the hooked spikes.
 
     Args:
       spec: the hidden layer.
@@ -836,10 +836,10 @@ def run(
       hidden0: the hidden state at t = -1, ``(B, H)`` float32 per field (``z`` first).
       readout0: the readout potentials at t = -1, ``(B, C)`` float32.
       keep_trajectory: also return the hidden state of every step.
-      spike_hook: see :func:`run_layer`.
+      spike_hook: see [`run_layer`][brfjax.scan.run_layer].
 
     Returns:
-      :class:`ScanOutput`: readouts time-major ``(T, B, C)``, spike counts ``(B,)``,
+      [`ScanOutput`][brfjax.scan.ScanOutput]: readouts time-major ``(T, B, C)``, spike counts ``(B,)``,
       final states, and the trajectory (time-major, ``(T, B, H)`` per field) or None.
 
     Raises:
@@ -946,15 +946,15 @@ def _layer_segments(
 ):
     """The layer as an outer scan over segments of ``segment`` steps (the last one
     shorter): per segment the input product over its k·B rows (inputs wider than
-    :data:`NARROW_INPUTS`; narrower ones are multiplied in the loop), then an inner
-    :func:`_loop`: the very same step function in the same order, so spikes, spike counts
+    `NARROW_INPUTS`; narrower ones are multiplied in the loop), then an inner
+    `_loop`: the very same step function in the same order, so spikes, spike counts
     and final states are the bits of one loop (with portable products also of one input
     product over all T·B rows; a fast product's bits may depend on its number of rows).
-    With a ``head``, the LI ``readout`` runs in the same loop (:func:`_loop`), and the
+    With a ``head``, the LI ``readout`` runs in the same loop (`_loop`), and the
     spikes are not returned (no ``(T, B, H)`` array; for portable products the bits of
-    :func:`run_readout` on the whole sequence).
+    [`run_readout`][brfjax.scan.run_readout] on the whole sequence).
 
-    Returns ``(output, residuals, starts, potentials)``: the :class:`LayerOutput`
+    Returns ``(output, residuals, starts, potentials)``: the [`LayerOutput`][brfjax.scan.LayerOutput]
     (``spikes`` None with a head), with ``keep_residuals`` the currents ``I_t`` and the
     readout drives ``J_t`` (or None) of every step, the state at the start of every
     segment (full segments stacked, then the shorter one's or None), and the readout's
@@ -1102,19 +1102,19 @@ def _step_adjoint(spec: ScanSpec, coefficients):
 
 def _segment_backward(spec, params, kernels_t, readout_kernel, count_cotangent, carry, segment):
     """Reverse pass through one segment: recompute its states from the saved start
-    (:func:`_hidden_residuals`), then run the adjoint steps backwards. ``kernels_t`` is
+    (`_hidden_residuals`), then run the adjoint steps backwards. ``kernels_t`` is
     ``(K_inᵀ, K_recᵀ or None without recurrence)``; ``readout_kernel`` the head's W or None.
 
     ``carry = (neuron cotangents, ∂L/∂z of the segment's last step from later steps,
     ∂L/∂I of the first step of the later segment, gradients so far (coefficients,
     input rows of K, recurrent rows or None, readout kernel or None), output buffers of
-    the recomputation and of ∂L/∂I_t (:func:`_scan_reusing`))``; ``segment = ((inputs,
+    the recomputation and of ∂L/∂I_t (`_scan_reusing`))``; ``segment = ((inputs,
     currents, ∂L/∂z_t from outside the layer or None, the head's ∂L/∂J_t or None, the
     trajectory's cotangent or None), start state)``. What does not depend on the reverse
     recurrence is done for all k steps at once: ``∂L/∂z_t`` from the head
     (``∂L/∂J_t · Wᵀ``), the kernel gradients and the cotangent of the inputs, each one
     product over the segment's k·B rows. Returns the new carry and
-    ``((∂L/∂x_t, ∂L/∂b summed over the segment), None)`` (see :func:`_over_segments`).
+    ``((∂L/∂x_t, ∂L/∂b summed over the segment), None)`` (see `_over_segments`).
     """
     neuron_carry, g_spikes_future, g_current_later, grads, buffers = carry
     g_coefficients, g_input_kernel, g_recurrent, g_readout_kernel = grads

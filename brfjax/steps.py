@@ -3,7 +3,7 @@
 
 The update minimises the paper's training loss L = Σ_t mean_b NLL_t with Adam (PyTorch's
 defaults), after global-norm clipping where the paper clipped; see
-:mod:`brfjax.train` for the protocol around it.
+[`brfjax.train`][brfjax.train] for the protocol around it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class TrainState(NamedTuple):
 
     Attributes:
       params: the network's ``"params"`` collection (float32 arrays).
-      opt_state: the optimizer's state (:func:`make_optimizer`).
+      opt_state: the optimizer's state ([`make_optimizer`][brfjax.steps.make_optimizer]).
     """
 
     params: Any
@@ -39,11 +39,11 @@ class StepResult(NamedTuple):
 
     Attributes:
       loss: float32 scalar L = Σ_t mean_b NLL_t of the batch (or chunk).
-      sums: the batch's :class:`brfjax.metrics.BatchSums`.
+      sums: the batch's [`brfjax.metrics.BatchSums`][brfjax.metrics.BatchSums].
       final_state: the network state after the last step (the start of the next
         truncated-BPTT chunk), ``(B, ·)`` arrays.
       readout_sum: Σ_t o_t over the recorded steps, float32 ``(B, C)``.
-      health: int32 ``(3,)``: the counts of :data:`HEALTH`, in its order.
+      health: int32 ``(3,)``: the counts of `HEALTH`, in its order.
     """
 
     loss: jax.Array  # L = Σ_t mean_b NLL_t of the batch (or chunk)
@@ -113,7 +113,7 @@ def make_train_step(
     chunk), or the (gradient-free) network state at the start of a later chunk, with
     ``start_step`` the steps of the sequence already run (a Python int, static: it is
     needed where the network leaves its first ``sub_seq_length`` steps unscored,
-    :class:`brfjax.models.RecurrentSNN`); ``weights`` is None, or the (B,) sample weights
+    [`brfjax.models.RecurrentSNN`][brfjax.models.RecurrentSNN]); ``weights`` is None, or the (B,) sample weights
     of a padded batch (``brfjax.parallel``). With ``parallel`` over several devices, each
     device runs the forward and backward pass of its part of the batch on its own
     (``shard_map``): its loss share ``Σ_t Σ_b w_b NLL_tb / Σ_all w`` and its gradient are
@@ -122,9 +122,9 @@ def make_train_step(
 
     Args:
       model: the network (time-major inputs).
-      optimizer: from :func:`make_optimizer`.
+      optimizer: from [`make_optimizer`][brfjax.steps.make_optimizer].
       objective: ``"per_step"`` (ECG) or ``"sequence"`` (MNIST, SHD), for the accuracy
-        sums (:mod:`brfjax.metrics`).
+        sums ([`brfjax.metrics`][brfjax.metrics]).
       constants: the non-trainable collections (e.g. ``{"mask": ...}``).
       parallel: the devices to split the batch over; None for one device.
 
@@ -254,7 +254,7 @@ def tbptt_batch(
     permutation=None,
 ) -> tuple[TrainState, float, metrics.BatchSums, np.ndarray]:
     """Truncated BPTT over one minibatch: an optimizer step after each chunk of
-    :func:`tbptt_chunks`, the network state carried (without gradient) into the next.
+    [`tbptt_chunks`][brfjax.steps.tbptt_chunks], the network state carried (without gradient) into the next.
 
     Each chunk scores its own steps: per-step targets (ECG) of its steps, the sequence
     label (MNIST, SHD) at each of its recorded steps (only its last under label-last);
@@ -264,7 +264,7 @@ def tbptt_batch(
 
     Args:
       model: the network.
-      train_step: from :func:`make_train_step` with ``model``.
+      train_step: from [`make_train_step`][brfjax.steps.make_train_step] with ``model``.
       state: the parameters and optimizer state.
       data: the batch-major training set.
       indices: the B sample indices of the (global) batch.
@@ -277,9 +277,9 @@ def tbptt_batch(
     Returns:
       ``(state, loss, sums, health)``: the state after the last chunk, the summed chunk
       losses (Σ over scored steps of mean_b NLL), the batch's
-      :class:`brfjax.metrics.BatchSums` (per-step: the chunks' sums; sequence: from the
+      [`brfjax.metrics.BatchSums`][brfjax.metrics.BatchSums] (per-step: the chunks' sums; sequence: from the
       mean readout over the recorded steps, or the last readout under label-last) and the
-      summed :data:`HEALTH` counts.
+      summed `HEALTH` counts.
     """
     local, weights = parallel.local_indices(indices)
     inputs = tasks.model_inputs(task, data.inputs[local], permutation)  # (T, b, I)
@@ -347,7 +347,7 @@ def init_state(
     Args:
       config: the run; ``task`` (input width) and ``seed`` are read.
       model: the network.
-      optimizer: from :func:`make_optimizer`.
+      optimizer: from [`make_optimizer`][brfjax.steps.make_optimizer].
       parallel: the devices to replicate over; None for one device.
 
     Returns:
@@ -389,12 +389,12 @@ def make_eval_step(
 
     Args:
       model: the network (time-major inputs).
-      objective: ``"per_step"`` or ``"sequence"`` (:mod:`brfjax.metrics`).
+      objective: ``"per_step"`` or ``"sequence"`` ([`brfjax.metrics`][brfjax.metrics]).
       parallel: the devices the batch is split over; None for one device.
 
     Returns:
       ``eval_step(variables, inputs (T, B, I) float32, targets, weights=None) ->
-      BatchSums`` with per-term NLL (:func:`brfjax.metrics.batch_sums`); with
+      BatchSums`` with per-term NLL ([`brfjax.metrics.batch_sums`][brfjax.metrics.batch_sums]); with
       ``parallel`` the sums come back replicated, readable on every process.
     """
 

@@ -2,7 +2,7 @@
 
 Cluster schedulers send ``SIGTERM`` some time before they kill a job (at the end of its
 wall time, or when it is preempted); an interactive user presses Ctrl-C (``SIGINT``).
-While a :class:`StopSignals` is active, the first of these signals only records a
+While a [`StopSignals`][brfjax.stopping.StopSignals] is active, the first of these signals only records a
 request; the training loop polls it between steps, writes a checkpoint of its position
 and ends with the conventional exit status ``128 + signal number`` (143 for SIGTERM, 130
 for SIGINT). A second signal of the same kind acts as it would without brfjax (Ctrl-C
@@ -22,7 +22,7 @@ class StopSignals:
     """Context manager that turns the first SIGTERM/SIGINT into a stop request.
 
     Handlers can only be installed from the main thread; elsewhere (e.g. a notebook's
-    worker thread) the context does nothing and :attr:`requested` stays False.
+    worker thread) the context does nothing and [`requested`][brfjax.stopping.StopSignals.requested] stays False.
 
     Attributes:
         signum: the number of the first signal received, or None.

@@ -32,7 +32,7 @@ def event_writer(logdir: str) -> SummaryWriter:
         logdir: the folder of the event files, e.g. ``RUN/tensorboard``.
 
     Returns:
-        A ``tensorboardX.SummaryWriter``; write with :func:`add_scalars`, end with ``close()``.
+        A ``tensorboardX.SummaryWriter``; write with [`add_scalars`][brfjax.summaries.add_scalars], end with ``close()``.
     """
     from tensorboardX import SummaryWriter
 
@@ -47,7 +47,7 @@ def add_scalars(writer: SummaryWriter, step: int, values: dict) -> None:
     visible to TensorBoard, and keeps it if the run is stopped afterwards.
 
     Args:
-        writer: from :func:`event_writer`.
+        writer: from [`event_writer`][brfjax.summaries.event_writer].
         step: TensorBoard's step, here the epoch (0 = before training).
         values: tag to float (stored as float32) or None.
     """
@@ -113,7 +113,7 @@ def read_metrics(path: str) -> list[dict]:
     """The rows of a ``metrics.csv``.
 
     Args:
-        path: the file written by :class:`MetricsCSV`.
+        path: the file written by [`MetricsCSV`][brfjax.summaries.MetricsCSV].
 
     Returns:
         One dict per row, column name to float (the epoch too), or None for an empty cell.
@@ -170,7 +170,7 @@ class ProgressBar:
 
         Args:
             **values: the statistics to show, name to number (e.g. ``loss=0.69, acc=50.0,
-                rate=0.012``), formatted by :func:`stats_text`.
+                rate=0.012``), formatted by [`stats_text`][brfjax.summaries.stats_text].
         """
         self._bar.set_postfix_str(stats_text(values), refresh=False)
         self._bar.update()
@@ -213,7 +213,7 @@ COLLAPSE_FACTOR = 2.0
 
 
 def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> dict | None:
-    """A collapse: the validation loss jumped to more than :data:`COLLAPSE_FACTOR` times
+    """A collapse: the validation loss jumped to more than `COLLAPSE_FACTOR` times
     the lowest one so far (after training has improved on the untrained network).
 
     BRF runs with the paper's learning rate sometimes collapse mid-run and recover only
@@ -242,13 +242,13 @@ def collapse(val_loss: float, best_val_loss: float, best_epoch: int) -> dict | N
 
 
 def collapses(rows: Sequence[dict], inclusive: bool = False) -> list[dict]:
-    """The first epoch of every collapse in a run's ``metrics.csv`` rows (see :func:`collapse`).
+    """The first epoch of every collapse in a run's ``metrics.csv`` rows (see [`collapse`][brfjax.summaries.collapse]).
 
     Args:
-        rows: the rows of ``metrics.csv`` in epoch order (:func:`brfjax.summaries.read_metrics`).
+        rows: the rows of ``metrics.csv`` in epoch order ([`brfjax.summaries.read_metrics`][brfjax.summaries.read_metrics]).
         inclusive: a validation loss equal to the best so far makes its epoch the best
             one, as the run's checkpoint selection does with ``selection_inclusive``
-            (:class:`brfjax.tasks.TrainConfig`), so that ``best_epoch`` names the kept
+            ([`brfjax.tasks.TrainConfig`][brfjax.tasks.TrainConfig]), so that ``best_epoch`` names the kept
             checkpoint.
 
     Returns:
@@ -273,7 +273,7 @@ class EpochLog:
         workdir: the run folder.
         first_epoch: the first epoch this process writes; rows of later epochs already
             in ``metrics.csv`` (from a run stopped after them) are dropped.
-        inclusive: the run's ``selection_inclusive`` (see :func:`collapses`).
+        inclusive: the run's ``selection_inclusive`` (see [`collapses`][brfjax.summaries.collapses]).
     """
 
     def __init__(self, workdir: str, first_epoch: int, inclusive: bool = False):
@@ -285,12 +285,12 @@ class EpochLog:
 
     def append(self, row: dict, improved: bool) -> None:
         """Write one epoch's row, scalars and line, and a second line when the epoch is
-        the first of a collapse (:func:`collapses` of the whole ``metrics.csv``, the
+        the first of a collapse ([`collapses`][brfjax.summaries.collapses] of the whole ``metrics.csv``, the
         record ``results.json`` reports, so a run resumed during a collapse does not
         announce it again).
 
         Args:
-            row: the epoch's statistics by :data:`METRIC_COLUMNS` name (no training
+            row: the epoch's statistics by `METRIC_COLUMNS` name (no training
                 columns for epoch 0).
             improved: the epoch's validation loss made it the best checkpoint (marked ``*``).
         """

@@ -19,12 +19,12 @@ Gaussian is the one every shipped model uses).
 
 Two equivalent ways attach g to Θ:
 
-* :func:`heaviside` — a ``jax.custom_vjp`` whose backward is ``grad_out · g(x)``;
-* :func:`fgi_heaviside` — forward gradient injection,
+* [`heaviside`][brfjax.surrogates.heaviside] — a ``jax.custom_vjp`` whose backward is ``grad_out · g(x)``;
+* [`fgi_heaviside`][brfjax.surrogates.fgi_heaviside] — forward gradient injection,
   ``h = x·sg(g(x)); y = h - sg(h) + sg(Θ(x))`` (sg = stop-gradient); forward equals
   Θ(x), gradient equals g(x).
 
-Both give NaN, not 0, for a NaN or ±inf argument (:func:`step`): a neuron whose state has
+Both give NaN, not 0, for a NaN or ±inf argument ([`step`][brfjax.surrogates.step]): a neuron whose state has
 become non-finite shows it in its spikes.
 """
 
@@ -169,7 +169,7 @@ def get_surrogate(name: str) -> SurrogateFn:
     """The surrogate derivative registered under ``name``.
 
     Args:
-      name: a key of :data:`SURROGATES`: ``"double_gaussian"``, ``"multi_gaussian"``,
+      name: a key of `SURROGATES`: ``"double_gaussian"``, ``"multi_gaussian"``,
         ``"gaussian"``, ``"linear"`` or ``"exp"``.
 
     Returns:
@@ -235,7 +235,7 @@ def fgi_heaviside(x: jax.Array, surrogate: SurrogateFn = double_gaussian) -> jax
     """Forward gradient injection: ``h = x·sg(g(x)); y = h - sg(h) + sg(Θ(x))``.
 
     ``sg`` is ``jax.lax.stop_gradient``; the forward value is Θ(x) and the derivative is
-    g(x), as for :func:`heaviside` (paper appendix A.13;
+    g(x), as for [`heaviside`][brfjax.surrogates.heaviside] (paper appendix A.13;
     ``docs/concepts/surrogate-gradients.md``).
 
     Args:
@@ -258,8 +258,8 @@ def spike_function(surrogate: str = "double_gaussian", form: str = "custom_vjp")
     """A spike function ``x -> Θ(x)`` with the named surrogate attached in the named form.
 
     Args:
-      surrogate: a name of :data:`SURROGATES` (default ``"double_gaussian"``).
-      form: ``"custom_vjp"`` (:func:`heaviside`) or ``"fgi"`` (:func:`fgi_heaviside`);
+      surrogate: a name of `SURROGATES` (default ``"double_gaussian"``).
+      form: ``"custom_vjp"`` ([`heaviside`][brfjax.surrogates.heaviside]) or ``"fgi"`` ([`fgi_heaviside`][brfjax.surrogates.fgi_heaviside]);
         both give the same values and gradients for finite arguments.
 
     Returns:

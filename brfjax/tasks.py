@@ -1,7 +1,7 @@
 """The paper's tasks and training configurations (paper Table 3), as data.
 
 ``TASKS[name]``: the shape and protocol of a task. ``config_for(task, neuron)``: the
-frozen :class:`TrainConfig` of the paper's run for that task x neuron (12 rows: S-MNIST,
+frozen [`TrainConfig`][brfjax.tasks.TrainConfig] of the paper's run for that task x neuron (12 rows: S-MNIST,
 PS-MNIST, ECG and SHD x BRF, RF and ALIF, as in the shipped checkpoints, plus BHRF,
 which the original code has but never trained: it takes the BRF row with the harmonic
 cell's default initialisers). SSC (Spiking Speech Commands), which the paper did not
@@ -34,7 +34,7 @@ class TaskSpec:
       hidden_size: hidden neurons H of the paper's network.
       num_classes: classes C.
       num_steps: sequence length T in steps.
-      objective: ``"per_step"`` (ECG) or ``"sequence"`` (:mod:`brfjax.metrics`).
+      objective: ``"per_step"`` (ECG) or ``"sequence"`` ([`brfjax.metrics`][brfjax.metrics]).
       label_last: only the last step is scored in training (S-MNIST).
       permuted: the pixels are fed in a fixed random order (PS-MNIST).
       alif_sub_seq_length: leading steps run but not scored for ALIF (0 otherwise).
@@ -80,7 +80,7 @@ def get_task(name: str) -> TaskSpec:
       name: ``"smnist"``, ``"psmnist"``, ``"ecg"``, ``"shd"`` or ``"ssc"``.
 
     Returns:
-      Its :class:`TaskSpec`.
+      Its [`TaskSpec`][brfjax.tasks.TaskSpec].
 
     Raises:
       ValueError: an unknown name; the message lists the valid ones.
@@ -96,10 +96,10 @@ def check_neuron(neuron: str) -> None:
 
     Args:
       neuron: a registered name or the import path ``"package.module:NAME"`` of a
-        :class:`brfjax.neurons.NeuronModel`.
+        [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel].
 
     Raises:
-      ValueError: anything else (:func:`brfjax.neurons.get_neuron`).
+      ValueError: anything else ([`brfjax.neurons.get_neuron`][brfjax.neurons.registry.get_neuron]).
     """
     neurons.get_neuron(neuron)
 
@@ -113,7 +113,7 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
 
     Returns:
       ``{"sub_seq_length": steps, "label_last": bool}``, keyword arguments of
-      :func:`brfjax.models.build_network`.
+      [`brfjax.models.build_network`][brfjax.models.build_network].
 
     Raises:
       ValueError: an unknown neuron.
@@ -135,13 +135,13 @@ def load_split(
 
     Args:
       task: the task; its ``source`` picks the loader.
-      split: ``"train"`` or ``"test"``; ``"valid"`` where :func:`has_validation_file`.
+      split: ``"train"`` or ``"test"``; ``"valid"`` where [`has_validation_file`][brfjax.tasks.has_validation_file].
       data_dir: the folder with the task's files; None for the default location
         (docs/how-to/offline-data.md).
       mnist_backend: ``"idx"`` (the IDX files) or ``"tfds"``, for MNIST only.
 
     Returns:
-      :class:`brfjax.data.SequenceData` with batch-major inputs ``(N, T, I)``.
+      [`brfjax.data.SequenceData`][brfjax.data.SequenceData] with batch-major inputs ``(N, T, I)``.
 
     Raises:
       brfjax.data.DataUsageError: ``data_dir`` is not a folder, or a loader's usage error.
@@ -159,7 +159,7 @@ def load_split(
 
 def has_validation_file(task: TaskSpec) -> bool:
     """Whether the task's data has an official validation split, ``"valid"`` (SSC); the
-    others hold ``val_fraction`` of ``"train"`` out (:func:`brfjax.data.pipeline.train_val_split`).
+    others hold ``val_fraction`` of ``"train"`` out ([`brfjax.data.pipeline.train_val_split`][brfjax.data.pipeline.train_val_split]).
 
     Args:
       task: the task.
@@ -227,11 +227,11 @@ class TrainConfig:
     Initialisers: ``(low, high)`` for uniform (ω, b'), ``(mean, std)`` for normal (τ).
 
     Attributes:
-      task: the task name (:data:`TASKS`).
+      task: the task name (`TASKS`).
       neuron: a neuron name or import path.
       epochs: training epochs E.
       batch_size: training minibatch size.
-      learning_rate: lr0, decayed linearly per epoch (:func:`brfjax.steps.learning_rate`).
+      learning_rate: lr0, decayed linearly per epoch ([`brfjax.steps.learning_rate`][brfjax.steps.learning_rate]).
       grad_clip_norm: global-norm gradient clipping, or None.
       tbptt_length: truncated-BPTT chunk length in steps, or None for full BPTT.
       omega_init: U(low, high) of ω̃ (resonators), or None.
@@ -253,11 +253,11 @@ class TrainConfig:
         (docs/how-to/backward-pass.md).
       hidden_sizes: the hidden neurons of each spiking layer, first layer first (e.g.
         ``(128, 128)``: a stack of two); None for the paper's network, one layer of the
-        task's ``hidden_size`` (:func:`hidden_sizes`).
+        task's ``hidden_size`` (`hidden_sizes`).
 
     Raises:
       ConfigError: a field out of range or of the wrong type, named in one line
-        (:func:`check_config`); nothing is created.
+        ([`check_config`][brfjax.tasks.check_config]); nothing is created.
     """
 
     task: str
@@ -283,7 +283,7 @@ class TrainConfig:
     hidden_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        """Check every field (:func:`check_config`).
+        """Check every field ([`check_config`][brfjax.tasks.check_config]).
 
         Raises:
           ConfigError: a field's value is of the wrong type or out of range.
@@ -297,11 +297,11 @@ class TrainConfig:
           **changes: new field values by name.
 
         Returns:
-          The new :class:`TrainConfig`.
+          The new [`TrainConfig`][brfjax.tasks.TrainConfig].
 
         Raises:
           TypeError: a name that is not a field.
-          ConfigError: a value out of range (:func:`check_config`).
+          ConfigError: a value out of range ([`check_config`][brfjax.tasks.check_config]).
         """
         return dataclasses.replace(self, **changes)
 
@@ -315,19 +315,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """The config of :meth:`to_dict`'s dict, also after a JSON round trip (lists
+        """The config of [`to_dict`][brfjax.tasks.TrainConfig.to_dict]'s dict, also after a JSON round trip (lists
         become tuples).
 
         Args:
           values: ``{field: value}``.
 
         Returns:
-          The :class:`TrainConfig`.
+          The [`TrainConfig`][brfjax.tasks.TrainConfig].
 
         Raises:
           TypeError: an unknown or missing field
-            (:func:`brfjax.workdir.read_config` names them for a workdir).
-          ConfigError: a value out of range (:func:`check_config`).
+            ([`brfjax.workdir.read_config`][brfjax.workdir.read_config] names them for a workdir).
+          ConfigError: a value out of range ([`check_config`][brfjax.tasks.check_config]).
         """
         values = dict(values)
         for key, value in values.items():
@@ -343,7 +343,7 @@ SEED_RANGE = (0, 2**32 - 1)
 
 
 class ConfigError(ValueError):
-    """A :class:`TrainConfig` field whose value cannot be used.
+    """A [`TrainConfig`][brfjax.tasks.TrainConfig] field whose value cannot be used.
 
     Args:
       field: the field's name.
@@ -391,7 +391,7 @@ def _check_pair(config, name: str, kind: str) -> None:
 
 def check_config(config: TrainConfig) -> None:
     """Check every field of ``config``: types, ranges and the initialisers its neuron
-    needs (the checks :class:`TrainConfig` runs when it is created).
+    needs (the checks [`TrainConfig`][brfjax.tasks.TrainConfig] runs when it is created).
 
     Args:
       config: the configuration.
@@ -566,12 +566,12 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
     initialisers.
 
     Args:
-      task: a task name (:data:`TASKS`).
+      task: a task name (`TASKS`).
       neuron: a neuron name or import path.
-      **overrides: fields to change (:meth:`TrainConfig.replace`).
+      **overrides: fields to change ([`TrainConfig.replace`][brfjax.tasks.TrainConfig.replace]).
 
     Returns:
-      The frozen :class:`TrainConfig`.
+      The frozen [`TrainConfig`][brfjax.tasks.TrainConfig].
 
     Raises:
       ValueError: an unknown task or neuron, or ``hidden_sizes`` that are not positive integers.
@@ -618,11 +618,11 @@ def build_model(config: TrainConfig) -> models.RecurrentSNN:
       config: the run.
 
     Returns:
-      The :class:`brfjax.models.RecurrentSNN` of the task's shape (time-major inputs).
+      The [`brfjax.models.RecurrentSNN`][brfjax.models.RecurrentSNN] of the task's shape (time-major inputs).
 
     Raises:
       ValueError: an unknown task or neuron, or an invalid option of
-        :func:`brfjax.models.build_network`.
+        [`brfjax.models.build_network`][brfjax.models.build_network].
     """
     task = get_task(config.task)
     hidden_kwargs = {}

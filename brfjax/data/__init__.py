@@ -18,8 +18,8 @@ class SequenceData(NamedTuple):
     """Batch-major samples of one split.
 
     The network is time-major by default: feed it a batch as ``(T, B, I)``
-    (:func:`brfjax.tasks.model_inputs` transposes), or build it with ``time_major=False``
-    to take these batch-major arrays as they are (:class:`brfjax.models.RecurrentSNN`).
+    ([`brfjax.tasks.model_inputs`][brfjax.tasks.model_inputs] transposes), or build it with ``time_major=False``
+    to take these batch-major arrays as they are ([`brfjax.models.RecurrentSNN`][brfjax.models.RecurrentSNN]).
 
     Attributes:
       inputs: ``(N, T, I)``, float32 or uint8 (see the loader).
@@ -36,7 +36,7 @@ class SequenceData(NamedTuple):
           indices: an int index array (or a slice) into the N samples.
 
         Returns:
-          :class:`SequenceData` of the selected samples.
+          [`SequenceData`][brfjax.data.SequenceData] of the selected samples.
         """
         return SequenceData(self.inputs[indices], self.targets[indices])
 

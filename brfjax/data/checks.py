@@ -1,6 +1,6 @@
 """The format checks the loaders share (NumPy only).
 
-Each check raises one :class:`~brfjax.data.DataError` naming the file (``source``), the
+Each check raises one [`DataError`][brfjax.data.DataError] naming the file (``source``), the
 field, the value found, what was expected and what to do, so that a file of the wrong
 layout, unit or range is refused when it is loaded, never turned into wrong inputs.
 """
@@ -144,7 +144,7 @@ def sequence_labels(
       int32 ``(N,)``.
 
     Raises:
-      DataError: another shape, no samples, or labels that :func:`check_labels` refuses.
+      DataError: another shape, no samples, or labels that [`check_labels`][brfjax.data.checks.check_labels] refuses.
     """
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:

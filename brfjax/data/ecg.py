@@ -63,7 +63,7 @@ def load_ecg(split: str, data_dir: str | None = None, verify: bool = True) -> Se
       verify: check the file's SHA-256 against the published data's.
 
     Returns:
-      :class:`~brfjax.data.SequenceData`, batch-major: inputs ``(N, 1300, 4)`` float32
+      [`SequenceData`][brfjax.data.SequenceData], batch-major: inputs ``(N, 1300, 4)`` float32
       spikes in {0, 1}, per-step targets ``(N, 1300)`` int32 in 0..5.
 
     Raises:
@@ -104,7 +104,7 @@ def decode_ecg(mat: dict, source: str = "<memory>") -> SequenceData:
       source: the file's name, for messages.
 
     Returns:
-      :class:`~brfjax.data.SequenceData`: inputs ``(N, T, 4)`` float32 and per-step
+      [`SequenceData`][brfjax.data.SequenceData]: inputs ``(N, T, 4)`` float32 and per-step
       targets ``(N, T)`` int32, batch-major (``docs/reference/data.md``).
 
     Raises:

@@ -8,7 +8,7 @@ bytes before use, so a truncated or corrupted file is never read.
 Each 28×28 image becomes a sequence of T = 784 steps of one pixel, row-major
 (step t gets row t//28, column t%28); PS-MNIST feeds step t the pixel at flattened
 position ``permutation[t]``. Pixels are stored as uint8 and scaled to
-``float32(pixel) / 255`` per batch (:func:`scale_pixels`), as in the authors' code
+``float32(pixel) / 255`` per batch ([`scale_pixels`][brfjax.data.mnist.scale_pixels]), as in the authors' code
 (github.com/AdaptiveAILab/brf-neurons; ``docs/reference/data.md``).
 """
 
@@ -137,7 +137,7 @@ def read_verified(path: str, name: str, verify: bool = True) -> bytes:
 
     Args:
       path: the file, raw or ``.gz``.
-      name: its IDX name (a key of :data:`SHA256`), e.g. ``"t10k-images-idx3-ubyte"``.
+      name: its IDX name (a key of `SHA256`), e.g. ``"t10k-images-idx3-ubyte"``.
       verify: check the SHA-256 of the decoded bytes.
 
     Returns:
@@ -221,7 +221,7 @@ def load_mnist(
 
     Raises:
       DataError: an unknown split or backend, a corrupt file, or files that
-        :func:`parse_idx` or :func:`check_split` refuse.
+        [`parse_idx`][brfjax.data.mnist.parse_idx] or [`check_split`][brfjax.data.mnist.check_split] refuse.
       DataUsageError: ``data_dir`` lacks a file.
     """
     if split not in SPLIT_FILES:
@@ -239,7 +239,7 @@ def load_mnist(
 
 
 def load_mnist_tfds(split: str, data_dir: str | None = None) -> SequenceData:
-    """MNIST from tensorflow-datasets, in the batch-major layout of :func:`load_mnist`.
+    """MNIST from tensorflow-datasets, in the batch-major layout of [`load_mnist`][brfjax.data.mnist.load_mnist].
 
     Args:
       split: ``"train"`` or ``"test"``.

@@ -1,11 +1,11 @@
 """The Heidelberg spiking data sets (Cramer et al. 2020), binned as the authors' code bins SHD.
 
-Two sets share one HDF5 layout, one server and this loader; a :class:`HeidelbergSet`
+Two sets share one HDF5 layout, one server and this loader; a [`HeidelbergSet`][brfjax.data.shd.HeidelbergSet]
 says what differs (file names, classes, splits):
 
 - **SHD**, Spiking Heidelberg Digits: ``shd_train.h5`` (8,156 samples) and
   ``shd_test.h5`` (2,264), 20 classes; the validation samples are held out from the
-  training file (:func:`brfjax.data.pipeline.train_val_split`).
+  training file ([`brfjax.data.pipeline.train_val_split`][brfjax.data.pipeline.train_val_split]).
 - **SSC**, Spiking Speech Commands: ``ssc_train.h5``, ``ssc_valid.h5`` and
   ``ssc_test.h5``, 35 classes; the official validation file is the validation split.
 
@@ -25,7 +25,7 @@ spikes later than θ_249 are dropped; unit k > 0 sets channel ``700 - k`` of its
 way (its recordings last at most 1 s, the 250 bins).
 Inputs are uint8 ``(N, 250, 700)`` (cast to float32 per batch), labels int32.
 
-:func:`read` checks a file before it bins it (times in seconds, unit ids in 0..699,
+[`read`][brfjax.data.shd.read] checks a file before it bins it (times in seconds, unit ids in 0..699,
 labels in 0..C-1, one of each per sample) and reports the spikes the binning leaves out.
 """
 
@@ -57,7 +57,7 @@ class HeidelbergSet:
       title: the set's name in messages.
       num_classes: C; labels are 0..C-1.
       splits: the official files' splits. With a ``"valid"`` file it is the validation
-        split (:attr:`has_validation_file`); without one the validation samples are held
+        split ([`has_validation_file`][brfjax.data.shd.HeidelbergSet.has_validation_file]); without one the validation samples are held
         out from ``"train"``.
     """
 
@@ -238,14 +238,14 @@ def read(path: str, dataset: HeidelbergSet = SHD) -> SequenceData:
     milliseconds); unit ids integers in 0..699; ``labels`` integers in 0..C-1, shape
     ``(N,)`` (or ``(N, 1)``, read as ``(N,)``), one per sample. Spikes the binning leaves
     out (after θ_249, or of unit 0) are counted and reported as a
-    :class:`DroppedSpikesWarning`.
+    [`DroppedSpikesWarning`][brfjax.data.shd.DroppedSpikesWarning].
 
     Args:
       path: a ``<name>_<split>.h5`` file of ``dataset``.
-      dataset: :data:`SHD` or :data:`SSC` (its classes and name in messages).
+      dataset: `SHD` or `SSC` (its classes and name in messages).
 
     Returns:
-      :class:`~brfjax.data.SequenceData`, batch-major: inputs ``(N, 250, 700)`` uint8
+      [`SequenceData`][brfjax.data.SequenceData], batch-major: inputs ``(N, 250, 700)`` uint8
       in {0, 1}, labels ``(N,)`` int32 in 0..C-1.
 
     Raises:
@@ -292,17 +292,17 @@ def read(path: str, dataset: HeidelbergSet = SHD) -> SequenceData:
 
 
 def read_shd(path: str) -> SequenceData:
-    """Decode and bin an SHD HDF5 file (:func:`read` with :data:`SHD`).
+    """Decode and bin an SHD HDF5 file ([`read`][brfjax.data.shd.read] with `SHD`).
 
     Args:
       path: a ``shd_train.h5`` or ``shd_test.h5`` file.
 
     Returns:
-      :class:`~brfjax.data.SequenceData`, batch-major: inputs ``(N, 250, 700)`` uint8
+      [`SequenceData`][brfjax.data.SequenceData], batch-major: inputs ``(N, 250, 700)`` uint8
       in {0, 1}, labels ``(N,)`` int32 in 0..19.
 
     Raises:
-      DataError: as :func:`read`.
+      DataError: as [`read`][brfjax.data.shd.read].
     """
     return read(path, SHD)
 
@@ -341,7 +341,7 @@ def locate(split: str, data_dir: str | None = None, dataset: HeidelbergSet = SHD
         ``"valid"``).
       data_dir: a folder with ``<name>_<split>.h5`` or ``<name>_<split>.h5.gz``; None to
         download from the official server.
-      dataset: :data:`SHD` or :data:`SSC`.
+      dataset: `SHD` or `SSC`.
 
     Returns:
       The path of the uncompressed ``.h5`` file.
@@ -397,21 +397,21 @@ def load(split: str, data_dir: str | None = None, dataset: HeidelbergSet = SHD) 
     Args:
       split: one of ``dataset.splits``.
       data_dir: a folder with the files (``docs/how-to/offline-data.md``), or None.
-      dataset: :data:`SHD` or :data:`SSC`.
+      dataset: `SHD` or `SSC`.
 
     Returns:
-      :class:`~brfjax.data.SequenceData`: inputs ``(N, 250, 700)`` uint8 (cast to float32
+      [`SequenceData`][brfjax.data.SequenceData]: inputs ``(N, 250, 700)`` uint8 (cast to float32
       per batch), labels ``(N,)`` int32.
 
     Raises:
-      DataError: as :func:`locate` and :func:`read`.
+      DataError: as [`locate`][brfjax.data.shd.locate] and [`read`][brfjax.data.shd.read].
       DataUsageError: ``data_dir`` lacks the file.
     """
     return read(locate(split, data_dir, dataset), dataset)
 
 
 def load_shd(split: str, data_dir: str | None = None) -> SequenceData:
-    """One SHD split (:func:`load` with :data:`SHD`); validation samples are held out
+    """One SHD split ([`load`][brfjax.data.shd.load] with `SHD`); validation samples are held out
     from ``"train"`` by the caller.
 
     Args:
@@ -419,18 +419,18 @@ def load_shd(split: str, data_dir: str | None = None) -> SequenceData:
       data_dir: a folder with the files (``docs/how-to/offline-data.md``), or None.
 
     Returns:
-      :class:`~brfjax.data.SequenceData`: inputs ``(N, 250, 700)`` uint8 (cast to float32
+      [`SequenceData`][brfjax.data.SequenceData]: inputs ``(N, 250, 700)`` uint8 (cast to float32
       per batch), labels ``(N,)`` int32 in 0..19.
 
     Raises:
-      DataError: as :func:`locate` and :func:`read`.
+      DataError: as [`locate`][brfjax.data.shd.locate] and [`read`][brfjax.data.shd.read].
       DataUsageError: ``data_dir`` lacks the file.
     """
     return load(split, data_dir, SHD)
 
 
 def load_ssc(split: str, data_dir: str | None = None) -> SequenceData:
-    """One SSC split (:func:`load` with :data:`SSC`); ``"valid"``, the official
+    """One SSC split ([`load`][brfjax.data.shd.load] with `SSC`); ``"valid"``, the official
     validation file, is the validation split (SSC holds nothing out of ``"train"``).
 
     Args:
@@ -438,11 +438,11 @@ def load_ssc(split: str, data_dir: str | None = None) -> SequenceData:
       data_dir: a folder with the files (``docs/how-to/offline-data.md``), or None.
 
     Returns:
-      :class:`~brfjax.data.SequenceData`: inputs ``(N, 250, 700)`` uint8 (cast to float32
+      [`SequenceData`][brfjax.data.SequenceData]: inputs ``(N, 250, 700)`` uint8 (cast to float32
       per batch), labels ``(N,)`` int32 in 0..34.
 
     Raises:
-      DataError: as :func:`locate` and :func:`read`.
+      DataError: as [`locate`][brfjax.data.shd.locate] and [`read`][brfjax.data.shd.read].
       DataUsageError: ``data_dir`` lacks the file.
     """
     return load(split, data_dir, SSC)

@@ -1,6 +1,6 @@
 """Neuron models: one module per neuron with the paper's equations, and a registry.
 
-Every hidden neuron is a :class:`NeuronModel` record (:mod:`brfjax.neurons.common`):
+Every hidden neuron is a [`NeuronModel`][brfjax.neurons.common.NeuronModel] record (`brfjax.neurons.common`):
 
 * its state ``NamedTuple`` (first field the spike output ``z``, ``(B, H)`` arrays);
 * its raw per-neuron parameters with their default initialisers;
@@ -8,18 +8,18 @@ Every hidden neuron is a :class:`NeuronModel` record (:mod:`brfjax.neurons.commo
   parameters only (``|ω̃|``, ``p(ω)``, ``exp(-1/|τ|)``...), computed once per forward pass;
 * ``step(coefficients, state, current, spike, dt, exact) -> state``: one time step, with
   ``current`` the synaptic current ``I_t`` of shape ``(B, H)``;
-* optionally a hand-written reverse step (:class:`ReverseStep`) and a stability check.
+* optionally a hand-written reverse step ([`ReverseStep`][brfjax.neurons.common.ReverseStep]) and a stability check.
 
-``spike`` is a spike function from :mod:`brfjax.surrogates` (Θ forward, surrogate
+``spike`` is a spike function from [`brfjax.surrogates`][brfjax.surrogates] (Θ forward, surrogate
 backward). ``exact=True`` (the reference path, default) reproduces the original's float32
 roundings: the coefficient functions evaluate ``p(ω)`` and the ``exp`` decays correctly
-rounded (:mod:`brfjax.numerics`), and the steps round every product before it is added
-(:func:`unfused_add`). ``exact=False`` lets XLA rewrite ``/δ`` as ``·100``, use its own
+rounded ([`brfjax.numerics`][brfjax.numerics]), and the steps round every product before it is added
+([`unfused_add`][brfjax.neurons.unfused_add]). ``exact=False`` lets XLA rewrite ``/δ`` as ``·100``, use its own
 ``exp`` and fuse multiply-adds: each a one-ulp change that can flip a spike late in a
 long sequence.
 
-:func:`get_neuron` maps the registered names and ``"package.module:NAME"`` import paths
-to models: a new neuron is one module defining a :class:`NeuronModel`.
+[`get_neuron`][brfjax.neurons.registry.get_neuron] maps the registered names and ``"package.module:NAME"`` import paths
+to models: a new neuron is one module defining a [`NeuronModel`][brfjax.neurons.common.NeuronModel].
 """
 
 from brfjax.neurons.alif import (

@@ -59,10 +59,10 @@ def alif_coefficients(tau_mem: Array, tau_adp: Array, exact: bool = True) -> ALI
     Args:
       tau_mem: raw membrane time constants τ̃_m in steps, float32 ``(H,)``.
       tau_adp: raw adaptation time constants τ̃_a in steps, float32 ``(H,)``.
-      exact: evaluate ``exp`` correctly rounded (:func:`brfjax.neurons.decay_factor`).
+      exact: evaluate ``exp`` correctly rounded ([`brfjax.neurons.decay_factor`][brfjax.neurons.common.decay_factor]).
 
     Returns:
-      :class:`ALIFCoefficients`, ``(H,)`` float32 each.
+      [`ALIFCoefficients`][brfjax.neurons.alif.ALIFCoefficients], ``(H,)`` float32 each.
     """
     return ALIFCoefficients(decay_factor(tau_mem, exact), decay_factor(tau_adp, exact))
 
@@ -77,17 +77,17 @@ def alif_step(
 ) -> ALIFState:
     """One ALIF step (equations above; paper appendix A.2), ``(B, H)`` float32 arrays.
     Args:
-      coefficients: from :func:`alif_coefficients`, ``(H,)`` each.
+      coefficients: from [`alif_coefficients`][brfjax.neurons.alif.alif_coefficients], ``(H,)`` each.
       state: the previous state, ``(B, H)`` per field.
       current: the synaptic current I_t, float32 ``(B, H)``.
-      spike: a spike function of :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      spike: a spike function of [`brfjax.surrogates`][brfjax.surrogates] (Θ forward, surrogate backward).
       dt: unused (a discrete-time neuron); kept for the
-        :class:`brfjax.neurons.NeuronModel` signature.
+        [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel] signature.
       exact: the reference float32 path: every product rounded before it is added
         (docs/numerics.md).
 
     Returns:
-      The new :class:`ALIFState`, ``(B, H)`` per field.
+      The new [`ALIFState`][brfjax.neurons.alif.ALIFState], ``(B, H)`` per field.
     """
     del dt  # discrete-time neuron
     add, subtract = arithmetic(exact)
@@ -113,7 +113,7 @@ def _spike_argument(coefficients, previous, new):
 
 
 def _reverse(coefficients, previous, new, current, carry, gz, slope, dt):
-    """Adjoint of :func:`alif_step`. Per-sample terms ``((u - I)·ū', (a - z_{t-1})·ā)``."""
+    """Adjoint of [`alif_step`][brfjax.neurons.alif.alif_step]. Per-sample terms ``((u - I)·ū', (a - z_{t-1})·ā)``."""
     alpha, rho = coefficients
     gu, ga = carry
     threshold = _threshold(new)

@@ -42,17 +42,17 @@ def bhrf_step(
     """One balanced harmonic-RF step (semi-implicit Euler, equations above; paper
     Algorithm 2 and docs/concepts/other-neurons.md), ``(B, H)`` float32 arrays.
     Args:
-      coefficients: from :func:`brfjax.neurons.rf_coefficients` (``boundary`` unused),
+      coefficients: from [`brfjax.neurons.rf_coefficients`][brfjax.neurons.rf.rf_coefficients] (``boundary`` unused),
         ``(H,)`` each.
       state: the previous state, ``(B, H)`` per field.
       current: the synaptic current I_t, float32 ``(B, H)``.
-      spike: a spike function of :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      spike: a spike function of [`brfjax.surrogates`][brfjax.surrogates] (Θ forward, surrogate backward).
       dt: the Euler step δ (0.01).
       exact: the reference float32 path: every product rounded before it is added
         (docs/numerics.md).
 
     Returns:
-      The new :class:`brfjax.neurons.BRFState`, ``(B, H)`` per field.
+      The new [`brfjax.neurons.BRFState`][brfjax.neurons.brf.BRFState], ``(B, H)`` per field.
     """
     add, subtract = arithmetic(exact)
     omega_squared = coefficients.omega * coefficients.omega

@@ -9,7 +9,7 @@
 with ω = |ω̃|, b' = |b̃'|, p(ω) = (-1 + sqrt(1 - (δω)²))/δ (paper Algorithm 1), δ = 0.01, θ_c = 1,
 γ = 0.9. Expressions are parenthesised in the original's evaluation order so that the
 float32 roundings match it; ``exact=True`` also rounds every product before it is added
-(:func:`~brfjax.neurons.common.unfused_add`) and evaluates p(ω) correctly rounded.
+([`unfused_add`][brfjax.neurons.common.unfused_add]) and evaluates p(ω) correctly rounded.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def divergence_boundary(omega: Array, exact: bool = True) -> Array:
 
     Args:
       omega: ω ≥ 0, float32, any shape (``(H,)`` in a cell).
-      exact: correctly rounded (:func:`brfjax.numerics.divergence_boundary`) instead of
+      exact: correctly rounded ([`brfjax.numerics.divergence_boundary`][brfjax.numerics.divergence_boundary]) instead of
         XLA's ``sqrt`` and division (docs/numerics.md).
 
     Returns:
@@ -95,10 +95,10 @@ def brf_coefficients(
     Args:
       omega_raw: raw ω̃, float32 ``(H,)``.
       b_offset_raw: raw b̃', float32 ``(H,)``.
-      exact: evaluate p(ω) correctly rounded (:func:`divergence_boundary`).
+      exact: evaluate p(ω) correctly rounded ([`divergence_boundary`][brfjax.neurons.brf.divergence_boundary]).
 
     Returns:
-      :class:`ResonatorCoefficients`, ``(H,)`` float32 each.
+      [`ResonatorCoefficients`][brfjax.neurons.brf.ResonatorCoefficients], ``(H,)`` float32 each.
     """
     omega = jnp.abs(omega_raw)
     return ResonatorCoefficients(omega, jnp.abs(b_offset_raw), divergence_boundary(omega, exact))
@@ -119,7 +119,7 @@ def euler_resonator(u, v, damping, omega, current, dt: float, exact: bool):
       omega: ω, float32 ``(H,)``.
       current: the synaptic current I_t, float32 ``(B, H)``.
       dt: the Euler step δ.
-      exact: round every product before it is added (:func:`brfjax.neurons.arithmetic`).
+      exact: round every product before it is added ([`brfjax.neurons.arithmetic`][brfjax.neurons.common.arithmetic]).
 
     Returns:
       ``(u_t, v_t)``, float32 ``(B, H)`` each.
@@ -131,7 +131,7 @@ def euler_resonator(u, v, damping, omega, current, dt: float, exact: bool):
 
 
 def euler_resonator_adjoint(gu, gv, u, v, damping, omega, dt: float):
-    """The adjoint of :func:`euler_resonator`: the gradients of one Euler step's inputs
+    """The adjoint of [`euler_resonator`][brfjax.neurons.brf.euler_resonator]: the gradients of one Euler step's inputs
     from those of its outputs (the neurons' hand-written reverse steps).
 
     Args:
@@ -182,15 +182,15 @@ def brf_step(
     q_t = γ·q_{t-1} + z_t
 
     Args:
-      coefficients: from :func:`brf_coefficients`, ``(H,)`` each.
+      coefficients: from [`brf_coefficients`][brfjax.neurons.brf.brf_coefficients], ``(H,)`` each.
       state: the previous state, ``(B, H)`` per field.
       current: the synaptic current I_t, float32 ``(B, H)``.
-      spike: a spike function of :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      spike: a spike function of [`brfjax.surrogates`][brfjax.surrogates] (Θ forward, surrogate backward).
       dt: the Euler step δ (0.01).
       exact: the reference float32 path (docs/numerics.md).
 
     Returns:
-      The new :class:`BRFState`, ``(B, H)`` per field.
+      The new [`BRFState`][brfjax.neurons.brf.BRFState], ``(B, H)`` per field.
     """
     damping = (coefficients.boundary - coefficients.b_offset) - state.q
     u, v = euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt, exact)
@@ -206,7 +206,7 @@ def _spike_argument(coefficients, previous, new):
 
 
 def _reverse(coefficients, previous, new, current, carry, gz, slope, dt):
-    """Adjoint of :func:`brf_step`. Per-sample terms ``(v̄·u - ū·v, ∂L/∂b)``."""
+    """Adjoint of [`brf_step`][brfjax.neurons.brf.brf_step]. Per-sample terms ``(v̄·u - ū·v, ∂L/∂b)``."""
     omega = coefficients.omega
     gu, gv, gq = carry
     gz = gz + gq  # q_t = γ·q_{t-1} + z_t

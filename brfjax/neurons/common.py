@@ -1,8 +1,8 @@
 """What every neuron model shares: the model record, float32 rounding helpers, decays,
 initialisers and the synaptic current.
 
-A neuron model (:class:`NeuronModel`) is the one place a neuron is defined; the cells
-(:mod:`brfjax.cells`) and the time loop with its backward pass (:mod:`brfjax.scan`) read
+A neuron model ([`NeuronModel`][brfjax.neurons.common.NeuronModel]) is the one place a neuron is defined; the cells
+([`brfjax.cells`][brfjax.cells]) and the time loop with its backward pass ([`brfjax.scan`][brfjax.scan]) read
 everything neuron-specific from it. See ``docs/performance-neurons.md`` for the cost of
 the generic backward against a hand-written reverse step.
 """
@@ -113,7 +113,7 @@ def unfused_subtract(x: Array, y: Array) -> Array:
       y: float32 array, broadcastable with ``x``.
 
     Returns:
-      ``x - y``, float32, the broadcast shape (see :func:`unfused_add`).
+      ``x - y``, float32, the broadcast shape (see [`unfused_add`][brfjax.neurons.common.unfused_add]).
     """
     return unfused_add(x, -y)
 
@@ -126,7 +126,7 @@ def arithmetic(exact: bool):
       exact: the reference float32 path (docs/numerics.md).
 
     Returns:
-      ``(add, subtract)``: :func:`unfused_add` and :func:`unfused_subtract` when
+      ``(add, subtract)``: [`unfused_add`][brfjax.neurons.common.unfused_add] and [`unfused_subtract`][brfjax.neurons.common.unfused_subtract] when
       ``exact``, else ``jnp.add`` and ``jnp.subtract``.
     """
     return (unfused_add, unfused_subtract) if exact else (jnp.add, jnp.subtract)
@@ -138,7 +138,7 @@ def decay_factor(tau: Array, exact: bool = True) -> Array:
     Args:
       tau: raw time constants τ̃ in steps, float32, any shape (``(H,)`` or ``(C,)``);
         the sign is ignored.
-      exact: evaluate ``exp`` correctly rounded (:func:`brfjax.numerics.decay`) instead
+      exact: evaluate ``exp`` correctly rounded ([`brfjax.numerics.decay`][brfjax.numerics.decay]) instead
         of with XLA's ``exp`` (docs/numerics.md).
 
     Returns:
@@ -184,7 +184,7 @@ class Parameter(NamedTuple):
 
 class ReverseStep(NamedTuple):
     """A hand-written adjoint of one step, used by the segment-recompute backward of
-    :mod:`brfjax.scan` instead of ``jax.vjp`` of the step.
+    [`brfjax.scan`][brfjax.scan] instead of ``jax.vjp`` of the step.
 
     Attributes:
       previous_fields: the fields of the previous state ``s_{t-1}`` the adjoint reads
@@ -244,17 +244,17 @@ class NeuronModel:
       name: the registered name (or ``"package.module:NAME"``), for messages.
       state: the state ``NamedTuple`` type; its first field is the spike output ``z``,
         every field a float32 ``(B, H)`` array.
-      parameters: the raw per-neuron parameters (:class:`Parameter`), in the order
+      parameters: the raw per-neuron parameters ([`Parameter`][brfjax.neurons.common.Parameter]), in the order
         ``coefficients`` takes them.
       coefficients: ``(*raw parameters (H,), exact=bool) -> pytree`` of parameter-only
         constants, computed once per forward pass.
       step: ``(coefficients, state, current (B, H), spike=..., dt=..., exact=...) ->
         state``, one pure time step; ``spike`` is a spike function of
-        :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
-      reverse: an optional hand-written :class:`ReverseStep`; without one the backward
+        [`brfjax.surrogates`][brfjax.surrogates] (Θ forward, surrogate backward).
+      reverse: an optional hand-written [`ReverseStep`][brfjax.neurons.common.ReverseStep]; without one the backward
         pass takes the step's adjoint from ``jax.vjp`` (same gradients up to float32
         summation order).
-      stability: an optional :class:`StabilityCheck` that training runs before every
+      stability: an optional [`StabilityCheck`][brfjax.neurons.common.StabilityCheck] that training runs before every
         update.
       fixed_dt: the Euler step δ the model is defined for, if it takes no other (BRF:
         its divergence boundary p(ω) is derived for δ = 0.01; a discrete-time neuron
@@ -272,13 +272,13 @@ class NeuronModel:
     fixed_dt: float | None = None
 
     def parameter(self, name: str) -> Parameter:
-        """The :class:`Parameter` called ``name``.
+        """The [`Parameter`][brfjax.neurons.common.Parameter] called ``name``.
 
         Args:
           name: a parameter name, e.g. ``"omega"``.
 
         Returns:
-          The :class:`Parameter` record.
+          The [`Parameter`][brfjax.neurons.common.Parameter] record.
 
         Raises:
           KeyError: the model has no parameter ``name``; the message names the valid ones.
@@ -299,7 +299,7 @@ def zero_state(state_type: type, batch_shape: tuple, features: int) -> Any:
     """All-zero float32 state (rest, ``z_{-1} = 0``).
 
     Args:
-      state_type: the state ``NamedTuple`` type (e.g. :class:`brfjax.neurons.BRFState`).
+      state_type: the state ``NamedTuple`` type (e.g. [`brfjax.neurons.BRFState`][brfjax.neurons.brf.BRFState]).
       batch_shape: the leading axes, e.g. ``(B,)``.
       features: the number of neurons H.
 

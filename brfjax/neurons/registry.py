@@ -40,17 +40,17 @@ def get_neuron(neuron) -> NeuronModel:
     """The neuron model called ``neuron``.
 
     Args:
-      neuron: a registered name (:data:`NEURONS`: ``"brf"``, ``"vrf"``, ``"bhrf"``,
+      neuron: a registered name (`NEURONS`: ``"brf"``, ``"vrf"``, ``"bhrf"``,
         ``"alif"``), an import path ``"package.module:NAME"`` of a
-        :class:`NeuronModel` defined outside brfjax, or a :class:`NeuronModel`
+        [`NeuronModel`][brfjax.neurons.common.NeuronModel] defined outside brfjax, or a [`NeuronModel`][brfjax.neurons.common.NeuronModel]
         (returned as is).
 
     Returns:
-      The :class:`NeuronModel`.
+      The [`NeuronModel`][brfjax.neurons.common.NeuronModel].
 
     Raises:
       ValueError: an unknown name, a module that does not import, or an object that is
-        not a :class:`NeuronModel`; the message names the value and the fix.
+        not a [`NeuronModel`][brfjax.neurons.common.NeuronModel]; the message names the value and the fix.
     """
     if isinstance(neuron, NeuronModel):
         return neuron

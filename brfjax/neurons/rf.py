@@ -50,10 +50,10 @@ def rf_coefficients(
       omega_raw: raw ω̃, float32 ``(H,)``.
       b_offset_raw: raw b̃', float32 ``(H,)``.
       exact: unused (no transcendental function of the parameters); kept for the
-        :class:`brfjax.neurons.NeuronModel` signature.
+        [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel] signature.
 
     Returns:
-      :class:`brfjax.neurons.ResonatorCoefficients`, ``(H,)`` float32 each, ``boundary``
+      [`brfjax.neurons.ResonatorCoefficients`][brfjax.neurons.brf.ResonatorCoefficients], ``(H,)`` float32 each, ``boundary``
       all zeros.
     """
     del exact  # no transcendental function of the parameters
@@ -72,16 +72,16 @@ def rf_step(
     """One vanilla-RF step: damping b = -|b̃'|, z_t = Θ(u_t - 1); ``(B, H)`` arrays
     (docs/concepts/other-neurons.md).
     Args:
-      coefficients: from :func:`rf_coefficients`, ``(H,)`` each.
+      coefficients: from [`rf_coefficients`][brfjax.neurons.rf.rf_coefficients], ``(H,)`` each.
       state: the previous state, ``(B, H)`` per field.
       current: the synaptic current I_t, float32 ``(B, H)``.
-      spike: a spike function of :mod:`brfjax.surrogates` (Θ forward, surrogate backward).
+      spike: a spike function of [`brfjax.surrogates`][brfjax.surrogates] (Θ forward, surrogate backward).
       dt: the Euler step δ (0.01).
       exact: the reference float32 path: every product rounded before it is added
         (docs/numerics.md).
 
     Returns:
-      The new :class:`RFState`, ``(B, H)`` per field.
+      The new [`RFState`][brfjax.neurons.rf.RFState], ``(B, H)`` per field.
     """
     damping = -coefficients.b_offset
     u, v = euler_resonator(state.u, state.v, damping, coefficients.omega, current, dt, exact)
@@ -97,7 +97,7 @@ def _spike_argument(coefficients, previous, new):
 
 
 def _reverse(coefficients, previous, new, current, carry, gz, slope, dt):
-    """Adjoint of :func:`rf_step`. Per-sample terms ``(v̄·u - ū·v, ∂L/∂b)``."""
+    """Adjoint of [`rf_step`][brfjax.neurons.rf.rf_step]. Per-sample terms ``(v̄·u - ū·v, ∂L/∂b)``."""
     omega = coefficients.omega
     gu, gv = carry
     damping = -coefficients.b_offset

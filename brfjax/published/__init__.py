@@ -184,7 +184,7 @@ def path(name: str) -> str:
     """The shipped ``.npz`` of a published model, its content checked.
 
     Args:
-      name: one of :data:`NAMES`, such as ``"ecg_brf"``.
+      name: one of `NAMES`, such as ``"ecg_brf"``.
 
     Returns:
       The absolute path of ``NAME.npz`` inside the installed package.
@@ -199,7 +199,7 @@ def permutation_path(name: str) -> str | None:
     """The pixel order a published PS-MNIST model was trained with.
 
     Args:
-      name: one of :data:`NAMES`.
+      name: one of `NAMES`.
 
     Returns:
       The shipped ``NAME_permutation.npy`` (its content checked); ``"identity"`` for
@@ -220,10 +220,10 @@ def identity(name: str) -> dict:
     it for the authors' ``.pt``.
 
     Args:
-      name: one of :data:`NAMES`.
+      name: one of `NAMES`.
 
     Returns:
-      :func:`brfjax.interop.identity_record`'s dict, with the source ``{"file":
+      [`brfjax.interop.identity_record`][brfjax.interop.identity_record]'s dict, with the source ``{"file":
       "NAME.pt", "sha256": ...}`` of the authors' file.
 
     Raises:
@@ -245,12 +245,12 @@ def load(name: str, **network_kwargs) -> tuple:
     ``sub_seq_length``, S-MNIST's ``label_last``), with the sizes read from the file.
 
     Args:
-      name: one of :data:`NAMES`, such as ``"ecg_brf"``.
-      **network_kwargs (Any): options of :func:`brfjax.models.build_network` that
+      name: one of `NAMES`, such as ``"ecg_brf"``.
+      **network_kwargs (Any): options of [`brfjax.models.build_network`][brfjax.models.build_network] that
         replace the task's (``exact``, ``time_major``, ``return_trajectory``...).
 
     Returns:
-      ``(model, variables)``: an unbound :class:`~brfjax.models.RecurrentSNN` and its
+      ``(model, variables)``: an unbound [`RecurrentSNN`][brfjax.models.RecurrentSNN] and its
       Flax variables (time-major inputs ``(T, B, I)`` unless ``time_major=False``).
 
     Raises:
@@ -277,7 +277,7 @@ def recorded_identity(file: str | os.PathLike) -> dict | None:
       file: any path.
 
     Returns:
-      :func:`identity`'s record when ``file`` is a shipped ``NAME.npz`` (the file itself,
+      [`identity`][brfjax.published.identity]'s record when ``file`` is a shipped ``NAME.npz`` (the file itself,
       not a copy; its content is checked), otherwise None.
 
     Raises:
@@ -294,10 +294,10 @@ def complete_arguments(args) -> None:
     """Resolve a command's ``--checkpoint`` that names a published model.
 
     A path that exists is always taken as given. A published model's name (one of
-    :data:`NAMES`) becomes its shipped ``.npz``; for a shipped PS-MNIST model the
+    `NAMES`) becomes its shipped ``.npz``; for a shipped PS-MNIST model the
     command's ``--permutation``, where it has one and it is not given, becomes the
-    model's own (:func:`permutation_path`). The model's task and neuron are then read
-    from its record (:func:`recorded_identity`).
+    model's own ([`permutation_path`][brfjax.published.permutation_path]). The model's task and neuron are then read
+    from its record ([`recorded_identity`][brfjax.published.recorded_identity]).
 
     Args:
       args: the parsed arguments (an ``argparse.Namespace``); ``checkpoint`` and
