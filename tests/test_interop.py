@@ -1,3 +1,5 @@
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import numpy as np
 import pytest
@@ -115,3 +117,58 @@ def test_all_shipped_checkpoints_are_covered():
         pytest.skip("needs ../shared")
     shipped = sorted(p.stem for p in CHECKPOINTS.glob("*.npz"))
     assert shipped == sorted(name for name, _ in ALL)
+
+
+# a small BRF network's state dict, as published files hold them
+_NET = models.build_network("brf", 5, 3)
+_X = np.full((6, 2, 4), 100.0, np.float32)
+_STATE_DICT = interop.variables_to_reference(_NET.init(jax.random.PRNGKey(0), _X), "brf")
+
+
+def _tamper(state_dict, draw):
+    """One random defect (or none) in a copy of ``state_dict``."""
+    state_dict = {key: np.array(value) for key, value in state_dict.items()}
+    key = draw(st.sampled_from(sorted(state_dict)))
+    kind = draw(
+        st.sampled_from(
+            ["none", "value", "drop", "extra", "reshape", "dtype", "transpose", "scalar"]
+        )
+    )
+    if kind == "value":
+        index = draw(st.integers(0, state_dict[key].size - 1))
+        state_dict[key].flat[index] = draw(
+            st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 150.0, -150.0, 1e30])
+        )
+    elif kind == "drop":
+        del state_dict[key]
+    elif kind == "extra":
+        state_dict["hidden.extra"] = np.zeros(3, np.float32)
+    elif kind == "reshape":
+        state_dict[key] = state_dict[key].reshape(-1)[: max(state_dict[key].size - 1, 1)]
+    elif kind == "dtype":
+        state_dict[key] = state_dict[key].astype(
+            draw(st.sampled_from([np.int32, np.float64, bool]))
+        )
+    elif kind == "transpose" and state_dict[key].ndim == 2:
+        state_dict[key] = state_dict[key].T.copy()
+    elif kind == "scalar":
+        state_dict[key] = np.float32(1.0)
+    return state_dict
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(data=st.data())
+def test_a_damaged_checkpoint_loads_and_runs_or_is_refused_in_one_line(tmp_path_factory, data):
+    """Random defects in a checkpoint file: it loads and the network runs on finite
+    numbers, or it is refused with one CheckpointError; never another exception."""
+    state_dict = _tamper(_STATE_DICT, data.draw)
+    path = tmp_path_factory.mktemp("ckpt") / "model.npz"
+    np.savez(path, **state_dict)
+    try:
+        model, variables = interop.load_reference_network(path, "brf")
+    except interop.CheckpointError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    out = jax.eval_shape(model.apply, variables, _X)
+    assert out.readouts.shape == (6, 2, 3)
+    assert not interop.parameter_problems(variables["params"], "brf")
