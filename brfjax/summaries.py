@@ -265,6 +265,13 @@ def collapses(rows: Sequence[dict], inclusive: bool = False) -> list[dict]:
     return found
 
 
+SILENT_EPOCH = (
+    "no hidden neuron spiked in this epoch: the inputs may be too small for the neurons "
+    "(see docs/concepts/brf-neuron.md, input scale)"
+)
+"""The line printed after an epoch whose training firing rate is exactly 0."""
+
+
 class EpochLog:
     """The per-epoch outputs of the writing process: ``metrics.csv``, TensorBoard
     scalars and one line on stderr.
@@ -284,7 +291,8 @@ class EpochLog:
         self.events = event_writer(os.path.join(workdir, "tensorboard"))
 
     def append(self, row: dict, improved: bool) -> None:
-        """Write one epoch's row, scalars and line, and a second line when the epoch is
+        """Write one epoch's row, scalars and line; a line [`SILENT_EPOCH`][brfjax.summaries.SILENT_EPOCH]
+        when no hidden neuron spiked in the epoch's training, and a line when the epoch is
         the first of a collapse ([`collapses`][brfjax.summaries.collapses] of the whole ``metrics.csv``, the
         record ``results.json`` reports, so a run resumed during a collapse does not
         announce it again).
@@ -316,6 +324,8 @@ class EpochLog:
             f"({row['epoch_seconds']:.1f}s)",
             file=sys.stderr,
         )
+        if row.get("train_spike_rate") == 0:
+            print(SILENT_EPOCH, file=sys.stderr)
         found = collapses(read_metrics(self.csv.path), self.inclusive)
         if found and found[-1]["epoch"] == row["epoch"]:
             event = found[-1]

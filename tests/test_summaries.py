@@ -106,3 +106,31 @@ def test_metrics_csv_drops_rows_of_unfinished_epochs(tmp_path):
     rows = summaries.read_metrics(path)
     assert [row["epoch"] for row in rows] == [0, 1]
     assert rows[1]["loss"] == pytest.approx(0.5)
+
+
+def epoch_row(epoch, train_spike_rate):
+    return {
+        "epoch": epoch,
+        "learning_rate": 0.1,
+        "train_loss": 1.79,
+        "train_accuracy": 20.0,
+        "train_spike_rate": train_spike_rate,
+        "val_loss": 1.79,
+        "val_accuracy": 20.0,
+        "test_loss": 1.79,
+        "test_accuracy": 20.0,
+        "test_spike_rate": 0.0,
+        "test_sop_per_step": 0.0,
+        "epoch_seconds": 1.0,
+    }
+
+
+def test_an_epoch_without_hidden_spikes_says_the_inputs_may_be_too_small(tmp_path, capsys):
+    log = summaries.EpochLog(str(tmp_path), first_epoch=1)
+    log.append(epoch_row(1, 0.0), improved=True)
+    log.append(epoch_row(2, 0.002), improved=False)
+    log.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("epoch 1:") and lines[2].startswith("epoch 2:")
+    assert lines[1] == summaries.SILENT_EPOCH and len(lines) == 3
+    assert "input scale" in summaries.SILENT_EPOCH
