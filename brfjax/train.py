@@ -35,6 +35,7 @@ from brfjax import checkpoint, cli, evaluate, models, neurons, tasks
 from brfjax import parallel as parallel_module
 from brfjax.batches import device_batch
 from brfjax.data import SequenceData, ecg, mnist, pipeline
+from brfjax.data.download import file_digest
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import parameter_problems, unstable_neurons
 from brfjax.parallel import DataParallel
@@ -55,6 +56,7 @@ from brfjax.workdir import (
     best_variables,
     load_latest,
     open_for_training,
+    permutation_path,
     run_checkpoints,
     run_permutation,
     write_manifest,
@@ -412,6 +414,29 @@ class RunStopped(Exception):
         self.epoch, self.step, self.steps, self.checkpoint = epoch, step, steps, checkpoint
 
 
+def permutation_line(workdir: str, seed: int, permutation_file: str | None, kept: bool) -> str:
+    """The line that names a PS-MNIST run's permutation: the workdir's ``permutation.npy``,
+    the first 12 hex digits of its SHA-256 and where it came from.
+
+    Args:
+        workdir: the run folder, which holds the permutation.
+        seed: the run's seed (a permutation drawn from it).
+        permutation_file: the ``--permutation`` file of a new run, or None.
+        kept: the workdir held the permutation before this process started.
+
+    Returns:
+        ``"PS-MNIST permutation: WORKDIR/permutation.npy (SHA-256 0123456789ab..., SOURCE)"``.
+    """
+    path = permutation_path(workdir)
+    if kept:
+        source = "kept from the run's start"
+    elif permutation_file is not None:
+        source = f"from {permutation_file}"
+    else:
+        source = f"drawn from seed {seed}"
+    return f"PS-MNIST permutation: {path} (SHA-256 {file_digest(path)[:12]}..., {source})"
+
+
 def train_and_evaluate(
     config: tasks.TrainConfig,
     workdir: str,
@@ -479,9 +504,12 @@ def _train_in_workdir(
     """:func:`train_and_evaluate` in a workdir opened (checked, locked) for this run."""
     primary = parallel.is_primary
     task = tasks.get_task(config.task)
+    kept = os.path.exists(permutation_path(workdir))
     data = data._replace(
         permutation=run_permutation(config, workdir, permutation_file, write=primary)
     )
+    if primary and data.permutation is not None:
+        print(permutation_line(workdir, config.seed, permutation_file, kept), file=sys.stderr)
     parallel.barrier("workdir ready")
     model = tasks.build_model(config)
     optimizer = make_optimizer(config)

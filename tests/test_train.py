@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import subprocess
@@ -155,7 +156,7 @@ def test_psmnist_alif_uses_tbptt_and_saves_its_permutation(tmp_path):
     )  # 17 Adam steps per minibatch: TBPTT chunks of 50 steps over T = 784 (steps.tbptt_chunks)
 
 
-def test_psmnist_permutation_file_is_used_and_kept(tmp_path):
+def test_psmnist_permutation_file_is_used_and_kept(tmp_path, capsys):
     needs_mnist()
     permutation = SHARED / "reference" / "checkpoints" / "psmnist_brf_permutation.npy"
     config = tasks.config_for(
@@ -164,10 +165,23 @@ def test_psmnist_permutation_file_is_used_and_kept(tmp_path):
     train.train_and_evaluate(
         config, str(tmp_path), data_dir=MNIST_DIR, permutation_file=str(permutation)
     )
+    digest = hashlib.sha256((tmp_path / "permutation.npy").read_bytes()).hexdigest()
+    named = f"PS-MNIST permutation: {tmp_path / 'permutation.npy'} (SHA-256 {digest[:12]}..."
+    assert f"{named}, from {permutation})" in capsys.readouterr().err.splitlines()
     np.testing.assert_array_equal(np.load(tmp_path / "permutation.npy"), np.load(permutation))
     np.testing.assert_array_equal(
         load_permutation(str(tmp_path), tasks.get_task("psmnist")), np.load(permutation)
     )
+
+
+def test_permutation_line_names_the_file_its_digest_and_its_source(tmp_path):
+    np.save(tmp_path / "permutation.npy", tasks.mnist.make_permutation(3))
+    digest = hashlib.sha256((tmp_path / "permutation.npy").read_bytes()).hexdigest()[:12]
+    start = f"PS-MNIST permutation: {tmp_path / 'permutation.npy'} (SHA-256 {digest}..., "
+    line = train.permutation_line
+    assert line(str(tmp_path), 3, None, kept=False) == start + "drawn from seed 3)"
+    assert line(str(tmp_path), 3, "p.npy", kept=False) == start + "from p.npy)"
+    assert line(str(tmp_path), 3, None, kept=True) == start + "kept from the run's start)"
 
 
 def test_diverging_vanilla_rf_stops_with_a_clear_message(tmp_path):
