@@ -44,7 +44,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def neuron_name(value: str) -> str:
     """The argparse ``type`` of ``--neuron``: a registered neuron name or the import path
-    ``package.module:NAME`` of a :class:`brfjax.neurons.NeuronModel`.
+    ``package.module:NAME`` of a [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel].
 
     Args:
         value: the option's text.
@@ -140,7 +140,7 @@ def check_output_file(parser: argparse.ArgumentParser, option: str, path: str) -
 
 
 def exit_status(error: BaseException) -> int:
-    """2 for a usage error (:data:`USAGE_ERRORS`), 1 for any other error.
+    """2 for a usage error (`USAGE_ERRORS`), 1 for any other error.
 
     Args:
         error: the error that ended the command.
@@ -155,10 +155,10 @@ def report(error: BaseException) -> int:
     """Print ``error`` as one ``error:`` line on stderr.
 
     Args:
-        error: one of :data:`ERRORS` (or an error of a program built on brfjax).
+        error: one of `ERRORS` (or an error of a program built on brfjax).
 
     Returns:
-        The exit status for it (:func:`exit_status`).
+        The exit status for it ([`exit_status`][brfjax.cli.exit_status]).
     """
     print(f"error: {error}", file=sys.stderr)
     return exit_status(error)

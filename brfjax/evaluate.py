@@ -52,11 +52,11 @@ def evaluate_dataset(
       batch_size: samples per batch; None for all in one batch.
       permutation: PS-MNIST's pixel order, int ``(T,)``, or None.
       max_batches: evaluate only the first batches, or None for all.
-      eval_step: a step from :func:`brfjax.steps.make_eval_step` to reuse; None builds one.
+      eval_step: a step from [`brfjax.steps.make_eval_step`][brfjax.steps.make_eval_step] to reuse; None builds one.
       parallel: the devices; None for all local devices.
 
     Returns:
-      :func:`brfjax.metrics.model_statistics`'s dict: ``accuracy`` (percent), ``loss``,
+      [`brfjax.metrics.model_statistics`][brfjax.metrics.model_statistics]'s dict: ``accuracy`` (percent), ``loss``,
       ``spikes``, ``sop`` (paper Eq. 41), ``sop_per_step``, ``firing_rate``, ``correct``,
       ``total`` and ``num_samples`` (docs/reference/metrics.md).
     """
@@ -85,14 +85,14 @@ def _label(identity: dict) -> str:
 
 
 def recorded_identity(path: str) -> dict | None:
-    """What a checkpoint records about itself, in the fields of :func:`brfjax.interop.identity_record`.
+    """What a checkpoint records about itself, in the fields of [`brfjax.interop.identity_record`][brfjax.interop.identity_record].
 
     Args:
       path: a ``.npz`` state dict or a brfjax workdir.
 
     Returns:
       A ``.npz``'s identity record (``python -m brfjax.convert`` and
-      :func:`brfjax.interop.save_reference` write one); for a workdir, the task and neuron
+      [`brfjax.interop.save_reference`][brfjax.interop.save_reference] write one); for a workdir, the task and neuron
       of its ``config.json``, the task's network sizes and the brfjax version of its
       ``manifest.json``; None for a file without a record (a state dict as the authors
       published it) or a folder that is not a workdir.
@@ -102,7 +102,7 @@ def recorded_identity(path: str) -> dict | None:
         is not known here.
       brfjax.errors.TrainingError: a damaged ``config.json``.
       brfjax.errors.UsageError: a workdir of another brfjax version
-        (:func:`brfjax.workdir.read_config`).
+        ([`brfjax.workdir.read_config`][brfjax.workdir.read_config]).
     """
     if not os.path.isdir(path):
         return interop.load_identity(path) or published_models.recorded_identity(path)
@@ -129,7 +129,7 @@ def recorded_identity(path: str) -> dict | None:
 
 
 class LoadedCheckpoint(NamedTuple):
-    """A network read by :func:`load_for_evaluation`.
+    """A network read by [`load_for_evaluation`][brfjax.evaluate.load_for_evaluation].
 
     Attributes:
         model: the network, with portable products (docs/numerics.md).
@@ -151,7 +151,7 @@ class LoadedCheckpoint(NamedTuple):
 def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> LoadedCheckpoint:
     """The network of a reference ``.npz`` or of a brfjax workdir (its best checkpoint
     and, for PS-MNIST, its saved permutation). Prints nothing: a command says which
-    epoch it read with :func:`best_checkpoint_note`.
+    epoch it read with [`best_checkpoint_note`][brfjax.evaluate.best_checkpoint_note].
 
     Args:
       task: the task to evaluate on.
@@ -159,7 +159,7 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> LoadedC
       path: a reference ``.npz`` state dict or a brfjax workdir.
 
     Returns:
-      A :class:`LoadedCheckpoint` (unpacks as ``model, variables, permutation,
+      A [`LoadedCheckpoint`][brfjax.evaluate.LoadedCheckpoint] (unpacks as ``model, variables, permutation,
       best_epoch, epochs``).
 
     Raises:
@@ -202,8 +202,8 @@ def best_checkpoint_note(path: str, best_epoch: int | None, epochs: int | None) 
 
     Args:
       path: the workdir.
-      best_epoch: :class:`LoadedCheckpoint`'s field of that name, or the same key of
-        :func:`evaluate_checkpoint`'s dict.
+      best_epoch: [`LoadedCheckpoint`][brfjax.evaluate.LoadedCheckpoint]'s field of that name, or the same key of
+        [`evaluate_checkpoint`][brfjax.evaluate.evaluate_checkpoint]'s dict.
       epochs: likewise.
 
     Returns:
@@ -244,13 +244,13 @@ def evaluate_checkpoint(
 
     Returns:
       ``{"task", "neuron", **statistics, "best_epoch", "epochs"}`` with the statistics
-      of :func:`evaluate_dataset`, and a workdir's epoch of the best checkpoint and
+      of [`evaluate_dataset`][brfjax.evaluate.evaluate_dataset], and a workdir's epoch of the best checkpoint and
       schedule length (None for a ``.npz``).
 
     Raises:
       ValueError: an unknown task or neuron.
       brfjax.data.DataUsageError: a PS-MNIST ``.npz`` without ``permutation_file``.
-      brfjax.interop.CheckpointError: see :func:`load_for_evaluation`.
+      brfjax.interop.CheckpointError: see [`load_for_evaluation`][brfjax.evaluate.load_for_evaluation].
       brfjax.data.DataError: missing or damaged data files.
     """
     task = tasks.get_task(task_name)
@@ -287,7 +287,7 @@ def summary_line(stats: dict) -> str:
     """The one line ``python -m brfjax.evaluate`` prints.
 
     Args:
-      stats: :func:`evaluate_checkpoint`'s dict.
+      stats: [`evaluate_checkpoint`][brfjax.evaluate.evaluate_checkpoint]'s dict.
 
     Returns:
       ``"<task> <neuron>: accuracy ... %, loss ..., spikes ..., SOP ..., ..."``.
@@ -392,7 +392,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       The parsed arguments, ``task`` and ``neuron`` completed from the checkpoint's record.
 
     Raises:
-      SystemExit: a bad argument (see :func:`check_checkpoint_argument`).
+      SystemExit: a bad argument (see [`check_checkpoint_argument`][brfjax.evaluate.check_checkpoint_argument]).
     """
     parser = cli.ArgumentParser(
         prog="python -m brfjax.evaluate",
@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments without the program name; None for ``sys.argv[1:]``.
 
     Returns:
-      The exit status: 0, or that of :func:`brfjax.cli.exit_status` for an error.
+      The exit status: 0, or that of [`brfjax.cli.exit_status`][brfjax.cli.exit_status] for an error.
     """
     args = parse_args(argv)
     parallel_module.use_every_core(args.devices or 1)  # CPU: batches split over one device per core

@@ -3,7 +3,7 @@
 The network of all the paper's tasks (``docs/concepts/brf-neuron.md``, "In a
 network") is one recurrent spiking layer and the LI readout; a deeper network feeds each
 spiking layer's spikes to the next, and the readout reads the last one. Both are
-compositions of the whole-sequence layers of :mod:`brfjax.layers`. Sequences are **time-major** by default: inputs ``(T, B, I)``,
+compositions of the whole-sequence layers of [`brfjax.layers`][brfjax.layers]. Sequences are **time-major** by default: inputs ``(T, B, I)``,
 readouts ``(T', B, C)``. With ``time_major=False`` they are batch-major: inputs
 ``(B, T, I)``, readouts ``(B, T', C)`` (the same numbers, bit for bit).
 
@@ -53,7 +53,7 @@ class NetworkOutput(NamedTuple):
       readouts: float32 raw readout potentials, time-major ``(T', B, C)`` with
         ``T' = T - sub_seq_length`` (``(1, B, C)`` under label-last); batch-major
         ``(B, T', C)`` from a network with ``time_major=False``.
-      final_state: :class:`NetworkState` after the last step, ``(B, H)`` and ``(B, C)``
+      final_state: [`NetworkState`][brfjax.models.NetworkState] after the last step, ``(B, H)`` and ``(B, C)``
         in either layout (feed it back to stream).
       spike_counts: ``(B,)`` float32 hidden spikes per sample over all steps and layers
         (exact while ``T·H < 2**24``; NaN if the network diverged), in either layout.
@@ -81,26 +81,26 @@ class RecurrentSNN(nn.Module):
 
     The paper's network has one spiking layer (variables ``params/hidden`` and
     ``params/readout``); a stack of L layers has ``params/hidden_0`` .. ``hidden_{L-1}``.
-    Each layer runs as :func:`brfjax.layers.spiking_layer`, the last one together with the
-    readout (:func:`brfjax.layers.spiking_layer_with_readout`: no ``(T, B, H)`` spikes are
-    kept for the readout in training): the same bits as :class:`brfjax.layers.SpikingRNN`
-    and :class:`brfjax.layers.LIReadoutRNN` composed by hand.
+    Each layer runs as [`brfjax.layers.spiking_layer`][brfjax.layers.spiking_layer], the last one together with the
+    readout ([`brfjax.layers.spiking_layer_with_readout`][brfjax.layers.spiking_layer_with_readout]: no ``(T, B, H)`` spikes are
+    kept for the readout in training): the same bits as [`brfjax.layers.SpikingRNN`][brfjax.layers.SpikingRNN]
+    and [`brfjax.layers.LIReadoutRNN`][brfjax.layers.LIReadoutRNN] composed by hand.
 
     Attributes:
-      hidden: a :class:`brfjax.cells.SpikingCell` (BRF, RF, BHRF, ALIF or any
-        :class:`brfjax.neurons.NeuronModel`), or a tuple of them, one per layer (first
+      hidden: a [`brfjax.cells.SpikingCell`][brfjax.cells.SpikingCell] (BRF, RF, BHRF, ALIF or any
+        [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel]), or a tuple of them, one per layer (first
         layer first; each layer's input is the previous layer's spikes).
-      readout: a :class:`brfjax.cells.LIReadout`.
+      readout: a [`brfjax.cells.LIReadout`][brfjax.cells.LIReadout].
       sub_seq_length: number of leading steps that are run but not returned.
       label_last: return only the last readout.
       return_trajectory: also return the hidden state at every step.
       backward: ``"manual"`` (default) uses the segment-recompute reverse pass of
-        :mod:`brfjax.scan` for every neuron, with the neuron's hand-written reverse step
+        [`brfjax.scan`][brfjax.scan] for every neuron, with the neuron's hand-written reverse step
         (BRF, RF, ALIF) or ``jax.vjp`` of its step (same forward, bit for bit; gradients
         equal to JAX's up to float32 summation order, faster, less memory; see
         ``docs/performance-neurons.md``); ``"autodiff"`` lets JAX differentiate the scan;
         ``"recompute"`` saves the most memory: JAX's gradient with the loop cut into
-        segments recomputed in the backward pass (:func:`brfjax.scan.run_recompute`).
+        segments recomputed in the backward pass ([`brfjax.scan.run_layer`][brfjax.scan.run_layer]).
         ``"recompute"`` with trajectories uses autodiff.
       recompute_segment: the segment length of ``"manual"`` and ``"recompute"``
         (default ⌈√T⌉).
@@ -112,7 +112,7 @@ class RecurrentSNN(nn.Module):
         default because it is the layout of the paper's code, snnTorch, Norse and
         SpikingJelly (``[T, N, *]``), the one the time loop (``jax.lax.scan`` over the
         leading axis) consumes without a copy, and the one of this network's
-        existing API (:mod:`brfjax.export`, :mod:`brfjax.train`, :mod:`brfjax.metrics`).
+        existing API ([`brfjax.export`][brfjax.export], [`brfjax.train`][brfjax.train], [`brfjax.metrics`][brfjax.metrics]).
     """
 
     hidden: cells.SpikingCell | tuple[cells.SpikingCell, ...]
@@ -151,7 +151,7 @@ class RecurrentSNN(nn.Module):
 
     @nn.nowrap
     def _checked_inputs(self, inputs, initial_state, start_step) -> jax.Array:
-        """``inputs`` as time-major float32 ``(T, B, I)`` after the checks of :meth:`__call__`
+        """``inputs`` as time-major float32 ``(T, B, I)`` after the checks of `__call__`
         (one error each)."""
         shape = tuple(jnp.shape(inputs))
         layout = _input_layout(self.time_major)
@@ -236,7 +236,7 @@ class RecurrentSNN(nn.Module):
           batch_size: B, the number of samples.
 
         Returns:
-          :class:`NetworkState` with float32 hidden fields ``(B, H)`` (a tuple of states
+          [`NetworkState`][brfjax.models.NetworkState] with float32 hidden fields ``(B, H)`` (a tuple of states
           for a stack) and readout ``(B, C)``, in either layout.
         """
         states = tuple(layers.resting_state(cell, batch_size) for cell in self.hidden_cells)
@@ -276,7 +276,7 @@ class RecurrentSNN(nn.Module):
           inputs: time-major ``(T, B, I)``, or batch-major ``(B, T, I)`` when the network
             has ``time_major=False``; any real dtype, cast once to float32 (all state
             and arithmetic is float32, as in the authors' code).
-          initial_state: the :class:`NetworkState` to start from (default: rest); pass a
+          initial_state: the [`NetworkState`][brfjax.models.NetworkState] to start from (default: rest); pass a
             previous call's ``final_state`` to stream a sequence in chunks.
           start_step: when streaming, the number of steps of this sequence already run
             (a Python int): the first ``sub_seq_length`` steps of the *sequence* are
@@ -286,7 +286,7 @@ class RecurrentSNN(nn.Module):
             returns its chunk's last readout (the sequence's is the last chunk's).
 
         Returns:
-          :class:`NetworkOutput`: readouts ``(T', B, C)`` and trajectory ``(T, B, H)``
+          [`NetworkOutput`][brfjax.models.NetworkOutput]: readouts ``(T', B, C)`` and trajectory ``(T, B, H)``
           per field, or ``(B, T', C)`` and ``(B, T, H)`` with ``time_major=False``;
           ``final_state`` and ``spike_counts (B,)`` alike in both layouts.
 
@@ -375,7 +375,7 @@ def build_network(
 
     Args:
       neuron: ``"brf"``, ``"vrf"``, ``"bhrf"``, ``"alif"``, or the import path
-        ``"package.module:NAME"`` of a :class:`brfjax.neurons.NeuronModel`.
+        ``"package.module:NAME"`` of a [`brfjax.neurons.NeuronModel`][brfjax.neurons.common.NeuronModel].
       hidden_size: H, the number of hidden neurons; or one size per spiking layer, first
         layer first (e.g. ``(128, 128)``: two recurrent layers, the second fed the
         first's spikes, the readout the second's). One size, as an int or a sequence of
@@ -389,27 +389,27 @@ def build_network(
         with the original implementation; ``docs/numerics.md``); ``False`` lets XLA
         reassociate at the ulp level.
       products: ``"portable"`` (default) makes every synaptic product independent of the
-        batch size, device count and processor (:func:`brfjax.numerics.portable_matmul`);
+        batch size, device count and processor ([`brfjax.numerics.portable_matmul`][brfjax.numerics.portable_matmul]);
         ``"fast"`` uses one BLAS product (about 3x cheaper per product; deterministic
         only for a fixed machine and batch size).
       backward: ``"manual"``, ``"autodiff"`` or ``"recompute"``, see
-        :class:`RecurrentSNN`.
+        [`RecurrentSNN`][brfjax.models.RecurrentSNN].
       recompute_segment: segment length of the ``"manual"`` and ``"recompute"`` backward
         passes in steps (default ⌈√T⌉).
       time_major: ``True`` (default): the network takes time-major inputs ``(T, B, I)``
         and returns readouts ``(T', B, C)``; ``False``: batch-major ``(B, T, I)`` in,
         ``(B, T', C)`` out, the same numbers bit for bit.
-      readout_kwargs: options of the :class:`~brfjax.cells.LIReadout` (e.g. its
+      readout_kwargs: options of the [`LIReadout`][brfjax.cells.LIReadout] (e.g. its
         ``tau_init``).
       **hidden_kwargs (Any): options of the hidden cells, the same for every layer
         (initialisers, ``mask_prob``, ``surrogate``, ...).
 
     Returns:
-      An unbound :class:`RecurrentSNN` (``init``/``apply`` it with inputs in its layout).
+      An unbound [`RecurrentSNN`][brfjax.models.RecurrentSNN] (``init``/``apply`` it with inputs in its layout).
 
     Raises:
       ValueError: an unknown ``neuron`` or one that does not import (from
-        :func:`brfjax.neurons.get_neuron`), sizes that are not positive integers, or any
+        [`brfjax.neurons.get_neuron`][brfjax.neurons.registry.get_neuron]), sizes that are not positive integers, or any
         option out of range, unknown or of the wrong type (checked here, where it is set:
         ``dt`` against the neuron's step, ``recompute_segment``, ``backward``,
         ``mask_prob``, ...).
@@ -463,11 +463,11 @@ def with_products(model: RecurrentSNN, products: str) -> RecurrentSNN:
     """``model`` with another kind of synaptic product.
 
     Args:
-      model: a :class:`RecurrentSNN`.
-      products: ``"portable"`` or ``"fast"`` (see :func:`build_network`).
+      model: a [`RecurrentSNN`][brfjax.models.RecurrentSNN].
+      products: ``"portable"`` or ``"fast"`` (see [`build_network`][brfjax.models.build_network]).
 
     Returns:
-      A :class:`RecurrentSNN` whose hidden cell and readout use ``products``; same
+      A [`RecurrentSNN`][brfjax.models.RecurrentSNN] whose hidden cell and readout use ``products``; same
       parameters, same variables.
     """
     stack = tuple(cell.clone(products=products) for cell in model.hidden_cells)

@@ -74,7 +74,7 @@ class RunData(NamedTuple):
     """The data of a run, split and verified.
 
     Attributes:
-        train: the training samples (batch-major, :class:`brfjax.data.SequenceData`).
+        train: the training samples (batch-major, [`brfjax.data.SequenceData`][brfjax.data.SequenceData]).
         val: the validation samples held out from the official training set (SSC: its
             official validation file).
         test: the official test set.
@@ -119,7 +119,7 @@ def load_data(
     mnist_backend: str = "idx",
 ) -> RunData:
     """The split data of a run, checked against the configuration before anything is
-    written (the permutation is still unset: see :func:`brfjax.workdir.run_permutation`).
+    written (the permutation is still unset: see [`brfjax.workdir.run_permutation`][brfjax.workdir.run_permutation]).
 
     Args:
         config: the run; ``task``, ``val_fraction``, ``seed`` and ``batch_size`` are read.
@@ -128,7 +128,7 @@ def load_data(
         mnist_backend: ``"idx"`` or ``"tfds"``.
 
     Returns:
-        :class:`RunData` with ``permutation`` None.
+        [`RunData`][brfjax.train.RunData] with ``permutation`` None.
 
     Raises:
         UsageError: ``batch_size`` is larger than the training set, or ``val_fraction``
@@ -260,7 +260,7 @@ def train_epoch(
         config: the run.
         task: its task.
         model: its network.
-        train_step: from :func:`brfjax.steps.make_train_step`.
+        train_step: from [`brfjax.steps.make_train_step`][brfjax.steps.make_train_step].
         state: the parameters and optimizer state.
         data: the run's data.
         epoch_index: the training epoch, from 0.
@@ -274,7 +274,7 @@ def train_epoch(
 
     Raises:
         TrainingError: a non-finite loss, an unusable network (see
-            :data:`brfjax.steps.HEALTH`) or parameters outside the neuron's stable region;
+            `brfjax.steps.HEALTH`) or parameters outside the neuron's stable region;
             the message names the epoch, step and cause.
     """
     progress = progress or EpochProgress()
@@ -357,7 +357,7 @@ def resume_inside_epoch(
 ) -> tuple[TrainState, EpochProgress]:
     """The state and epoch sums saved by a run stopped inside the epoch after
     ``bookkeeping["epoch"]``, if there is such a position; else ``state`` unchanged
-    and an empty :class:`EpochProgress` (a position older than the latest whole epoch is
+    and an empty [`EpochProgress`][brfjax.train.EpochProgress] (a position older than the latest whole epoch is
     deleted; docs/how-to/resume.md).
 
     Args:
@@ -465,8 +465,8 @@ def train_and_evaluate(
         mnist_backend: ``"idx"`` (the IDX files) or ``"tfds"``.
         parallel: the devices and processes to use.
         stop: asked after every training step (on every process: the answer must agree,
-            see :meth:`brfjax.parallel.DataParallel.any_process`); when True the run saves
-            its position inside the epoch and raises :class:`RunStopped`.
+            see [`brfjax.parallel.DataParallel.any_process`][brfjax.parallel.DataParallel.any_process]); when True the run saves
+            its position inside the epoch and raises [`RunStopped`][brfjax.train.RunStopped].
 
     Returns:
         The best checkpoint's test statistics, or ``{}`` when the call ended at
@@ -477,9 +477,9 @@ def train_and_evaluate(
             and ends bit-identical to an uninterrupted run.
         TrainingError: training became unusable (a non-finite loss or parameters); the
             epoch, the epoch of the best checkpoint and the message are also written to
-            ``<workdir>/stopped.json`` (:data:`STOPPED_FILE`), and no ``results.json``.
+            ``<workdir>/stopped.json`` (`STOPPED_FILE`), and no ``results.json``.
         UsageError: the workdir belongs to another configuration, data or permutation,
-            or another process trains in it (:func:`brfjax.workdir.open_for_training`);
+            or another process trains in it ([`brfjax.workdir.open_for_training`][brfjax.workdir.open_for_training]);
             nothing is written then.
         CheckpointError, DataError: see their messages.
     """
@@ -501,7 +501,7 @@ def _train_in_workdir(
     parallel: DataParallel,
     stop: Callable[[], bool] | None,
 ) -> dict:
-    """:func:`train_and_evaluate` in a workdir opened (checked, locked) for this run."""
+    """[`train_and_evaluate`][brfjax.train.train_and_evaluate] in a workdir opened (checked, locked) for this run."""
     primary = parallel.is_primary
     task = tasks.get_task(config.task)
     kept = os.path.exists(permutation_path(workdir))
@@ -817,16 +817,16 @@ CONFIG_FLAGS = {"learning_rate": "--lr"}
 
 def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
     """The paper's configuration of the task and neuron, with the flags that were given
-    applied (:func:`brfjax.tasks.config_for`).
+    applied ([`brfjax.tasks.config_for`][brfjax.tasks.config_for]).
 
     Args:
-        args: from :func:`parse_args`.
+        args: from [`parse_args`][brfjax.train.parse_args].
 
     Returns:
-        The run's :class:`brfjax.tasks.TrainConfig`.
+        The run's [`brfjax.tasks.TrainConfig`][brfjax.tasks.TrainConfig].
 
     Raises:
-        brfjax.tasks.ConfigError: a value out of range (:func:`parse_args` reports it
+        brfjax.tasks.ConfigError: a value out of range ([`parse_args`][brfjax.train.parse_args] reports it
             with the flag).
     """
     overrides = {
@@ -852,7 +852,7 @@ def without_option(argv: Sequence[str], option: str) -> list[str]:
     abbreviated as argparse allows (``--until 3``).
 
     Args:
-        argv: command-line arguments (as :func:`parse_args` accepted them).
+        argv: command-line arguments (as [`parse_args`][brfjax.train.parse_args] accepted them).
         option: the flag to drop, e.g. ``"--until-epoch"``.
 
     Returns:
@@ -894,8 +894,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 done (or stopped at ``--until-epoch``), 1 a failed run and 2 a
-        usage error (:func:`brfjax.cli.exit_status`), or 128 + the signal number when a
-        signal stopped the run (:class:`brfjax.stopping.StopSignals`).
+        usage error ([`brfjax.cli.exit_status`][brfjax.cli.exit_status]), or 128 + the signal number when a
+        signal stopped the run ([`brfjax.stopping.StopSignals`][brfjax.stopping.StopSignals]).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)

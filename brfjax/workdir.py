@@ -1,18 +1,18 @@
 """A run's folder: its configuration record, PS-MNIST permutation, manifest and
 checkpoints (Orbax, verified), read and written so that a run resumes exactly.
 
-A workdir holds ``config.json`` (the run's :class:`brfjax.tasks.TrainConfig`),
+A workdir holds ``config.json`` (the run's [`brfjax.tasks.TrainConfig`][brfjax.tasks.TrainConfig]),
 ``manifest.json`` (seed, versions, data checksums and folder, devices),
 ``permutation.npy`` (PS-MNIST), ``train.lock`` (held by the process training in it),
 ``checkpoints/{latest,best,interrupted}``, ``metrics.csv``, ``tensorboard/`` and, when
 the run is complete, ``results.json``.
 
 A run's identity is checked whenever its workdir is opened for training
-(:func:`open_for_training`), before anything is written: its configuration, the data
+([`open_for_training`][brfjax.workdir.open_for_training]), before anything is written: its configuration, the data
 (by the checksums of the files it started with), the PS-MNIST permutation (by content),
 and that no other process trains in it (``fcntl.flock`` on ``train.lock``, released by
 the operating system when the process ends, however it ends). Readers
-(:func:`load_best`) take no lock; while a run trains they change nothing in its folder.
+([`load_best`][brfjax.workdir.load_best]) take no lock; while a run trains they change nothing in its folder.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -
     Raises:
         UsageError: ``workdir`` is a file, a non-empty folder that is not a workdir, the
             workdir of another configuration (a changed ``--epochs`` is named with the
-            fix), or of another brfjax version (:func:`read_config`).
+            fix), or of another brfjax version ([`read_config`][brfjax.workdir.read_config]).
         TrainingError: its ``config.json`` is damaged.
     """
     path = os.path.join(workdir, checkpoint.CONFIG_FILE)
@@ -165,13 +165,13 @@ def read_config(workdir: str) -> tasks.TrainConfig:
         workdir: the run folder.
 
     Returns:
-        The run's :class:`brfjax.tasks.TrainConfig`.
+        The run's [`brfjax.tasks.TrainConfig`][brfjax.tasks.TrainConfig].
 
     Raises:
         UsageError: ``config.json`` has fields this brfjax does not know: it was written
             by another brfjax version (the message names them and the version).
         TrainingError: ``config.json`` cannot be read, is not JSON, lacks a field that
-            has no default, or holds a value :class:`~brfjax.tasks.TrainConfig` refuses.
+            has no default, or holds a value [`TrainConfig`][brfjax.tasks.TrainConfig] refuses.
     """
     path = os.path.join(workdir, checkpoint.CONFIG_FILE)
 
@@ -324,7 +324,7 @@ def write_manifest(
         workdir: the run folder.
         config: the run's configuration.
         data_checksums: ``{file name: SHA-256}`` of its data files (checked on resume by
-            :func:`check_run_inputs`).
+            [`check_run_inputs`][brfjax.workdir.check_run_inputs]).
         data_dir: the folder they were read from, or None for the default.
         parallel: the devices and processes.
         parameter_count: the network's number of parameters.
@@ -358,7 +358,7 @@ def _lock_holder(fd: int) -> str:
 
 def _try_lock(fd: int, kind: int) -> bool:
     """``flock`` without waiting, tried for a second: a reader's probe
-    (:func:`training_process`) holds a shared lock for a moment."""
+    ([`training_process`][brfjax.workdir.training_process]) holds a shared lock for a moment."""
     for attempt in range(10):
         try:
             fcntl.flock(fd, kind | fcntl.LOCK_NB)
@@ -450,9 +450,9 @@ def open_for_training(
     parallel: DataParallel | None = None,
 ) -> Iterator[None]:
     """Check a workdir for a run and hold it while the run trains: the configuration
-    (:func:`check_workdir`) and the data and permutation (:func:`check_run_inputs`) on
+    ([`check_workdir`][brfjax.workdir.check_workdir]) and the data and permutation ([`check_run_inputs`][brfjax.workdir.check_run_inputs]) on
     every process before anything is written; then process 0 takes the lock
-    (:func:`training_lock`), checks again under it (a run that ended meanwhile may have
+    ([`training_lock`][brfjax.workdir.training_lock]), checks again under it (a run that ended meanwhile may have
     written), and records the configuration of a new run.
 
     Args:
@@ -535,7 +535,7 @@ def run_checkpoints(
             skipped, not moved aside): for reading a workdir in which a run trains.
 
     Returns:
-        A :class:`brfjax.checkpoint.RunCheckpoints`.
+        A [`brfjax.checkpoint.RunCheckpoints`][brfjax.checkpoint.RunCheckpoints].
     """
     _literal_folder_names()
     if parallel is None:
@@ -552,12 +552,12 @@ def load_latest(
 
     Args:
         workdir: the run folder.
-        state: a :class:`brfjax.steps.TrainState` of the run's shapes (the template).
+        state: a [`brfjax.steps.TrainState`][brfjax.steps.TrainState] of the run's shapes (the template).
         parallel: the devices to restore onto; None for one device.
 
     Returns:
         ``{"state": TrainState, **bookkeeping}`` with the keys of
-        :data:`FRESH_BOOKKEEPING`, or None when there is no ``latest`` checkpoint.
+        `FRESH_BOOKKEEPING`, or None when there is no ``latest`` checkpoint.
     """
     restored = run_checkpoints(workdir, parallel).restore_latest(
         {"state": state, **FRESH_BOOKKEEPING}
@@ -591,13 +591,13 @@ def load_best(workdir: str, parallel: DataParallel | None = None) -> BestCheckpo
     Returns:
         The model (portable products), variables, configuration and epoch.
 
-    While a run trains in the workdir (:func:`training_process`), it is read without
+    While a run trains in the workdir ([`training_process`][brfjax.workdir.training_process]), it is read without
     changing anything: a checkpoint being written is skipped and the previous one read.
 
     Raises:
         CheckpointError: not a workdir, no complete best checkpoint yet, or parameters
-            a network cannot run with (:func:`brfjax.interop.check_parameters`).
-        UsageError: the workdir of another brfjax version (:func:`read_config`).
+            a network cannot run with ([`brfjax.interop.check_parameters`][brfjax.interop.check_parameters]).
+        UsageError: the workdir of another brfjax version ([`read_config`][brfjax.workdir.read_config]).
         TrainingError: a damaged ``config.json``.
     """
     config_path = os.path.join(workdir, checkpoint.CONFIG_FILE)
@@ -621,7 +621,7 @@ def best_variables(
 
     Args:
         workdir: the run folder, for the message.
-        checkpoints: its checkpoint manager (:func:`run_checkpoints`).
+        checkpoints: its checkpoint manager ([`run_checkpoints`][brfjax.workdir.run_checkpoints]).
         params_template: parameters of the run's shapes.
         constants: the non-trainable collections (masks), added to the variables.
 
