@@ -4,6 +4,7 @@ package namespace exports what the docs promise."""
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -16,12 +17,16 @@ import brfjax
 @pytest.mark.skipif(
     importlib.util.find_spec("mkdocs") is None, reason='needs the docs extra: pip install ".[docs]"'
 )
-def test_docs_build_strictly_and_every_tutorial_runs(tmp_path):
-    # the tutorials read the published models shipped in the package: no ../shared needed
+@pytest.mark.parametrize("where", ["repository", "plain clone"])
+def test_docs_build_strictly_and_every_tutorial_runs(tmp_path, where):
+    # in the repository (with ../shared beside it where it is at hand) and in a copy of the
+    # repository's files with no ../shared beside it, as from a plain clone: the tutorials
+    # read the published models shipped in the package
+    folder = REPO if where == "repository" else plain_clone(tmp_path / "clone")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     build = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=REPO,
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
@@ -33,6 +38,10 @@ def test_docs_build_strictly_and_every_tutorial_runs(tmp_path):
     assert "equal: True" in streaming  # the executed output is on the page
     figure_page = (tmp_path / "site" / "concepts" / "brf-neuron" / "index.html").read_text()
     assert figure_page.count("<svg") >= 2
+    # equations are MathML written by the build (docs/hooks.py), no TeX left for a script
+    assert figure_page.count("<math") >= 20
+    assert "\\[" not in figure_page and "\\(" not in figure_page
+    assert "mathjax" not in figure_page.lower()
     # the results page includes the tables experiments/summarize_runs.py writes
     results = (tmp_path / "site" / "results" / "index.html").read_text()
     summary = REPO / "experiments" / "results" / "summary"
@@ -40,6 +49,24 @@ def test_docs_build_strictly_and_every_tutorial_runs(tmp_path):
         first_row = (summary / name).read_text().splitlines()[2]
         assert first_row.split(" | ")[1] in results, name
     assert "--8&lt;--" not in results and "--8<--" not in results
+
+
+def plain_clone(folder):
+    """The repository's files (tracked or new, as in the working tree) copied into
+    ``folder``, whose parent holds no ``shared``: what a clone of the repository has."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():  # a deleted file is still listed until it is committed
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    assert not (folder.parent / "shared").exists()
+    return folder
 
 
 def test_every_public_name_resolves_and_is_documented():
