@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
@@ -133,10 +134,12 @@ class ProgressBar:
 
     ``epoch 1/2:  67%|######6   | 2/3 [00:01<00:00,  1.90batch/s, loss    0.6931  acc     50.00  rate   0.01230]``
 
-    Drawn only on a terminal: where ``stream`` is not one (a log file, a pipe) nothing
-    is written, and the caller's one line per epoch is the log. ``enabled=False`` draws
-    nothing anywhere (processes other than the first of a multi-process run). The bar
-    ends (its last state stays on screen) with the update that reaches ``total``.
+    Drawn only on a terminal. Where ``stream`` is not one (a log file, a pipe) it writes
+    one plain line at most every ``log_interval`` seconds instead
+    (``epoch 3/300: batch 120/211, loss 0.6931  acc 50.00 ...``), so that a long epoch
+    shows progress, and the caller's one line per epoch ends it. ``enabled=False``
+    writes nothing anywhere (processes other than the first of a multi-process run).
+    The bar ends (its last state stays on screen) with the update that reaches ``total``.
 
     Args:
         total: number of updates (batches) in the bar.
@@ -144,6 +147,8 @@ class ProgressBar:
         stream: where to draw; default ``sys.stderr`` at the time of the call.
         enabled: False to draw nothing.
         initial: updates already done (an epoch resumed part-way).
+        log_interval: seconds between the plain lines written where ``stream`` is not a
+            terminal.
     """
 
     def __init__(
@@ -153,17 +158,24 @@ class ProgressBar:
         stream: TextIO | None = None,
         enabled: bool = True,
         initial: int = 0,
+        log_interval: float = 60.0,
     ):
+        stream = sys.stderr if stream is None else stream
         # disable=None: tqdm draws only where stream.isatty() is True
         self._bar = tqdm(
             total=total,
             desc=label,
-            file=sys.stderr if stream is None else stream,
+            file=stream,
             unit="batch",
             disable=None if enabled else True,
             dynamic_ncols=True,
             initial=initial,
         )
+        terminal = getattr(stream, "isatty", lambda: False)()
+        self._log = stream if enabled and not terminal else None
+        self._label, self._total, self._done = label, total, initial
+        self._interval = log_interval
+        self._last = time.monotonic()
 
     def update(self, **values: float) -> None:
         """Advance the bar by one.
@@ -176,6 +188,18 @@ class ProgressBar:
         self._bar.update()
         if self._bar.n >= self._bar.total:
             self._bar.close()
+        self._done += 1
+        now = time.monotonic()
+        if (
+            self._log is not None
+            and self._done < self._total
+            and now - self._last >= self._interval
+        ):
+            self._last = now
+            self._log.write(
+                f"{self._label}: batch {self._done}/{self._total}, {stats_text(values)}\n"
+            )
+            self._log.flush()
 
 
 def stats_text(values: dict) -> str:

@@ -88,6 +88,18 @@ def test_progress_bar_draws_nothing_when_disabled_or_not_on_a_terminal():
         assert stream.getvalue() == ""
 
 
+def test_progress_is_a_plain_line_per_interval_in_a_log():
+    log = io.StringIO()
+    bar = summaries.ProgressBar(3, "epoch 2/5", stream=log, log_interval=0.0)
+    for step in range(3):
+        bar.update(loss=0.5, acc=50.0)
+    # one line per batch but the last (the epoch's own line follows it), no bar drawing
+    assert log.getvalue().splitlines() == [
+        "epoch 2/5: batch 1/3, loss    0.5000  acc     50.00",
+        "epoch 2/5: batch 2/3, loss    0.5000  acc     50.00",
+    ]
+
+
 def test_progress_statistics_keep_their_width():
     values = [(2.302585, 9.5, 0.0012), (0.05, 100.0, 0.5), (12.5, 0.0, 3.2e-5), (1e-7, 99.99, 0.01)]
     texts = [
