@@ -1,6 +1,7 @@
 """MkDocs hooks: make ``docs/figures.py`` importable from the executed pages, draw
-figures without a display, and render the pages' equations to MathML at build time (the
-site needs no script and no network to show them)."""
+figures without a display, render the pages' equations to MathML at build time (the
+site needs no script and no network to show them), and link the docs pages that the
+docstrings name as paths (``docs/numerics.md``)."""
 
 import html
 import logging
@@ -49,9 +50,28 @@ def _render_titles(items, where):
         _render_titles(item.children, where)
 
 
+# a docs page named in a docstring or a code span, e.g. `docs/numerics.md`
+_DOCS_PATH = re.compile(r"<code>docs/(?P<path>[\w./-]+?)\.md(?P<anchor>#[\w-]+)?</code>")
+
+
+def _link_docs_paths(content, page, files):
+    """Code spans that name a page of the site (``docs/numerics.md``) become links to it."""
+
+    def replace(match):
+        target = files.get_file_from_path(f"{match['path']}.md")
+        if target is None:
+            return match[0]
+        depth = page.url.count("/")
+        href = "../" * depth + target.url + (match["anchor"] or "")
+        return f'<a href="{href}">{match[0]}</a>'
+
+    return _DOCS_PATH.sub(replace, content)
+
+
 def on_page_content(content, page, config, files):
-    del config, files
+    del config
     where = page.file.src_uri
+    content = _link_docs_paths(content, page, files)
 
     def replace(match):
         display = match["display"] is not None
