@@ -14,6 +14,14 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pathlib  # noqa: E402
 
+import hypothesis  # noqa: E402
+
+# the property-based tests draw the same examples on every run, so that CI is
+# reproducible; `pytest --hypothesis-profile=explore` draws new ones to look for more
+hypothesis.settings.register_profile("default", derandomize=True, deadline=None)
+hypothesis.settings.register_profile("explore", derandomize=False, deadline=None)
+hypothesis.settings.load_profile("default")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

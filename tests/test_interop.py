@@ -122,7 +122,8 @@ def test_all_shipped_checkpoints_are_covered():
 # a small BRF network's state dict, as published files hold them
 _NET = models.build_network("brf", 5, 3)
 _X = np.full((6, 2, 4), 100.0, np.float32)
-_STATE_DICT = interop.variables_to_reference(_NET.init(jax.random.PRNGKey(0), _X), "brf")
+_VARIABLES = _NET.init(jax.random.PRNGKey(0), _X)
+_STATE_DICT = interop.variables_to_reference(_VARIABLES, "brf")
 
 
 def _tamper(state_dict, draw):
@@ -156,10 +157,10 @@ def _tamper(state_dict, draw):
     return state_dict
 
 
-@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.settings(max_examples=20)
 @hypothesis.given(data=st.data())
 def test_a_damaged_checkpoint_loads_and_runs_or_is_refused_in_one_line(tmp_path_factory, data):
-    """Random defects in a checkpoint file: it loads and the network runs on finite
+    """Random defects in a checkpoint file: it loads as the network's variables of usable
     numbers, or it is refused with one CheckpointError; never another exception."""
     state_dict = _tamper(_STATE_DICT, data.draw)
     path = tmp_path_factory.mktemp("ckpt") / "model.npz"
@@ -169,6 +170,8 @@ def test_a_damaged_checkpoint_loads_and_runs_or_is_refused_in_one_line(tmp_path_
     except interop.CheckpointError as error:
         assert str(error) and "\n" not in str(error)
         return
-    out = jax.eval_shape(model.apply, variables, _X)
-    assert out.readouts.shape == (6, 2, 3)
+    # what loads is the network's tree, of usable numbers
+    assert jax.tree_util.tree_map(np.shape, variables) == jax.tree_util.tree_map(
+        np.shape, _VARIABLES
+    )
     assert not interop.parameter_problems(variables["params"], "brf")

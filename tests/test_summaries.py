@@ -91,7 +91,7 @@ def test_progress_bar_draws_nothing_when_disabled_or_not_on_a_terminal():
 def test_progress_is_a_plain_line_per_interval_in_a_log():
     log = io.StringIO()
     bar = summaries.ProgressBar(3, "epoch 2/5", stream=log, log_interval=0.0)
-    for step in range(3):
+    for _ in range(3):
         bar.update(loss=0.5, acc=50.0)
     # one line per batch but the last (the epoch's own line follows it), no bar drawing
     assert log.getvalue().splitlines() == [
