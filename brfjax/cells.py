@@ -227,8 +227,8 @@ class SpikingCell(nn.RNNCellBase):
 
         Raises:
           ValueError: ``mask_prob > 0`` for a cell with ``recurrent=False`` (nothing to
-            prune), or ``mask_prob > 0`` but the ``"mask"`` collection is not visible (the
-            message gives the ``nn.RNN(..., variable_broadcast=...)`` fix); or from
+            prune), or ``mask_prob > 0`` but the variables hold no mask (the message gives
+            the fix); or from
             [`neuron_parameters`][brfjax.cells.SpikingCell.neuron_parameters].
         """
         if self.mask_prob > 0.0 and not self.recurrent:
@@ -238,23 +238,9 @@ class SpikingCell(nn.RNNCellBase):
             )
         width = in_features + (self.features if self.recurrent else 0)
         kernel = _float32_param(self, "kernel", self.kernel_init, (width, self.features))
-        if self.mask_prob > 0.0 and not (
-            self.is_initializing() or self.has_variable("mask", "mask")
-        ):
-            raise ValueError(
-                f"the pruning mask of this cell (mask_prob={self.mask_prob}, collection 'mask') is not visible here: "
-                "pass the 'mask' collection with the variables and, under nn.RNN or nn.scan, broadcast it: "
-                "nn.RNN(cell, variable_broadcast=('params', 'mask'))"
-            )
         if self.mask_prob > 0.0:
-            self.variable(
-                "mask",
-                "mask",
-                lambda: pruning_mask(
-                    self.make_rng("params"), in_features, self.features, self.mask_prob
-                ),
-            )
-        if self.has_variable("mask", "mask"):
+            kernel = self._pruned(kernel, in_features)
+        elif self.has_variable("mask", "mask"):
             kernel = kernel * self.get_variable("mask", "mask")
         bias = (
             _float32_param(self, "bias", self.bias_init, (self.features,))
@@ -264,6 +250,36 @@ class SpikingCell(nn.RNNCellBase):
         model = neurons.get_neuron(self.neuron)
         coefficients = model.coefficients(*self.neuron_parameters(), exact=self.exact)
         return coefficients, kernel, bias
+
+    @nn.nowrap
+    def _pruned(self, kernel: jax.Array, in_features: int) -> jax.Array:
+        """``kernel`` times the pruning mask, declared where the variables can hold it.
+
+        The mask is its own collection ``"mask"`` (never trained, not a parameter) wherever
+        that collection is visible: a network, a layer, or ``nn.RNN`` with
+        ``variable_broadcast=("params", "mask")``. Under ``nn.RNN``, ``nn.scan`` or
+        ``nn.vmap`` with only the parameters broadcast (their default), it is kept among
+        the parameters (``params/.../mask``, 0 and 1) and used through a stop-gradient of
+        ``mask != 0``: its gradient is zero, so an optimizer never changes which weights
+        are pruned.
+        """
+
+        def draw(key):
+            return pruning_mask(key, in_features, self.features, self.mask_prob)
+
+        if self.has_variable("mask", "mask") or (
+            self.is_initializing() and self.is_mutable_collection("mask")
+        ):
+            mask = self.variable("mask", "mask", lambda: draw(self.make_rng("params"))).value
+            return kernel * mask
+        if self.has_variable("params", "mask") or self.is_initializing():
+            kept = self.param("mask", draw)
+            return kernel * jax.lax.stop_gradient((kept != 0).astype(jnp.float32))
+        raise ValueError(
+            f"the pruning mask of this cell (mask_prob={self.mask_prob}) is not in its variables: pass "
+            "the 'mask' collection with them (variables = {'params': ..., 'mask': ...}) and, under "
+            "nn.RNN or nn.scan, broadcast it: nn.RNN(cell, variable_broadcast=('params', 'mask'))"
+        )
 
     @nn.nowrap
     def scan_spec(self) -> scan.ScanSpec:

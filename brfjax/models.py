@@ -511,6 +511,11 @@ def count_parameters(params: Any) -> int:
       params: a pytree of arrays, e.g. ``variables["params"]``.
 
     Returns:
-      The total number of elements (ECG network 4-36-6: 1,734).
+      The total number of elements (ECG network 4-36-6: 1,734), leaves named ``mask``
+      excluded (a masked cell under plain ``nn.RNN`` keeps its mask beside its parameters).
     """
-    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
+    return sum(
+        int(leaf.size)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if getattr(path[-1], "key", None) != "mask"
+    )

@@ -307,13 +307,8 @@ def train_epoch(
             batch = device_batch(parallel, task, model, data.train, indices, data.permutation)
             state, result = train_step(state, batch.inputs, batch.targets, lr, None, batch.weights)
             loss, sums, health = float(result.loss), result.sums, np.asarray(result.health)
-        if not math.isfinite(loss):
-            problems = parameter_problems(state.params, config.neuron)
-            raise TrainingError(
-                f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}"
-                + (f" ({'; '.join(problems)})" if problems else "")
-                + "; the run stops here, the best checkpoint is unchanged (lower --lr or check the data)"
-            )
+        # the step's health counts name the cause (an unstable neuron, a non-finite state),
+        # so they are reported before the loss they made non-finite
         if np.any(health > 0):
             counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
             problems = parameter_problems(state.params, config.neuron) if health[2] > 0 else []
@@ -322,6 +317,13 @@ def train_epoch(
                 f"unusable network in epoch {epoch_index + 1}, step {step + 1}: {cause}{counts}"
                 + (f" ({'; '.join(problems)})" if problems else "")
                 + "; the run stops here, the checkpoints are unchanged (lower --lr, or check the initial parameters)"
+            )
+        if not math.isfinite(loss):
+            problems = parameter_problems(state.params, config.neuron)
+            raise TrainingError(
+                f"non-finite training loss ({loss}) in epoch {epoch_index + 1}, step {step + 1}"
+                + (f" ({'; '.join(problems)})" if problems else "")
+                + "; the run stops here, the best checkpoint is unchanged (lower --lr or check the data)"
             )
         problems = (
             parameter_problems(state.params, config.neuron) if step == len(batches) - 1 else []

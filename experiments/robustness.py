@@ -197,7 +197,9 @@ class PerturbedEvalStep:
         readouts = readouts[self.model.sub_seq_length :]
         if self.model.label_last:
             readouts = readouts[-1:]
-        return metrics.batch_sums(readouts, targets, counts, self.objective)
+        # per-term readout differences: the loss is summed on the host in float64, as
+        # brfjax.evaluate does, so the clean level's loss is evaluate's to the bit
+        return metrics.batch_sums(readouts, targets, counts, self.objective, per_term=True)
 
     def __call__(self, perturbation: Perturbation, inputs, targets, batch_index: int):
         key = jax.random.fold_in(perturbation.key, batch_index)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from brfjax import cells, neurons
+from brfjax import cells, models, neurons
 
 
 @pytest.mark.parametrize("name", sorted(cells.CELLS))
@@ -211,7 +211,26 @@ def test_cells_under_nn_rnn_nn_scan_and_nn_vmap_give_the_networks_results(name, 
     same(new.u.reshape(4, -1), expected.u[0])
 
 
-def test_a_cells_mask_that_is_not_broadcast_gets_one_error_naming_the_fix():
-    _, _, cell, cell_variables, x = network_and_cell("brf", {"mask_prob": 0.5})
+def test_a_masked_cell_under_plain_nn_rnn_keeps_its_mask_with_the_parameters():
+    net, variables, cell, cell_variables, x = network_and_cell("brf", {"mask_prob": 0.5})
+    rnn = nn.RNN(cell, time_major=True)  # only the parameters broadcast, Flax's default
+    own = rnn.init(jax.random.PRNGKey(1), x)
+    mask = own["params"]["cell"]["mask"]
+    assert set(np.unique(mask)) == {0.0, 1.0} and (mask[:3] == 1).all()  # inputs never pruned
+    # the same mask as the network's own collection gives the network's spikes
+    params = {key: value for key, value in own["params"]["cell"].items() if key != "mask"}
+    network_variables = {
+        "params": {"hidden": params, "readout": variables["params"]["readout"]},
+        "mask": {"hidden": {"mask": mask}},
+    }
+    np.testing.assert_array_equal(rnn.apply(own, x), net.apply(network_variables, x).trajectory.z)
+    # its gradient is zero: an optimizer never changes which weights are pruned
+    grads = jax.grad(lambda p: jnp.sum(rnn.apply({"params": p}, x)))(own["params"])
+    assert not np.asarray(grads["cell"]["mask"]).any()
+    assert not np.asarray(grads["cell"]["kernel"])[np.asarray(mask) == 0].any()
+    # the mask is not a parameter
+    assert models.count_parameters(own["params"]) == models.count_parameters(params)
+    assert models.count_parameters(params) == sum(v.size for v in jax.tree.leaves(params))
+    # a network's variables without their mask collection get one error naming the fix
     with pytest.raises(ValueError, match=r"variable_broadcast=\('params', 'mask'\)"):
-        nn.RNN(cell, time_major=True).apply(under("cell", cell_variables), x)
+        rnn.apply(under("cell", {"params": cell_variables["params"]}), x)

@@ -183,7 +183,9 @@ def test_tfds_backend_without_the_package_names_the_extra(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
-    with pytest.raises(DataError, match=r"pip install 'brfjax\[tfds\]'"):
+    with pytest.raises(
+        DataError, match=r"brfjax\[tfds\]\): from a clone of brfjax, pip install '\.\[tfds\]'"
+    ):
         mnist.load_mnist("test", backend="tfds")
     with pytest.raises(DataError, match="unknown MNIST backend"):
         mnist.load_mnist("test", backend="torchvision")
