@@ -110,7 +110,7 @@ def recorded_identity(path: str) -> dict | None:
     if not os.path.isfile(config_path):
         return None
     config = workdir.read_config(path)
-    task = tasks.get_task(config.task)
+    task = tasks.task_of(config)
     try:
         tasks.check_neuron(config.neuron)
     except ValueError as error:
@@ -197,6 +197,32 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> LoadedC
     return LoadedCheckpoint(model, variables, None, None, None)
 
 
+def checkpoint_task(task_name: str, path: str) -> tasks.TaskSpec:
+    """The task a command reads a checkpoint for: a paper task by name, or the recorded
+    task of a run on your own sequences (its workdir's ``config.json``).
+
+    Args:
+      task_name: a task name, or ``"sequences"``.
+      path: the checkpoint (a workdir for ``"sequences"``).
+
+    Returns:
+      The [`brfjax.tasks.TaskSpec`][brfjax.tasks.TaskSpec].
+
+    Raises:
+      ValueError: an unknown task name.
+      brfjax.interop.CheckpointError: ``"sequences"`` with a path that is not a workdir.
+    """
+    if task_name != tasks.SEQUENCES:
+        return tasks.get_task(task_name)
+    if not os.path.isdir(path):
+        raise interop.CheckpointError(
+            f"{path!r} is not a workdir: a network trained on your own sequences is read from "
+            "its workdir (python -m brfjax.train --data ... --workdir DIR), whose config.json "
+            "records the sequences' shape"
+        )
+    return tasks.task_of(workdir.read_config(path))
+
+
 def best_checkpoint_note(path: str, best_epoch: int | None, epochs: int | None) -> str | None:
     """The line a command prints (on stderr) about the checkpoint of a workdir it read.
 
@@ -235,7 +261,9 @@ def evaluate_checkpoint(
       task_name: ``"smnist"``, ``"psmnist"``, ``"ecg"``, ``"shd"`` or ``"ssc"``.
       neuron: the hidden neuron's name or import path.
       path: a reference ``.npz`` state dict or a brfjax workdir.
-      data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md).
+      data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md);
+        for a run on your own sequences (``task_name`` ``"sequences"``, ``path`` its
+        workdir), ``{"test": path}`` or None for the test file it was trained with.
       batch_size: samples per batch; None for the original test batch size.
       permutation_file: a PS-MNIST permutation ``.npy`` (or ``"identity"``) overriding
         the workdir's, or None.
@@ -253,9 +281,11 @@ def evaluate_checkpoint(
       brfjax.interop.CheckpointError: see [`load_for_evaluation`][brfjax.evaluate.load_for_evaluation].
       brfjax.data.DataError: missing or damaged data files.
     """
-    task = tasks.get_task(task_name)
+    task = checkpoint_task(task_name, path)
     tasks.check_neuron(neuron)
     model, variables, permutation, best_epoch, epochs = load_for_evaluation(task, neuron, path)
+    if task.source == tasks.SEQUENCES and data_dir is None:
+        data_dir = workdir.recorded_files(path)  # the files the run was trained on
     if permutation_file is not None:
         permutation = mnist.load_permutation(permutation_file)
     if task.permuted and permutation is None:
@@ -401,6 +431,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_checkpoint_arguments(parser)
     parser.add_argument("--data-dir", default=None, help="folder with the task's data files")
     parser.add_argument(
+        "--data",
+        metavar="FILE",
+        help="a network trained on your own sequences: the test sequences (a file with top-level "
+        "arrays or a test/ prefix; default: the test file of its training run)",
+    )
+    parser.add_argument(
         "--permutation",
         default=None,
         help="PS-MNIST pixel permutation (.npy) of a reference model, or 'identity' for pixel order "
@@ -433,6 +469,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     check_checkpoint_argument(parser, args)
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
+    if args.data is not None and args.task != tasks.SEQUENCES:
+        parser.error(
+            f"--data applies to a network trained on your own sequences; {args.checkpoint!r} "
+            f"holds a {args.task} network (use --data-dir for its task's files)"
+        )
+    if args.data is not None and not os.path.isfile(args.data):
+        parser.error(
+            f"--data {args.data!r} is not a file; pass the .npz or .h5 file of the test sequences"
+        )
+    if args.data_dir is not None and args.task == tasks.SEQUENCES:
+        parser.error(
+            "--data-dir applies to the paper's tasks; pass --data FILE for your own sequences"
+        )
     return args
 
 
@@ -450,11 +499,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parallel_module.use_every_core(args.devices or 1)  # CPU: batches split over one device per core
     try:
         parallel = DataParallel(args.devices)
+        data = args.data_dir if args.data is None else {"test": os.path.abspath(args.data)}
         stats = evaluate_checkpoint(
             args.task,
             args.neuron,
             args.checkpoint,
-            args.data_dir,
+            data,
             args.batch_size,
             args.permutation,
             args.mnist_backend,

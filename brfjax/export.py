@@ -60,6 +60,8 @@ TASK_INPUTS = {
     "ecg": "the 4 spike channels (0 or 1) of the ECG-QTDB encoding as brfjax.data.ecg loads them",
     "shd": "spikes (0 or 1) of 700 channels in 250 bins of 4 ms as brfjax.data.shd bins them",
     "ssc": "spikes (0 or 1) of 700 channels in 250 bins of 4 ms as brfjax.data.shd bins them",
+    "sequences": "your own sequences as float32, as brfjax.data.sequences loads them "
+    "(dense inputs as stored, events as 0 or 1 per unit and bin of dt)",
 }
 TASK_INPUT_RANGE = (0.0, 1.0)  # every task's inputs lie in [0, 1]
 
@@ -109,7 +111,7 @@ def export_network(
     platforms: Sequence[str] = ("cpu",),
     *,
     permutation: np.ndarray | None = None,
-    task: str | None = None,
+    task: str | tasks.TaskSpec | None = None,
 ) -> Program:
     """``jax.export`` of the network's forward pass, with its input contract.
 
@@ -134,7 +136,8 @@ def export_network(
       permutation: the integer time order ``(T,)`` the network was trained with
         (PS-MNIST's pixel permutation), applied inside the program and recorded by its
         SHA-256; None for none.
-      task: the task the network was trained for (a name of `brfjax.tasks.TASKS`),
+      task: the task the network was trained for (a name of `brfjax.tasks.TASKS`, or the
+        [`brfjax.tasks.TaskSpec`][brfjax.tasks.TaskSpec] of a run on your own sequences),
         whose input encoding and range the metadata then records and whose sizes
         ``num_steps`` and ``input_size`` must be; a permuted task (``"psmnist"``)
         requires ``permutation``. None: a network of no task.
@@ -161,7 +164,7 @@ def export_network(
     ):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    spec = None if task is None else tasks.get_task(task)
+    spec = task if isinstance(task, tasks.TaskSpec) or task is None else tasks.get_task(task)
     if spec is not None:
         if (num_steps, input_size) != (spec.num_steps, spec.input_size):
             raise ValueError(
@@ -227,7 +230,9 @@ def _contract(model, num_steps, input_size, batch_size, platforms, order, spec) 
         "input_shape": _ordered(model.time_major, num_steps, batch, input_size),
         "input_dtype": INPUT_DTYPE,
         "input_encoding": None if spec is None else TASK_INPUTS[spec.source],
-        "input_range": None if spec is None else list(TASK_INPUT_RANGE),
+        "input_range": None
+        if spec is None or spec.source == tasks.SEQUENCES
+        else list(TASK_INPUT_RANGE),
         "permutation": None
         if order is None
         else {
@@ -484,7 +489,8 @@ def check_metadata(exported: jax.export.Exported, metadata, source: str = "the p
         raise _refuse(source, f"its metadata field 'permutation' is {permutation!r}")
     task = metadata["task"]
     if task is not None and (
-        task not in tasks.TASKS or tasks.TASKS[task].permuted != (permutation is not None)
+        (task not in tasks.TASKS and task != tasks.SEQUENCES)
+        or (task in tasks.TASKS and tasks.TASKS[task].permuted != (permutation is not None))
     ):
         raise _refuse(
             source,
@@ -717,8 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       ``error:`` line); usage errors exit with status 2 from [`parse_args`][brfjax.export.parse_args].
     """
     args = parse_args(argv)
-    task = tasks.get_task(args.task)
     try:
+        task = evaluate.checkpoint_task(args.task, args.checkpoint)
         loaded = evaluate.load_for_evaluation(task, args.neuron, args.checkpoint)
     except cli.ERRORS as error:
         return cli.report(error)
@@ -753,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.batch_size,
         args.platforms,
         permutation=permutation,
-        task=task.name,
+        task=task,
     )
     # the file a converted checkpoint came from (the other fields of its identity record
     # are the program's own)

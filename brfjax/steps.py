@@ -357,7 +357,7 @@ def init_state(
     Raises:
       ValueError: an unknown ``config.task``.
     """
-    task = tasks.get_task(config.task)
+    task = tasks.task_of(config)
     dummy = jnp.zeros((1, 1, task.input_size), jnp.float32)
     variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed), dummy)
     params = variables["params"]

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from brfjax import cells, metrics, models, neurons, scan
-from brfjax.data import DataUsageError, SequenceData, ecg, mnist, shd
+from brfjax.data import DataUsageError, SequenceData, ecg, mnist, sequences, shd
 
 NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
 
@@ -39,6 +40,10 @@ class TaskSpec:
       permuted: the pixels are fed in a fixed random order (PS-MNIST).
       alif_sub_seq_length: leading steps run but not scored for ALIF (0 otherwise).
       eval_batch_sizes: (validation, test) batch sizes of the original scripts.
+      protocol: the paper task whose training rows ([`config_for`][brfjax.tasks.config_for])
+        this task takes; ``""`` for the paper's tasks (their own rows). A task made from
+        your own files ([`sequence_task`][brfjax.tasks.sequence_task]) takes ECG's rows
+        (labels per step) or SHD's (one label per sequence).
     """
 
     name: str
@@ -52,6 +57,12 @@ class TaskSpec:
     permuted: bool
     alif_sub_seq_length: int
     eval_batch_sizes: tuple[int, int]
+    protocol: str = ""
+
+    @property
+    def rows(self) -> str:
+        """The name of the paper task whose rows of Table 3 configure this task."""
+        return self.protocol or self.name
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -71,6 +82,52 @@ TASKS: dict[str, TaskSpec] = {
 TASKS["ssc"] = dataclasses.replace(
     TASKS["shd"], name="ssc", source="ssc", num_classes=shd.SSC.num_classes
 )
+
+
+# the task of a run on your own files (brfjax.data.sequences): its shape is read off the
+# files and recorded in the run's configuration (TrainConfig.task_spec)
+SEQUENCES = "sequences"
+
+
+def sequence_task(shape: sequences.SequenceShape) -> TaskSpec:
+    """The task of your own sequences: their shape, and the protocol of the paper's closest
+    task: ECG's (network of 36, its rows, ALIF's 10 unscored leading steps) for labels per
+    step, SHD's (128, its rows) for one label per sequence. Every step is scored
+    (``label_last`` False) and nothing is permuted.
+
+    Args:
+      shape: the files' shape ([`brfjax.data.sequences.describe`][brfjax.data.sequences.describe]).
+
+    Returns:
+      A [`TaskSpec`][brfjax.tasks.TaskSpec] named ``"sequences"`` with source ``"sequences"``.
+    """
+    closest = TASKS["ecg"] if shape.per_step else TASKS["shd"]
+    return TaskSpec(
+        name=SEQUENCES,
+        source=SEQUENCES,
+        input_size=int(shape.input_size),
+        hidden_size=closest.hidden_size,
+        num_classes=int(shape.num_classes),
+        num_steps=int(shape.num_steps),
+        objective=closest.objective,
+        label_last=False,
+        permuted=False,
+        alif_sub_seq_length=closest.alif_sub_seq_length,
+        eval_batch_sizes=closest.eval_batch_sizes,
+        protocol=closest.name,
+    )
+
+
+def task_of(config: TrainConfig) -> TaskSpec:
+    """The task of a run: a paper task by name, or the recorded task of your own files.
+
+    Args:
+      config: the run.
+
+    Returns:
+      ``config.task_spec`` for a run on your own files, else ``TASKS[config.task]``.
+    """
+    return config.task_spec if config.task_spec is not None else get_task(config.task)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -129,7 +186,10 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
 
 
 def load_split(
-    task: TaskSpec, split: str, data_dir: str | None = None, mnist_backend: str = "idx"
+    task: TaskSpec,
+    split: str,
+    data_dir: str | Mapping[str, str] | None = None,
+    mnist_backend: str = "idx",
 ) -> SequenceData:
     """The raw ``train``, ``test`` or (SSC) ``valid`` split (batch-major, see the data modules).
 
@@ -137,7 +197,9 @@ def load_split(
       task: the task; its ``source`` picks the loader.
       split: ``"train"`` or ``"test"``; ``"valid"`` where [`has_validation_file`][brfjax.tasks.has_validation_file].
       data_dir: the folder with the task's files; None for the default location
-        (docs/how-to/offline-data.md).
+        (docs/how-to/offline-data.md). For your own files (task ``"sequences"``): the
+        files by split ([`brfjax.data.sequences.split_files`][brfjax.data.sequences.split_files]),
+        which must hold sequences of the task's shape.
       mnist_backend: ``"idx"`` (the IDX files) or ``"tfds"``, for MNIST only.
 
     Returns:
@@ -147,6 +209,9 @@ def load_split(
       brfjax.data.DataUsageError: ``data_dir`` is not a folder, or a loader's usage error.
       brfjax.data.DataError: missing or damaged files (from the loaders).
     """
+    if task.source == SEQUENCES:
+        files = sequence_files(task, data_dir)
+        return sequences.load(files, split, sequences.describe(files))
     if data_dir is not None and mnist_backend != "tfds" and not os.path.isdir(data_dir):
         raise DataUsageError(
             f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files"
@@ -157,16 +222,62 @@ def load_split(
     return loader(split, data_dir)
 
 
-def has_validation_file(task: TaskSpec) -> bool:
-    """Whether the task's data has an official validation split, ``"valid"`` (SSC); the
-    others hold ``val_fraction`` of ``"train"`` out ([`brfjax.data.pipeline.train_val_split`][brfjax.data.pipeline.train_val_split]).
+def sequence_files(task: TaskSpec, files) -> dict[str, str]:
+    """Check that ``files`` hold sequences of ``task``'s shape (a run on your own files
+    resumed, evaluated or compared with other files).
+
+    Args:
+      task: a task of your own files ([`sequence_task`][brfjax.tasks.sequence_task]).
+      files: ``{split: path}`` ([`brfjax.data.sequences.split_files`][brfjax.data.sequences.split_files]).
+
+    Returns:
+      ``files`` as a dict.
+
+    Raises:
+      brfjax.data.DataUsageError: no files, or files of another shape (input width,
+        steps or kind of labels, or labels of more classes), named with both shapes.
+    """
+    if not isinstance(files, Mapping):
+        raise DataUsageError(
+            "a run on your own sequences needs its data files: pass --data FILE "
+            "(and --test-data / --val-data), or split_files(...) in Python"
+        )
+    files = dict(files)
+    found = sequence_task(sequences.describe(files))
+    # a test file alone may lack the highest classes: its labels only need to fit the network
+    if found.num_classes < task.num_classes:
+        found = dataclasses.replace(found, num_classes=task.num_classes)
+    if found != task:
+
+        def shape(spec):
+            labels = (
+                "labels per step"
+                if spec.objective == metrics.PER_STEP
+                else "one label per sequence"
+            )
+            return f"{spec.input_size} inputs x {spec.num_steps} steps, {spec.num_classes} classes, {labels}"
+
+        raise DataUsageError(
+            f"the files {sorted(set(files.values()))} hold {shape(found)}; the network was made for "
+            f"{shape(task)}: pass files of that shape, or train a new run on these"
+        )
+    return files
+
+
+def has_validation_file(task: TaskSpec, data_dir=None) -> bool:
+    """Whether the task's data has an official validation split, ``"valid"`` (SSC, or your
+    own files with a validation file); the others hold ``val_fraction`` of ``"train"`` out
+    ([`brfjax.data.pipeline.train_val_split`][brfjax.data.pipeline.train_val_split]).
 
     Args:
       task: the task.
+      data_dir: for your own files, ``{split: path}``; unused otherwise.
 
     Returns:
-      True for SSC.
+      True for SSC, and for your own files with a ``"valid"`` split.
     """
+    if task.source == SEQUENCES:
+        return isinstance(data_dir, Mapping) and "valid" in data_dir
     return task.source in shd.DATASETS and shd.DATASETS[task.source].has_validation_file
 
 
@@ -254,6 +365,8 @@ class TrainConfig:
       hidden_sizes: the hidden neurons of each spiking layer, first layer first (e.g.
         ``(128, 128)``: a stack of two); None for the paper's network, one layer of the
         task's ``hidden_size`` (`hidden_sizes`).
+      task_spec: the task of a run on your own files (``task == "sequences"``,
+        [`sequence_task`][brfjax.tasks.sequence_task]); None for the paper's tasks.
 
     Raises:
       ConfigError: a field out of range or of the wrong type, named in one line
@@ -281,6 +394,7 @@ class TrainConfig:
     products: str = "fast"
     backward: str = "manual"
     hidden_sizes: tuple[int, ...] | None = None
+    task_spec: TaskSpec | None = None
 
     def __post_init__(self):
         """Check every field ([`check_config`][brfjax.tasks.check_config]).
@@ -333,6 +447,11 @@ class TrainConfig:
         for key, value in values.items():
             if isinstance(value, list):
                 values[key] = tuple(value)
+        spec = values.get("task_spec")
+        if isinstance(spec, dict):
+            values["task_spec"] = TaskSpec(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+            )
         return cls(**values)
 
 
@@ -415,7 +534,16 @@ def check_config(config: TrainConfig) -> None:
         if not (isinstance(value, str) and value in choices):
             raise ConfigError(name, f"must be one of {sorted(choices)}, got {value!r}")
 
-    one_of("task", TASKS)
+    one_of("task", (*TASKS, SEQUENCES))
+    own = isinstance(config.task_spec, TaskSpec) and config.task_spec.name == SEQUENCES
+    if own != (config.task == SEQUENCES) or (
+        config.task != SEQUENCES and config.task_spec is not None
+    ):
+        raise ConfigError(
+            "task_spec",
+            "must be the TaskSpec of your own files (tasks.sequence_task) for task 'sequences', "
+            f"and None for the paper's tasks, got {config.task_spec!r} for task {config.task!r}",
+        )
     if not (isinstance(config.neuron, str) and config.neuron):
         raise ConfigError(
             "neuron", f"must be a neuron name or import path (a string), got {config.neuron!r}"
@@ -557,7 +685,7 @@ _ALIF["ssc"] = _ALIF["shd"]
 _HARMONIC_INIT = dict(omega_init=(10.0, 50.0), b_offset_init=(1.0, 6.0))
 
 
-def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
+def config_for(task: str | TaskSpec, neuron: str, **overrides) -> TrainConfig:
     """The paper's configuration for ``task`` x ``neuron``, with ``overrides`` applied.
 
     A neuron the paper's table has no row for (an import path ``"package.module:NAME"``)
@@ -566,7 +694,9 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
     initialisers.
 
     Args:
-      task: a task name (`TASKS`).
+      task: a task name (`TASKS`), or the [`TaskSpec`][brfjax.tasks.TaskSpec] of your own
+        files ([`sequence_task`][brfjax.tasks.sequence_task]), which takes the rows of
+        its ``protocol``.
       neuron: a neuron name or import path.
       **overrides: fields to change ([`TrainConfig.replace`][brfjax.tasks.TrainConfig.replace]).
 
@@ -577,25 +707,29 @@ def config_for(task: str, neuron: str, **overrides) -> TrainConfig:
       ValueError: an unknown task or neuron, or ``hidden_sizes`` that are not positive integers.
       TypeError: an override that is not a field.
     """
-    get_task(task)
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
     check_neuron(neuron)
+    rows = spec.rows
     if neuron == "alif":
-        values = _ALIF[task]
+        values = _ALIF[rows]
     elif neuron == "bhrf":
-        values = {**_RESONATOR[task], **_HARMONIC_INIT}
+        values = {**_RESONATOR[rows], **_HARMONIC_INIT}
     elif neuron in NEURON_NAMES:
-        values = _RESONATOR[task]
+        values = _RESONATOR[rows]
     else:
         values = {
             key: value
-            for key, value in _RESONATOR[task].items()
+            for key, value in _RESONATOR[rows].items()
             if key not in ("omega_init", "b_offset_init")
         }
-    config = TrainConfig(task=task, neuron=neuron, **values).replace(**overrides)
+    own = None if spec.name in TASKS and TASKS[spec.name] == spec else spec
+    config = TrainConfig(task=spec.name, neuron=neuron, task_spec=own, **values).replace(
+        **overrides
+    )
     if config.hidden_sizes is not None:
         sizes = models.hidden_sizes_of(config.hidden_sizes)
         # the paper's size as one layer is the paper's network: one record for one architecture
-        config = config.replace(hidden_sizes=None if sizes == (TASKS[task].hidden_size,) else sizes)
+        config = config.replace(hidden_sizes=None if sizes == (spec.hidden_size,) else sizes)
     return config
 
 
@@ -608,7 +742,7 @@ def hidden_sizes(config: TrainConfig) -> tuple[int, ...]:
     Returns:
       ``config.hidden_sizes``, or the task's ``(hidden_size,)`` for the paper's network.
     """
-    return config.hidden_sizes or (get_task(config.task).hidden_size,)
+    return config.hidden_sizes or (task_of(config).hidden_size,)
 
 
 def build_model(config: TrainConfig) -> models.RecurrentSNN:
@@ -624,7 +758,7 @@ def build_model(config: TrainConfig) -> models.RecurrentSNN:
       ValueError: an unknown task or neuron, or an invalid option of
         [`brfjax.models.build_network`][brfjax.models.build_network].
     """
-    task = get_task(config.task)
+    task = task_of(config)
     hidden_kwargs = {}
     if config.neuron == "alif":
         hidden_kwargs["tau_mem_init"] = cells.normal_init(*config.tau_mem_init)

@@ -34,7 +34,7 @@ import numpy as np
 from brfjax import checkpoint, cli, evaluate, models, neurons, tasks
 from brfjax import parallel as parallel_module
 from brfjax.batches import device_batch
-from brfjax.data import SequenceData, ecg, mnist, pipeline
+from brfjax.data import DataError, SequenceData, ecg, mnist, pipeline, sequences
 from brfjax.data.download import file_digest
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import parameter_problems, unstable_neurons
@@ -94,11 +94,14 @@ def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
 
     Args:
         task: the run's task.
-        data_dir: the SHD or SSC folder (None: the default location); unused for ECG and MNIST.
+        data_dir: the SHD or SSC folder (None: the default location); your own files by
+            split (task ``"sequences"``); unused for ECG and MNIST.
 
     Returns:
         ``{file name: SHA-256 hex digest}``.
     """
+    if task.source == tasks.SEQUENCES:
+        return sequences.checksums(tasks.sequence_files(task, data_dir))
     if task.source == "ecg":
         return {name: digest for name, digest in ecg.FILES.values()}
     if task.source == "mnist":
@@ -123,7 +126,9 @@ def load_data(
 
     Args:
         config: the run; ``task``, ``val_fraction``, ``seed`` and ``batch_size`` are read.
-        data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md).
+        data_dir: the folder with the task's files, or None (docs/how-to/offline-data.md);
+            for your own sequences, the files by split
+            ([`brfjax.data.sequences.split_files`][brfjax.data.sequences.split_files]).
         permutation_file: a PS-MNIST permutation ``.npy`` to validate, or None.
         mnist_backend: ``"idx"`` or ``"tfds"``.
 
@@ -135,10 +140,10 @@ def load_data(
             leaves no sample for training or for validation.
         brfjax.data.DataError: missing or damaged data files, or a bad permutation file.
     """
-    task = tasks.get_task(config.task)
+    task = tasks.task_of(config)
     full_train = tasks.load_split(task, "train", data_dir, mnist_backend)
     test = tasks.load_split(task, "test", data_dir, mnist_backend)
-    if tasks.has_validation_file(task):  # SSC: the official validation file validates
+    if tasks.has_validation_file(task, data_dir):  # SSC's, or your own validation file
         train, val = full_train, tasks.load_split(task, "valid", data_dir)
     else:
         num_samples = len(full_train.targets)
@@ -307,9 +312,9 @@ def train_epoch(
             batch = device_batch(parallel, task, model, data.train, indices, data.permutation)
             state, result = train_step(state, batch.inputs, batch.targets, lr, None, batch.weights)
             loss, sums, health = float(result.loss), result.sums, np.asarray(result.health)
-        # the step's health counts name the cause (an unstable neuron, a non-finite state),
-        # so they are reported before the loss they made non-finite
-        if np.any(health > 0):
+        # neurons outside their stable region are the cause of a non-finite loss they
+        # make: named first; otherwise a non-finite loss is reported as such
+        if np.any(health > 0) and (health[0] > 0 or math.isfinite(loss)):
             counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
             problems = parameter_problems(state.params, config.neuron) if health[2] > 0 else []
             cause = _instability_cause(config.neuron, int(health[0]))
@@ -505,7 +510,7 @@ def _train_in_workdir(
 ) -> dict:
     """[`train_and_evaluate`][brfjax.train.train_and_evaluate] in a workdir opened (checked, locked) for this run."""
     primary = parallel.is_primary
-    task = tasks.get_task(config.task)
+    task = tasks.task_of(config)
     kept = os.path.exists(permutation_path(workdir))
     data = data._replace(
         permutation=run_permutation(config, workdir, permutation_file, write=primary)
@@ -705,7 +710,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m brfjax.train",
         description="Train a BRF/RF/ALIF network with the paper's protocol.",
     )
-    parser.add_argument("--task", required=True, choices=sorted(tasks.TASKS))
+    parser.add_argument(
+        "--task",
+        choices=sorted(tasks.TASKS),
+        help="one of the paper's tasks (or --data for your own sequences)",
+    )
+    own = parser.add_argument_group(
+        "your own sequences (instead of --task; the format: docs/reference/sequence-format.md)"
+    )
+    own.add_argument(
+        "--data",
+        metavar="FILE",
+        help=".npz or .h5 file of training sequences and labels (with train/ and test/ "
+        "prefixes, or with --test-data); the protocol is the paper's ECG one for labels "
+        "per step and SHD's for one label per sequence",
+    )
+    own.add_argument(
+        "--test-data", metavar="FILE", help="the test sequences (default: --data's test/)"
+    )
+    own.add_argument(
+        "--val-data",
+        metavar="FILE",
+        help="validation sequences (default: --val-fraction of the training sequences)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        help="share of the training set held out for validation (default 0.1; "
+        "unused with a validation file: SSC, --val-data)",
+    )
     parser.add_argument(
         "--neuron",
         default="brf",
@@ -798,13 +831,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         integers=("devices", "num_processes"),
         counts=("until_epoch", "process_id"),
     )
+    if (args.task is None) == (args.data is None):
+        parser.error(
+            "pass --task NAME for one of the paper's tasks, or --data FILE for your own sequences "
+            "(docs/reference/sequence-format.md)"
+            if args.task is None
+            else f"--task {args.task} and --data are two ways of naming the data: pass one of them"
+        )
+    if args.data is None:
+        for name in ("test_data", "val_data"):
+            if getattr(args, name) is not None:
+                parser.error(
+                    f"{cli.flag(name)} applies to your own sequences: pass --data FILE too"
+                )
+    else:
+        for name in ("data_dir", "permutation"):
+            if getattr(args, name) is not None:
+                parser.error(f"{cli.flag(name)} applies to the paper's tasks, not to --data")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
     if args.hidden_sizes is not None and min(args.hidden_sizes) <= 0:
         parser.error(f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
-    for name in ("workdir", "data_dir", "permutation"):
+    for name in ("workdir", "data_dir", "permutation", "data", "test_data", "val_data"):
         if getattr(args, name) == "":
             parser.error(f"{cli.flag(name)} must name a path, got ''")
+    # your own sequences: their files and shape are checked before anything else
+    args.files, args.task_spec = None, None
+    if args.data is not None:
+        try:
+            args.files = sequences.split_files(args.data, args.test_data, args.val_data)
+            args.task_spec = tasks.sequence_task(sequences.describe(args.files))
+        except DataError as error:
+            parser.exit(cli.exit_status(error), f"error: {error}\n")
     # the configuration's own checks (brfjax.tasks.check_config), reported with the flags
     try:
         config_from_args(args)
@@ -839,13 +897,46 @@ def config_from_args(args: argparse.Namespace) -> tasks.TrainConfig:
         "max_train_batches": args.max_train_batches,
         "max_eval_batches": args.max_eval_batches,
         "hidden_sizes": None if args.hidden_sizes is None else tuple(args.hidden_sizes),
+        "val_fraction": args.val_fraction,
     }
     return tasks.config_for(
-        args.task,
+        args.task_spec or args.task,
         args.neuron,
         seed=args.seed,
         backward=args.backward,
         **{k: v for k, v in overrides.items() if v is not None},
+    )
+
+
+def sequences_line(config: tasks.TrainConfig, files: dict[str, str]) -> str:
+    """The line a run on your own sequences starts with: their shape, where validation
+    comes from, and the protocol taken from the paper's closest task, with the flags that
+    change it.
+
+    Args:
+        config: the run ([`config_from_args`][brfjax.train.config_from_args]).
+        files: ``{split: path}``.
+
+    Returns:
+        One line, e.g. ``"your sequences: 1300 steps of 4 input(s), 6 classes, labels per
+        step (...); the paper's ECG protocol: ..."``.
+    """
+    task = tasks.task_of(config)
+    labels = "labels per step" if task.objective == "per_step" else "one label per sequence"
+    validation = (
+        f"validation: {files['valid']}"
+        if "valid" in files
+        else f"validation: {config.val_fraction:g} of the training sequences (--val-fraction)"
+    )
+    clip = "none" if config.grad_clip_norm is None else f"{config.grad_clip_norm:g}"
+    return (
+        f"your sequences: {task.num_steps} steps of {task.input_size} input(s), {task.num_classes} classes, "
+        f"{labels} (train: {files['train']}, test: {files['test']}, {validation}); "
+        f"the paper's {task.protocol.upper()} protocol: {config.neuron} neurons, hidden sizes "
+        f"{' '.join(map(str, tasks.hidden_sizes(config)))} (--hidden-sizes), "
+        f"{config.epochs} epochs (--epochs), batch size {config.batch_size} (--batch-size), "
+        f"learning rate {config.learning_rate:g} (--lr), gradient clipping {clip} (--grad-clip-norm), "
+        f"seed {config.seed}"
     )
 
 
@@ -902,9 +993,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     config = config_from_args(args)
-    workdir = args.workdir or os.path.join(
-        "runs", f"{config.task}_{config.neuron}_seed{config.seed}"
-    )
+    name = config.task
+    if args.data is not None:
+        name = os.path.splitext(os.path.basename(args.data))[0]
+        print(sequences_line(config, args.files), file=sys.stderr)
+    workdir = args.workdir or os.path.join("runs", f"{name}_{config.neuron}_seed{config.seed}")
     parallel_module.use_every_core()  # CPU: one device per core, each training on its part of the batch
     try:
         with StopSignals() as signals:
@@ -915,7 +1008,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = train_and_evaluate(
                 config,
                 workdir,
-                args.data_dir,
+                args.files or args.data_dir,
                 args.permutation,
                 args.until_epoch,
                 mnist_backend=args.mnist_backend,

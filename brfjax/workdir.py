@@ -94,7 +94,7 @@ def run_permutation(
     Returns:
         The permutation, int ``(784,)``, or None for a task that is not permuted.
     """
-    if not tasks.get_task(config.task).permuted:
+    if not tasks.task_of(config).permuted:
         return None
     if os.path.exists(permutation_path(workdir)):
         return mnist.load_permutation(permutation_path(workdir))
@@ -288,7 +288,10 @@ def check_run_inputs(
             f"{name} (SHA-256 {digest(data_checksums.get(name))} here, {digest(recorded.get(name))} recorded)"
             for name in changed[:3]
         ) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        given = f"--data-dir {data_dir!r}" if data_dir else "the default data folder"
+        if isinstance(data_dir, dict):
+            given = f"the files {sorted(set(data_dir.values()))}"
+        else:
+            given = f"--data-dir {data_dir!r}" if data_dir else "the default data folder"
         origin = f" from {started!r}" if started else ""
         raise UsageError(
             f"{given} holds other {config.task} data than workdir {workdir!r} was started with{origin}: "
@@ -297,7 +300,7 @@ def check_run_inputs(
     saved = permutation_path(workdir)
     if (
         permutation_file is not None
-        and tasks.get_task(config.task).permuted
+        and tasks.task_of(config).permuted
         and os.path.exists(saved)
         and not np.array_equal(
             mnist.load_permutation(saved), mnist.load_permutation(permutation_file)
@@ -308,6 +311,40 @@ def check_run_inputs(
             f"started with ({saved}); resume without --permutation (the workdir keeps its own), "
             "or use a new --workdir"
         )
+
+
+def data_record(data_dir) -> str | dict | None:
+    """Where a run's data was read from, as its manifest records it.
+
+    Args:
+        data_dir: a folder, None (the default location), or your own files by split.
+
+    Returns:
+        The folder's absolute path, None, or ``{split: absolute path}``.
+    """
+    if data_dir is None:
+        return None
+    if isinstance(data_dir, dict):
+        return {split: os.path.abspath(path) for split, path in data_dir.items()}
+    return os.path.abspath(data_dir)
+
+
+def recorded_files(workdir: str) -> dict[str, str] | None:
+    """The files by split a run on your own sequences was trained on (its manifest).
+
+    Args:
+        workdir: the run folder.
+
+    Returns:
+        ``{split: path}``, or None where the manifest records none.
+    """
+    try:
+        recorded = (read_manifest(workdir) or {}).get("data_dir")
+    except TrainingError:
+        return None
+    if isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values()):
+        return dict(recorded)
+    return None
 
 
 def write_manifest(
@@ -325,7 +362,8 @@ def write_manifest(
         config: the run's configuration.
         data_checksums: ``{file name: SHA-256}`` of its data files (checked on resume by
             [`check_run_inputs`][brfjax.workdir.check_run_inputs]).
-        data_dir: the folder they were read from, or None for the default.
+        data_dir: the folder they were read from, None for the default, or your own
+            files by split.
         parallel: the devices and processes.
         parameter_count: the network's number of parameters.
     """
@@ -336,7 +374,7 @@ def write_manifest(
             "seed": config.seed,
             "versions": checkpoint.package_versions(),
             "data_checksums": data_checksums,
-            "data_dir": None if data_dir is None else os.path.abspath(data_dir),
+            "data_dir": data_record(data_dir),
             "devices": parallel.describe(),
             "processes": parallel.num_processes,
             "parameter_count": parameter_count,

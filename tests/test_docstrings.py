@@ -18,6 +18,7 @@ import pytest
 # Add a module here once its public names are documented in this style.
 DOCUMENTED_MODULES = (
     "brfjax.metrics",
+    "brfjax.data.sequences",
     "brfjax.layers",
     "brfjax.models",
     "brfjax.numerics",

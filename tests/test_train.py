@@ -407,3 +407,56 @@ def test_cli_trains_stops_resumes_evaluates_and_exports_a_two_layer_shd_network(
     assert readouts.shape == (250, 2, 20) and counts.shape == (2,)
     np.testing.assert_array_equal(readouts, expected.readouts)  # portable products
     np.testing.assert_array_equal(counts, expected.spike_counts)
+
+
+def test_ecg_saved_as_your_own_sequences_trains_to_the_same_bits_as_task_ecg(tmp_path, capfd):
+    """The route for your own files is the paper's protocol: the bundled ECG arrays,
+    saved in the documented format, give --task ecg's run bit for bit (same seed and
+    configuration, 12 steps per epoch: enough for the network to start spiking and
+    learning); evaluate and export read the workdir by itself."""
+    from brfjax.data import ecg, sequences
+
+    config = quick_ecg(max_train_batches=12)
+    workdir = tmp_path / "ecg"
+    expected = train.train_and_evaluate(config, str(workdir))
+    rows = read_metrics(str(workdir / "metrics.csv"))
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])  # it learned
+    files = {}
+    for split in ("train", "test"):
+        data = ecg.load_ecg(split)
+        files[split] = tmp_path / f"ecg_{split}.npz"
+        sequences.save(str(files[split]), inputs=data.inputs, labels=data.targets)
+    run = tmp_path / "run"
+    command = ("--data", files["train"], "--test-data", files["test"], "--workdir", run)
+    small = ("--epochs", str(config.epochs), "--max-train-batches", str(config.max_train_batches))
+    done = run_cli(capfd, *command, *small)
+    assert done.returncode == 0, done.stderr
+    assert "the paper's ECG protocol" in done.stderr.splitlines()[0]
+    own = tasks.TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert own.task == "sequences" and own.replace(task="ecg", task_spec=None) == config
+    results = json.loads((run / "results.json").read_text())
+    assert {k: v for k, v in results.items() if k not in ("train_seconds", "task")} == {
+        k: v for k, v in expected.items() if k not in ("train_seconds", "task")
+    }
+    assert without_times(read_metrics(str(run / "metrics.csv"))) == without_times(rows)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["data_checksums"]) == {"ecg_train.npz", "ecg_test.npz"}
+
+    evaluated = run_main(evaluate.main, ("--checkpoint", run), capfd)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.strip() == evaluate.summary_line(results)
+    assert evaluated.stdout.startswith("sequences brf: accuracy")
+    again = run_main(evaluate.main, ("--checkpoint", run, "--data", files["test"]), capfd)
+    assert again.stdout == evaluated.stdout
+    program = tmp_path / "own.bin"
+    exported = run_main(export.main, ("--checkpoint", run, "-o", program), capfd)
+    assert exported.returncode == 0, exported.stderr
+    metadata = json.loads((tmp_path / "own.bin.json").read_text())
+    assert metadata["task"] == "sequences" and metadata["input_range"] is None
+
+    # resuming with other files of the same shape: one line, nothing trained
+    data = ecg.load_ecg("test")
+    sequences.save(str(files["test"]), inputs=data.inputs[::-1], labels=data.targets[::-1])
+    other = run_cli(capfd, *command, *small)
+    assert other.returncode == 2 and "other sequences data" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 2  # the start line and the refusal

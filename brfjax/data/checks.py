@@ -33,7 +33,7 @@ def _where(index: tuple[int, ...]) -> str:
     return str(index[0]) if len(index) == 1 else str(index)
 
 
-def check_integers(values: np.ndarray, source: str, field: str, what: str) -> None:
+def check_integers(values: np.ndarray, source: str, field: str, what: str, fix: str = FIX) -> None:
     """Check that ``values`` have an integer dtype (bool is not one).
 
     Args:
@@ -41,22 +41,24 @@ def check_integers(values: np.ndarray, source: str, field: str, what: str) -> No
       source: the file, for the message.
       field: the array's name in the file, e.g. ``"labels"``.
       what: what the integers are, e.g. ``"class labels 0..19"``.
+      fix: what to do (default: `FIX`).
 
     Raises:
       DataError: another dtype.
     """
     dtype = np.asarray(values).dtype
     if not np.issubdtype(dtype, np.integer):
-        raise fail(source, f"{field} has dtype {dtype}; expected integer {what}")
+        raise fail(source, f"{field} has dtype {dtype}; expected integer {what}", fix)
 
 
-def check_finite(values: np.ndarray, source: str, field: str) -> None:
+def check_finite(values: np.ndarray, source: str, field: str, fix: str = FIX) -> None:
     """Check that real ``values`` hold no NaN or infinity.
 
     Args:
       values: a numeric array.
       source: the file, for the message.
       field: the array's name in the file.
+      fix: what to do (default: `FIX`).
 
     Raises:
       DataError: a non-finite value (the message names the first and its index).
@@ -70,11 +72,18 @@ def check_finite(values: np.ndarray, source: str, field: str) -> None:
                 source,
                 f"{field} holds {int(bad.sum())} non-finite values ({values[index]} at index "
                 f"{_where(index)}); expected finite numbers",
+                fix,
             )
 
 
 def check_range(
-    values: np.ndarray, low: int, high: int, source: str, field: str, what: str
+    values: np.ndarray,
+    low: int,
+    high: int,
+    source: str,
+    field: str,
+    what: str,
+    fix: str = FIX,
 ) -> None:
     """Check that integer ``values`` lie in ``low..high-1``.
 
@@ -85,6 +94,7 @@ def check_range(
       source: the file, for the message.
       field: the array's name in the file.
       what: what the values are, e.g. ``"class labels"``.
+      fix: what to do (default: `FIX`).
 
     Raises:
       DataError: a value outside (the message names the first and its index).
@@ -97,6 +107,7 @@ def check_range(
             source,
             f"{field} holds {int(values[index])} at index {_where(index)}, outside "
             f"{low}..{high - 1} ({what})",
+            fix,
         )
 
 
@@ -159,22 +170,25 @@ def sequence_labels(
     return labels.astype(np.int32)
 
 
-def check_samples(count: int, source: str, field: str) -> None:
+def check_samples(count: int, source: str, field: str, fix: str = FIX) -> None:
     """Check that a split holds at least one sample.
 
     Args:
       count: the number of samples.
       source: the file, for the message.
       field: the array that counts them.
+      fix: what to do (default: `FIX`).
 
     Raises:
       DataError: no samples.
     """
     if count < 1:
-        raise fail(source, f"{field} holds no samples; expected at least one")
+        raise fail(source, f"{field} holds no samples; expected at least one", fix)
 
 
-def check_count(count: int, expected: int, source: str, field: str, other: str) -> None:
+def check_count(
+    count: int, expected: int, source: str, field: str, other: str, fix: str = FIX
+) -> None:
     """Check that two arrays of a file hold one entry per sample each.
 
     Args:
@@ -183,6 +197,7 @@ def check_count(count: int, expected: int, source: str, field: str, other: str) 
       source: the file, for the message.
       field: the array counted.
       other: the array it must match.
+      fix: what to do (default: `FIX`).
 
     Raises:
       DataError: the counts differ.
@@ -191,4 +206,5 @@ def check_count(count: int, expected: int, source: str, field: str, other: str) 
         raise fail(
             source,
             f"{field} holds {count} samples but {other} {expected}; expected one entry per sample in each",
+            fix,
         )
