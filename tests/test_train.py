@@ -460,3 +460,46 @@ def test_ecg_saved_as_your_own_sequences_trains_to_the_same_bits_as_task_ecg(tmp
     other = run_cli(capfd, *command, *small)
     assert other.returncode == 2 and "other sequences data" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 2  # the start line and the refusal
+
+
+def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp_path, capfd):
+    """Spike events with one label per sequence, train/valid/test in one file: SHD's
+    protocol, the file's validation split validates, and a test file of another width is
+    refused by evaluate with one line."""
+    from brfjax.data import sequences
+
+    rng = np.random.default_rng(1)
+
+    def events(count):
+        sizes = rng.integers(5, 30, count)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        return {
+            "times": rng.uniform(0, 0.039, offsets[-1]),
+            "units": rng.integers(0, 6, offsets[-1]),
+            "offsets": offsets,
+            "labels": rng.integers(0, 3, count),
+        }
+
+    path = tmp_path / "events.h5"
+    splits = {"train": events(24), "valid": events(8), "test": events(8)}
+    sequences.save_splits(str(path), splits, num_units=6, dt=0.001, num_steps=40)
+    run = tmp_path / "run"
+    small = ("--hidden-sizes", "8", "--epochs", "1", "--batch-size", "8")
+    done = run_cli(capfd, "--data", path, "--workdir", run, *small)
+    assert done.returncode == 0, done.stderr
+    first = done.stderr.splitlines()[0]
+    assert "40 steps of 6 input(s), 3 classes, one label per sequence" in first
+    assert "the paper's SHD protocol" in first and "validation: " + str(path) in first
+    results = json.loads((run / "results.json").read_text())
+    assert results["num_samples"] == 8
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["data_checksums"] == {
+        "events.h5": sequences.checksums({"train": str(path)})["events.h5"]
+    }
+
+    wide = tmp_path / "wide.npz"
+    sequences.save(str(wide), inputs=np.zeros((4, 40, 7), np.float32), labels=np.zeros(4, int))
+    refused = run_main(evaluate.main, ("--checkpoint", run, "--data", wide), capfd)
+    assert refused.returncode == 2
+    assert "7 inputs" in refused.stderr and "6 inputs" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
