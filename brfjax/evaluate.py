@@ -285,7 +285,7 @@ def evaluate_checkpoint(
     tasks.check_neuron(neuron)
     model, variables, permutation, best_epoch, epochs = load_for_evaluation(task, neuron, path)
     if task.source == tasks.SEQUENCES and data_dir is None:
-        data_dir = workdir.recorded_files(path)  # the files the run was trained on
+        data_dir = workdir.recorded_test_file(path)  # the run's own, unchanged
     if permutation_file is not None:
         permutation = mnist.load_permutation(permutation_file)
     if task.permuted and permutation is None:

@@ -244,9 +244,14 @@ def sequence_files(task: TaskSpec, files) -> dict[str, str]:
         )
     files = dict(files)
     found = sequence_task(sequences.describe(files))
+    names = ", ".join(repr(path) for path in sorted(set(files.values())))
+    if found.num_classes > task.num_classes:
+        raise DataUsageError(
+            f"{names} holds labels up to {found.num_classes - 1}; the network has "
+            f"{task.num_classes} classes (0..{task.num_classes - 1}): pass files of its classes"
+        )
     # a test file alone may lack the highest classes: its labels only need to fit the network
-    if found.num_classes < task.num_classes:
-        found = dataclasses.replace(found, num_classes=task.num_classes)
+    found = dataclasses.replace(found, num_classes=task.num_classes)
     if found != task:
 
         def shape(spec):
@@ -255,11 +260,11 @@ def sequence_files(task: TaskSpec, files) -> dict[str, str]:
                 if spec.objective == metrics.PER_STEP
                 else "one label per sequence"
             )
-            return f"{spec.input_size} inputs x {spec.num_steps} steps, {spec.num_classes} classes, {labels}"
+            return f"{spec.num_steps} steps of {spec.input_size} inputs, {labels}"
 
         raise DataUsageError(
-            f"the files {sorted(set(files.values()))} hold {shape(found)}; the network was made for "
-            f"{shape(task)}: pass files of that shape, or train a new run on these"
+            f"{names} holds {shape(found)}; the network was made for {shape(task)}: pass files "
+            "of that shape, or train a new run on these"
         )
     return files
 
@@ -705,6 +710,8 @@ def config_for(task: str | TaskSpec, neuron: str, **overrides) -> TrainConfig:
 
     Raises:
       ValueError: an unknown task or neuron, or ``hidden_sizes`` that are not positive integers.
+      ConfigError: a neuron that leaves more leading steps unscored than the sequences
+        have (ALIF: 10, on your own sequences of 10 steps or fewer).
       TypeError: an override that is not a field.
     """
     spec = task if isinstance(task, TaskSpec) else get_task(task)
@@ -722,6 +729,14 @@ def config_for(task: str | TaskSpec, neuron: str, **overrides) -> TrainConfig:
             for key, value in _RESONATOR[rows].items()
             if key not in ("omega_init", "b_offset_init")
         }
+    skip = network_options(spec, neuron)["sub_seq_length"]
+    if skip >= spec.num_steps:
+        raise ConfigError(
+            "neuron",
+            f"{neuron} leaves the first {skip} steps of every sequence unscored (the paper's "
+            f"{spec.rows.upper()} protocol), but the sequences have {spec.num_steps} steps: use "
+            f"sequences of more than {skip} steps, or another neuron",
+        )
     own = None if spec.name in TASKS and TASKS[spec.name] == spec else spec
     config = TrainConfig(task=spec.name, neuron=neuron, task_spec=own, **values).replace(
         **overrides

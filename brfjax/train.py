@@ -850,6 +850,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 parser.error(f"{cli.flag(name)} applies to the paper's tasks, not to --data")
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
+    if (
+        args.task is not None
+        and args.val_fraction is not None
+        and tasks.has_validation_file(tasks.get_task(args.task))
+    ):
+        parser.error(
+            f"--val-fraction does not apply to --task {args.task}: its official validation file validates"
+        )
     if args.hidden_sizes is not None and min(args.hidden_sizes) <= 0:
         parser.error(f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
     for name in ("workdir", "data_dir", "permutation", "data", "test_data", "val_data"):
@@ -863,6 +871,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             args.task_spec = tasks.sequence_task(sequences.describe(args.files))
         except DataError as error:
             parser.exit(cli.exit_status(error), f"error: {error}\n")
+        if args.task_spec.num_classes < 2:
+            parser.error(
+                f"the labels of {args.data!r} hold one class (0): a classifier needs at least two; "
+                "store num_classes in the file if some classes have no sequence"
+            )
+        if "valid" in args.files and args.val_fraction is not None:
+            parser.error(
+                f"--val-fraction draws validation sequences from the training set, but "
+                f"{args.files['valid']!r} holds a validation split that validates: drop one of them"
+            )
     # the configuration's own checks (brfjax.tasks.check_config), reported with the flags
     try:
         config_from_args(args)

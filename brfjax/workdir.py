@@ -35,7 +35,8 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 from brfjax import checkpoint, interop, models, steps, tasks
-from brfjax.data import mnist
+from brfjax.data import DataUsageError, mnist
+from brfjax.data.download import file_digest
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import CheckpointError
 from brfjax.parallel import DataParallel
@@ -329,22 +330,40 @@ def data_record(data_dir) -> str | dict | None:
     return os.path.abspath(data_dir)
 
 
-def recorded_files(workdir: str) -> dict[str, str] | None:
-    """The files by split a run on your own sequences was trained on (its manifest).
+def recorded_test_file(workdir: str) -> dict[str, str]:
+    """The test file a run on your own sequences was trained with, as its manifest
+    records it, checked against the SHA-256 recorded beside it.
 
     Args:
         workdir: the run folder.
 
     Returns:
-        ``{split: path}``, or None where the manifest records none.
+        ``{"test": path}``.
+
+    Raises:
+        brfjax.data.DataUsageError: the manifest records no test file, the file is gone,
+            or its content is not what the run recorded (each names ``--data FILE``).
+        TrainingError: a damaged manifest.
     """
-    try:
-        recorded = (read_manifest(workdir) or {}).get("data_dir")
-    except TrainingError:
-        return None
-    if isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values()):
-        return dict(recorded)
-    return None
+    manifest = read_manifest(workdir) or {}
+    recorded = manifest.get("data_dir")
+    test = recorded.get("test") if isinstance(recorded, dict) else None
+    if not isinstance(test, str):
+        raise DataUsageError(
+            f"workdir {workdir!r} records no test file of its sequences: pass one with --data FILE"
+        )
+    if not os.path.isfile(test):
+        raise DataUsageError(
+            f"the test file of the run in {workdir!r}, {test!r}, is not there any more: pass "
+            "the test sequences with --data FILE"
+        )
+    digests = manifest.get("data_checksums")
+    if isinstance(digests, dict) and file_digest(test) not in digests.values():
+        raise DataUsageError(
+            f"{test!r} has changed since the run in {workdir!r} recorded it (its SHA-256 is not "
+            "the manifest's): to evaluate on the file as it is now, pass it with --data FILE"
+        )
+    return {"test": test}
 
 
 def write_manifest(

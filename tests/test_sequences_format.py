@@ -493,3 +493,30 @@ def test_any_dense_file_loads_as_written_or_is_refused(tmp_path_factory, drawn):
     )
     assert data.targets.dtype == np.int32
     assert shape.num_classes == extra.get("num_classes", int(labels.max()) + 1)
+
+
+def test_float64_inputs_beyond_the_float32_range_are_refused(tmp_path):
+    """The network computes in float32: a finite float64 input above 3.4e38 would become
+    infinite there, so it is refused with its index."""
+    inputs = np.ones((3, 4, 2))
+    inputs[1, 2, 0] = 1e39
+    path = tmp_path / "big.npz"
+    np.savez(path, inputs=inputs, labels=np.array([0, 1, 0]))
+    files = sequences.split_files(str(path), test=str(path))
+    with pytest.raises(
+        DataError, match=r"inputs holds 1 values beyond the float32 range .*\(1, 2, 0\)"
+    ):
+        sequences.load(files, "train", sequences.describe(files))
+
+
+def test_save_names_a_missing_folder_and_writes_a_readable_file(tmp_path):
+    with pytest.raises(DataUsageError, match="does not exist"):
+        sequences.save(
+            str(tmp_path / "missing" / "x.npz"), inputs=np.ones((1, 2, 1)), labels=np.zeros(1, int)
+        )
+    with pytest.raises(DataUsageError, match="it is a folder"):
+        sequences.save(str(tmp_path), inputs=np.ones((1, 2, 1)), labels=np.zeros(1, int))
+    sequences.save(str(tmp_path / "x.npz"), inputs=np.ones((1, 2, 1)), labels=np.zeros(1, int))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.npz").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -503,3 +503,44 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
     assert refused.returncode == 2
     assert "7 inputs" in refused.stderr and "6 inputs" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+    # the run's own test file, changed or gone: one line naming --data, nothing scored
+    splits["test"] = events(8)
+    sequences.save_splits(str(path), splits, num_units=6, dt=0.001, num_steps=40)
+    changed = run_main(evaluate.main, ("--checkpoint", run), capfd)
+    assert changed.returncode == 2 and "has changed since the run" in changed.stderr
+    path.unlink()
+    gone = run_main(evaluate.main, ("--checkpoint", run), capfd)
+    assert gone.returncode == 2 and "is not there any more" in gone.stderr
+    assert "--data FILE" in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "case, flags, message",
+    [
+        (
+            "short",
+            ("--neuron", "alif"),
+            "alif leaves the first 10 steps of every sequence unscored",
+        ),
+        ("one class", (), "hold one class"),
+        ("validation file", ("--val-fraction", "0.2"), "holds a validation split"),
+    ],
+)
+def test_own_sequences_that_cannot_train_are_refused_before_anything_is_written(
+    tmp_path, capfd, case, flags, message
+):
+    from brfjax.data import sequences
+
+    steps = 5 if case == "short" else 20
+    labels = np.zeros(12, int) if case == "one class" else np.arange(12) % 3
+    splits = {split: (np.ones((12, steps, 2), np.float32), labels) for split in ("train", "test")}
+    if case == "validation file":
+        splits["valid"] = splits["test"]
+    path = tmp_path / "data.npz"
+    sequences.save_splits(str(path), splits)
+    run = tmp_path / "run"
+    refused = run_cli(capfd, "--data", path, "--workdir", run, "--batch-size", "4", *flags)
+    assert refused.returncode == 2 and message in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not run.exists()

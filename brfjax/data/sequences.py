@@ -484,7 +484,16 @@ def bin_events(
             f"{int(late.sum())} events fall at step {num_steps} or later; expected steps < {num_steps}",
             FIX,
         )
-    out = np.zeros((len(offsets) - 1, int(num_steps), int(num_units)), np.uint8)
+    shape = (len(offsets) - 1, int(num_steps), int(num_units))
+    try:
+        out = np.zeros(shape, np.uint8)
+    except MemoryError:
+        raise checks.fail(
+            "events",
+            f"binned, the events need an array of {shape} (N, T, I) bytes, "
+            f"{np.prod(shape, dtype=np.float64) / 2**30:.1f} GiB, more than this machine has",
+            "check num_units and num_steps, or use a larger dt",
+        ) from None
     samples = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     out[samples, np.floor(positions).astype(np.int64), np.asarray(units, np.int64)] = 1
     return out
@@ -545,6 +554,23 @@ _AGREE = (
 )
 
 
+def _check_float32_range(inputs: np.ndarray, source: str, name: str) -> None:
+    """The network computes in float32: a finite value beyond its range would become
+    infinite there (float64 inputs above 3.4e38)."""
+    if inputs.dtype.kind == "f" and inputs.dtype.itemsize > 4 and inputs.size:
+        limit = float(np.finfo(np.float32).max)
+        beyond = np.abs(inputs) > limit
+        if beyond.any():
+            index = tuple(int(i) for i in np.argwhere(beyond)[0])
+            raise checks.fail(
+                source,
+                f"{name} holds {int(beyond.sum())} values beyond the float32 range "
+                f"(|x| > {limit:.4g}; {inputs[index]} at index {index}), which the network, "
+                "computing in float32, would turn into infinities",
+                "scale the inputs down (docs/reference/sequence-format.md)",
+            )
+
+
 def _check_dense(view: _View, full: bool) -> tuple[int, int, int, np.ndarray | None]:
     name = view.name("inputs")
     shape, dtype = view.info("inputs")
@@ -567,6 +593,7 @@ def _check_dense(view: _View, full: bool) -> tuple[int, int, int, np.ndarray | N
     if full:
         inputs = _native(view.read("inputs"))
         checks.check_finite(inputs, view.source, name, FIX)
+        _check_float32_range(inputs, view.source, name)
         if inputs.dtype == np.bool_:
             inputs = inputs.astype(np.uint8)
     return count, num_steps, input_size, inputs
@@ -1020,6 +1047,13 @@ def _arrays_of(prefix: str, fields: Mapping) -> dict[str, np.ndarray]:
 def _write(path: str, arrays: dict[str, np.ndarray], splits) -> None:
     """Check ``arrays`` as the file they make, then write it atomically."""
     path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder):
+        raise DataUsageError(
+            f"cannot write {path!r}: "
+            + ("it is a folder" if os.path.isdir(path) else f"the folder {folder!r} does not exist")
+            + "; pass a file path in an existing folder"
+        )
     extension = _extension(path)
     if extension not in EXTENSIONS:
         raise DataUsageError(
@@ -1046,6 +1080,10 @@ def _write(path: str, arrays: dict[str, np.ndarray], splits) -> None:
                 for name, values in arrays.items():
                     compress = {"compression": "gzip"} if values.ndim and values.size else {}
                     out.create_dataset(name, data=values, **compress)
+        # mkstemp makes the file private (0600); a saved dataset gets the usual mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
