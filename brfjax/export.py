@@ -185,9 +185,13 @@ def export_network(
     )
     time_axis = 0 if model.time_major else 1
 
+    scale = 1.0 if spec is None else spec.input_scale
+
     def forward(inputs):
         if order is not None:  # step t reads input step order[t], as tasks.model_inputs
             inputs = jnp.take(inputs, jnp.asarray(order, jnp.int32), axis=time_axis)
+        if scale != 1.0:  # your own sequences' input scale, as tasks.model_inputs
+            inputs = inputs * jnp.float32(scale)
         output = network.apply(variables, inputs)
         return output.readouts, output.spike_counts
 
@@ -229,7 +233,15 @@ def _contract(model, num_steps, input_size, batch_size, platforms, order, spec) 
         "layout": _layout(model.time_major),
         "input_shape": _ordered(model.time_major, num_steps, batch, input_size),
         "input_dtype": INPUT_DTYPE,
-        "input_encoding": None if spec is None else TASK_INPUTS[spec.source],
+        "input_encoding": None
+        if spec is None
+        else TASK_INPUTS[spec.source]
+        + (
+            f"; multiplied by the input scale {spec.input_scale!r} inside the program: pass "
+            "the values as stored"
+            if spec.input_scale != 1.0
+            else ""
+        ),
         "input_range": None
         if spec is None or spec.source == tasks.SEQUENCES
         else list(TASK_INPUT_RANGE),

@@ -44,6 +44,10 @@ class TaskSpec:
         this task takes; ``""`` for the paper's tasks (their own rows). A task made from
         your own files ([`sequence_task`][brfjax.tasks.sequence_task]) takes ECG's rows
         (labels per step) or SHD's (one label per sequence).
+      input_scale: the factor your own sequences' inputs are multiplied by before the
+        network (1: as stored; the paper's tasks: 1).
+      sub_seq_length: leading steps run but not scored for every neuron; None for the
+        paper's rule (``alif_sub_seq_length`` for ALIF, 0 otherwise).
     """
 
     name: str
@@ -58,6 +62,8 @@ class TaskSpec:
     alif_sub_seq_length: int
     eval_batch_sizes: tuple[int, int]
     protocol: str = ""
+    input_scale: float = 1.0
+    sub_seq_length: int | None = None
 
     @property
     def rows(self) -> str:
@@ -89,18 +95,37 @@ TASKS["ssc"] = dataclasses.replace(
 SEQUENCES = "sequences"
 
 
-def sequence_task(shape: sequences.SequenceShape) -> TaskSpec:
+def sequence_task(
+    shape: sequences.SequenceShape,
+    input_scale: float = 1.0,
+    sub_seq_length: int | None = None,
+    label_last: bool = False,
+) -> TaskSpec:
     """The task of your own sequences: their shape, and the protocol of the paper's closest
     task: ECG's (network of 36, its rows, ALIF's 10 unscored leading steps) for labels per
-    step, SHD's (128, its rows) for one label per sequence. Every step is scored
-    (``label_last`` False) and nothing is permuted.
+    step, SHD's (128, its rows, also 10 for ALIF) for one label per sequence. Nothing is
+    permuted.
 
     Args:
       shape: the files' shape ([`brfjax.data.sequences.describe`][brfjax.data.sequences.describe]).
+      input_scale: multiply the inputs by this before the network (a positive number;
+        BRF neurons need inputs of tens: docs/concepts/brf-neuron.md, input scale).
+      sub_seq_length: leading steps of every sequence run but not scored, for every
+        neuron; None for the paper's rule (10 for ALIF, 0 otherwise).
+      label_last: score only the last step (as S-MNIST); False scores every step after
+        ``sub_seq_length``.
 
     Returns:
       A [`TaskSpec`][brfjax.tasks.TaskSpec] named ``"sequences"`` with source ``"sequences"``.
+
+    Raises:
+      ValueError: an ``input_scale`` that is not a positive finite number, or a negative
+        ``sub_seq_length``.
     """
+    if not (_is_finite_number(input_scale) and input_scale > 0):
+        raise ValueError(f"input_scale must be a positive number, got {input_scale!r}")
+    if sub_seq_length is not None and not (_is_integer(sub_seq_length) and sub_seq_length >= 0):
+        raise ValueError(f"sub_seq_length must be an integer >= 0 or None, got {sub_seq_length!r}")
     closest = TASKS["ecg"] if shape.per_step else TASKS["shd"]
     return TaskSpec(
         name=SEQUENCES,
@@ -110,11 +135,13 @@ def sequence_task(shape: sequences.SequenceShape) -> TaskSpec:
         num_classes=int(shape.num_classes),
         num_steps=int(shape.num_steps),
         objective=closest.objective,
-        label_last=False,
+        label_last=bool(label_last),
         permuted=False,
         alif_sub_seq_length=closest.alif_sub_seq_length,
         eval_batch_sizes=closest.eval_batch_sizes,
         protocol=closest.name,
+        input_scale=float(input_scale),
+        sub_seq_length=None if sub_seq_length is None else int(sub_seq_length),
     )
 
 
@@ -176,10 +203,11 @@ def network_options(task: TaskSpec, neuron: str) -> dict:
       ValueError: an unknown neuron.
     """
     check_neuron(neuron)
-    return {
-        "sub_seq_length": task.alif_sub_seq_length if neuron == "alif" else 0,
-        "label_last": task.label_last,
-    }
+    if task.sub_seq_length is not None:
+        skip = task.sub_seq_length
+    else:
+        skip = task.alif_sub_seq_length if neuron == "alif" else 0
+    return {"sub_seq_length": skip, "label_last": task.label_last}
 
 
 # ----------------------------------------------------------------------------- data
@@ -250,8 +278,15 @@ def sequence_files(task: TaskSpec, files) -> dict[str, str]:
             f"{names} holds labels up to {found.num_classes - 1}; the network has "
             f"{task.num_classes} classes (0..{task.num_classes - 1}): pass files of its classes"
         )
-    # a test file alone may lack the highest classes: its labels only need to fit the network
-    found = dataclasses.replace(found, num_classes=task.num_classes)
+    # a test file alone may lack the highest classes: its labels only need to fit the
+    # network; the options of the run (input scale, scored steps) are the task's own
+    found = dataclasses.replace(
+        found,
+        num_classes=task.num_classes,
+        input_scale=task.input_scale,
+        sub_seq_length=task.sub_seq_length,
+        label_last=task.label_last,
+    )
     if found != task:
 
         def shape(spec):
@@ -292,7 +327,9 @@ def model_inputs(
     """A raw batch ``(B, T, I)`` as the float32 time-major ``(T, B, I)`` network input.
 
     MNIST pixels are scaled to [0, 1] and, for PS-MNIST, reordered so that step t gets
-    pixel ``permutation[t]``; ECG, SHD and SSC spikes become float32.
+    pixel ``permutation[t]``; ECG, SHD and SSC spikes become float32; your own sequences
+    become float32 and are multiplied by the task's ``input_scale`` (in float32) where it
+    is not 1.
 
     Args:
       task: the task.
@@ -308,6 +345,8 @@ def model_inputs(
             values = values[:, permutation]
     else:
         values = raw.astype(np.float32, copy=False)
+        if task.input_scale != 1.0:  # your own sequences' --input-scale
+            values = values * np.float32(task.input_scale)
     return np.ascontiguousarray(values.transpose(1, 0, 2))
 
 

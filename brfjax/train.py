@@ -726,6 +726,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "per step and SHD's for one label per sequence",
     )
     own.add_argument(
+        "--input-scale",
+        type=float,
+        help="multiply the inputs by this before the network (default 1: as stored; BRF "
+        "neurons need inputs of tens, docs/concepts/brf-neuron.md)",
+    )
+    own.add_argument(
+        "--sub-seq-length",
+        type=int,
+        help="leading steps of every sequence run but not scored, for every neuron "
+        "(default: the paper's rule, 10 for ALIF and 0 otherwise)",
+    )
+    own.add_argument(
+        "--label-last",
+        action="store_true",
+        help="score only the last step of each sequence (as S-MNIST); default every step",
+    )
+    own.add_argument(
         "--test-data", metavar="FILE", help="the test sequences (default: --data's test/)"
     )
     own.add_argument(
@@ -839,8 +856,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             else f"--task {args.task} and --data are two ways of naming the data: pass one of them"
         )
     if args.data is None:
-        for name in ("test_data", "val_data"):
-            if getattr(args, name) is not None:
+        for name in ("test_data", "val_data", "input_scale", "sub_seq_length", "label_last"):
+            if getattr(args, name) not in (None, False):
                 parser.error(
                     f"{cli.flag(name)} applies to your own sequences: pass --data FILE too"
                 )
@@ -868,9 +885,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.data is not None:
         try:
             args.files = sequences.split_files(args.data, args.test_data, args.val_data)
-            args.task_spec = tasks.sequence_task(sequences.describe(args.files))
+            shape = sequences.describe(args.files)
         except DataError as error:
             parser.exit(cli.exit_status(error), f"error: {error}\n")
+        try:
+            args.task_spec = tasks.sequence_task(
+                shape,
+                1.0 if args.input_scale is None else args.input_scale,
+                args.sub_seq_length,
+                args.label_last,
+            )
+        except ValueError as error:
+            parser.error(f"--{str(error).replace('_', '-', 2)}")
         if args.task_spec.num_classes < 2:
             parser.error(
                 f"the labels of {args.data!r} hold one class (0): a classifier needs at least two; "
@@ -949,7 +975,10 @@ def sequences_line(config: tasks.TrainConfig, files: dict[str, str]) -> str:
     clip = "none" if config.grad_clip_norm is None else f"{config.grad_clip_norm:g}"
     return (
         f"your sequences: {task.num_steps} steps of {task.input_size} input(s), {task.num_classes} classes, "
-        f"{labels} (train: {files['train']}, test: {files['test']}, {validation}); "
+        f"{labels} (train: {files['train']}, test: {files['test']}, {validation}), "
+        f"inputs x {task.input_scale:g} (--input-scale), "
+        f"{tasks.network_options(task, config.neuron)['sub_seq_length']} leading steps unscored "
+        f"(--sub-seq-length){', only the last step scored (--label-last)' if task.label_last else ''}; "
         f"the paper's {task.protocol.upper()} protocol: {config.neuron} neurons, hidden sizes "
         f"{' '.join(map(str, tasks.hidden_sizes(config)))} (--hidden-sizes), "
         f"{config.epochs} epochs (--epochs), batch size {config.batch_size} (--batch-size), "

@@ -544,3 +544,41 @@ def test_own_sequences_that_cannot_train_are_refused_before_anything_is_written(
     assert refused.returncode == 2 and message in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert not run.exists()
+
+
+def test_input_scale_unscored_steps_and_label_last_are_recorded_and_exported(tmp_path, capfd):
+    """--input-scale, --sub-seq-length and --label-last make the task of your own
+    sequences: recorded in the workdir, used by evaluate, and the input scale applied
+    inside an exported program (which takes the values as stored)."""
+    from brfjax.data import sequences
+
+    rng = np.random.default_rng(2)
+    splits = {
+        split: (rng.standard_normal((12, 20, 2)).astype(np.float32), np.arange(12) % 3)
+        for split in ("train", "test")
+    }
+    path = tmp_path / "sines.npz"
+    sequences.save_splits(str(path), splits)
+    run = tmp_path / "run"
+    flags = ("--input-scale", "40", "--sub-seq-length", "3", "--label-last", "--neuron", "vrf")
+    small = ("--hidden-sizes", "8", "--epochs", "1", "--batch-size", "4")
+    done = run_cli(capfd, "--data", path, "--workdir", run, *flags, *small)
+    assert done.returncode == 0, done.stderr
+    assert "inputs x 40 (--input-scale), 3 leading steps unscored" in done.stderr.splitlines()[0]
+    spec = json.loads((run / "config.json").read_text())["task_spec"]
+    assert (spec["input_scale"], spec["sub_seq_length"], spec["label_last"]) == (40.0, 3, True)
+    best = load_best(str(run))
+    assert (best.model.sub_seq_length, best.model.label_last) == (3, True)
+
+    program = tmp_path / "scaled.bin"
+    assert run_main(export.main, ("--checkpoint", run, "-o", program), capfd).returncode == 0
+    loaded, metadata = export.load_program(str(program))
+    assert "multiplied by the input scale 40.0 inside the program" in metadata["input_encoding"]
+    x = np.ascontiguousarray(splits["test"][0][:4].transpose(1, 0, 2))  # as stored, (T, B, I)
+    readouts, _ = loaded.call(x)
+    expected = best.model.apply(best.variables, x * np.float32(40))
+    np.testing.assert_array_equal(readouts, expected.readouts)
+    assert readouts.shape == (1, 4, 3)  # label-last: one scored step
+
+    refused = run_cli(capfd, "--data", path, "--input-scale", "0", "--workdir", run)
+    assert refused.returncode == 2 and "--input-scale must be a positive number" in refused.stderr
