@@ -517,6 +517,8 @@ def _train_in_workdir(
     )
     if primary and data.permutation is not None:
         print(permutation_line(workdir, config.seed, permutation_file, kept), file=sys.stderr)
+    if primary and task.source == tasks.SEQUENCES:  # once the files and workdir are accepted
+        print(sequences_line(config, data_dir), file=sys.stderr)
     parallel.barrier("workdir ready")
     model = tasks.build_model(config)
     optimizer = make_optimizer(config)
@@ -1043,7 +1045,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = config.task
     if args.data is not None:
         name = os.path.splitext(os.path.basename(args.data))[0]
-        print(sequences_line(config, args.files), file=sys.stderr)
     workdir = args.workdir or os.path.join("runs", f"{name}_{config.neuron}_seed{config.seed}")
     parallel_module.use_every_core()  # CPU: one device per core, each training on its part of the batch
     try:
