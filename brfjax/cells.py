@@ -118,6 +118,14 @@ def pruning_mask(key: jax.Array, in_features: int, features: int, mask_prob: flo
     )
 
 
+@functools.cache
+def _compiled(coefficients: Callable) -> Callable:
+    """``coefficients`` (a neuron's per-parameter constants, ``exact`` a keyword) as one
+    jitted program: a model applied outside ``jax.jit`` then compiles one program for
+    them, not one per operation of the correctly rounded functions (docs/numerics.md)."""
+    return jax.jit(coefficients, static_argnames="exact")
+
+
 class SpikingCell(nn.RNNCellBase):
     """A recurrent spiking hidden cell of any neuron model.
 
@@ -248,7 +256,7 @@ class SpikingCell(nn.RNNCellBase):
             else None
         )
         model = neurons.get_neuron(self.neuron)
-        coefficients = model.coefficients(*self.neuron_parameters(), exact=self.exact)
+        coefficients = _compiled(model.coefficients)(*self.neuron_parameters(), exact=self.exact)
         return coefficients, kernel, bias
 
     @nn.nowrap
@@ -452,7 +460,7 @@ class LIReadout(nn.RNNCellBase):
             if self.use_bias
             else None
         )
-        return neurons.decay_factor(tau, self.exact), kernel, bias
+        return _compiled(neurons.decay_factor)(tau, exact=self.exact), kernel, bias
 
     def __call__(self, carry: jax.Array, x: jax.Array):
         """One step (no time axis).

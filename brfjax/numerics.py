@@ -513,6 +513,53 @@ def _product_of_slices_jvp(binary_left, primals, tangents):
     )
 
 
+def spike_rows(a: Array) -> Array:
+    """Which rows of ``a`` ``(..., K)`` hold only 0 and 1: bool ``(..., 1)``."""
+    return jnp.all((a == 0) | (a == 1), axis=-1, keepdims=True)
+
+
+def product_of_slices_by_row(
+    a: Array, b: Array, spike_parts: tuple[Array, ...], value_parts: tuple[Array, ...]
+) -> Array:
+    """A portable product in which every row of ``a`` that holds only 0 and 1 is
+    multiplied as spikes, any other row as values.
+
+    A row of spikes takes the product of ``binary_left`` (the kernel's slices only,
+    3 products), any other row the general one (both operands split, 6 or more): each
+    row's value still depends on that row and on ``b`` only, so it is the same for any
+    batch size, device count and processor. A block of rows that are all spikes (or
+    all values) computes only its own product; a mixed block computes both.
+
+    Args:
+      a: float32 ``(..., K)``, e.g. binned input spikes ``(T·B, I)``.
+      b: float32 ``(K, N)``.
+      spike_parts: ``split_kernel(b, binary_left=True)``.
+      value_parts: ``split_kernel(b, binary_left=False)``.
+
+    Returns:
+      float32 ``(..., N)``: for spike rows the bits of
+      ``product_of_slices(a, b, spike_parts, True)``, for the others those of
+      ``product_of_slices(a, b, value_parts, False)``.
+    """
+    spike = spike_rows(a)
+
+    def spikes(_):
+        return product_of_slices(a, b, spike_parts, True)
+
+    def values(_):
+        return product_of_slices(a, b, value_parts, False)
+
+    def mixed(_):
+        return jnp.where(spike, spikes(None), values(None))
+
+    size = a.size if all(isinstance(d, int) for d in a.shape) else 0  # 0: a symbolic shape
+    if size < _SHORTCUT_SIZE:  # small or of unknown size: no branch
+        return mixed(None)
+    every, some = jnp.all(spike), jnp.any(spike)
+    which = jnp.where(every, 0, jnp.where(some, 2, 1))
+    return lax.switch(which, (spikes, values, mixed), None)
+
+
 def portable_matmul(
     a: Array, b: Array, *, binary_left: bool = False, slices: int = MATMUL_SLICES
 ) -> Array:

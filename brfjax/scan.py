@@ -246,21 +246,22 @@ def _flat_product(a, b):
     return _matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
-def _product(products: str, a, b, binary_left: bool, parts=None):
-    """``a · b`` over the last axis of ``a``, any leading axes: one BLAS product
-    (``"fast"``) or [`brfjax.numerics.product_of_slices`][brfjax.numerics.product_of_slices] (``"portable"``; exact
-    for ``binary_left`` operands of 0 and 1) with ``b``'s slices ``parts`` (split here
-    when None)."""
+def _spike_product(products: str, spikes, b, parts=None):
+    """``spikes · b`` over the last axis of ``spikes`` (0 and 1), any leading axes: one
+    BLAS product (``"fast"``) or [`brfjax.numerics.product_of_slices`][brfjax.numerics.product_of_slices] (``"portable"``,
+    exact) with ``b``'s slices ``parts`` (split here when None)."""
     if products == "fast":
-        return _matmul(a, b)
+        return _matmul(spikes, b)
     if parts is None:
-        parts = numerics.split_kernel(b, binary_left=binary_left)
-    return numerics.product_of_slices(a, b, parts, binary_left)
+        parts = numerics.split_kernel(b, binary_left=True)
+    return numerics.product_of_slices(spikes, b, parts, True)
 
 
 def input_currents(spec: ScanSpec, kernel, inputs, spike_inputs: bool = False) -> jax.Array:
     """``U_t = x_t · K_in`` for every step at once: the part of the synaptic current that
-    does not depend on the loop.
+    does not depend on the loop, as a layer computes it for inputs wider than
+    `NARROW_INPUTS` (portable products: every row of 0 and 1 multiplied as spikes,
+    [`brfjax.numerics.product_of_slices_by_row`][brfjax.numerics.product_of_slices_by_row]).
 
     Args:
       spec: the layer (its ``products``).
@@ -268,20 +269,42 @@ def input_currents(spec: ScanSpec, kernel, inputs, spike_inputs: bool = False) -
         are read.
       inputs: float32 ``(..., I)``, e.g. time-major ``(T, B, I)`` or one step ``(B, I)``.
       spike_inputs: the inputs hold only 0 and 1 (spikes of another layer): a portable
-        product then splits only the kernel, exactly and at less cost.
+        product skips the check of each row (the same bits: rows of 0 and 1 are
+        multiplied as spikes either way).
 
     Returns:
       float32 ``(..., H)``; with portable products each row the same bits whatever the
       other rows (docs/numerics.md).
     """
-    return _product(spec.products, inputs, kernel[: inputs.shape[-1]], spike_inputs)
+    input_kernel = kernel[: inputs.shape[-1]]
+    slices = _input_slices(spec, input_kernel, spike_inputs, wide=True)
+    return _input_product(spec, inputs, input_kernel, spike_inputs, slices)
 
 
-def _input_slices(spec: ScanSpec, input_kernel, spike_inputs: bool):
+def _input_product(spec: ScanSpec, inputs, input_kernel, spike_inputs: bool, slices):
+    """``x · K_in`` of a wide input over any leading axes: one BLAS product (fast), or
+    portable with ``slices`` from `_input_slices`; without ``spike_inputs`` every row
+    of 0 and 1 is still multiplied as spikes
+    ([`brfjax.numerics.product_of_slices_by_row`][brfjax.numerics.product_of_slices_by_row]): binned input spikes
+    cost 3 slice products, not 6."""
+    if spec.products == "fast":
+        return _matmul(inputs, input_kernel)
+    if spike_inputs:
+        return numerics.product_of_slices(inputs, input_kernel, slices, True)
+    return numerics.product_of_slices_by_row(inputs, input_kernel, *slices)
+
+
+def _input_slices(spec: ScanSpec, input_kernel, spike_inputs: bool, wide: bool):
     """The slices of ``K_in`` for portable products, split once for all segments (None
-    for fast products)."""
+    for fast products): a narrow input's for its kind, a wide one's for both kinds of
+    rows unless the inputs are declared spikes."""
     if spec.products == "fast":
         return None
+    if wide and not spike_inputs:
+        return (
+            numerics.split_kernel(input_kernel, binary_left=True),
+            numerics.split_kernel(input_kernel, binary_left=False),
+        )
     return numerics.split_kernel(input_kernel, binary_left=spike_inputs)
 
 
@@ -358,7 +381,7 @@ def cell_current(spec: ScanSpec, kernel, bias, x, previous_spikes) -> jax.Array:
     params = _loop_params(spec, LayerParams(None, kernel, bias), width)
     recurrent_slices = _recurrent_slices(spec, params.recurrent_kernel)
     if _in_loop(width):
-        slices = (_input_slices(spec, kernel[:width], False), recurrent_slices)
+        slices = (_input_slices(spec, kernel[:width], False, wide=False), recurrent_slices)
         return _narrow_current(spec, params, x, previous_spikes, slices, False)
     return step_current(
         spec,
@@ -382,7 +405,7 @@ def readout_drives(products: str, kernel, bias, spikes) -> jax.Array:
     Returns:
       J, float32 ``(..., C)``.
     """
-    drive = _product(products, spikes, kernel, True)
+    drive = _spike_product(products, spikes, kernel)
     return drive if bias is None else drive + bias
 
 
@@ -449,7 +472,7 @@ def _loop(
     slices = _recurrent_slices(spec, params.recurrent_kernel)
     if narrow:
         width = currents_in.shape[-1]
-        slices = (_input_slices(spec, params.kernel[:width], spike_inputs), slices)
+        slices = (_input_slices(spec, params.kernel[:width], spike_inputs, wide=False), slices)
     readout_slices = None
     if head is not None and head.products == "portable":
         readout_slices = numerics.split_kernel(readout.kernel, binary_left=True)
@@ -467,7 +490,7 @@ def _loop(
         spike_counts = spike_counts + jnp.sum(state.z, axis=-1)
         spikes, drive = state.z, None
         if head is not None:
-            drive = _product(head.products, state.z, readout.kernel, True, readout_slices)
+            drive = _spike_product(head.products, state.z, readout.kernel, readout_slices)
             drive = drive if readout.bias is None else drive + readout.bias
             potential = neurons.li_step(readout.alpha, potential, drive, head.exact)
             spikes = None
@@ -569,6 +592,17 @@ def _hooked_spikes(spike_hook: SpikeHook, t, spikes):
     return hooked
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "spec",
+        "backward",
+        "segment",
+        "keep_trajectory",
+        "spike_inputs",
+        "spike_hook",
+    ),
+)
 def run_layer(
     spec: ScanSpec,
     params: LayerParams,
@@ -670,6 +704,18 @@ def _whole_loop(
     return output, potentials
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "spec",
+        "readout_products",
+        "readout_exact",
+        "backward",
+        "segment",
+        "keep_trajectory",
+        "spike_inputs",
+    ),
+)
 def run_layer_with_readout(
     spec: ScanSpec,
     params: LayerParams,
@@ -745,6 +791,7 @@ def run_layer_with_readout(
     )
 
 
+@functools.partial(jax.jit, static_argnames=("products", "exact"))
 def run_readout(params: ReadoutParams, spikes, potential0, *, products: str, exact: bool):
     """The LI readout over a whole sequence: ``J = Z · W (+ b)`` in one product, then
     ``o_t = α·o_{t-1} + (1-α)·J_t`` ([`brfjax.neurons.li_step`][brfjax.neurons.li.li_step]) with its own
@@ -964,13 +1011,13 @@ def _layer_segments(
     loop = _loop_params(spec, params, width)
     input_kernel = params.kernel[:width]
     narrow = _in_loop(width)
-    slices = None if narrow else _input_slices(spec, input_kernel, spike_inputs)
+    slices = None if narrow else _input_slices(spec, input_kernel, spike_inputs, wide=True)
 
     def run_segment(carry, segment_inputs):
         state, counts, potential = carry
         step_inputs = segment_inputs[0]
         if not narrow:
-            step_inputs = _product(spec.products, step_inputs, input_kernel, spike_inputs, slices)
+            step_inputs = _input_product(spec, step_inputs, input_kernel, spike_inputs, slices)
         output, currents, potentials, drives = _loop(
             spec,
             loop,

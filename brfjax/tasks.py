@@ -238,8 +238,8 @@ def load_split(
       brfjax.data.DataError: missing or damaged files (from the loaders).
     """
     if task.source == SEQUENCES:
-        files = sequence_files(task, data_dir)
-        return sequences.load(files, split, sequences.describe(files))
+        files, shape = sequence_files(task, data_dir)
+        return sequences.load(files, split, shape)
     if data_dir is not None and mnist_backend != "tfds" and not os.path.isdir(data_dir):
         raise DataUsageError(
             f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files"
@@ -250,16 +250,18 @@ def load_split(
     return loader(split, data_dir)
 
 
-def sequence_files(task: TaskSpec, files) -> dict[str, str]:
+def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.SequenceShape]:
     """Check that ``files`` hold sequences of ``task``'s shape (a run on your own files
-    resumed, evaluated or compared with other files).
+    resumed, evaluated or compared with other files), reading them once.
 
     Args:
       task: a task of your own files ([`sequence_task`][brfjax.tasks.sequence_task]).
       files: ``{split: path}`` ([`brfjax.data.sequences.split_files`][brfjax.data.sequences.split_files]).
 
     Returns:
-      ``files`` as a dict.
+      ``(files as a dict, their shape)``: the shape
+      ([`brfjax.data.sequences.describe`][brfjax.data.sequences.describe]) to load
+      each split with ([`brfjax.data.sequences.load`][brfjax.data.sequences.load]).
 
     Raises:
       brfjax.data.DataUsageError: no files, or files of another shape (input width,
@@ -271,7 +273,8 @@ def sequence_files(task: TaskSpec, files) -> dict[str, str]:
             "(and --test-data / --val-data), or split_files(...) in Python"
         )
     files = dict(files)
-    found = sequence_task(sequences.describe(files))
+    shape = sequences.describe(files)
+    found = sequence_task(shape)
     names = ", ".join(repr(path) for path in sorted(set(files.values())))
     if found.num_classes > task.num_classes:
         raise DataUsageError(
@@ -301,7 +304,7 @@ def sequence_files(task: TaskSpec, files) -> dict[str, str]:
             f"{names} holds {shape(found)}; the network was made for {shape(task)}: pass files "
             "of that shape, or train a new run on these"
         )
-    return files
+    return files, shape
 
 
 def has_validation_file(task: TaskSpec, data_dir=None) -> bool:

@@ -101,7 +101,7 @@ def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
         ``{file name: SHA-256 hex digest}``.
     """
     if task.source == tasks.SEQUENCES:
-        return sequences.checksums(tasks.sequence_files(task, data_dir))
+        return sequences.checksums(data_dir)
     if task.source == "ecg":
         return {name: digest for name, digest in ecg.FILES.values()}
     if task.source == "mnist":
@@ -141,10 +141,20 @@ def load_data(
         brfjax.data.DataError: missing or damaged data files, or a bad permutation file.
     """
     task = tasks.task_of(config)
-    full_train = tasks.load_split(task, "train", data_dir, mnist_backend)
-    test = tasks.load_split(task, "test", data_dir, mnist_backend)
+    if task.source == tasks.SEQUENCES:  # your own files: checked against the task once
+        files, shape = tasks.sequence_files(task, data_dir)
+
+        def load(split):
+            return sequences.load(files, split, shape)
+    else:
+
+        def load(split):
+            return tasks.load_split(task, split, data_dir, mnist_backend)
+
+    full_train = load("train")
+    test = load("test")
     if tasks.has_validation_file(task, data_dir):  # SSC's, or your own validation file
-        train, val = full_train, tasks.load_split(task, "valid", data_dir)
+        train, val = full_train, load("valid")
     else:
         num_samples = len(full_train.targets)
         train_idx, val_idx = pipeline.train_val_split(num_samples, config.val_fraction, config.seed)

@@ -201,6 +201,36 @@ def test_general_products_are_row_independent_and_within_the_documented_bound(de
     assert np.all(np.abs(full - exact) <= 2**-22 * np.abs(exact) + 2 * dropped + 2.0**-120)
 
 
+def test_rows_of_spikes_take_the_spike_product_whatever_the_other_rows():
+    """A layer's wide input product (numerics.product_of_slices_by_row): a row of 0 and 1
+    gets the bits of the spike product, any other row those of the general product, in
+    blocks of spikes only, of values only and mixed, and below and above the size where
+    the block-wide branch starts (64 x 700 and 1 x 700 elements)."""
+    depth = 700
+    weights = jnp.asarray(RNG.standard_normal((depth, 16)).astype(np.float32))
+    spikes = (RNG.random((64, depth)) < 0.2).astype(np.float32)
+    values = (np.floor(RNG.random((64, depth)) * 4) * 0.7).astype(np.float32)
+    values[:, 0] = 0.35  # every row has a value other than 0 and 1
+    parts = (
+        numerics.split_kernel(weights, binary_left=True),
+        numerics.split_kernel(weights, binary_left=False),
+    )
+    by_row = jax.jit(lambda a: numerics.product_of_slices_by_row(a, weights, *parts))
+    as_spikes = np.asarray(numerics.product_of_slices(spikes, weights, parts[0], True))
+    as_values = np.asarray(numerics.product_of_slices(values, weights, parts[1], False))
+    mixed = np.where((np.arange(64) % 3 == 0)[:, None], spikes, values)
+    expected = np.where((np.arange(64) % 3 == 0)[:, None], as_spikes, as_values)
+    np.testing.assert_array_equal(by_row(spikes), as_spikes)
+    np.testing.assert_array_equal(by_row(values), as_values)
+    np.testing.assert_array_equal(by_row(mixed), expected)
+    for row in (0, 1):
+        np.testing.assert_array_equal(by_row(mixed[row : row + 1]), expected[row : row + 1])
+    # the spike product is the other one (fewer slices): the rule changes values
+    assert np.any(
+        as_spikes != np.asarray(numerics.product_of_slices(spikes, weights, parts[1], False))
+    )
+
+
 def test_products_keep_nan_rows_and_the_derivative_of_a_plain_product():
     weights = RNG.standard_normal((10, 5)).astype(np.float32)
     spikes = np.array([[1, 0] * 5, [np.nan] + [0] * 9], np.float32)
