@@ -444,8 +444,8 @@ def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) ->
 
 
 # Products whose left operand has fewer elements (one step of a small batch), or a
-# symbolic shape (an exported program), take one product per slice pair and no
-# first-slice test: a wider product and a branch cost more than they save there.
+# symbolic shape (an exported program), take every slice pair in one product and no
+# first-slice test: a branch costs more than it saves there.
 _SHORTCUT_SIZE = 1 << 14
 
 
@@ -492,9 +492,18 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
         return _sum_in_order(products(0))
 
     size = a.size if all(isinstance(d, int) for d in a.shape) else 0  # 0: a symbolic shape
-    if slices == 1 or size < _SHORTCUT_SIZE:  # small or of unknown size: one product per pair
+    if slices == 1 or size < _SHORTCUT_SIZE:  # small or of unknown size: no branch
+        # every slice pair in one product (a loop step runs one product, not one per
+        # pair): left slice i times kernel slice j is the block (i, j), exact as a
+        # product of its own
+        wide = jnp.einsum(
+            "srk,kn->srn",
+            jnp.stack(left),
+            jnp.concatenate(parts, axis=1),
+            precision=lax.Precision.HIGHEST,
+        )
         terms = [
-            _precise_matmul(left[i], parts[total - i])
+            wide[i, :, (total - i) * width : (total - i + 1) * width]
             for total in range(slices)
             for i in range(total + 1)
         ]
@@ -513,7 +522,7 @@ def _product_of_slices_jvp(binary_left, primals, tangents):
     )
 
 
-def spike_rows(a: Array) -> Array:
+def _spike_rows(a: Array) -> Array:
     """Which rows of ``a`` ``(..., K)`` hold only 0 and 1: bool ``(..., 1)``."""
     return jnp.all((a == 0) | (a == 1), axis=-1, keepdims=True)
 
@@ -541,7 +550,7 @@ def product_of_slices_by_row(
       ``product_of_slices(a, b, spike_parts, True)``, for the others those of
       ``product_of_slices(a, b, value_parts, False)``.
     """
-    spike = spike_rows(a)
+    spike = _spike_rows(a)
 
     def spikes(_):
         return product_of_slices(a, b, spike_parts, True)
@@ -552,8 +561,8 @@ def product_of_slices_by_row(
     def mixed(_):
         return jnp.where(spike, spikes(None), values(None))
 
-    size = a.size if all(isinstance(d, int) for d in a.shape) else 0  # 0: a symbolic shape
-    if size < _SHORTCUT_SIZE:  # small or of unknown size: no branch
+    size = a.size if all(isinstance(d, int) for d in a.shape) else None  # None: symbolic
+    if size is not None and size < _SHORTCUT_SIZE:  # small: no branch
         return mixed(None)
     every, some = jnp.all(spike), jnp.any(spike)
     which = jnp.where(every, 0, jnp.where(some, 2, 1))
