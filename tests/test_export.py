@@ -177,6 +177,29 @@ def test_a_program_takes_its_networks_layout_and_equals_apply_bit_for_bit(tmp_pa
         loaded.call(sequences(3, not time_major))
 
 
+def test_a_wide_input_program_equals_apply_for_rows_of_spikes_and_of_values(tmp_path):
+    """Inputs of more than 16 features: the program (symbolic batch) multiplies each row
+    as the model does, spikes as spikes and values as values, whatever the batch holds."""
+    network = models.build_network("brf", 5, CLASSES)
+    width = 20
+    variables = network.init(jax.random.PRNGKey(0), np.zeros((STEPS, 2, width), np.float32))
+    loaded, _ = export.load_program(
+        str(saved(export.export_network(network, variables, STEPS, width), tmp_path))
+    )
+    rng = np.random.default_rng(3)
+    spikes = (rng.random((STEPS, 4, width)) < 0.5).astype(np.float32)
+    mixed = spikes.copy()
+    mixed[:, 1] *= 0.75  # sample 1: rows of values
+    for inputs in (spikes, mixed, mixed[:, 1:2]):
+        readouts, counts = loaded.call(inputs)
+        expected = network.apply(variables, inputs)
+        np.testing.assert_array_equal(readouts, expected.readouts)
+        np.testing.assert_array_equal(counts, expected.spike_counts)
+    # a sample's readouts do not depend on the others: spikes beside values or alone
+    np.testing.assert_array_equal(loaded.call(mixed)[0][:, 0], loaded.call(spikes)[0][:, 0])
+    np.testing.assert_array_equal(loaded.call(mixed)[0][:, 1], loaded.call(mixed[:, 1:2])[0][:, 0])
+
+
 def test_a_permuted_program_takes_pixel_order_and_records_its_permutation(tmp_path):
     network, variables = tiny_network(time_major=False)
     order = np.random.default_rng(1).permutation(STEPS)
