@@ -592,17 +592,6 @@ def _hooked_spikes(spike_hook: SpikeHook, t, spikes):
     return hooked
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "spec",
-        "backward",
-        "segment",
-        "keep_trajectory",
-        "spike_inputs",
-        "spike_hook",
-    ),
-)
 def run_layer(
     spec: ScanSpec,
     params: LayerParams,
@@ -649,6 +638,26 @@ def run_layer(
         hook that returned another shape or dtype.
     """
     check_backward(backward)
+    if spike_hook is None:  # one compiled program outside jit (inlined under jit)
+        return _compiled_layer(
+            spec,
+            params,
+            inputs,
+            hidden0,
+            backward=backward,
+            segment=segment,
+            keep_trajectory=keep_trajectory,
+            spike_inputs=spike_inputs,
+        )
+    return _layer(
+        spec, params, inputs, hidden0, backward, segment, keep_trajectory, spike_inputs, spike_hook
+    )
+
+
+def _layer(
+    spec, params, inputs, hidden0, backward, segment, keep_trajectory, spike_inputs, spike_hook=None
+):
+    """[`run_layer`][brfjax.scan.run_layer] itself (positional arguments)."""
     if spike_hook is not None and backward != "autodiff":
         raise ValueError(
             f"spike_hook needs backward='autodiff' (JAX differentiates the hook), got {backward!r}"
@@ -668,6 +677,11 @@ def run_layer(
         spec, params, inputs, hidden0, keep_trajectory, spike_inputs, spike_hook=spike_hook
     )
     return output
+
+
+_compiled_layer = jax.jit(
+    _layer, static_argnames=("spec", "backward", "segment", "keep_trajectory", "spike_inputs")
+)
 
 
 def _whole_loop(
