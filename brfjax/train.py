@@ -801,9 +801,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--mnist-backend",
-        default="idx",
+        default=None,
         choices=["idx", "tfds"],
-        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])",
+        help="S-MNIST and PS-MNIST source: verified IDX files (default: idx) or "
+        "tensorflow-datasets (brfjax[tfds])",
     )
     parser.add_argument(
         "--backward",
@@ -874,9 +875,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     f"{cli.flag(name)} applies to your own sequences: pass --data FILE too"
                 )
     else:
-        for name in ("data_dir", "permutation"):
+        for name in ("data_dir", "permutation", "mnist_backend"):
             if getattr(args, name) is not None:
                 parser.error(f"{cli.flag(name)} applies to the paper's tasks, not to --data")
+    if (
+        args.task is not None
+        and args.mnist_backend is not None
+        and tasks.get_task(args.task).source != "mnist"
+    ):
+        parser.error(
+            f"--mnist-backend applies to --task smnist and psmnist, not to --task {args.task}"
+        )
+    args.mnist_backend = args.mnist_backend or "idx"
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
     if (

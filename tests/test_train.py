@@ -525,6 +525,11 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
         ),
         ("one class", (), "hold one class"),
         ("validation file", ("--val-fraction", "0.2"), "holds a validation split"),
+        (
+            "mnist backend",
+            ("--mnist-backend", "tfds"),
+            "--mnist-backend applies to the paper's tasks, not to --data",
+        ),
     ],
 )
 def test_own_sequences_that_cannot_train_are_refused_before_anything_is_written(
@@ -544,6 +549,17 @@ def test_own_sequences_that_cannot_train_are_refused_before_anything_is_written(
     assert refused.returncode == 2 and message in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert not run.exists()
+
+
+def test_mnist_backend_applies_to_the_mnist_tasks_only(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(["--task", "ecg", "--mnist-backend", "tfds"])
+    assert exit_info.value.code == 2
+    assert "--mnist-backend applies to --task smnist and psmnist, not to --task ecg" in (
+        capsys.readouterr().err
+    )
+    assert train.parse_args(["--task", "psmnist"]).mnist_backend == "idx"
+    assert train.parse_args(["--task", "smnist", "--mnist-backend", "tfds"]).mnist_backend == "tfds"
 
 
 def test_input_scale_unscored_steps_and_label_last_are_recorded_and_exported(tmp_path, capfd):
