@@ -774,16 +774,9 @@ def run_layer_with_readout(
       ValueError: an unknown ``backward``.
     """
     check_backward(backward)
-    if backward != "manual":
-        output = run_layer(
-            spec,
-            params,
-            inputs,
-            hidden0,
-            backward=backward,
-            segment=segment,
-            keep_trajectory=keep_trajectory,
-            spike_inputs=spike_inputs,
+    if backward != "manual":  # already one compiled program: the layer's body itself
+        output = _layer(
+            spec, params, inputs, hidden0, backward, segment, keep_trajectory, spike_inputs
         )
         potentials = run_readout(
             readout, output.spikes, potential0, products=readout_products, exact=readout_exact

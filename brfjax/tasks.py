@@ -273,8 +273,8 @@ def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.Seq
             "(and --test-data / --val-data), or split_files(...) in Python"
         )
     files = dict(files)
-    shape = sequences.describe(files)
-    found = sequence_task(shape)
+    described = sequences.describe(files)
+    found = sequence_task(described)
     names = ", ".join(repr(path) for path in sorted(set(files.values())))
     if found.num_classes > task.num_classes:
         raise DataUsageError(
@@ -304,7 +304,7 @@ def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.Seq
             f"{names} holds {shape(found)}; the network was made for {shape(task)}: pass files "
             "of that shape, or train a new run on these"
         )
-    return files, shape
+    return files, described
 
 
 def has_validation_file(task: TaskSpec, data_dir=None) -> bool:
