@@ -66,14 +66,19 @@ def _stack_gradients(neuron, sizes, backward, return_trajectory=False, **options
     model = models.build_network(
         neuron, sizes, 3, backward=backward, return_trajectory=return_trajectory, **options
     )
-    x = jax.random.uniform(jax.random.PRNGKey(1), (23, 3, 4)) * 2.0
-    variables = model.init(jax.random.PRNGKey(0), x)
+    # 2 layers: 23 steps, segments of 5 and a shorter last one; 3 layers: 25 steps, whole
+    # segments only (a shorter segment is one more reverse body per layer to compile)
+    steps = 25 if len(sizes) > 2 else 23
+    x = jax.random.uniform(jax.random.PRNGKey(1), (steps, 3, 4)) * 2.0
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
     # the harmonic resonator's heavy damping (b' ~ U(1, 6)) needs larger currents to spike
     params = _sharpened(
         variables["params"], model.hidden_names, 200.0 if neuron == "bhrf" else 20.0
     )
     params = _sharpened(params, model.hidden_names[1:], 30.0)  # spikes in are sparser than x
-    with_states = model.clone(return_trajectory=True).apply({**variables, "params": params}, x)
+    with_states = jax.jit(model.clone(return_trajectory=True).apply)(
+        {**variables, "params": params}, x
+    )
     assert all(float(jnp.sum(t.z)) > 0 for t in with_states.trajectory)  # every layer spikes
     initial = model.initial_state(3)
     # spikes at t = -1 in every layer: the initial states' gradients have every term

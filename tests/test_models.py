@@ -71,7 +71,7 @@ def test_synthetic_input_through_ecg_checkpoints(neuron):
 def small_network(neuron, **kwargs):
     model = models.build_network(neuron, 12, 3, **kwargs)
     x = (jax.random.uniform(jax.random.PRNGKey(1), (60, 5, 4)) < 0.3).astype(jnp.float32)
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)  # one program, not one per op
     # stronger weights so that every neuron type spikes within 60 steps (the harmonic
     # RF's static response to a current I is about I/ω²)
     gain = 2000.0 if neuron == "bhrf" else 40.0
@@ -310,7 +310,7 @@ def test_manual_backward_equals_autodiff(neuron, options, backward):
     autodiff = models.build_network(neuron, 12, 3, backward="autodiff", **options)
     _, variables, x = small_network(neuron)
     if options.get("use_bias") or options.get("recurrent") is False:
-        variables = manual.init(jax.random.PRNGKey(0), x)
+        variables = jax.jit(manual.init)(jax.random.PRNGKey(0), x)
         variables["params"]["hidden"]["kernel"] = variables["params"]["hidden"]["kernel"] * 40.0
     targets = jnp.arange(5) % 3
     initial = manual.initial_state(5)
