@@ -447,9 +447,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--mnist-backend",
-        default="idx",
+        default=None,
         choices=["idx", "tfds"],
-        help="MNIST source: verified IDX files (default) or tensorflow-datasets (brfjax[tfds])",
+        help="MNIST source of an S-MNIST or PS-MNIST network: verified IDX files (default: idx) "
+        "or tensorflow-datasets (brfjax[tfds])",
     )
     parser.add_argument(
         "--devices",
@@ -469,6 +470,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     check_checkpoint_argument(parser, args)
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
+    try:
+        args.mnist_backend = tasks.mnist_backend(args.task, args.mnist_backend)
+    except DataUsageError as error:
+        parser.error(str(error))
     if args.data is not None and args.task != tasks.SEQUENCES:
         parser.error(
             f"--data applies to a network trained on your own sequences; {args.checkpoint!r} "

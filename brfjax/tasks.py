@@ -175,6 +175,28 @@ def get_task(name: str) -> TaskSpec:
         raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASKS)}") from None
 
 
+def mnist_backend(task: str, backend: str | None) -> str:
+    """The MNIST source a command reads for ``task``: ``backend``, ``"idx"`` when None.
+
+    Args:
+      task: a task name, or ``"sequences"`` for your own sequences.
+      backend: ``"idx"``, ``"tfds"`` or None (not given).
+
+    Returns:
+      ``backend`` or ``"idx"``.
+
+    Raises:
+      DataUsageError: ``backend`` given for a task that does not read MNIST (it would be
+        ignored).
+    """
+    if backend is not None and (task == SEQUENCES or get_task(task).source != "mnist"):
+        raise DataUsageError(
+            f"--mnist-backend applies to --task smnist and psmnist, not to task {task!r}; "
+            "leave it out"
+        )
+    return backend or "idx"
+
+
 def check_neuron(neuron: str) -> None:
     """Check that ``neuron`` names a neuron model.
 

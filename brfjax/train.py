@@ -34,7 +34,7 @@ import numpy as np
 from brfjax import checkpoint, cli, evaluate, models, neurons, tasks
 from brfjax import parallel as parallel_module
 from brfjax.batches import device_batch
-from brfjax.data import DataError, SequenceData, ecg, mnist, pipeline, sequences
+from brfjax.data import DataError, DataUsageError, SequenceData, ecg, mnist, pipeline, sequences
 from brfjax.data.download import file_digest
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import parameter_problems, unstable_neurons
@@ -878,15 +878,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for name in ("data_dir", "permutation", "mnist_backend"):
             if getattr(args, name) is not None:
                 parser.error(f"{cli.flag(name)} applies to the paper's tasks, not to --data")
-    if (
-        args.task is not None
-        and args.mnist_backend is not None
-        and tasks.get_task(args.task).source != "mnist"
-    ):
-        parser.error(
-            f"--mnist-backend applies to --task smnist and psmnist, not to --task {args.task}"
-        )
-    args.mnist_backend = args.mnist_backend or "idx"
+    try:
+        args.mnist_backend = tasks.mnist_backend(args.task or tasks.SEQUENCES, args.mnist_backend)
+    except DataUsageError as error:
+        parser.error(str(error))
     if args.permutation is not None and args.task != "psmnist":
         parser.error("--permutation applies to --task psmnist only")
     if (

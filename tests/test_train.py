@@ -555,11 +555,19 @@ def test_mnist_backend_applies_to_the_mnist_tasks_only(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--task", "ecg", "--mnist-backend", "tfds"])
     assert exit_info.value.code == 2
-    assert "--mnist-backend applies to --task smnist and psmnist, not to --task ecg" in (
+    assert "--mnist-backend applies to --task smnist and psmnist, not to task 'ecg'" in (
         capsys.readouterr().err
     )
     assert train.parse_args(["--task", "psmnist"]).mnist_backend == "idx"
     assert train.parse_args(["--task", "smnist", "--mnist-backend", "tfds"]).mnist_backend == "tfds"
+    # evaluate: the task is the checkpoint's
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.parse_args(["--checkpoint", "ecg_brf", "--mnist-backend", "idx"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--mnist-backend applies to --task smnist and psmnist, not to task 'ecg'" in err
+    assert len(err.strip().splitlines()) == 1
+    assert evaluate.parse_args(["--checkpoint", "smnist_brf"]).mnist_backend == "idx"
 
 
 def test_input_scale_unscored_steps_and_label_last_are_recorded_and_exported(tmp_path, capfd):
