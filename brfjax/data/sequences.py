@@ -337,8 +337,9 @@ class _View:
                 raise checks.fail(
                     self.source,
                     f"holds the splits {_listed(prefixes)} only, no {split}/",
-                    f"pass the {split} split's file with {FLAGS.get(split, '--data')}, "
-                    f"or write it under {split}/ in this file",
+                    f"pass a file that holds the {split} sequences (train: "
+                    f"{FLAGS.get(split, '--data')} FILE; evaluate: --data FILE), or write them "
+                    f"under {split}/ in this file",
                 )
             start = f"{split}/"
             self.fields = {name[len(start) :]: name for name in names if name.startswith(start)}
