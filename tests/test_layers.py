@@ -62,10 +62,10 @@ def test_the_network_is_its_layers_composed_bit_for_bit(sizes):
     )
 
 
-def _stack_gradients(neuron, sizes, backward, return_trajectory=False, **options):
-    model = models.build_network(
-        neuron, sizes, 3, backward=backward, return_trajectory=return_trajectory, **options
-    )
+def _stack_problem(neuron, sizes, **options):
+    """``(variables, params, initial state, inputs)`` of a small stack in which every
+    layer spikes; the same for every backward (its parameters do not depend on it)."""
+    model = models.build_network(neuron, sizes, 3, **options)
     # 2 layers: 23 steps, segments of 5 and a shorter last one; 3 layers: 25 steps, whole
     # segments only (a shorter segment is one more reverse body per layer to compile)
     steps = 25 if len(sizes) > 2 else 23
@@ -89,6 +89,14 @@ def _stack_gradients(neuron, sizes, backward, return_trajectory=False, **options
             for state, size in zip(initial.hidden, sizes)
         ),
     )
+    return variables, params, initial, x
+
+
+def _stack_gradients(problem, neuron, sizes, backward, return_trajectory=False, **options):
+    model = models.build_network(
+        neuron, sizes, 3, backward=backward, return_trajectory=return_trajectory, **options
+    )
+    variables, params, initial, x = problem
     targets = jnp.arange(3) % 3
 
     def loss(params, initial, inputs):
@@ -126,8 +134,10 @@ def test_stack_gradients_equal_autodiff(neuron, sizes, backward, options):
     """Through every layer in reverse, the fast backward gives JAX's gradients up to
     float32 summation order (relative 2e-5 of each gradient's largest entry) for every
     parameter, the initial states and the inputs; the forward is the same bits."""
-    fast, out_fast = _stack_gradients(neuron, sizes, backward, **options)
-    reference, out_reference = _stack_gradients(neuron, sizes, "autodiff", **options)
+    layer_options = {k: v for k, v in options.items() if k != "return_trajectory"}
+    problem = _stack_problem(neuron, sizes, **layer_options)
+    fast, out_fast = _stack_gradients(problem, neuron, sizes, backward, **options)
+    reference, out_reference = _stack_gradients(problem, neuron, sizes, "autodiff", **options)
     for a, b in zip(jax.tree_util.tree_leaves(out_fast), jax.tree_util.tree_leaves(out_reference)):
         np.testing.assert_array_equal(a, b)
     assert float(out_fast.spike_counts.sum()) > 0
