@@ -449,6 +449,11 @@ def split_kernel(b: Array, *, binary_left: bool, slices: int = MATMUL_SLICES) ->
 _SHORTCUT_SIZE = 1 << 14
 
 
+def _known_size(a: Array) -> int | None:
+    """``a``'s number of elements, or None for a symbolic shape (an exported program)."""
+    return a.size if all(isinstance(d, int) for d in a.shape) else None
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left: bool) -> Array:
     """[`portable_matmul`][brfjax.numerics.portable_matmul] of ``a`` and ``b`` given ``parts = split_kernel(b, ...)``.
@@ -491,8 +496,8 @@ def product_of_slices(a: Array, b: Array, parts: tuple[Array, ...], binary_left:
         # changes at most the sign of a zero result
         return _sum_in_order(products(0))
 
-    size = a.size if all(isinstance(d, int) for d in a.shape) else 0  # 0: a symbolic shape
-    if slices == 1 or size < _SHORTCUT_SIZE:  # small or of unknown size: no branch
+    size = _known_size(a)
+    if slices == 1 or size is None or size < _SHORTCUT_SIZE:  # small or unknown: no branch
         # every slice pair in one product (a loop step runs one product, not one per
         # pair): left slice i times kernel slice j is the block (i, j), exact as a
         # product of its own
@@ -561,7 +566,7 @@ def product_of_slices_by_row(
     def mixed(_):
         return jnp.where(spike, spikes(None), values(None))
 
-    size = a.size if all(isinstance(d, int) for d in a.shape) else None  # None: symbolic
+    size = _known_size(a)
     if size is not None and size < _SHORTCUT_SIZE:  # small: no branch
         return mixed(None)
     every, some = jnp.all(spike), jnp.any(spike)

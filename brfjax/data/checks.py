@@ -15,18 +15,22 @@ from brfjax.data import DataError
 FIX = "the file is damaged or not in this dataset's layout (docs/reference/data.md)"
 
 
-def fail(source: str, problem: str, fix: str = FIX) -> DataError:
+def fail(source: str, problem: str, fix: str = FIX, kind: type[DataError] = DataError) -> DataError:
     """The error for one problem of a file.
 
     Args:
       source: the file (and dataset), e.g. ``"SHD file 'shd_test.h5'"``.
       problem: what was found and what was expected.
       fix: what to do.
+      kind: the error's class: [`DataError`][brfjax.data.DataError] (the file is
+        damaged or of another layout, exit status 1) or
+        [`DataUsageError`][brfjax.data.DataUsageError] (a sound file given where it
+        does not fit, exit status 2).
 
     Returns:
-      ``DataError("<source>: <problem>; <fix>")``, for the caller to raise.
+      ``kind("<source>: <problem>; <fix>")``, for the caller to raise.
     """
-    return DataError(f"{source}: {problem}; {fix}")
+    return kind(f"{source}: {problem}; {fix}")
 
 
 def _where(index: tuple[int, ...]) -> str:

@@ -333,12 +333,14 @@ class _View:
                     f"holds the splits {_listed(prefixes)} beside its top-level fields",
                     "write one split at top level, or every split under its prefix (save_splits)",
                 )
-            if split not in prefixes:  # a well-formed file given for the wrong split: exit 2
-                raise DataUsageError(
-                    f"{self.source}: holds the splits {_listed(prefixes)} only, no {split}/; "
+            if split not in prefixes:  # a well-formed file given for the wrong split
+                raise checks.fail(
+                    self.source,
+                    f"holds the splits {_listed(prefixes)} only, no {split}/",
                     f"pass a file that holds the {split} sequences (train: "
                     f"{FLAGS.get(split, '--data')} FILE; evaluate: --data FILE), or write them "
-                    f"under {split}/ in this file"
+                    f"under {split}/ in this file",
+                    kind=DataUsageError,
                 )
             start = f"{split}/"
             self.fields = {name[len(start) :]: name for name in names if name.startswith(start)}
