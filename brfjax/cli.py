@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from brfjax import tasks
 from brfjax.data import DataError, DataUsageError
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import CheckpointError
@@ -107,6 +108,30 @@ def check_positive(
         value = getattr(args, name)
         if value is not None and value < 0:
             parser.error(f"{flag(name)} must be 0 or a positive integer, got {value}")
+
+
+def check_mnist_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, task: str
+) -> None:
+    """Refuse ``--permutation`` and ``--mnist-backend`` for a task that does not read
+    them, and set ``args.mnist_backend`` to the one the task uses
+    ([`brfjax.tasks.mnist_backend`][brfjax.tasks.mnist_backend]).
+
+    Args:
+        parser: reports the problem (one line, exit status 2).
+        args: the parsed options, with ``permutation`` and ``mnist_backend`` (None: not
+            given).
+        task: the run's task name (``tasks.SEQUENCES`` for your own sequences).
+
+    Raises:
+        SystemExit: an option given for a task that does not read it.
+    """
+    if args.permutation is not None and task != "psmnist":
+        parser.error("--permutation applies to --task psmnist only")
+    try:
+        args.mnist_backend = tasks.mnist_backend(task, args.mnist_backend)
+    except DataUsageError as error:
+        parser.error(str(error))
 
 
 def check_output_file(parser: argparse.ArgumentParser, option: str, path: str) -> None:

@@ -468,12 +468,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.json is not None:
         cli.check_output_file(parser, "--json", args.json)
     check_checkpoint_argument(parser, args)
-    if args.permutation is not None and args.task != "psmnist":
-        parser.error("--permutation applies to --task psmnist only")
-    try:
-        args.mnist_backend = tasks.mnist_backend(args.task, args.mnist_backend)
-    except DataUsageError as error:
-        parser.error(str(error))
+    cli.check_mnist_options(parser, args, args.task)
     if args.data is not None and args.task != tasks.SEQUENCES:
         parser.error(
             f"--data applies to a network trained on your own sequences; {args.checkpoint!r} "

@@ -34,7 +34,7 @@ import numpy as np
 from brfjax import checkpoint, cli, evaluate, models, neurons, tasks
 from brfjax import parallel as parallel_module
 from brfjax.batches import device_batch
-from brfjax.data import DataError, DataUsageError, SequenceData, ecg, mnist, pipeline, sequences
+from brfjax.data import DataError, SequenceData, ecg, mnist, pipeline, sequences
 from brfjax.data.download import file_digest
 from brfjax.errors import TrainingError, UsageError
 from brfjax.interop import parameter_problems, unstable_neurons
@@ -878,12 +878,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for name in ("data_dir", "permutation", "mnist_backend"):
             if getattr(args, name) is not None:
                 parser.error(f"{cli.flag(name)} applies to the paper's tasks, not to --data")
-    try:
-        args.mnist_backend = tasks.mnist_backend(args.task or tasks.SEQUENCES, args.mnist_backend)
-    except DataUsageError as error:
-        parser.error(str(error))
-    if args.permutation is not None and args.task != "psmnist":
-        parser.error("--permutation applies to --task psmnist only")
+    cli.check_mnist_options(parser, args, args.task or tasks.SEQUENCES)
     if (
         args.task is not None
         and args.val_fraction is not None
