@@ -8,9 +8,11 @@ Crash safety: Orbax writes each checkpoint to a temporary folder and renames it 
 complete; after that, the SHA-256 of every file in the step folder is written into it
 (``brfjax_sha256.json``, atomically). On restore the newest step whose files match
 their checksums is loaded; a step without checksums (killed between Orbax's rename and
-the checksum file), with a mismatch, or that Orbax cannot decode is moved aside to
-``corrupt-<step>`` with a warning and the next older step is tried. Two steps are
-kept of each, so one damaged checkpoint never forces a restart from scratch.
+the checksum file) or with a mismatch is moved aside to ``corrupt-<step>`` with a
+warning and the next older step is tried. Two steps are kept of each, so one damaged
+checkpoint never forces a restart from scratch. An intact step that does not fit the
+network the workdir's ``config.json`` describes (the record was edited or copied from
+another run) is an error: nothing is moved, nothing is trained again.
 
 In a multi-process run every process calls save and restore (Orbax's collective
 protocol: process 0 writes the replicated arrays and metadata); only process 0
@@ -38,6 +40,7 @@ import jax
 import numpy as np
 
 from brfjax.data.download import file_digest
+from brfjax.errors import TrainingError
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -194,23 +197,82 @@ def _restore(
     manager = _manager(directory)
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
     restored, found = None, None
-    for step in sorted(manager.all_steps(), reverse=True):
-        problem = verify_step(os.path.join(directory, str(step)))
-        if problem is None:
-            try:
-                restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+        for step in sorted(manager.all_steps(), reverse=True):
+            step_dir = os.path.join(directory, str(step))
+            problem = verify_step(step_dir)
+            if problem is None:
+                differences = _shape_differences(step_dir, template)
+                if differences:  # refused before Orbax's restore, which would log each array
+                    raise TrainingError(_misfit_message(step_dir, differences))
+                try:
+                    with _quiet_orbax():
+                        restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                except Exception as error:
+                    # the files are exactly as written: the template does not fit them
+                    details = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+                    raise TrainingError(
+                        _misfit_message(step_dir, f"{type(error).__name__}: {details}")
+                    ) from None
                 found = step
                 break
-            except Exception as error:  # undecodable despite matching checksums
-                problem = f"Orbax could not restore it ({type(error).__name__}: {error})"
-        _set_aside(directory, step, problem, primary)
-    manager.close()
+            _set_aside(directory, step, problem, primary)
+    finally:
+        manager.close()
     barrier(f"restore {directory}")
     if restored is None:
         return None
     # same containers (NamedTuples of the optimizer state) as the template
     leaves = jax.tree_util.tree_leaves(restored)
     return found, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+
+
+def _shapes_by_path(tree) -> dict[str, tuple]:
+    """``{"state/params/hidden_0/kernel": shape, ...}`` of a pytree's leaves, the path
+    spelled the same for the template and for Orbax's record of a saved tree."""
+
+    def name(key) -> str:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                return str(getattr(key, attribute))
+        return str(key)
+
+    return {
+        "/".join(name(key) for key in path): tuple(getattr(leaf, "shape", np.shape(leaf)))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def _shape_differences(step_dir: str, template: Any) -> str:
+    """The arrays whose saved shape (Orbax's record of the step) differs from
+    ``template``'s, as one phrase; empty when they agree or the record is unreadable
+    (Orbax's restore then decides)."""
+    import orbax.checkpoint as ocp
+
+    try:
+        with _quiet_orbax():
+            stored = ocp.StandardCheckpointer().metadata(os.path.join(step_dir, "default"))
+        stored = _shapes_by_path(getattr(stored, "item_metadata", stored).tree)
+    except Exception:  # no readable record
+        return ""
+    expected = _shapes_by_path(template)
+    differences = [
+        f"{path}: saved {stored[path]}, expected {expected[path]}"
+        for path in sorted(set(stored) & set(expected))
+        if stored[path] != expected[path]
+    ]
+    more = f" and {len(differences) - 3} more" if len(differences) > 3 else ""
+    return "; ".join(differences[:3]) + more
+
+
+def _misfit_message(step_dir: str, details: str) -> str:
+    """The message for an intact step that does not fit the network of the workdir's record."""
+    return (
+        f"checkpoint {step_dir} is intact (its files match their checksums) but does not fit "
+        f"the network that {CONFIG_FILE} describes ({details}): {CONFIG_FILE} was changed "
+        f"or belongs to another run; put back the run's own {CONFIG_FILE} or start a new "
+        "--workdir (nothing was moved or overwritten)"
+    )
 
 
 def _set_aside(directory: str, step: int, problem: str, primary: bool) -> None:
@@ -299,6 +361,10 @@ class RunCheckpoints:
         Returns:
           ``(epoch, tree)`` of the newest intact checkpoint, or None when there is none.
           Damaged steps are moved aside to ``corrupt-<step>-<time>`` with a warning.
+
+        Raises:
+          brfjax.errors.TrainingError: the newest intact step does not fit ``template``
+            (other shapes or arrays); nothing is moved.
         """
         return _restore(self.latest_dir, template, self.primary, self.barrier)
 
@@ -312,6 +378,10 @@ class RunCheckpoints:
         Returns:
           ``(epoch, tree)`` of the newest intact checkpoint, or None when there is none.
           Damaged steps are moved aside to ``corrupt-<step>-<time>`` with a warning.
+
+        Raises:
+          brfjax.errors.TrainingError: the newest intact step does not fit ``template``
+            (other shapes or arrays); nothing is moved.
         """
         return _restore(self.best_dir, template, self.primary, self.barrier)
 
@@ -342,6 +412,10 @@ class RunCheckpoints:
         Returns:
           ``(epoch, tree)`` of the newest intact checkpoint, or None when there is none.
           Damaged steps are moved aside to ``corrupt-<step>-<time>`` with a warning.
+
+        Raises:
+          brfjax.errors.TrainingError: the newest intact step does not fit ``template``
+            (other shapes or arrays); nothing is moved.
         """
         if not os.path.isdir(self.interrupted_dir):
             return None

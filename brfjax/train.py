@@ -533,6 +533,12 @@ def _train_in_workdir(
     model = tasks.build_model(config)
     optimizer = make_optimizer(config)
     state, constants = init_state(config, model, optimizer, parallel)
+    checkpoints = run_checkpoints(workdir, parallel)
+    bookkeeping = dict(FRESH_BOOKKEEPING)
+    saved = load_latest(workdir, state, parallel)  # refuses checkpoints that do not fit
+    if saved is not None:
+        state = saved["state"]
+        bookkeeping = {key: float(saved[key]) for key in bookkeeping}
     if primary:
         write_manifest(
             workdir,
@@ -542,12 +548,6 @@ def _train_in_workdir(
             parallel,
             models.count_parameters(state.params),
         )
-    checkpoints = run_checkpoints(workdir, parallel)
-    bookkeeping = dict(FRESH_BOOKKEEPING)
-    saved = load_latest(workdir, state, parallel)
-    if saved is not None:
-        state = saved["state"]
-        bookkeeping = {key: float(saved[key]) for key in bookkeeping}
     state, progress = resume_inside_epoch(checkpoints, state, bookkeeping)
     first_epoch = int(bookkeeping["epoch"]) + 1
     if primary and first_epoch > config.epochs:

@@ -245,6 +245,38 @@ def test_config_of_another_brfjax_version_is_one_line_and_a_later_field_gets_its
     )
 
 
+def test_a_config_json_that_does_not_fit_the_intact_checkpoints_moves_and_retrains_nothing(
+    ecg_run, tmp_path, capfd
+):
+    """config.json edited (or copied from another run) to another hidden size: the
+    checkpoints are intact, so they are neither moved aside as damaged nor replaced by a
+    new run; each command names the arrays whose shapes differ."""
+    run = copy_of(ecg_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    assert config["hidden_sizes"] in (None, [36])
+    (run / "config.json").write_text(json.dumps({**config, "hidden_sizes": [30]}))
+    before = snapshot(run)
+    params = "hidden/b_offset: saved (36,), expected (30,); hidden/kernel: saved (40, 36), expected"
+    for module, args, kind, arrays in (
+        ("evaluate", ("--checkpoint", run), "best", params),
+        ("export", ("--checkpoint", run, "-o", tmp_path / "o.bin"), "best", params),
+        (
+            "train",
+            (*ECG, "--hidden-sizes", "30", "--workdir", run),
+            "latest",
+            "state/opt_state/mu/",
+        ),
+    ):
+        one_error_line(
+            cli(capfd, module, *args),
+            1,
+            f"checkpoint {run / 'checkpoints' / kind / '0'} is intact (its files match their "
+            f"checksums) but does not fit the network that config.json describes ({arrays}",
+            "put back the run's own config.json or start a new --workdir",
+        )
+    assert snapshot(run) == before and not (tmp_path / "o.bin").exists()
+
+
 # ---------------------------------------- B. configuration and command lines
 
 
