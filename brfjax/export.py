@@ -66,6 +66,18 @@ TASK_INPUTS = {
 TASK_INPUT_RANGE = (0.0, 1.0)  # every task's inputs lie in [0, 1]
 
 
+def _input_range(spec: tasks.TaskSpec | None) -> list[float] | None:
+    """The inputs a program takes, ``[low, high]``: a task's range; for your own
+    sequences with an input scale, the values that stay finite once the program scales
+    them (float32); None where any finite float32 value is taken."""
+    if spec is None or (spec.source == tasks.SEQUENCES and spec.input_scale == 1.0):
+        return None
+    if spec.source == tasks.SEQUENCES:
+        bound = float(np.finfo(np.float32).max) / spec.input_scale * (1 - 2.0**-20)
+        return [-bound, bound]
+    return list(TASK_INPUT_RANGE)
+
+
 def _layout(time_major: bool) -> str:
     return "time-major (T, B, I)" if time_major else "batch-major (B, T, I)"
 
@@ -242,9 +254,7 @@ def _contract(model, num_steps, input_size, batch_size, platforms, order, spec) 
             if spec.input_scale != 1.0
             else ""
         ),
-        "input_range": None
-        if spec is None or spec.source == tasks.SEQUENCES
-        else list(TASK_INPUT_RANGE),
+        "input_range": _input_range(spec),
         "permutation": None
         if order is None
         else {

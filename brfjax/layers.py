@@ -225,12 +225,24 @@ def checked_state(state: Any, expected: Any, what: str = "initial_state") -> Any
             fits = False
         else:
             fits = all(
-                jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
-                for dtype in dtypes
-            ) and all(
                 tuple(jnp.shape(leaf)) == tuple(jnp.shape(want))
                 for leaf, want in zip(leaves, jax.tree_util.tree_leaves(expected))
             )
+            unreal = sorted(
+                {
+                    str(dtype)
+                    for dtype in dtypes
+                    if not (
+                        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+                    )
+                }
+            )
+            if fits and unreal:
+                raise ValueError(
+                    f"{what} has the right structure and shapes but holds {', '.join(unreal)} "
+                    "values; a state holds real numbers (float32, as a previous call's "
+                    "final_state): cast it, or pass None to start from rest"
+                )
     if not fits:
         raise ValueError(
             f"{what} must have the structure and shapes of this network's resting state "

@@ -173,11 +173,15 @@ class RecurrentSNN(nn.Module):
         # or grad) make the neurons' spikes NaN from that step on (brfjax.surrogates.step),
         # so the sample's readouts and spike count show it
         values = None if isinstance(inputs, jax.core.Tracer) else np.asarray(inputs)
-        if values is not None and values.dtype.kind == "f" and not np.isfinite(values).all():
-            raise ValueError(
-                f"inputs hold {int(values.size - np.isfinite(values).sum())} non-finite values "
-                "(NaN or inf); clean or mask them before the network"
-            )
+        if values is not None and values.dtype.kind == "f":
+            with np.errstate(over="ignore"):  # float64 beyond float32's range: inf once cast
+                finite = np.isfinite(values.astype(np.float32, copy=False))
+            if not finite.all():
+                raise ValueError(
+                    f"inputs hold {int(finite.size - finite.sum())} values that are NaN, inf or "
+                    f"beyond float32's range (|x| > {float(np.finfo(np.float32).max):.4g}, "
+                    "inf once cast to float32); clean, rescale or mask them before the network"
+                )
         if steps == 0 or batch == 0:
             raise ValueError(
                 f"inputs of shape {shape} ({layout}) have no {'steps' if steps == 0 else 'samples'}; "
@@ -202,12 +206,28 @@ class RecurrentSNN(nn.Module):
                     f"{self.sub_seq_length} unscored: nothing would be scored; pass more than "
                     f"{self.sub_seq_length} steps"
                 )
+        kernels = self._kernel_shapes()
+        sizes = self.hidden_sizes
+        held = self._hidden_names_held()
+        if held is not None and held != list(self.hidden_names):
+            raise ValueError(
+                f"the parameters do not fit this network: they hold the hidden layers {held}, "
+                f"the network has {list(self.hidden_names)} (hidden sizes {sizes}); build the "
+                "network with as many hidden layers as the parameters"
+            )
+        for depth, (cell, kernel) in enumerate(zip(self.hidden_cells, kernels)):
+            if kernel is not None and kernel[1] != cell.features:
+                raise ValueError(
+                    f"the parameters do not fit this network: hidden layer {depth} has "
+                    f"{kernel[1]} neurons in them (kernel {kernel}) but {cell.features} in the "
+                    f"network (hidden sizes {sizes}); build the network with the parameters' "
+                    "sizes"
+                )
         first = self.hidden_cells[0]
-        kernel_rows = self._kernel_rows()
         expected = (
             None
-            if kernel_rows is None
-            else kernel_rows - (first.features if first.recurrent else 0)
+            if kernels[0] is None
+            else kernels[0][0] - (first.features if first.recurrent else 0)
         )
         if expected is not None and expected != shape[2]:
             raise ValueError(
@@ -219,14 +239,25 @@ class RecurrentSNN(nn.Module):
         return inputs if self.time_major else jnp.swapaxes(inputs, 0, 1)
 
     @nn.nowrap
-    def _kernel_rows(self) -> int | None:
-        """Rows of the hidden kernel in the bound variables, or None while initialising."""
-        name = self.hidden_names[0]
-        if self.scope is None or not self.has_variable("params", name):
+    def _hidden_names_held(self) -> list[str] | None:
+        """The hidden layers' names in the bound parameters, or None while initialising."""
+        if self.scope is None or self.is_initializing():
             return None
-        hidden = self.get_variable("params", name)
-        kernel = hidden.get("kernel") if hasattr(hidden, "get") else None
-        return None if kernel is None else int(jnp.shape(kernel)[0])
+        names = [name for name in self.variables.get("params", {}) if name.startswith("hidden")]
+        return sorted(names, key=lambda name: (len(name), name)) if names else None
+
+    @nn.nowrap
+    def _kernel_shapes(self) -> list[tuple[int, int] | None]:
+        """The shape of each hidden layer's kernel in the bound variables (None for a
+        layer without one, e.g. while initialising)."""
+        shapes = []
+        for name in self.hidden_names:
+            kernel = None
+            if self.scope is not None and self.has_variable("params", name):
+                hidden = self.get_variable("params", name)
+                kernel = hidden.get("kernel") if hasattr(hidden, "get") else None
+            shapes.append(None if jnp.ndim(kernel) != 2 else tuple(map(int, jnp.shape(kernel))))
+        return shapes
 
     @nn.nowrap
     def initial_state(self, batch_size: int) -> NetworkState:

@@ -261,7 +261,9 @@ def load_split(
     """
     if task.source == SEQUENCES:
         files, shape = sequence_files(task, data_dir)
-        return sequences.load(files, split, shape)
+        data = sequences.load(files, split, shape)
+        _check_scaled_range(task, data.inputs, split)
+        return data
     if data_dir is not None and mnist_backend != "tfds" and not os.path.isdir(data_dir):
         raise DataUsageError(
             f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files"
@@ -270,6 +272,24 @@ def load_split(
         return mnist.load_mnist(split, data_dir, backend=mnist_backend)
     loader = {"ecg": ecg.load_ecg, "shd": shd.load_shd, "ssc": shd.load_ssc}[task.source]
     return loader(split, data_dir)
+
+
+def _check_scaled_range(task: TaskSpec, inputs: np.ndarray, split: str) -> None:
+    """Refuse an ``input_scale`` that turns finite inputs into float32 infinities (as
+    [`model_inputs`][brfjax.tasks.model_inputs] multiplies them), before any step runs."""
+    if task.input_scale == 1.0 or not inputs.size:
+        return
+    peak = max(abs(float(inputs.max())), abs(float(inputs.min())))
+    with np.errstate(over="ignore"):
+        scaled = np.float32(peak) * np.float32(task.input_scale)
+    if not np.isfinite(scaled):
+        limit = float(np.finfo(np.float32).max)
+        raise DataUsageError(
+            f"--input-scale {task.input_scale:g} turns the {split} inputs into infinities: "
+            f"|x| up to {peak:.4g} times {task.input_scale:g} exceeds float32's range "
+            f"({limit:.4g}), in which the network computes; pass a --input-scale below "
+            f"{limit / peak:.4g}"
+        )
 
 
 def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.SequenceShape]:

@@ -444,8 +444,12 @@ def test_non_finite_inputs_and_empty_layers_are_refused_at_the_model_boundary():
     variables = net.init(jax.random.PRNGKey(0), x)
     x[3, 1, 2] = np.nan
     x[4, 0, 0] = np.inf
-    with pytest.raises(ValueError, match=r"inputs hold 2 non-finite values \(NaN or inf\)"):
+    with pytest.raises(ValueError, match=r"inputs hold 2 values that are NaN, inf or beyond"):
         net.apply(variables, x)
+    beyond = np.ones((10, 2, 3))  # float64, finite, but inf as float32
+    beyond[0, 0, 0] = -1e39
+    with pytest.raises(ValueError, match=r"1 values .* float32's range \(\|x\| > 3.403e\+38"):
+        net.apply(variables, beyond)
     for size in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
             models.build_network("brf", hidden_size=size, num_classes=2)

@@ -2,6 +2,8 @@
 dtype, length or label gets one clear error (or is cast, for real dtypes), never a
 number for something else; and streaming is indexed relative to the whole sequence."""
 
+import re
+
 import hypothesis
 import hypothesis.strategies as st
 import jax
@@ -279,6 +281,9 @@ def test_an_initial_state_of_another_network_or_batch_is_refused_in_one_line():
     ):
         with pytest.raises(ValueError, match="initial_state must have the structure and shapes"):
             net.apply(variables, x, initial_state=state)
+    booleans = jax.tree_util.tree_map(lambda a: a.astype(bool), net.initial_state(2))
+    with pytest.raises(ValueError, match="right structure and shapes but holds bool values"):
+        net.apply(variables, x, initial_state=booleans)
     layer = layers.SpikingRNN(cells.BRFCell(features=8))
     layer_variables = layer.init(jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match="initial_state must have"):
@@ -288,6 +293,19 @@ def test_an_initial_state_of_another_network_or_batch_is_refused_in_one_line():
     np.testing.assert_array_equal(
         np.concatenate([first.readouts, streamed.readouts]), net.apply(variables, x).readouts
     )
+
+
+def test_parameters_of_other_sizes_or_depth_are_refused_naming_the_layer_not_the_inputs():
+    x = spiking_input(12)
+    variables = jax.jit(models.build_network("brf", (8, 6), 3).init)(jax.random.PRNGKey(0), x)
+    for sizes, message in (
+        ((9, 6), "hidden layer 0 has 8 neurons in them (kernel (11, 8)) but 9 in the network"),
+        ((8, 5), "hidden layer 1 has 6 neurons in them (kernel (14, 6)) but 5 in the network"),
+        ((8, 6, 4), "they hold the hidden layers ['hidden_0', 'hidden_1'], the network has "),
+        (8, "they hold the hidden layers ['hidden_0', 'hidden_1'], the network has ['hidden']"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"do not fit this network: {message}")):
+            models.build_network("brf", sizes, 3).apply(variables, x)
 
 
 OPTION_VALUES = {

@@ -16,6 +16,7 @@ from in_process import run_main
 
 from brfjax import evaluate, export, interop, models, tasks
 from brfjax.data import ecg, mnist
+from brfjax.data import sequences as data_sequences
 
 STEPS, FEATURES, CLASSES = 6, 4, 3
 
@@ -175,6 +176,25 @@ def test_a_program_takes_its_networks_layout_and_equals_apply_bit_for_bit(tmp_pa
     # inputs in the other layout are refused, with the fix
     with pytest.raises(ValueError, match=r"transpose them, inputs\.transpose\(1, 0, 2\)"):
         loaded.call(sequences(3, not time_major))
+
+
+def test_a_scaled_sequences_program_refuses_inputs_that_its_scale_makes_infinite():
+    """A run on your own sequences with --input-scale: the program scales the inputs, so
+    its input range holds the values that stay finite in float32 once scaled."""
+    network, variables = tiny_network()
+    shape = data_sequences.SequenceShape(FEATURES, STEPS, CLASSES, False, "dense")
+    task = tasks.sequence_task(shape, input_scale=1e3)
+    program = export.export_network(network, variables, STEPS, FEATURES, task=task)
+    low, high = program.metadata["input_range"]
+    assert low == -high and 0.999 * 3.4028e35 < high < float(np.finfo(np.float32).max) / 1e3
+    inputs = sequences(2)
+    readouts, _ = program.call(inputs)
+    np.testing.assert_array_equal(
+        readouts, network.apply(variables, inputs * np.float32(1e3)).readouts
+    )
+    inputs[1, 0, 2] = -1e36
+    with pytest.raises(ValueError, match="outside the recorded input range"):
+        program.call(inputs)
 
 
 def test_a_wide_input_program_equals_apply_for_rows_of_spikes_and_of_values(tmp_path):

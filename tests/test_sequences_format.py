@@ -11,6 +11,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from brfjax import tasks
 from brfjax.data import DataError, DataUsageError, SequenceData, sequences
 
 EXTENSIONS = ("npz", "h5")
@@ -512,6 +513,24 @@ def test_float64_inputs_beyond_the_float32_range_are_refused(tmp_path):
         DataError, match=r"inputs holds 1 values beyond the float32 range .*\(1, 2, 0\)"
     ):
         sequences.load(files, "train", sequences.describe(files))
+
+
+def test_an_input_scale_that_makes_inputs_infinite_is_refused_with_the_largest_scale(tmp_path):
+    """Finite float32 inputs times --input-scale (in float32, as the network reads them)
+    beyond float32's range would be infinities: refused when the split is loaded."""
+    inputs = np.ones((3, 4, 2), np.float32)
+    inputs[2, 1, 1] = -1e37
+    path = write(tmp_path / "big.npz", inputs=inputs, labels=np.array([0, 1, 0]))
+    files = sequences.split_files(path, test=path)
+    shape = sequences.describe(files)
+    with pytest.raises(
+        DataUsageError,
+        match=r"--input-scale 100 turns the test inputs into infinities: \|x\| up to 1e\+37 "
+        r"times 100 exceeds float32's range \(3.403e\+38\), .* below 34.03$",
+    ):
+        tasks.load_split(tasks.sequence_task(shape, input_scale=100), "test", files)
+    kept = tasks.load_split(tasks.sequence_task(shape, input_scale=30), "test", files)
+    np.testing.assert_array_equal(kept.inputs, inputs)
 
 
 def test_save_names_a_missing_folder_and_writes_a_readable_file(tmp_path):
