@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import json
 import math
 import os
 import sys
@@ -109,6 +110,12 @@ def run_permutation(
     return permutation
 
 
+def _short(value, limit: int = 60) -> str:
+    """A recorded configuration value for a message, cut to ``limit`` characters."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -> None:
     """Verify that the workdir is new or belongs to this very configuration; if
     ``write``, create it and record the configuration (docs/how-to/resume.md).
@@ -147,9 +154,14 @@ def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -
                     "learning rate decays linearly to 0 over --epochs, so a run cannot be lengthened; to train in "
                     "slices give the final --epochs from the start with --until-epoch; to train longer start a new --workdir"
                 )
+            given = config.to_dict()
+            differences = "; ".join(
+                f"{key}: {_short(existing[key])} recorded, {_short(given[key])} given"
+                for key in changed
+            )
             raise UsageError(
-                f"workdir {workdir!r} belongs to a different run (differs in {changed}); "
-                "use another --workdir, or repeat the original command to resume"
+                f"workdir {workdir!r} belongs to a different run (differs in {changed}: "
+                f"{differences}); use another --workdir, or repeat the original command to resume"
             )
     elif write:
         os.makedirs(workdir, exist_ok=True)

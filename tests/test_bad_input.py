@@ -204,7 +204,11 @@ def test_train_bad_permutation_file(permutation, fragment, tmp_path, capfd):
 @pytest.mark.parametrize(
     "args,fragment",
     [
-        (["--lr", "0.05"], "belongs to a different run (differs in ['learning_rate'])"),
+        (
+            ["--lr", "0.05"],
+            "belongs to a different run (differs in ['learning_rate']: learning_rate: 0.1 "
+            "recorded, 0.05 given)",
+        ),
         (["--neuron", "vrf"], "belongs to a different run (differs in"),
     ],
 )
