@@ -21,6 +21,7 @@ computed once, before it.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -520,19 +521,20 @@ def hidden_sizes_of(hidden_size: Any) -> tuple[int, ...]:
     Raises:
       ValueError: anything else; the message names the value.
     """
-    sizes = (hidden_size,) if isinstance(hidden_size, int) else hidden_size
+    sizes = (hidden_size,) if isinstance(hidden_size, numbers.Integral) else hidden_size
     try:
         sizes = tuple(sizes)
     except TypeError:
         sizes = ()
     if not sizes or any(
-        isinstance(size, bool) or not isinstance(size, int) or size <= 0 for size in sizes
+        isinstance(size, (bool, np.bool_)) or not isinstance(size, numbers.Integral) or size <= 0
+        for size in sizes
     ):
         raise ValueError(
             f"hidden_size must be a positive integer or a non-empty sequence of them (one per "
             f"layer, e.g. (128, 128)), got {hidden_size!r}"
         )
-    return sizes
+    return tuple(int(size) for size in sizes)  # NumPy integers too
 
 
 def count_parameters(params: Any) -> int:

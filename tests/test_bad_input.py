@@ -454,6 +454,8 @@ def test_non_finite_inputs_and_empty_layers_are_refused_at_the_model_boundary():
     beyond[0, 0, 0] = -1e39
     with pytest.raises(ValueError, match=r"1 values .* float32's range \(\|x\| > 3.403e\+38"):
         net.apply(variables, beyond)
-    for size in (0, -3, 2.5, True):
+    for size in (0, -3, 2.5, True, np.bool_(True), (4, np.float32(2))):
         with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
             models.build_network("brf", hidden_size=size, num_classes=2)
+    for size, sizes in ((np.int64(4), (4,)), ([np.int32(4), 3], (4, 3))):  # NumPy integers
+        assert models.build_network("brf", hidden_size=size, num_classes=2).hidden_sizes == sizes
