@@ -24,6 +24,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from brfjax import cells, neurons, scan
 
@@ -214,7 +215,8 @@ def checked_state(state: Any, expected: Any, what: str = "initial_state") -> Any
     Raises:
       ValueError: another structure (another neuron or network, a missing field), other
         shapes (another batch size or width) or leaves that are not real numbers; the
-        message gives both and the fix.
+        message gives both and the fix. Also concrete (not traced) values that are NaN,
+        inf or beyond float32's range.
     """
     leaves = jax.tree_util.tree_leaves(state)
     fits = jax.tree_util.tree_structure(state) == jax.tree_util.tree_structure(expected)
@@ -249,7 +251,18 @@ def checked_state(state: Any, expected: Any, what: str = "initial_state") -> Any
             f"{_shapes(expected)}, got {_shapes(state)}; pass a previous call's final_state of the "
             "same network (neuron, sizes) and batch size, or None to start from rest"
         )
-    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), state)
+    state = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), state)
+    # concrete values are checked as the inputs are (traced ones make the readouts NaN)
+    concrete = [
+        leaf for leaf in jax.tree_util.tree_leaves(state) if not isinstance(leaf, jax.core.Tracer)
+    ]
+    bad = sum(int(np.size(leaf) - np.isfinite(np.asarray(leaf)).sum()) for leaf in concrete)
+    if bad:
+        raise ValueError(
+            f"{what} holds {bad} values that are NaN, inf or beyond float32's range; pass a "
+            "previous call's final_state, or None to start from rest"
+        )
+    return state
 
 
 def check_segment(segment: Any) -> None:

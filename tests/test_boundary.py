@@ -284,6 +284,11 @@ def test_an_initial_state_of_another_network_or_batch_is_refused_in_one_line():
     booleans = jax.tree_util.tree_map(lambda a: a.astype(bool), net.initial_state(2))
     with pytest.raises(ValueError, match="right structure and shapes but holds bool values"):
         net.apply(variables, x, initial_state=booleans)
+    nan = jax.tree_util.tree_map(lambda a: a.at[0, 0].set(np.nan), net.initial_state(2))
+    with pytest.raises(
+        ValueError, match="initial_state holds 5 values that are NaN, inf or beyond"
+    ):
+        net.apply(variables, x, initial_state=nan)
     layer = layers.SpikingRNN(cells.BRFCell(features=8))
     layer_variables = layer.init(jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match="initial_state must have"):
