@@ -263,11 +263,13 @@ def check_run_inputs(
     data_checksums: dict,
     data_dir: str | None = None,
     permutation_file: str | None = None,
+    devices: list[str] | None = None,
 ) -> None:
     """Verify that a run resumed in ``workdir`` reads what it started with: data files of
-    the checksums its manifest records (they may have moved to another folder) and, for
-    PS-MNIST, a ``permutation_file`` of the same pixel order as its ``permutation.npy``.
-    A new workdir passes.
+    the checksums its manifest records (they may have moved to another folder), for
+    PS-MNIST a ``permutation_file`` of the same pixel order as its ``permutation.npy``,
+    and as many devices as it trained on (the batch split shapes a run's numbers,
+    docs/numerics.md). A new workdir passes.
 
     Args:
         workdir: the run folder.
@@ -275,10 +277,12 @@ def check_run_inputs(
         data_checksums: ``{file name: SHA-256}`` of the data read now.
         data_dir: the folder they were read from (None: the default), for the message.
         permutation_file: the ``--permutation`` given now, or None.
+        devices: the devices the run would use now, one name each
+            ([`brfjax.parallel.DataParallel.describe`][brfjax.parallel.DataParallel.describe]), or None not to check them.
 
     Raises:
-        UsageError: other data or another permutation (the message names both and says
-            to use a new ``--workdir``).
+        UsageError: other data, another permutation or another device count (the
+            message names both and the fix).
         TrainingError: the manifest is damaged.
         brfjax.data.DataError: the saved or the given permutation cannot be read.
     """
@@ -309,6 +313,14 @@ def check_run_inputs(
         raise UsageError(
             f"{given} holds other {config.task} data than workdir {workdir!r} was started with{origin}: "
             f"{differences}; resume with the files the run started with (any folder), or use a new --workdir"
+        )
+    trained_on = manifest.get("devices")
+    if devices is not None and isinstance(trained_on, list) and len(trained_on) != len(devices):
+        raise UsageError(
+            f"workdir {workdir!r} trained on {len(trained_on)} device(s) ({', '.join(map(str, trained_on))}), "
+            f"this run would use {len(devices)}: a run's numbers depend on how its batches are "
+            f"split over devices (docs/numerics.md), so it resumes on as many: pass --devices "
+            f"{len(trained_on)}, or use a new --workdir"
         )
     saved = permutation_path(workdir)
     if (
@@ -536,13 +548,14 @@ def open_for_training(
         None, with the workdir locked by process 0.
 
     Raises:
-        UsageError: another configuration, other data or permutation, or another
+        UsageError: another configuration, other data, permutation or device count, or another
             process trains in the workdir; nothing was written.
         TrainingError: a damaged ``config.json`` or ``manifest.json``.
     """
     parallel = parallel or DataParallel()
     check_workdir(workdir, config, write=False)
-    check_run_inputs(workdir, config, data_checksums, data_dir, permutation_file)
+    devices = parallel.describe()
+    check_run_inputs(workdir, config, data_checksums, data_dir, permutation_file, devices)
     with contextlib.ExitStack() as stack:
         busy = None
         if parallel.is_primary:
@@ -556,7 +569,7 @@ def open_for_training(
             )
         if parallel.is_primary:
             check_workdir(workdir, config, write=True)
-            check_run_inputs(workdir, config, data_checksums, data_dir, permutation_file)
+            check_run_inputs(workdir, config, data_checksums, data_dir, permutation_file, devices)
         parallel.barrier("workdir checked")
         yield
 

@@ -245,6 +245,28 @@ def test_config_of_another_brfjax_version_is_one_line_and_a_later_field_gets_its
     )
 
 
+def test_a_run_resumes_on_as_many_devices_as_it_trained_on(ecg_run, tmp_path, capfd):
+    """The batch split shapes a training run's numbers: a run recorded on another device
+    count than the resumed one would use is refused, nothing written; the same count resumes."""
+    run = copy_of(ecg_run, tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    now = len(manifest["devices"])  # this process's devices
+    other = [f"cpu:{index}" for index in range(now + 1)]
+    (run / "manifest.json").write_text(json.dumps({**manifest, "devices": other}))
+    before = snapshot(run)
+    one_error_line(
+        cli(capfd, "train", *ECG, "--workdir", run),
+        2,
+        f"workdir {str(run)!r} trained on {now + 1} device(s) ({', '.join(other)}), this run "
+        f"would use {now}: a run's numbers depend on how its batches are split over devices",
+        f"pass --devices {now + 1}, or use a new --workdir",
+    )
+    assert snapshot(run) == before
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    resumed = cli(capfd, "train", *ECG, "--workdir", run, "--until-epoch", "0")
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def test_a_config_json_that_does_not_fit_the_intact_checkpoints_moves_and_retrains_nothing(
     ecg_run, tmp_path, capfd
 ):

@@ -125,6 +125,17 @@ def test_event_times_written_as_step_times_dt_land_in_that_step_in_every_precisi
     times = steps * 0.004
     out = sequences.bin_events(times, np.zeros_like(steps), offsets, 2000, 1, np.float32(0.004))
     assert out[0, :, 0].all()
+    # the allowance is the stored values' rounding, not more: float16 times well inside a
+    # step keep their step (0.8984375 is exact: 224.6 steps of 4 ms), as do times of
+    # k * dt rounded up, also with dt in float16; a time just before T * dt is kept
+    for times, dt, steps_hit in (
+        (np.float16([0.6, 0.7, 0.9, 0.8984375]), 0.001, [600, 700, 898, 900]),
+        (np.float16([0.8984375]), 0.004, [224]),
+        (np.float32([0.6, 0.9]), np.float16(0.001), [600, 900]),
+        (np.float16([0.9985]), 0.001, [999]),
+    ):
+        out = sequences.bin_events(times, np.zeros(len(times), int), [0, len(times)], 1000, 1, dt)
+        np.testing.assert_array_equal(np.flatnonzero(out[0, :, 0]), steps_hit)
 
 
 @pytest.mark.parametrize("ext", EXTENSIONS)

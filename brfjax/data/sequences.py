@@ -436,10 +436,31 @@ def _precision(dtype: np.dtype) -> float:
     return float(np.finfo(dtype).eps) if dtype.kind == "f" else float(np.finfo(np.float64).eps)
 
 
+def rounding_allowance(times_dtype, dt_dtype) -> float:
+    """The relative allowance ``a`` of event binning, ``floor(times / dt * (1 + a))``.
+
+    A stored value is off its written value by at most half a unit in the last place,
+    eps/2 of it relatively; ``a`` covers both the time's and dt's (with a 1 % margin,
+    and at least 4 float64 eps for the float64 arithmetic), so that a time written as
+    ``k * dt`` falls into step k, and a time farther from a step's start than that
+    rounding keeps its step.
+
+    Args:
+      times_dtype: the dtype the times are stored in.
+      dt_dtype: the dtype dt is stored in (float64 for a Python float).
+
+    Returns:
+      ``a``: float16 times 4.9e-4, float32 6.0e-8, float64 8.9e-16.
+    """
+    half_ulps = (_precision(np.dtype(times_dtype)) + _precision(np.dtype(dt_dtype))) / 2
+    return max(1.01 * half_ulps, 4 * float(np.finfo(np.float64).eps))
+
+
 def _positions(times: np.ndarray, dt) -> np.ndarray:
     """``time / dt`` in float64, raised by the rounding allowance of the times' and dt's
-    dtypes, so that a time written as ``k * dt`` lands in step k after rounding."""
-    allowance = 2.0 * max(_precision(np.asarray(times).dtype), _precision(np.asarray(dt).dtype))
+    dtypes (`rounding_allowance`), so that a time written as ``k * dt`` lands in step k
+    after rounding."""
+    allowance = rounding_allowance(np.asarray(times).dtype, np.asarray(dt).dtype)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         return np.asarray(times, np.float64) / np.float64(dt) * (1.0 + allowance)
 
@@ -456,9 +477,10 @@ def bin_events(
     ``inputs[n, floor(times[e] / dt), units[e]]`` to 1.
 
     The step is computed in float64 with an allowance for the rounding of the stored
-    values: ``floor(times / dt * (1 + 2 eps))``, eps the machine epsilon of the coarser
-    dtype of ``times`` and ``dt`` (float64 2.2e-16, float32 1.2e-7, float16 9.8e-4), so
-    that a time written as ``k * dt`` and rounded to its dtype falls into step k. Several
+    values: ``floor(times / dt * (1 + a))``, ``a`` half of the sum of the machine epsilons
+    of the dtypes of ``times`` and ``dt`` with a 1 % margin ([`rounding_allowance`][brfjax.data.sequences.rounding_allowance]:
+    4.9e-4 for float16 times, 6.0e-8 for float32, 8.9e-16 for float64, with a float64
+    dt), so that a time written as ``k * dt`` and rounded to its dtype falls into step k. Several
     events of one unit in one step give 1. The arguments are taken as checked (as
     [`load`][brfjax.data.sequences.load] checks a file's).
 
