@@ -219,7 +219,10 @@ def weighted_nll_sum(
       ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
     """
     nll = _nll(*_as_time_major(readouts, targets, time_major))
-    return jnp.sum(nll if weights is None else nll * weights)
+    if weights is None:
+        return jnp.sum(nll)
+    # a padding sample adds 0, also where its readouts are not finite (NaN * 0 is NaN)
+    return jnp.sum(jnp.where(weights > 0, nll * weights, 0.0))
 
 
 def summed_loss(

@@ -795,7 +795,8 @@ def config_for(task: str | TaskSpec, neuron: str, **overrides) -> TrainConfig:
     Raises:
       ValueError: an unknown task or neuron, or ``hidden_sizes`` that are not positive integers.
       ConfigError: a neuron that leaves more leading steps unscored than the sequences
-        have (ALIF: 10, on your own sequences of 10 steps or fewer).
+        have (ALIF: 10, on your own sequences of 10 steps or fewer), or a task's
+        ``sub_seq_length`` of at least its steps.
       TypeError: an override that is not a field.
     """
     spec = task if isinstance(task, TaskSpec) else get_task(task)
@@ -814,6 +815,12 @@ def config_for(task: str | TaskSpec, neuron: str, **overrides) -> TrainConfig:
             if key not in ("omega_init", "b_offset_init")
         }
     skip = network_options(spec, neuron)["sub_seq_length"]
+    if skip >= spec.num_steps and spec.sub_seq_length is not None:  # given, not the protocol's
+        raise ConfigError(
+            "sub_seq_length",
+            f"{skip} leaves the first {skip} steps of every sequence unscored, but the "
+            f"sequences have {spec.num_steps} steps: pass a value below {spec.num_steps}",
+        )
     if skip >= spec.num_steps:
         raise ConfigError(
             "neuron",

@@ -288,3 +288,15 @@ def test_readouts_of_the_wrong_rank_name_the_layout():
         metrics.predictions(jnp.zeros((4, CLASSES)), metrics.SEQUENCE, time_major=False)
     with pytest.raises(ValueError, match="no scored step"):
         metrics.predictions(jnp.zeros((4, 0, CLASSES)), metrics.SEQUENCE, time_major=False)
+
+
+def test_a_padding_sample_adds_nothing_to_the_loss_even_where_its_readouts_are_nan():
+    """Zero-weight samples (padding) are left out of the loss, as of the statistics:
+    NaN readouts of one add 0, not NaN * 0."""
+    readouts = np.random.default_rng(0).normal(size=(5, 3, 4)).astype(np.float32)
+    targets, weights = np.array([0, 2, 1]), np.array([1.0, 0.0, 1.0], np.float32)
+    clean = float(metrics.summed_loss(readouts, targets, weights))
+    readouts[2, 1, :] = np.nan
+    for loss in (metrics.summed_loss, jax.jit(metrics.summed_loss)):
+        assert float(loss(readouts, targets, weights)) == clean
+    assert np.isnan(float(metrics.summed_loss(readouts, targets)))  # a real sample's NaN shows

@@ -523,6 +523,12 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
             ("--neuron", "alif"),
             "alif leaves the first 10 steps of every sequence unscored",
         ),
+        (
+            "short",
+            ("--sub-seq-length", "5"),
+            "--sub-seq-length 5 leaves the first 5 steps of every sequence unscored, but the "
+            "sequences have 5 steps: pass a value below 5",
+        ),
         ("one class", (), "hold one class"),
         ("validation file", ("--val-fraction", "0.2"), "holds a validation split"),
         (
