@@ -260,10 +260,7 @@ def load_split(
       brfjax.data.DataError: missing or damaged files (from the loaders).
     """
     if task.source == SEQUENCES:
-        files, shape = sequence_files(task, data_dir)
-        data = sequences.load(files, split, shape)
-        _check_scaled_range(task, data.inputs, split)
-        return data
+        return load_sequences(task, *sequence_files(task, data_dir), split)
     if data_dir is not None and mnist_backend != "tfds" and not os.path.isdir(data_dir):
         raise DataUsageError(
             f"--data-dir {data_dir!r} does not exist or is not a folder; pass the folder with the {task.name} files"
@@ -272,6 +269,31 @@ def load_split(
         return mnist.load_mnist(split, data_dir, backend=mnist_backend)
     loader = {"ecg": ecg.load_ecg, "shd": shd.load_shd, "ssc": shd.load_ssc}[task.source]
     return loader(split, data_dir)
+
+
+def load_sequences(
+    task: TaskSpec, files: Mapping[str, str], shape: sequences.SequenceShape, split: str
+) -> SequenceData:
+    """One split of your own sequences, checked against the task: its files and shape
+    from [`sequence_files`][brfjax.tasks.sequence_files] (read once for all splits).
+
+    Args:
+      task: the task of your sequences ([`sequence_task`][brfjax.tasks.sequence_task]).
+      files: the files by split.
+      shape: their shape.
+      split: ``"train"``, ``"test"`` or ``"valid"``.
+
+    Returns:
+      [`brfjax.data.SequenceData`][brfjax.data.SequenceData], batch-major inputs ``(N, T, I)``.
+
+    Raises:
+      brfjax.data.DataUsageError: an ``input_scale`` that turns the split's values into
+        float32 infinities (the message gives the largest scale they allow).
+      brfjax.data.DataError: see [`brfjax.data.sequences.load`][brfjax.data.sequences.load].
+    """
+    data = sequences.load(files, split, shape)
+    _check_scaled_range(task, data.inputs, split)
+    return data
 
 
 def _check_scaled_range(task: TaskSpec, inputs: np.ndarray, split: str) -> None:

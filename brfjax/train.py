@@ -145,16 +145,18 @@ def load_data(
         files, shape = tasks.sequence_files(task, data_dir)
 
         def load(split):
-            return sequences.load(files, split, shape)
+            return tasks.load_sequences(task, files, shape, split)
     else:
 
         def load(split):
             return tasks.load_split(task, split, data_dir, mnist_backend)
 
+    # the validation file first: a missing one is refused before the others are read
+    val = load("valid") if tasks.has_validation_file(task, data_dir) else None
     full_train = load("train")
     test = load("test")
-    if tasks.has_validation_file(task, data_dir):  # SSC's, or your own validation file
-        train, val = full_train, load("valid")
+    if val is not None:  # SSC's, or your own validation file
+        train = full_train
     else:
         num_samples = len(full_train.targets)
         train_idx, val_idx = pipeline.train_val_split(num_samples, config.val_fraction, config.seed)

@@ -530,6 +530,12 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
             "sequences have 5 steps: pass a value below 5",
         ),
         ("one class", (), "hold one class"),
+        (
+            "overflow",
+            ("--input-scale", "1e39"),
+            "--input-scale 1e+39 turns the train inputs into infinities: |x| up to 1 times "
+            "1e+39 exceeds float32's range",
+        ),
         ("validation file", ("--val-fraction", "0.2"), "holds a validation split"),
         (
             "mnist backend",
