@@ -9,9 +9,11 @@ checkpoint, a diverged run, a full disk). Each is reported as one ``error:`` lin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -162,6 +164,27 @@ def check_output_file(parser: argparse.ArgumentParser, option: str, path: str) -
         parser.error(
             f"{option} {path!r}: the folder {folder!r} is not writable; choose another path"
         )
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Show warnings as the commands print their other notes, ``warning: <message>`` on
+    one line, instead of Python's two (the location and the source line); as a
+    decorator of a command's ``main``, for its duration only.
+
+    Yields:
+      None.
+    """
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = shown
 
 
 def exit_status(error: BaseException) -> int:

@@ -286,6 +286,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@cli.one_line_warnings()
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m brfjax.convert``; each error is one ``error:`` line on stderr.
 

@@ -485,6 +485,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@cli.one_line_warnings()
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m brfjax.evaluate``: print (and with ``--json`` write) a checkpoint's
     test statistics (docs/published-models.md).

@@ -733,6 +733,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@cli.one_line_warnings()
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m brfjax.export``: write the program and its ``.json`` metadata.
 

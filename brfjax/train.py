@@ -1039,6 +1039,7 @@ def resume_command(argv: Sequence[str]) -> str:
     return " ".join(["python -m brfjax.train", *(shlex.quote(arg) for arg in argv)])
 
 
+@cli.one_line_warnings()
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m brfjax.train``: train, resume or continue a run and print its test
     statistics (docs/reference/cli.md).

@@ -500,3 +500,18 @@ def test_evaluate_and_export_command_lines_are_accepted_or_refused_in_one_line(
     parse = {"evaluate": evaluate.parse_args, "export": export.parse_args}[module]
     # the checkpoint does not exist: a run that gets that far is refused naming it
     assert not accepted_or_one_line(parse, argv, capsys, [*options, "--checkpoint"])
+
+
+def test_the_commands_print_a_warning_as_one_line_and_restore_pythons_format():
+    program = (
+        "import warnings\n"
+        "from brfjax import cli\n"
+        "shown = warnings.formatwarning\n"
+        "@cli.one_line_warnings()\n"
+        "def main():\n"
+        "    warnings.warn('3 of its 5 spikes are left out')\n"
+        "main()\n"
+        "assert warnings.formatwarning is shown\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "warning: 3 of its 5 spikes are left out\n"
