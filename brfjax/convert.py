@@ -283,7 +283,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "-o", "--output", required=True, help="the .npz (model) or .npy (permutation) to write"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    cli.check_output_file(parser, "-o", args.output)  # before torch is even imported
+    return args
 
 
 @cli.one_line_warnings()

@@ -283,6 +283,13 @@ def test_without_torch_the_command_says_how_to_install_it(monkeypatch, tmp_path,
         one_error_line(capsys)
         == 'error: converting a PyTorch file needs torch; its CPU build is enough: pip install torch --index-url https://download.pytorch.org/whl/cpu, then from a clone of brfjax pip install ".[torch]"'
     )
+    # the output file is checked first, as in the other commands
+    missing = tmp_path / "no folder" / "x.npz"
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main(["model.pt", "--task", "ecg", "--neuron", "brf", "-o", str(missing)])
+    assert (
+        exit_info.value.code == 2 and "does not exist; create it first" in capsys.readouterr().err
+    )
 
 
 # ----------------------------------------------- the identity record and what it refuses
