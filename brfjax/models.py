@@ -257,7 +257,8 @@ class RecurrentSNN(nn.Module):
             if self.scope is not None and self.has_variable("params", name):
                 hidden = self.get_variable("params", name)
                 kernel = hidden.get("kernel") if hasattr(hidden, "get") else None
-            shapes.append(None if jnp.ndim(kernel) != 2 else tuple(map(int, jnp.shape(kernel))))
+            shape = tuple(getattr(kernel, "shape", ()))
+            shapes.append(tuple(map(int, shape)) if len(shape) == 2 else None)
         return shapes
 
     @nn.nowrap
