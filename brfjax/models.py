@@ -325,9 +325,12 @@ class RecurrentSNN(nn.Module):
 
         Raises:
           ValueError: inputs that are not rank 3 with ``T ≥ 1`` and ``B ≥ 1`` in the
-            network's layout, not real numbers, wider or narrower than the network's
-            kernel (the message names the expected layout), a sequence whose steps are
-            all unscored, or a chunk without ``start_step``.
+            network's layout, not real numbers, NaN, inf or beyond float32's range
+            (concrete inputs), wider or narrower than the network's kernel (the message
+            names the expected layout), a sequence whose steps are all unscored, or a
+            chunk without ``start_step``; parameters of other hidden sizes or another
+            number of layers (the message names the layer); an ``initial_state`` of
+            another structure, shape or dtype, or with non-finite values.
         """
         inputs = self._checked_inputs(inputs, initial_state, start_step)
         rest = self.initial_state(inputs.shape[1])
