@@ -152,12 +152,12 @@ def test_train_truncated_idx_file(tmp_path, capfd):
         ),
         (
             "ssc",
-            {
-                "ssc_train.h5": b"\x89HDF\r\n\x1a\n" + b"\0" * 100,
-                "ssc_valid.h5": b"",
+            {  # the validation file is read first
+                "ssc_train.h5": b"",
+                "ssc_valid.h5": b"\x89HDF\r\n\x1a\n" + b"\0" * 100,
                 "ssc_test.h5": b"",
             },
-            ["ssc_train.h5", "not a readable SSC"],
+            ["ssc_valid.h5", "not a readable SSC"],
         ),
         (
             "ecg",
