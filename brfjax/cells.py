@@ -67,6 +67,11 @@ def _float32_param(module: nn.Module, name: str, init: Initializer, shape: tuple
             f"parameter {name!r} holds {jnp.result_type(value)} values; parameters must be floating point "
             "(float32, or bfloat16/float64 cast to float32)"
         )
+    if tuple(jnp.shape(value)) != tuple(shape):
+        raise ValueError(
+            f"parameter {name!r} has shape {tuple(jnp.shape(value))}, expected {tuple(shape)}: "
+            "an initialiser returns an array of the shape it is given (one value per neuron)"
+        )
     return jnp.asarray(value, jnp.float32)
 
 

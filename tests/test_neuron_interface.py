@@ -1,6 +1,7 @@
 """A neuron defined outside brfjax, through the neuron interface: the network, the
 training command and the fast (segment-recompute) backward with ``jax.vjp`` adjoints."""
 
+import dataclasses
 import json
 from typing import NamedTuple
 
@@ -167,6 +168,42 @@ def test_own_neuron_has_its_parameters_and_initialisers():
         models.build_network(PATH, 4, 3, initializers={"b_offset": uniform_init(0, 1)}).init(
             jax.random.PRNGKey(0), jnp.zeros((2, 1, 4))
         )
+
+
+def test_a_neuron_the_time_loop_would_run_wrongly_is_refused_where_it_is_made():
+    """The loop and its backward read the spikes as the state's first field: a state
+    with z elsewhere would train on wrong gradients, so it is refused, as are reverse
+    steps and stability checks naming what the model lacks, and initialisers that
+    ignore the shape they are given."""
+
+    class SpikesSecond(NamedTuple):
+        u: jax.Array
+        z: jax.Array
+
+    brf = neurons.get_neuron("brf")
+    for changes, message in (
+        ({"state": SpikesSecond}, r"first field must be the spikes z, got the fields \('u', 'z'\)"),
+        ({"state": tuple}, "state must be a NamedTuple type"),
+        (
+            {"reverse": brf.reverse._replace(previous_fields=("u", "vv", "q"))},
+            r"names fields \['vv'\] that the state \('z', 'u', 'v', 'q'\) does not have",
+        ),
+        (
+            {"stability": brf.stability._replace(parameter="freq")},
+            "reports parameter 'freq', which it does not have",
+        ),
+    ):
+        with pytest.raises(ValueError, match=message):
+            dataclasses.replace(brf, **changes)
+    scalar = dataclasses.replace(
+        LEAKY_RESONATOR,
+        parameters=(
+            Parameter("omega", lambda key, shape, dtype: jnp.float32(7.0)),
+            *LEAKY_RESONATOR.parameters[1:],
+        ),
+    )
+    with pytest.raises(ValueError, match=r"parameter 'omega' has shape \(\), expected \(4,\)"):
+        models.build_network(scalar, 4, 3).init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 4)))
 
 
 def test_own_neuron_trains_through_the_command_line(tmp_path):

@@ -271,6 +271,45 @@ class NeuronModel:
     stability: StabilityCheck | None = None
     fixed_dt: float | None = None
 
+    def __post_init__(self):
+        """Refuse a model the time loop would run wrongly: the loop and its backward
+        read the spikes as the state's first field and its fields by these names.
+
+        Raises:
+          ValueError: a ``state`` that is not a ``NamedTuple`` type with ``z`` first, a
+            ``reverse`` naming fields the state lacks, or a ``stability`` check of a
+            parameter the model lacks; the message names the fix.
+        """
+        fields = getattr(self.state, "_fields", None)
+        if not (isinstance(self.state, type) and issubclass(self.state, tuple) and fields):
+            raise ValueError(
+                f"neuron {self.name!r}: state must be a NamedTuple type (e.g. class "
+                f"State(NamedTuple): z; u), got {self.state!r}"
+            )
+        if fields[0] != "z":
+            raise ValueError(
+                f"neuron {self.name!r}: the state's first field must be the spikes z, got the "
+                f"fields {fields}; put z first (the time loop and its backward read the spikes "
+                "there)"
+            )
+        if self.reverse is not None:
+            unknown = [
+                name
+                for name in (*self.reverse.previous_fields, *self.reverse.new_fields)
+                if name not in fields
+            ]
+            if unknown:
+                raise ValueError(
+                    f"neuron {self.name!r}: its ReverseStep names fields {unknown} that the state "
+                    f"{fields} does not have; list fields of the state in previous_fields and "
+                    "new_fields"
+                )
+        if self.stability is not None and self.stability.parameter not in self.parameter_names:
+            raise ValueError(
+                f"neuron {self.name!r}: its StabilityCheck reports parameter "
+                f"{self.stability.parameter!r}, which it does not have ({self.parameter_names})"
+            )
+
     def parameter(self, name: str) -> Parameter:
         """The [`Parameter`][brfjax.neurons.common.Parameter] called ``name``.
 
