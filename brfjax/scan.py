@@ -1128,8 +1128,25 @@ def _step_adjoint(spec: ScanSpec, coefficients):
     ``carry`` holds the cotangents of the state's fields after ``z``; ``gz`` is
     ``∂L/∂z_t``. The neuron's hand-written reverse step keeps per-sample terms, summed
     over the batch once per segment; ``jax.vjp`` of the step (the generic adjoint) gives
-    the coefficients' cotangent summed over the batch already."""
+    the coefficients' cotangent summed over the batch already.
+
+    Raises:
+      ValueError: coefficients that are not all floating point (their cotangents are
+        summed over steps)."""
     model = neuron_model(spec)
+    kinds = sorted(
+        {
+            str(jnp.result_type(leaf))
+            for leaf in jax.tree_util.tree_leaves(coefficients)
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        }
+    )
+    if kinds:
+        raise ValueError(
+            f"neuron {model.name!r}: its coefficients hold {', '.join(kinds)} arrays; the "
+            "hand-written backward sums their gradients over the steps, so coefficients must "
+            "be floating point (e.g. jnp.float32), or use backward='autodiff'"
+        )
     reverse = model.reverse
     if reverse is not None:
 

@@ -204,6 +204,21 @@ def test_a_neuron_the_time_loop_would_run_wrongly_is_refused_where_it_is_made():
     )
     with pytest.raises(ValueError, match=r"parameter 'omega' has shape \(\), expected \(4,\)"):
         models.build_network(scalar, 4, 3).init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 4)))
+    # an integer coefficient: the hand-written backward cannot sum its gradient
+    counted = dataclasses.replace(
+        LEAKY_RESONATOR,
+        coefficients=lambda omega, tau, exact=True: (
+            leaky_resonator_coefficients(omega, tau, exact),
+            jnp.ones_like(omega, jnp.int32),
+        ),
+        step=lambda coefficients, *args, **kwargs: leaky_resonator_step(
+            coefficients[0], *args, **kwargs
+        ),
+    )
+    network, x = models.build_network(counted, 4, 3), jnp.ones((6, 2, 4))
+    params = network.init(jax.random.PRNGKey(0), x)["params"]
+    with pytest.raises(ValueError, match="its coefficients hold int32 arrays; the hand-written"):
+        jax.grad(lambda p: jnp.sum(network.apply({"params": p}, x).readouts))(params)
 
 
 def test_own_neuron_trains_through_the_command_line(tmp_path):
