@@ -436,8 +436,33 @@ def step_function(spec: ScanSpec):
     Raises:
       ValueError: an unknown neuron, surrogate or spike form.
     """
+    model = neuron_model(spec)
     spike = surrogates.spike_function(spec.surrogate, spec.spike_form)
-    return functools.partial(neuron_model(spec).step, spike=spike, dt=spec.dt, exact=spec.exact)
+    step = functools.partial(model.step, spike=spike, dt=spec.dt, exact=spec.exact)
+
+    def checked_step(coefficients, state, current):
+        new = step(coefficients, state, current)
+        _check_new_state(model, state, new)
+        return new
+
+    return checked_step
+
+
+def _check_new_state(model: neurons.NeuronModel, state, new) -> None:
+    """Refuse (at trace time, so at no cost per step) a step that returns anything but
+    its state type with float32 fields of the state's shapes: the loop carries it."""
+    if not isinstance(new, model.state):
+        raise ValueError(
+            f"neuron {model.name!r}: its step returned {type(new).__name__}, not its state "
+            f"type {model.state.__name__}; return {model.state.__name__}(z, ...)"
+        )
+    for name, old, value in zip(model.state._fields, state, new):
+        shape, dtype = tuple(jnp.shape(value)), jnp.result_type(value)
+        if shape != tuple(jnp.shape(old)) or dtype != jnp.float32:
+            raise ValueError(
+                f"neuron {model.name!r}: its step returned field {name} as {dtype} {shape}; "
+                f"every field of the state is float32 {tuple(jnp.shape(old))} (B, H)"
+            )
 
 
 def _loop(

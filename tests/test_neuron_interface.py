@@ -204,6 +204,21 @@ def test_a_neuron_the_time_loop_would_run_wrongly_is_refused_where_it_is_made():
     )
     with pytest.raises(ValueError, match=r"parameter 'omega' has shape \(\), expected \(4,\)"):
         models.build_network(scalar, 4, 3).init(jax.random.PRNGKey(0), jnp.zeros((2, 1, 4)))
+    # a step that returns a plain tuple, or a field of another dtype: named at trace time
+    x = jnp.ones((6, 2, 4))
+    for step, message in (
+        (lambda *args, **kwargs: tuple(leaky_resonator_step(*args, **kwargs)), "returned tuple"),
+        (
+            lambda *args, **kwargs: leaky_resonator_step(*args, **kwargs)._replace(
+                a=jnp.zeros((2, 4), jnp.int32)
+            ),
+            r"returned field a as int32 \(2, 4\); every field of the state is float32",
+        ),
+    ):
+        with pytest.raises(ValueError, match=message):
+            models.build_network(dataclasses.replace(LEAKY_RESONATOR, step=step), 4, 3).init(
+                jax.random.PRNGKey(0), x
+            )
     # an integer coefficient: the hand-written backward cannot sum its gradient
     counted = dataclasses.replace(
         LEAKY_RESONATOR,
@@ -215,7 +230,7 @@ def test_a_neuron_the_time_loop_would_run_wrongly_is_refused_where_it_is_made():
             coefficients[0], *args, **kwargs
         ),
     )
-    network, x = models.build_network(counted, 4, 3), jnp.ones((6, 2, 4))
+    network = models.build_network(counted, 4, 3)
     params = network.init(jax.random.PRNGKey(0), x)["params"]
     with pytest.raises(ValueError, match="its coefficients hold int32 arrays; the hand-written"):
         jax.grad(lambda p: jnp.sum(network.apply({"params": p}, x).readouts))(params)
