@@ -230,15 +230,10 @@ def _restore(
 def _shapes_by_path(tree) -> dict[str, tuple]:
     """``{"state/params/hidden_0/kernel": shape, ...}`` of a pytree's leaves, the path
     spelled the same for the template and for Orbax's record of a saved tree."""
-
-    def name(key) -> str:
-        for attribute in ("key", "name", "idx"):
-            if hasattr(key, attribute):
-                return str(getattr(key, attribute))
-        return str(key)
-
     return {
-        "/".join(name(key) for key in path): tuple(getattr(leaf, "shape", np.shape(leaf)))
+        jax.tree_util.keystr(path, simple=True, separator="/"): tuple(
+            getattr(leaf, "shape", np.shape(leaf))
+        )
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
     }
 
