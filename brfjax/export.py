@@ -73,7 +73,7 @@ def _input_range(spec: tasks.TaskSpec | None) -> list[float] | None:
     if spec is None or (spec.source == tasks.SEQUENCES and spec.input_scale == 1.0):
         return None
     if spec.source == tasks.SEQUENCES:
-        bound = float(np.finfo(np.float32).max) / spec.input_scale * (1 - 2.0**-20)
+        bound = tasks.scaled_input_bound(spec.input_scale)
         return [-bound, bound]
     return list(TASK_INPUT_RANGE)
 

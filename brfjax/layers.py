@@ -201,6 +201,28 @@ def _shapes(tree) -> str:
         return repr(tree)
 
 
+def count_nonfinite(arrays) -> int:
+    """How many values of ``arrays`` the network cannot compute with: NaN, inf, or
+    beyond float32's range (inf once cast to float32, the dtype of every step).
+
+    Args:
+      arrays: a sequence of arrays of real numbers (any dtype); traced ones (under
+        ``jit`` or ``grad``, values unknown) are skipped.
+
+    Returns:
+      The count over the concrete arrays (0 when all are finite in float32).
+    """
+    bad = 0
+    for array in arrays:
+        if isinstance(array, jax.core.Tracer):
+            continue
+        values = np.asarray(array)
+        if values.dtype.kind not in "biu":  # integers and booleans are finite
+            with np.errstate(over="ignore"):
+                bad += int(values.size - np.isfinite(values.astype(np.float32)).sum())
+    return bad
+
+
 def checked_state(state: Any, expected: Any, what: str = "initial_state") -> Any:
     """``state`` in float32 after checking it has the structure and shapes of ``expected``.
 
@@ -251,12 +273,9 @@ def checked_state(state: Any, expected: Any, what: str = "initial_state") -> Any
             f"{_shapes(expected)}, got {_shapes(state)}; pass a previous call's final_state of the "
             "same network (neuron, sizes) and batch size, or None to start from rest"
         )
-    state = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), state)
     # concrete values are checked as the inputs are (traced ones make the readouts NaN)
-    concrete = [
-        leaf for leaf in jax.tree_util.tree_leaves(state) if not isinstance(leaf, jax.core.Tracer)
-    ]
-    bad = sum(int(np.size(leaf) - np.isfinite(np.asarray(leaf)).sum()) for leaf in concrete)
+    bad = count_nonfinite(jax.tree_util.tree_leaves(state))
+    state = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), state)
     if bad:
         raise ValueError(
             f"{what} holds {bad} values that are NaN, inf or beyond float32's range; pass a "

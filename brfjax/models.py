@@ -173,16 +173,13 @@ class RecurrentSNN(nn.Module):
         # a NaN or inf input is refused here for concrete inputs; traced ones (under jit
         # or grad) make the neurons' spikes NaN from that step on (brfjax.surrogates.step),
         # so the sample's readouts and spike count show it
-        values = None if isinstance(inputs, jax.core.Tracer) else np.asarray(inputs)
-        if values is not None and values.dtype.kind == "f":
-            with np.errstate(over="ignore"):  # float64 beyond float32's range: inf once cast
-                finite = np.isfinite(values.astype(np.float32, copy=False))
-            if not finite.all():
-                raise ValueError(
-                    f"inputs hold {int(finite.size - finite.sum())} values that are NaN, inf or "
-                    f"beyond float32's range (|x| > {float(np.finfo(np.float32).max):.4g}, "
-                    "inf once cast to float32); clean, rescale or mask them before the network"
-                )
+        bad = layers.count_nonfinite([inputs])
+        if bad:
+            raise ValueError(
+                f"inputs hold {bad} values that are NaN, inf or "
+                f"beyond float32's range (|x| > {float(np.finfo(np.float32).max):.4g}, "
+                "inf once cast to float32); clean, rescale or mask them before the network"
+            )
         if steps == 0 or batch == 0:
             raise ValueError(
                 f"inputs of shape {shape} ({layout}) have no {'steps' if steps == 0 else 'samples'}; "

@@ -296,21 +296,26 @@ def load_sequences(
     return data
 
 
+def scaled_input_bound(input_scale: float) -> float:
+    """The largest ``|x|`` whose product with ``input_scale`` stays finite in float32
+    (as [`model_inputs`][brfjax.tasks.model_inputs] scales the inputs), with a margin
+    of 2⁻²⁰ for the product's rounding."""
+    return float(np.finfo(np.float32).max) / input_scale * (1 - 2.0**-20)
+
+
 def _check_scaled_range(task: TaskSpec, inputs: np.ndarray, split: str) -> None:
     """Refuse an ``input_scale`` that turns finite inputs into float32 infinities (as
     [`model_inputs`][brfjax.tasks.model_inputs] multiplies them), before any step runs."""
     if task.input_scale == 1.0 or not inputs.size:
         return
     peak = max(abs(float(inputs.max())), abs(float(inputs.min())))
-    with np.errstate(over="ignore"):
-        scaled = np.float32(peak) * np.float32(task.input_scale)
-    if not np.isfinite(scaled):
+    if peak > scaled_input_bound(task.input_scale):
         limit = float(np.finfo(np.float32).max)
         raise DataUsageError(
             f"--input-scale {task.input_scale:g} turns the {split} inputs into infinities: "
             f"|x| up to {peak:.4g} times {task.input_scale:g} exceeds float32's range "
             f"({limit:.4g}), in which the network computes; pass a --input-scale below "
-            f"{limit / peak:.4g}"
+            f"{scaled_input_bound(1.0) / peak:.4g}"
         )
 
 
