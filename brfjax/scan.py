@@ -1157,7 +1157,8 @@ def _step_adjoint(spec: ScanSpec, coefficients):
 
     Raises:
       ValueError: coefficients that are not all floating point (their cotangents are
-        summed over steps)."""
+        summed over steps); when traced, a hand-written reverse step that reads a state
+        field its ``previous_fields`` or ``new_fields`` do not list."""
     model = neuron_model(spec)
     kinds = sorted(
         {
@@ -1176,7 +1177,19 @@ def _step_adjoint(spec: ScanSpec, coefficients):
     if reverse is not None:
 
         def adjoint(previous, new, current, carry, gz, slope):
-            return reverse.step(coefficients, previous, new, current, carry, gz, slope, spec.dt)
+            try:
+                return reverse.step(coefficients, previous, new, current, carry, gz, slope, spec.dt)
+            except (TypeError, AttributeError) as error:
+                if "NoneType" not in str(error):
+                    raise
+                # a field the reverse step reads but does not list is not stored: None
+                raise ValueError(
+                    f"neuron {model.name!r}: its ReverseStep.step failed on a state field "
+                    f"that is not stored ({error}); it is given only the fields "
+                    f"previous_fields={tuple(reverse.previous_fields)} of s_(t-1), and z "
+                    f"plus new_fields={tuple(reverse.new_fields)} of s_t, the others None: "
+                    "list every field the step reads"
+                ) from error
 
         def sum_terms(sums):
             return reverse.coefficient_gradients(

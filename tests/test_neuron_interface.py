@@ -234,6 +234,12 @@ def test_a_neuron_the_time_loop_would_run_wrongly_is_refused_where_it_is_made():
     params = network.init(jax.random.PRNGKey(0), x)["params"]
     with pytest.raises(ValueError, match="its coefficients hold int32 arrays; the hand-written"):
         jax.grad(lambda p: jnp.sum(network.apply({"params": p}, x).readouts))(params)
+    # a reverse step reading a field it does not list (that field is not stored)
+    unlisted = dataclasses.replace(brf, reverse=brf.reverse._replace(previous_fields=("u", "v")))
+    network = models.build_network(unlisted, 4, 3)
+    params = network.init(jax.random.PRNGKey(0), x)["params"]
+    with pytest.raises(ValueError, match=r"previous_fields=\('u', 'v'\) of s_\(t-1\)"):
+        jax.grad(lambda p: jnp.sum(network.apply({"params": p}, x).readouts))(params)
 
 
 def test_own_neuron_trains_through_the_command_line(tmp_path):
