@@ -98,7 +98,8 @@ def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
             split (task ``"sequences"``); unused for ECG and MNIST.
 
     Returns:
-        ``{file name: SHA-256 hex digest}``.
+        ``{file name: SHA-256 hex digest}``; for your own sequences ``{split: digest}``
+        ([`brfjax.data.sequences.checksums`][brfjax.data.sequences.checksums]).
     """
     if task.source == tasks.SEQUENCES:
         return sequences.checksums(data_dir)

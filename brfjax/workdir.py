@@ -274,7 +274,7 @@ def check_run_inputs(
     Args:
         workdir: the run folder.
         config: the run's configuration.
-        data_checksums: ``{file name: SHA-256}`` of the data read now.
+        data_checksums: ``{file name or split: SHA-256}`` of the data read now.
         data_dir: the folder they were read from (None: the default), for the message.
         permutation_file: the ``--permutation`` given now, or None.
         devices: the devices the run would use now, one name each
@@ -382,10 +382,11 @@ def recorded_test_file(workdir: str) -> dict[str, str]:
             "the test sequences with --data FILE"
         )
     digests = manifest.get("data_checksums")
-    if isinstance(digests, dict) and file_digest(test) not in digests.values():
+    if not isinstance(digests, dict) or file_digest(test) != digests.get("test"):
         raise DataUsageError(
             f"{test!r} has changed since the run in {workdir!r} recorded it (its SHA-256 is not "
-            "the manifest's): to evaluate on the file as it is now, pass it with --data FILE"
+            "the manifest's test file's): to evaluate on the file as it is now, pass it with "
+            "--data FILE"
         )
     return {"test": test}
 
@@ -403,7 +404,7 @@ def write_manifest(
     Args:
         workdir: the run folder.
         config: the run's configuration.
-        data_checksums: ``{file name: SHA-256}`` of its data files (checked on resume by
+        data_checksums: ``{file name or split: SHA-256}`` of its data files (checked on resume by
             [`check_run_inputs`][brfjax.workdir.check_run_inputs]).
         data_dir: the folder they were read from, None for the default, or your own
             files by split.
@@ -539,7 +540,7 @@ def open_for_training(
     Args:
         workdir: the run folder.
         config: the run's configuration.
-        data_checksums: ``{file name: SHA-256}`` of the data read.
+        data_checksums: ``{file name or split: SHA-256}`` of the data read.
         data_dir: the folder they were read from, or None.
         permutation_file: the ``--permutation`` given, or None.
         parallel: the processes of the run (None: this one).

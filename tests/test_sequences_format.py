@@ -204,16 +204,16 @@ def test_save_refuses_what_load_refuses_and_writes_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_checksums_name_each_distinct_file(tmp_path):
+def test_checksums_are_by_split(tmp_path):
+    """Files swapped between splits, or a split dropped, give other checksums."""
     x, y = dense()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    one = write(tmp_path / "a" / "data.npz", inputs=x, labels=y)
-    two = write(tmp_path / "b" / "data.npz", inputs=x[:2], labels=y[:2])
+    one = write(tmp_path / "one.npz", inputs=x, labels=y)
+    two = write(tmp_path / "two.npz", inputs=x[:2], labels=y[:2])
     sums = sequences.checksums({"train": one, "valid": one, "test": two})
-    assert set(sums) == {"train:data.npz", "test:data.npz"}
-    assert all(len(digest) == 64 for digest in sums.values())
-    assert sequences.checksums({"train": one, "test": one}) == {"data.npz": sums["train:data.npz"]}
+    assert set(sums) == {"train", "valid", "test"} and sums["train"] == sums["valid"]
+    assert sums["train"] != sums["test"] and all(len(d) == 64 for d in sums.values())
+    swapped = sequences.checksums({"train": two, "test": one})
+    assert swapped == {"train": sums["test"], "test": sums["train"]}
 
 
 # ------------------------------------------------------------------------ consistency

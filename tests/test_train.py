@@ -440,7 +440,7 @@ def test_ecg_saved_as_your_own_sequences_trains_to_the_same_bits_as_task_ecg(tmp
     }
     assert without_times(read_metrics(str(run / "metrics.csv"))) == without_times(rows)
     manifest = json.loads((run / "manifest.json").read_text())
-    assert set(manifest["data_checksums"]) == {"ecg_train.npz", "ecg_test.npz"}
+    assert set(manifest["data_checksums"]) == {"train", "test"}
 
     evaluated = run_main(evaluate.main, ("--checkpoint", run), capfd)
     assert evaluated.returncode == 0, evaluated.stderr
@@ -493,9 +493,13 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
     results = json.loads((run / "results.json").read_text())
     assert results["num_samples"] == 8
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["data_checksums"] == {
-        "events.h5": sequences.checksums({"train": str(path)})["events.h5"]
-    }
+    digest = sequences.checksums({"train": str(path)})["train"]
+    assert manifest["data_checksums"] == {"train": digest, "test": digest, "valid": digest}
+
+    # the same file in other roles (its validation split dropped): another run's data
+    dropped = run_cli(capfd, "--data", path, "--test-data", path, "--workdir", run, *small)
+    assert dropped.returncode == 2 and "holds other sequences data than workdir" in dropped.stderr
+    assert "valid (SHA-256 none here" in dropped.stderr
 
     wide = tmp_path / "wide.npz"
     sequences.save(str(wide), inputs=np.zeros((4, 40, 7), np.float32), labels=np.zeros(4, int))
@@ -513,6 +517,24 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
     gone = run_main(evaluate.main, ("--checkpoint", run), capfd)
     assert gone.returncode == 2 and "is not there any more" in gone.stderr
     assert "--data FILE" in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
+
+
+def test_the_recorded_test_file_must_hold_the_recorded_test_split(tmp_path):
+    """A test file overwritten with another recorded file (the training file) is not
+    the run's test file: evaluating it would score the training set."""
+    from brfjax import checkpoint, workdir
+    from brfjax.data import DataUsageError, sequences
+
+    x = np.zeros((4, 5, 2), np.float32)
+    files = {"train": str(tmp_path / "a.npz"), "test": str(tmp_path / "b.npz")}
+    sequences.save(files["train"], inputs=x, labels=np.arange(4) % 2)
+    sequences.save(files["test"], inputs=x[:2], labels=np.arange(2))
+    manifest = {"data_dir": files, "data_checksums": sequences.checksums(files)}
+    checkpoint.write_json(str(tmp_path / checkpoint.MANIFEST_FILE), manifest)
+    assert workdir.recorded_test_file(str(tmp_path)) == {"test": files["test"]}
+    (tmp_path / "b.npz").write_bytes((tmp_path / "a.npz").read_bytes())
+    with pytest.raises(DataUsageError, match="has changed since the run"):
+        workdir.recorded_test_file(str(tmp_path))
 
 
 @pytest.mark.parametrize(

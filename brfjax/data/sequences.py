@@ -1021,36 +1021,30 @@ def load(files: dict[str, str], split: str, shape: SequenceShape) -> SequenceDat
 
 
 def checksums(files: dict[str, str]) -> dict[str, str]:
-    """The SHA-256 of each distinct file, for a run's manifest.
+    """The SHA-256 of each split's file, for a run's manifest: by split, so that files
+    swapped between splits, or a split added or dropped, are another run's data (a file
+    may move or be renamed).
 
     Args:
       files: ``{split: path}``.
 
     Returns:
-      ``{name: hex digest}``, one entry per distinct path: the name is the file's base
-      name, or ``"split:basename"`` (its first split) where two different paths share a
-      base name.
+      ``{split: hex digest}`` (a file serving two splits is read once, listed twice).
 
     Raises:
       DataError: a file that cannot be read.
       DataUsageError: ``files`` is not ``{split: path}``.
     """
     files = _check_files(files)
-    first = {}
-    for split, path in files.items():
-        first.setdefault(os.path.abspath(path), split)
-    bases = [os.path.basename(path) for path in first]
-    out = {}
-    for path, split in first.items():
-        base = os.path.basename(path)
-        name = base if bases.count(base) == 1 else f"{split}:{base}"
+    digests = {}
+    for path in set(map(os.path.abspath, files.values())):
         try:
-            out[name] = download.file_digest(path, "sha256")
+            digests[path] = download.file_digest(path, "sha256")
         except OSError as error:
             raise DataError(
                 f"sequence file {path!r} cannot be read ({_one_line(error)}); pass an existing file"
             ) from None
-    return out
+    return {split: digests[os.path.abspath(path)] for split, path in files.items()}
 
 
 def _arrays_of(prefix: str, fields: Mapping) -> dict[str, np.ndarray]:
