@@ -248,6 +248,7 @@ def _contract(model, num_steps, input_size, batch_size, platforms, order, spec) 
         "input_encoding": None
         if spec is None
         else TASK_INPUTS[spec.source]
+        + ("" if spec.dt is None else f"; events binned with dt = {spec.dt!r} s")
         + (
             f"; multiplied by the input scale {spec.input_scale!r} inside the program: pass "
             "the values as stored"

@@ -48,6 +48,8 @@ class TaskSpec:
         network (1: as stored; the paper's tasks: 1).
       sub_seq_length: leading steps run but not scored for every neuron; None for the
         paper's rule (``alif_sub_seq_length`` for ALIF, 0 otherwise).
+      dt: the step width your own spike events are binned with, in seconds; None for
+        dense inputs and the paper's tasks (their loaders bin them).
     """
 
     name: str
@@ -64,6 +66,7 @@ class TaskSpec:
     protocol: str = ""
     input_scale: float = 1.0
     sub_seq_length: int | None = None
+    dt: float | None = None
 
     @property
     def rows(self) -> str:
@@ -142,6 +145,7 @@ def sequence_task(
         protocol=closest.name,
         input_scale=float(input_scale),
         sub_seq_length=None if sub_seq_length is None else int(sub_seq_length),
+        dt=shape.dt,
     )
 
 
@@ -334,7 +338,8 @@ def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.Seq
 
     Raises:
       brfjax.data.DataUsageError: no files, or files of another shape (input width,
-        steps or kind of labels, or labels of more classes), named with both shapes.
+        steps or kind of labels, labels of more classes, or events of another dt), named
+        with both shapes.
     """
     if not isinstance(files, Mapping):
         raise DataUsageError(
@@ -350,14 +355,22 @@ def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.Seq
             f"{names} holds labels up to {found.num_classes - 1}; the network has "
             f"{task.num_classes} classes (0..{task.num_classes - 1}): pass files of its classes"
         )
+    if None not in (found.dt, task.dt) and found.dt != task.dt:
+        raise DataUsageError(
+            f"{names} holds events binned with dt = {found.dt:g} s; the network was trained on "
+            f"events binned with dt = {task.dt:g} s, so its steps would mean other times: pass "
+            f"files of dt {task.dt:g}, or train a new run on these"
+        )
     # a test file alone may lack the highest classes: its labels only need to fit the
-    # network; the options of the run (input scale, scored steps) are the task's own
+    # network; the options of the run (input scale, scored steps) are the task's own;
+    # dense inputs carry no dt (as the run's own binning is unknown for them)
     found = dataclasses.replace(
         found,
         num_classes=task.num_classes,
         input_scale=task.input_scale,
         sub_seq_length=task.sub_seq_length,
         label_last=task.label_last,
+        dt=task.dt,
     )
     if found != task:
 

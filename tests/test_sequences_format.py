@@ -106,7 +106,7 @@ def test_events_are_binned_by_floor_of_time_over_dt(tmp_path, ext):
     fields, expected = events()
     path = write(tmp_path / f"events.{ext}", **fields)
     shape = sequences.describe({"train": path})
-    assert shape == sequences.SequenceShape(3, 5, 2, False, "events")
+    assert shape == sequences.SequenceShape(3, 5, 2, False, "events", 0.004)
     data = sequences.load({"train": path}, "train", shape)
     assert data.inputs.dtype == np.uint8
     np.testing.assert_array_equal(data.inputs, expected)

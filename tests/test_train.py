@@ -501,6 +501,17 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
     assert dropped.returncode == 2 and "holds other sequences data than workdir" in dropped.stderr
     assert "valid (SHA-256 none here" in dropped.stderr
 
+    # the same events binned with another dt: its steps would mean other times
+    slower = tmp_path / "slower.h5"
+    sequences.save_splits(str(slower), {"test": events(8)}, num_units=6, dt=0.002, num_steps=40)
+    refused = run_main(evaluate.main, ("--checkpoint", run, "--data", slower), capfd)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "dt = 0.002 s; the network was trained on events binned with dt = 0.001 s" in (
+        refused.stderr
+    )
+    metadata = json.loads((run / "config.json").read_text())["task_spec"]
+    assert metadata["dt"] == 0.001
+
     wide = tmp_path / "wide.npz"
     sequences.save(str(wide), inputs=np.zeros((4, 40, 7), np.float32), labels=np.zeros(4, int))
     refused = run_main(evaluate.main, ("--checkpoint", run, "--data", wide), capfd)

@@ -89,6 +89,7 @@ class SequenceShape(NamedTuple):
       per_step: True for labels ``(N, T)`` (one class per step), False for ``(N,)``.
       encoding: ``"dense"`` (``inputs``) or ``"events"`` (``times``, ``units``,
         ``offsets``).
+      dt: the step width events are binned with, in seconds; None for dense inputs.
     """
 
     input_size: int
@@ -96,6 +97,7 @@ class SequenceShape(NamedTuple):
     num_classes: int
     per_step: bool
     encoding: str
+    dt: float | None = None
 
 
 # ---------------------------------------------------------------- reading the files
@@ -831,7 +833,12 @@ def _agree(found: list[_Found]) -> SequenceShape:
     else:
         num_classes = max(int(one.labels.max()) for one in found) + 1
     return SequenceShape(
-        first.input_size, first.num_steps, num_classes, bool(first.per_step), first.encoding
+        first.input_size,
+        first.num_steps,
+        num_classes,
+        bool(first.per_step),
+        first.encoding,
+        None if first.dt is None else float(first.dt),
     )
 
 
