@@ -89,13 +89,22 @@ class RunData(NamedTuple):
     checksums: dict
 
 
-def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
+def data_checksums(
+    task: tasks.TaskSpec,
+    data_dir: str | None,
+    mnist_backend: str = "idx",
+    loaded: dict | None = None,
+) -> dict:
     """The checksums the loaders verified (ECG, MNIST) or of the files read (SHD, SSC).
 
     Args:
         task: the run's task.
         data_dir: the SHD or SSC folder (None: the default location); your own files by
             split (task ``"sequences"``); unused for ECG and MNIST.
+        mnist_backend: ``"idx"`` or ``"tfds"``; tensorflow-datasets serves no files to
+            check, so its splits are recorded by their contents in its order
+            (``"tfds mnist train"``: [`brfjax.data.mnist.content_digest`][brfjax.data.mnist.content_digest]).
+        loaded: ``{split: SequenceData}`` as loaded, for the tfds backend.
 
     Returns:
         ``{file name: SHA-256 hex digest}``; for your own sequences ``{split: digest}``
@@ -105,6 +114,8 @@ def data_checksums(task: tasks.TaskSpec, data_dir: str | None) -> dict:
         return sequences.checksums(data_dir)
     if task.source == "ecg":
         return {name: digest for name, digest in ecg.FILES.values()}
+    if task.source == "mnist" and mnist_backend == "tfds":
+        return {f"tfds mnist {split}": mnist.content_digest(data) for split, data in loaded.items()}
     if task.source == "mnist":
         return dict(mnist.SHA256)
     from brfjax.data import download, shd
@@ -178,7 +189,8 @@ def load_data(
         )
     if permutation_file is not None:
         mnist.load_permutation(permutation_file)  # validate before the run starts
-    return RunData(train, val, test, None, data_checksums(task, data_dir))
+    loaded = {"train": full_train, "test": test}
+    return RunData(train, val, test, None, data_checksums(task, data_dir, mnist_backend, loaded))
 
 
 # ------------------------------------------------------------------------ training

@@ -150,7 +150,7 @@ def test_split_and_epoch_order_follow_the_seed():
     assert len(sizes) == 35 and sizes[-1] == 557 - 34 * 16  # the last partial batch is kept
 
 
-def test_tfds_backend_gives_the_same_data(monkeypatch):
+def test_tfds_backend_gives_the_same_data(monkeypatch, tmp_path):
     """The optional tensorflow-datasets backend, against a stand-in for the tfds package
     (tfds itself needs TensorFlow and a download, neither available here) that serves
     the same MNIST files in tfds' layout: (N, 28, 28, 1) uint8 images, int64 labels."""
@@ -177,6 +177,23 @@ def test_tfds_backend_gives_the_same_data(monkeypatch):
     np.testing.assert_array_equal(via_tfds.targets, via_idx.targets)
     assert via_tfds.inputs.dtype == np.uint8 and via_tfds.targets.dtype == np.int32
     assert calls == [("mnist", "test", -1, True, "/tmp/tfds-data")]
+
+    # no files to check: a run records the digits as tfds served them, in their order,
+    # so resuming it on the IDX files (or tfds data in another order) is other data
+    from brfjax import checkpoint, tasks, train, workdir
+    from brfjax.errors import UsageError
+
+    smnist = tasks.get_task("smnist")
+    recorded = train.data_checksums(smnist, None, "tfds", {"test": via_tfds})
+    assert recorded == {"tfds mnist test": mnist.content_digest(via_idx)}
+    reordered = mnist.SequenceData(via_idx.inputs[::-1], via_idx.targets[::-1])
+    assert mnist.content_digest(reordered) != recorded["tfds mnist test"]
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint.write_json(str(run / checkpoint.MANIFEST_FILE), {"data_checksums": recorded})
+    config = tasks.config_for("smnist", "brf")
+    with pytest.raises(UsageError, match="tfds mnist test"):
+        workdir.check_run_inputs(str(run), config, train.data_checksums(smnist, None))
 
 
 def test_tfds_backend_without_the_package_names_the_extra(monkeypatch):

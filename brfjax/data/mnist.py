@@ -272,6 +272,20 @@ def load_mnist_tfds(split: str, data_dir: str | None = None) -> SequenceData:
     )
 
 
+def content_digest(data: SequenceData) -> str:
+    """The SHA-256 (hex) of a loaded split's pixels and labels, in their order: what a run
+    on data without files to check (the tfds backend) records of it.
+
+    Args:
+      data: a split as [`load_mnist`][brfjax.data.mnist.load_mnist] returns it.
+    """
+    digest = hashlib.sha256()
+    for array in (np.asarray(data.inputs, np.uint8), np.asarray(data.targets, np.int32)):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:
     """uint8 pixels -> float32(pixel) / 255 in [0, 1] (no mean/std normalisation).
 
