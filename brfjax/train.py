@@ -692,9 +692,12 @@ def _train_in_workdir(
     # the reported numbers: the best checkpoint with portable products, the same on any
     # machine, batch size and device count (training may use the faster BLAS products)
     portable = models.with_products(model, "portable")
+    # the epoch of the checkpoint restored: an earlier one where the latest best was
+    # damaged and moved aside (with a warning)
+    best_epoch, variables = best_variables(workdir, checkpoints, state.params, constants)
     results = evaluate.evaluate_dataset(
         portable,
-        best_variables(workdir, checkpoints, state.params, constants)[1],
+        variables,
         data.test,
         task,
         test_batch,
@@ -707,7 +710,7 @@ def _train_in_workdir(
         "task": config.task,
         "neuron": config.neuron,
         **results,
-        "best_epoch": int(bookkeeping["best_epoch"]),
+        "best_epoch": best_epoch,
         "train_seconds": bookkeeping["train_seconds"],
     }
     if primary:

@@ -202,6 +202,25 @@ def test_damaged_latest_checkpoint_is_skipped_with_a_warning(reference, tmp_path
     assert_identical_runs(workdir, reference)
 
 
+def test_a_damaged_best_checkpoint_reports_the_epoch_it_falls_back_to(reference, tmp_path):
+    """The test statistics are of the best checkpoint restored: where the newest is
+    damaged (moved aside with a warning), an earlier one, and its epoch is reported."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    (workdir / "results.json").unlink()
+    best = workdir / "checkpoints" / "best"
+    steps_kept = sorted(int(name) for name in os.listdir(best) if name.isdigit())
+    assert len(steps_kept) > 1, steps_kept  # the reference run improves more than once
+    newest = best / str(steps_kept[-1])
+    (newest / checkpoint.CHECKSUM_FILE).unlink()
+    code, stdout, stderr = run(workdir)
+    assert code == 0, stderr
+    assert f"warning: skipping checkpoint {newest}" in stderr
+    results = checkpoint.read_json(workdir / "results.json")
+    assert results["best_epoch"] == steps_kept[-2]
+    assert f"best epoch {steps_kept[-2]}," in stdout + stderr
+
+
 def test_storage_errors_are_recognised_inside_orbax_exceptions():
     # TensorStore (Orbax's writer) reports the OS error inside a ValueError's message
     wrapped = ValueError(
