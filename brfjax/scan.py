@@ -1306,8 +1306,27 @@ def _segment_backward(spec, params, kernels_t, readout_kernel, count_cotangent, 
     return carry, (g_inputs, g_bias)
 
 
+@jax.custom_jvp
+def _first_order_only(tree):
+    """``tree`` unchanged; differentiating it raises: the hand-written backward is the
+    network's first derivative only (its recomputed steps are not the forward pass's
+    own, so a derivative of it is not the network's second derivative)."""
+    return tree
+
+
+@_first_order_only.defjvp
+def _first_order_only_jvp(primals, tangents):
+    raise ValueError(
+        "the hand-written backward pass (backward='manual', the default) gives first "
+        "derivatives only: a derivative of a gradient (jax.grad of a function of jax.grad, "
+        "a gradient penalty, jax.hessian) would not be the network's; build the network or "
+        "layer with backward='autodiff' or backward='recompute' for higher derivatives"
+    )
+
+
 def _manual_backward(spec, segment, keep_trajectory, spike_inputs, head, residuals, cotangent):
     del spike_inputs  # the cotangent of any input is the same product
+    residuals, cotangent = _first_order_only((residuals, cotangent))
     params, inputs, hidden0, starts, currents, readout, potential0, potentials, drives = residuals
     cotangent, g_potentials = cotangent
     width = inputs.shape[-1]

@@ -267,6 +267,30 @@ def test_forward_mode_differentiation_gets_one_error_that_names_reverse_mode(bac
     assert jax.jacrev(total)(x).shape == x.shape
 
 
+def test_a_derivative_of_the_hand_written_backward_is_refused():
+    """A gradient of a gradient through backward='manual' would differentiate the
+    backward's recomputed steps, not the network: refused in one error; 'autodiff'
+    gives it."""
+    x = jnp.asarray(spiking_input(12), jnp.float32)
+    for sizes in (8, (8, 6)):
+        for backward in ("manual", "autodiff"):
+            net = models.build_network("brf", sizes, 3, backward=backward)
+            variables = net.init(jax.random.PRNGKey(0), x)
+
+            def penalty(inputs, net=net, variables=variables):
+                def total(v):
+                    return jnp.sum(net.apply(v, inputs).readouts)
+
+                grads = jax.grad(total)(variables)
+                return sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grads))
+
+            if backward == "manual":
+                with pytest.raises(ValueError, match="gives first derivatives only"):
+                    jax.grad(penalty)(x)
+            else:
+                assert np.isfinite(np.asarray(jax.grad(penalty)(x))).all()
+
+
 def test_an_initial_state_of_another_network_or_batch_is_refused_in_one_line():
     net, variables = network_and_variables("brf")
     x = spiking_input(12)
