@@ -139,7 +139,8 @@ class SpikingCell(nn.RNNCellBase):
       recurrent: feed the previous spikes back (input ``[x_t, z_{t-1}]``).
       use_bias: add a bias to the synaptic current (no shipped model has one).
       mask_prob: probability of pruning each recurrent weight at init;
-        a ``"mask"`` variable loaded from a checkpoint is applied whatever its value.
+        a mask in the variables (collection ``"mask"``, or ``params/.../mask`` as
+        ``nn.RNN`` keeps it) is applied whatever its value.
       surrogate: name of the surrogate derivative (`brfjax.surrogates.SURROGATES`).
       spike_form: ``"custom_vjp"`` or ``"fgi"`` (forward gradient injection).
       exact: the reference float32 path (docs/numerics.md): correctly rounded ``p(ω)`` and
@@ -251,10 +252,13 @@ class SpikingCell(nn.RNNCellBase):
             )
         width = in_features + (self.features if self.recurrent else 0)
         kernel = _float32_param(self, "kernel", self.kernel_init, (width, self.features))
-        if self.mask_prob > 0.0:
+        # a mask in the variables is applied whatever mask_prob says (a loaded model)
+        if (
+            self.mask_prob > 0.0
+            or self.has_variable("mask", "mask")
+            or self.has_variable("params", "mask")
+        ):
             kernel = self._pruned(kernel, in_features)
-        elif self.has_variable("mask", "mask"):
-            kernel = kernel * self.get_variable("mask", "mask")
         bias = (
             _float32_param(self, "bias", self.bias_init, (self.features,))
             if self.use_bias

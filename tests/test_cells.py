@@ -224,6 +224,12 @@ def test_a_masked_cell_under_plain_nn_rnn_keeps_its_mask_with_the_parameters():
         "mask": {"hidden": {"mask": mask}},
     }
     np.testing.assert_array_equal(rnn.apply(own, x), net.apply(network_variables, x).trajectory.z)
+    # and a cell of mask_prob 0 given these parameters applies their mask too
+    cell_params = {"params": own["params"]["cell"]}
+    pruned = cell.clone(mask_prob=0.0).apply(cell_params, 3, method="layer")[1]
+    np.testing.assert_array_equal(
+        pruned, own["params"]["cell"]["kernel"] * (mask != 0).astype(jnp.float32)
+    )
     # its gradient is zero: an optimizer never changes which weights are pruned
     grads = jax.grad(lambda p: jnp.sum(rnn.apply({"params": p}, x)))(own["params"])
     assert not np.asarray(grads["cell"]["mask"]).any()
