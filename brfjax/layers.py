@@ -355,8 +355,38 @@ def _time_major(inputs, time_major: bool, what: str) -> jax.Array:
             f"{what} must be a non-empty {layout} array; got shape {shape}"
             + ("" if len(shape) == 3 else "; a single step needs a time axis of length 1")
         )
+    check_values(inputs, what)
     inputs = jnp.asarray(inputs, jnp.float32)
     return inputs if time_major else jnp.swapaxes(inputs, 0, 1)
+
+
+def check_values(inputs, what: str = "inputs") -> None:
+    """Refuse inputs the network cannot compute with.
+
+    Args:
+      inputs: an array (any layout).
+      what: its name, for the message.
+
+    Raises:
+      ValueError: a dtype that is not real numbers (complex, strings, ...), or concrete
+        (not traced) values that are NaN, inf or beyond float32's range
+        ([`count_nonfinite`][brfjax.layers.count_nonfinite]); traced ones make the
+        neurons' spikes NaN from that step on, so the sample's outputs show it.
+    """
+    dtype = jnp.result_type(inputs)
+    if not (
+        jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.integer)
+        or dtype == jnp.bool_
+    ):
+        raise ValueError(f"{what} must hold real numbers (cast to float32); got dtype {dtype}")
+    bad = count_nonfinite([inputs])
+    if bad:
+        raise ValueError(
+            f"{what} hold {bad} values that are NaN, inf or beyond float32's range "
+            f"(|x| > {float(np.finfo(np.float32).max):.4g}, inf once cast to float32); clean, "
+            "rescale or mask them before the network"
+        )
 
 
 def _to_layout(tree, time_major: bool):

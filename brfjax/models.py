@@ -163,23 +163,10 @@ class RecurrentSNN(nn.Module):
                 f"inputs.transpose(1, 0, 2), or a network built with time_major={not self.time_major}"
             )
         steps, batch = shape[:2] if self.time_major else shape[1::-1]
-        dtype = jnp.result_type(inputs)
-        if not (
-            jnp.issubdtype(dtype, jnp.floating)
-            or jnp.issubdtype(dtype, jnp.integer)
-            or dtype == jnp.bool_
-        ):
-            raise ValueError(f"inputs must hold real numbers (cast to float32); got dtype {dtype}")
         # a NaN or inf input is refused here for concrete inputs; traced ones (under jit
         # or grad) make the neurons' spikes NaN from that step on (brfjax.surrogates.step),
         # so the sample's readouts and spike count show it
-        bad = layers.count_nonfinite([inputs])
-        if bad:
-            raise ValueError(
-                f"inputs hold {bad} values that are NaN, inf or "
-                f"beyond float32's range (|x| > {float(np.finfo(np.float32).max):.4g}, "
-                "inf once cast to float32); clean, rescale or mask them before the network"
-            )
+        layers.check_values(inputs)
         if steps == 0 or batch == 0:
             raise ValueError(
                 f"inputs of shape {shape} ({layout}) have no {'steps' if steps == 0 else 'samples'}; "

@@ -216,6 +216,24 @@ def test_stack_parameters_are_named_per_layer_and_counted():
             ),
             "backward must be one of",
         ),
+        (
+            lambda: layers.SpikingRNN(cells.BRFCell(features=4)).init(
+                jax.random.PRNGKey(0), jnp.zeros((4, 2, 3), jnp.complex64)
+            ),
+            "inputs must hold real numbers (cast to float32); got dtype complex64",
+        ),
+        (
+            lambda: layers.SpikingRNN(cells.BRFCell(features=4)).init(
+                jax.random.PRNGKey(0), jnp.full((4, 2, 3), jnp.nan, jnp.bfloat16)
+            ),
+            "inputs hold 24 values that are NaN, inf or beyond float32's range",
+        ),
+        (
+            lambda: layers.LIReadoutRNN(cells.LIReadout(3)).init(
+                jax.random.PRNGKey(0), jnp.full((4, 2, 5), jnp.inf)
+            ),
+            "hold 40 values that are NaN, inf",
+        ),
     ],
 )
 def test_bad_layer_options_give_one_error(call, message):
