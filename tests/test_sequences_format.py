@@ -132,7 +132,11 @@ def test_event_times_written_as_step_times_dt_land_in_that_step_in_every_precisi
         (np.float16([0.6, 0.7, 0.9, 0.8984375]), 0.001, [600, 700, 898, 900]),
         (np.float16([0.8984375]), 0.004, [224]),
         (np.float32([0.6, 0.9]), np.float16(0.001), [600, 900]),
-        (np.float16([0.9985]), 0.001, [999]),
+        (np.float16([0.9985]), 0.001, [998]),  # 0.99853516: 998.5 steps
+        # near the top of a float16 binade half a spacing is 2.6e-4 of the time, half
+        # the eps 4.9e-4: 0.115966796875 is 28.99 steps of 4 ms, and 29 * dt rounds to
+        # 0.11602783
+        (np.float16([0.115966796875, 0.116]), 0.004, [28, 29]),
     ):
         out = sequences.bin_events(times, np.zeros(len(times), int), [0, len(times)], 1000, 1, dt)
         np.testing.assert_array_equal(np.flatnonzero(out[0, :, 0]), steps_hit)

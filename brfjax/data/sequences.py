@@ -438,33 +438,42 @@ def _precision(dtype: np.dtype) -> float:
     return float(np.finfo(dtype).eps) if dtype.kind == "f" else float(np.finfo(np.float64).eps)
 
 
-def rounding_allowance(times_dtype, dt_dtype) -> float:
-    """The relative allowance ``a`` of event binning, ``floor(times / dt * (1 + a))``.
+def rounding_allowance(times: np.ndarray, dt) -> np.ndarray:
+    """The allowance ``h`` of event binning, ``floor((times + h) / dt)`` in float64.
 
-    A stored value is off its written value by at most half a unit in the last place,
-    eps/2 of it relatively; ``a`` covers both the time's and dt's (with a 1 % margin,
-    and at least 4 float64 eps for the float64 arithmetic), so that a time written as
-    ``k * dt`` falls into step k, and a time farther from a step's start than that
-    rounding keeps its step.
+    A stored value is off its written value by at most half a unit in the last place of
+    its dtype. ``h`` covers, per time, half the spacing of its dtype at that time
+    (``np.spacing``; none for integer times) and dt's relative rounding (half its dtype's
+    eps) times the time, with a 1 % margin and at least 4 float64 eps of the time (the
+    float64 arithmetic), so that a time written as ``k * dt`` falls into step k, and a
+    time farther from a step's start than that rounding keeps its step.
 
     Args:
-      times_dtype: the dtype the times are stored in.
-      dt_dtype: the dtype dt is stored in (float64 for a Python float).
+      times: event times ``(E,)`` as stored (their dtype gives their rounding).
+      dt: the step width as stored (a Python float is float64).
 
     Returns:
-      ``a``: float16 times 4.9e-4, float32 6.0e-8, float64 8.9e-16.
+      float64 ``(E,)``, in seconds: for a float16 time in [0.0625, 0.125), 1.01 x 3.05e-5.
     """
-    half_ulps = (_precision(np.dtype(times_dtype)) + _precision(np.dtype(dt_dtype))) / 2
-    return max(1.01 * half_ulps, 4 * float(np.finfo(np.float64).eps))
+    times = np.asarray(times)
+    values = times.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if times.dtype.kind == "f":
+            half_spacing = np.spacing(np.abs(times)).astype(np.float64) / 2
+        else:
+            half_spacing = np.zeros_like(values)
+        relative = _precision(np.asarray(dt).dtype) / 2
+        allowance = 1.01 * (half_spacing + np.abs(values) * relative)
+        return np.maximum(allowance, 4 * float(np.finfo(np.float64).eps) * np.abs(values))
 
 
 def _positions(times: np.ndarray, dt) -> np.ndarray:
-    """``time / dt`` in float64, raised by the rounding allowance of the times' and dt's
-    dtypes (`rounding_allowance`), so that a time written as ``k * dt`` lands in step k
-    after rounding."""
-    allowance = rounding_allowance(np.asarray(times).dtype, np.asarray(dt).dtype)
+    """``time / dt`` in float64, each time raised by its rounding allowance
+    (`rounding_allowance`), so that a time written as ``k * dt`` lands in step k after
+    rounding."""
+    allowance = rounding_allowance(times, dt)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        return np.asarray(times, np.float64) / np.float64(dt) * (1.0 + allowance)
+        return (np.asarray(times, np.float64) + allowance) / np.float64(dt)
 
 
 def bin_events(
@@ -479,10 +488,10 @@ def bin_events(
     ``inputs[n, floor(times[e] / dt), units[e]]`` to 1.
 
     The step is computed in float64 with an allowance for the rounding of the stored
-    values: ``floor(times / dt * (1 + a))``, ``a`` half of the sum of the machine epsilons
-    of the dtypes of ``times`` and ``dt`` with a 1 % margin ([`rounding_allowance`][brfjax.data.sequences.rounding_allowance]:
-    4.9e-4 for float16 times, 6.0e-8 for float32, 8.9e-16 for float64, with a float64
-    dt), so that a time written as ``k * dt`` and rounded to its dtype falls into step k. Several
+    values: ``floor((times + h) / dt)``, ``h`` half the spacing of each time's dtype at
+    that time plus dt's relative rounding, with a 1 % margin
+    ([`rounding_allowance`][brfjax.data.sequences.rounding_allowance]), so that a time
+    written as ``k * dt`` and rounded to its dtype falls into step k. Several
     events of one unit in one step give 1. The arguments are taken as checked (as
     [`load`][brfjax.data.sequences.load] checks a file's).
 
