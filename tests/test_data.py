@@ -128,9 +128,13 @@ def test_shd_binning_follows_the_spec(tmp_path):
     assert data.inputs[1].sum() == 0
 
 
-def test_shd_rejects_a_corrupt_file(tmp_path):
+def test_shd_rejects_a_corrupt_file(tmp_path, monkeypatch):
     (tmp_path / "shd_train.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    with pytest.raises(DataError, match="not a readable SHD"):
+    with pytest.raises(DataError, match="not a readable SHD.*replace it with an intact copy"):
+        shd.load_shd("train", str(tmp_path))
+    # a damaged file of the download cache is deleted and downloaded again instead
+    monkeypatch.setenv("BRFJAX_CACHE", str(tmp_path))
+    with pytest.raises(DataError, match="delete it and run again: it is downloaded again"):
         shd.load_shd("train", str(tmp_path))
     with pytest.raises(DataError, match="--data-dir"):
         shd.load_shd("test", str(tmp_path))

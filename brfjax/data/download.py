@@ -32,6 +32,20 @@ def cache_dir(name: str, root: str | None = None) -> str:
     return path
 
 
+def damaged_file_fix(path: str, source: str) -> str:
+    """The fix to name for a damaged data file: a downloaded one (in the cache) is
+    deleted and downloaded again; a user's (``--data-dir``) is replaced.
+
+    Args:
+      path: the damaged file.
+      source: where intact copies are, for the message.
+    """
+    root = os.path.realpath(os.environ.get("BRFJAX_CACHE", DEFAULT_CACHE))
+    if os.path.realpath(path).startswith(root + os.sep):
+        return "delete it and run again: it is downloaded again"
+    return f"replace it with an intact copy ({source}), or omit --data-dir to download one"
+
+
 def _temporary_beside(destination: str) -> tuple[int, str]:
     """A new file with a unique name in ``destination``'s folder: concurrent writers
     (the processes of one multi-host run) never share a temporary file."""

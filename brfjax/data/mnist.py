@@ -158,7 +158,7 @@ def read_verified(path: str, name: str, verify: bool = True) -> bytes:
         if digest != SHA256[name]:
             raise DataError(
                 f"MNIST file {path!r} decodes to sha256 {digest}, expected {SHA256[name]}: "
-                "the file is corrupt or truncated; delete it (it is downloaded again) or fix --data-dir"
+                "the file is corrupt or truncated; " + download.damaged_file_fix(path, MIRRORS[0])
             )
     return data
 

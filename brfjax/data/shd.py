@@ -168,7 +168,7 @@ def _read_fields(path: str, title: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     except (OSError, KeyError, TypeError, ValueError) as error:
         raise DataError(
             f"{source} is not a readable {title} HDF5 file ({error}); "
-            "delete it (it is downloaded again) or fix --data-dir"
+            + download.damaged_file_fix(path, BASE_URL)
         ) from None
     return tuple(arrays)
 
