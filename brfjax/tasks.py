@@ -302,8 +302,15 @@ def load_sequences(
 
 def scaled_input_bound(input_scale: float) -> float:
     """The largest ``|x|`` whose product with ``input_scale`` stays finite in float32
-    (as [`model_inputs`][brfjax.tasks.model_inputs] scales the inputs), with a margin
-    of 2⁻²⁰ for the product's rounding."""
+    (as [`model_inputs`][brfjax.tasks.model_inputs] scales the inputs).
+
+    Args:
+      input_scale: the positive factor the inputs are multiplied by.
+
+    Returns:
+      float32's largest value over ``input_scale``, less a margin of 2⁻²⁰ for the
+      product's rounding.
+    """
     return float(np.finfo(np.float32).max) / input_scale * (1 - 2.0**-20)
 
 

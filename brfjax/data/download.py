@@ -39,6 +39,9 @@ def damaged_file_fix(path: str, source: str) -> str:
     Args:
       path: the damaged file.
       source: where intact copies are, for the message.
+
+    Returns:
+      The fix, a clause for the end of a message.
     """
     root = os.path.realpath(os.environ.get("BRFJAX_CACHE", DEFAULT_CACHE))
     if os.path.realpath(path).startswith(root + os.sep):

@@ -278,6 +278,9 @@ def content_digest(data: SequenceData) -> str:
 
     Args:
       data: a split as [`load_mnist`][brfjax.data.mnist.load_mnist] returns it.
+
+    Returns:
+      The hex digest of its shapes and bytes (pixels uint8, labels int32).
     """
     digest = hashlib.sha256()
     for array in (np.asarray(data.inputs, np.uint8), np.asarray(data.targets, np.int32)):
