@@ -45,7 +45,7 @@ def evaluate_dataset(
     split over the devices of ``parallel`` (default: all local devices).
 
     Args:
-      model: the network (time-major inputs).
+      model: the network, either layout (run time-major on the batches).
       variables: its variables (``"params"`` and any masks).
       data: the samples, batch-major inputs ``(N, T, I)``.
       task: their task (input scaling, scored steps, objective).
@@ -163,8 +163,9 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> LoadedC
       best_epoch, epochs``).
 
     Raises:
-      brfjax.interop.CheckpointError: a checkpoint that records another task or neuron,
-        whose sizes do not fit the task, or that cannot be read.
+      brfjax.interop.CheckpointError: a checkpoint that records another task or neuron
+        (in the file, or as a shipped published model), whose sizes do not fit the
+        task, or that cannot be read.
     """
     if os.path.isdir(path):
         model, variables, config, epoch = workdir.load_best(path)
@@ -175,7 +176,7 @@ def load_for_evaluation(task: tasks.TaskSpec, neuron: str, path: str) -> LoadedC
         return LoadedCheckpoint(
             model, variables, workdir.load_permutation(path, task), epoch, config.epochs
         )
-    recorded = interop.load_identity(path)
+    recorded = recorded_identity(path)  # the file's own record, or a shipped model's
     if recorded is not None and (recorded["task"] or task.name, recorded["neuron"]) != (
         task.name,
         neuron,
@@ -277,12 +278,18 @@ def evaluate_checkpoint(
 
     Raises:
       ValueError: an unknown task or neuron.
-      brfjax.data.DataUsageError: a PS-MNIST ``.npz`` without ``permutation_file``.
+      brfjax.data.DataUsageError: a PS-MNIST ``.npz`` without ``permutation_file``, or a
+        ``permutation_file`` for another task.
       brfjax.interop.CheckpointError: see [`load_for_evaluation`][brfjax.evaluate.load_for_evaluation].
       brfjax.data.DataError: missing or damaged data files.
     """
     task = checkpoint_task(task_name, path)
     tasks.check_neuron(neuron)
+    if permutation_file is not None and not task.permuted:
+        raise DataUsageError(
+            f"a permutation applies to task psmnist only, not {task.name}: pass "
+            "permutation_file=None"
+        )
     model, variables, permutation, best_epoch, epochs = load_for_evaluation(task, neuron, path)
     if task.source == tasks.SEQUENCES and data_dir is None:
         data_dir = workdir.recorded_test_file(path)  # the run's own, unchanged

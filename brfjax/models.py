@@ -497,6 +497,19 @@ def with_products(model: RecurrentSNN, products: str) -> RecurrentSNN:
     )
 
 
+def as_time_major(model: RecurrentSNN) -> RecurrentSNN:
+    """``model`` taking time-major ``(T, B, I)`` inputs (and giving time-major outputs):
+    the layout only orders the arrays; same parameters, same numbers.
+
+    Args:
+      model: a [`RecurrentSNN`][brfjax.models.RecurrentSNN] of either layout.
+
+    Returns:
+      ``model`` itself when time-major, else its time-major clone.
+    """
+    return model if model.time_major else model.clone(time_major=True)
+
+
 def hidden_sizes_of(hidden_size: Any) -> tuple[int, ...]:
     """The hidden sizes of a network, one per spiking layer.
 

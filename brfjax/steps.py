@@ -121,7 +121,8 @@ def make_train_step(
     update. The new state, the loss and the sums are replicated on every device.
 
     Args:
-      model: the network (time-major inputs).
+      model: the network; run time-major, as the step's inputs are (a batch-major one
+        has the same parameters and numbers).
       optimizer: from [`make_optimizer`][brfjax.steps.make_optimizer].
       objective: ``"per_step"`` (ECG) or ``"sequence"`` (MNIST, SHD), for the accuracy
         sums ([`brfjax.metrics`][brfjax.metrics]).
@@ -134,6 +135,7 @@ def make_train_step(
       int sequence labels or time-major per-step classes ``(T', B)`` of the scored steps.
       ``state`` is donated.
     """
+    model = models.as_time_major(model)
 
     def local_update(
         state: TrainState,
@@ -388,7 +390,8 @@ def make_eval_step(
     """The jitted statistics of one evaluation batch.
 
     Args:
-      model: the network (time-major inputs).
+      model: the network; run time-major, as the step's inputs are (a batch-major one
+        has the same parameters and numbers).
       objective: ``"per_step"`` or ``"sequence"`` ([`brfjax.metrics`][brfjax.metrics]).
       parallel: the devices the batch is split over; None for one device.
 
@@ -397,6 +400,7 @@ def make_eval_step(
       BatchSums`` with per-term NLL ([`brfjax.metrics.batch_sums`][brfjax.metrics.batch_sums]); with
       ``parallel`` the sums come back replicated, readable on every process.
     """
+    model = models.as_time_major(model)
 
     @jax.jit
     def eval_step(variables, inputs, targets, weights=None):

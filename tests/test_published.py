@@ -91,3 +91,35 @@ def test_a_published_model_runs_without_error():
     model, variables = published.load("ecg_brf")
     out = model.apply(variables, np.zeros((5, 2, 4), np.float32))
     assert out.readouts.shape == (5, 2, 6)
+
+
+def test_the_python_evaluation_api_refuses_a_published_model_as_another_network():
+    """As the command line does: a shipped file evaluated as another neuron or task, or
+    with a permutation on S-MNIST, would print wrong numbers."""
+    from brfjax import tasks
+    from brfjax.data import DataUsageError
+
+    with pytest.raises(interop.CheckpointError, match="holds a ecg/vrf run"):
+        evaluate.load_for_evaluation(tasks.get_task("ecg"), "brf", published.path("ecg_vrf"))
+    with pytest.raises(interop.CheckpointError, match="holds a psmnist/brf run"):
+        evaluate.load_for_evaluation(tasks.get_task("smnist"), "brf", published.path("psmnist_brf"))
+    with pytest.raises(DataUsageError, match="applies to task psmnist only"):
+        evaluate.evaluate_checkpoint(
+            "smnist", "brf", published.path("smnist_brf"), permutation_file="identity"
+        )
+
+
+def test_a_batch_major_network_evaluates_to_the_same_numbers():
+    """The evaluation and training steps feed time-major batches: a batch-major network
+    is run time-major, the same parameters and numbers."""
+    from brfjax import tasks
+    from brfjax.data import SequenceData
+
+    task = tasks.get_task("ecg")
+    full = tasks.load_split(task, "test", None)
+    data = SequenceData(full.inputs[:6, :40], full.targets[:6, :40])
+    stats = [
+        evaluate.evaluate_dataset(*published.load("ecg_brf", time_major=layout), data, task)
+        for layout in (True, False)
+    ]
+    assert stats[0] == stats[1] and stats[0]["num_samples"] == 6
