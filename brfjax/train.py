@@ -48,6 +48,7 @@ from brfjax.steps import (
     make_optimizer,
     make_train_step,
     tbptt_batch,
+    tbptt_chunks,
 )
 from brfjax.stopping import StopSignals
 from brfjax.summaries import EpochLog, ProgressBar, collapses, read_metrics
@@ -202,7 +203,7 @@ class EpochProgress(NamedTuple):
 
     Attributes:
         steps: the minibatches trained so far.
-        loss: Σ over batches of the batch loss per scored step.
+        loss: Σ over batches of the batch loss per scored step (`_scored_loss_terms`).
         correct: correct predictions so far.
         scored: scored predictions so far.
         spikes: hidden spikes so far.
@@ -230,6 +231,28 @@ class EpochProgress(NamedTuple):
             "train_accuracy": 100.0 * self.correct / self.scored,
             "train_spike_rate": self.spikes / self.neuron_steps,
         }
+
+
+def _scored_loss_terms(model: models.RecurrentSNN, num_steps: int, tbptt_length: int) -> int:
+    """How many per-step terms ``ℓ_t`` a batch's training loss sums: the scored steps,
+    ``T - sub_seq_length`` (one under label-last, where with truncated BPTT each chunk
+    scores its own last step: one per chunk of
+    [`brfjax.steps.tbptt_chunks`][brfjax.steps.tbptt_chunks]).
+
+    Args:
+        model: the network (its ``label_last`` and ``sub_seq_length``).
+        num_steps: the sequence length T.
+        tbptt_length: the truncated-BPTT chunk length, 0 for full BPTT.
+
+    Returns:
+        The count, by which the loss is divided for ``train_loss`` (a loss per scored
+        step, as the validation and test losses are).
+    """
+    if not model.label_last:
+        return num_steps - model.sub_seq_length
+    if not tbptt_length:
+        return 1
+    return len(tbptt_chunks(num_steps, tbptt_length, model.sub_seq_length))
 
 
 def _instability_cause(neuron: str, count: int) -> str:
@@ -366,8 +389,7 @@ def train_epoch(
         num_steps = data.train.inputs.shape[1]
         progress = EpochProgress(
             steps=step + 1,
-            loss=progress.loss
-            + loss / (1 if model.label_last else num_steps - model.sub_seq_length),
+            loss=progress.loss + loss / _scored_loss_terms(model, num_steps, config.tbptt_length),
             correct=progress.correct + float(sums.correct),
             scored=progress.scored + float(sums.scored),
             spikes=progress.spikes + float(np.sum(np.asarray(sums.spikes, np.float64))),

@@ -223,6 +223,11 @@ def test_label_last_chunks_match_an_explicit_loop_of_the_papers_rule():
         params = jax.tree_util.tree_map(lambda p, u: p - LR * u, params, updates)
         losses.append(float(value))
     assert loss == pytest.approx(sum(losses), rel=1e-5)
+    # train_loss is per scored step as the validation loss: here 3 chunks score one step each
+    from brfjax import train
+
+    assert train._scored_loss_terms(run.model, 21, 10) == 3
+    assert train._scored_loss_terms(run.model, 21, 0) == 1
     for ours, reference in zip(
         jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(params)
     ):
