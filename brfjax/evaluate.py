@@ -59,11 +59,19 @@ def evaluate_dataset(
       [`brfjax.metrics.model_statistics`][brfjax.metrics.model_statistics]'s dict: ``accuracy`` (percent), ``loss``,
       ``spikes``, ``sop`` (paper Eq. 41), ``sop_per_step``, ``firing_rate``, ``correct``,
       ``total`` and ``num_samples`` (docs/reference/metrics.md).
+
+    Raises:
+      ValueError: no sample to evaluate (no data, or ``max_batches`` 0).
     """
     parallel = parallel or DataParallel()
     eval_step = eval_step or make_eval_step(model, task.objective, parallel)
     variables = parallel.replicate(variables)
     slices = batch_slices(len(data.targets), batch_size or len(data.targets), max_batches)
+    if not slices:
+        raise ValueError(
+            f"nothing to evaluate: {len(data.targets)} samples and max_batches={max_batches!r}; "
+            "pass at least one sample, and max_batches of 1 or more (None for all)"
+        )
     total = None
     for part in slices:
         batch = device_batch(

@@ -123,3 +123,5 @@ def test_a_batch_major_network_evaluates_to_the_same_numbers():
         for layout in (True, False)
     ]
     assert stats[0] == stats[1] and stats[0]["num_samples"] == 6
+    with pytest.raises(ValueError, match="nothing to evaluate: 6 samples and max_batches=0"):
+        evaluate.evaluate_dataset(*published.load("ecg_brf"), data, task, max_batches=0)
