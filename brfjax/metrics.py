@@ -491,7 +491,23 @@ def model_statistics(
       A dict with float ``accuracy`` (percent), ``loss``, ``spikes`` (S), ``sop``,
       ``sop_per_step``, ``firing_rate`` (spikes per neuron per step) and int ``correct``,
       ``total`` (scored predictions) and ``num_samples``.
+
+    Raises:
+      ValueError: no samples, steps, hidden neurons or scored steps (every statistic
+        would divide by zero).
     """
+    counts = dict(
+        num_samples=num_samples,
+        num_steps=num_steps,
+        hidden_size=hidden_size,
+        scored_steps=scored_steps,
+    )
+    empty = [f"{name}={value!r}" for name, value in counts.items() if not value > 0]
+    if empty:
+        raise ValueError(
+            f"no statistics of an empty set: {', '.join(empty)}; every count must be "
+            "positive (evaluate at least one sample with a scored step)"
+        )
     nll = math.fsum(np.concatenate(sums.nll)) if isinstance(sums.nll, list) else float(sums.nll)
     correct, scored, spikes = (float(value) for value in sums[1:])
     return {

@@ -148,6 +148,10 @@ def test_metrics_check_the_shapes_of_readouts_and_targets():
         metrics.summed_loss(READOUTS, jnp.zeros((3, 5), jnp.int32))
     with pytest.raises(ValueError, match="integer class labels"):
         metrics.summed_loss(READOUTS, jnp.zeros(3))
+    # statistics of no samples: one error, not a division by zero
+    sums = metrics.BatchSums(0.0, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="empty set: num_samples=0; every count"):
+        metrics.model_statistics(sums, 0, 5, 8, 5)
 
 
 def test_loaders_reject_labels_out_of_range_as_damaged_files(tmp_path, capfd):
