@@ -219,7 +219,8 @@ def count_nonfinite(arrays) -> int:
         values = np.asarray(array)
         if values.dtype.kind not in "biu":  # integers and booleans are finite
             with np.errstate(over="ignore"):
-                bad += int(values.size - np.isfinite(values.astype(np.float32)).sum())
+                finite = np.isfinite(values.astype(np.float32, copy=False))  # no copy of float32
+                bad += int(values.size - finite.sum())
     return bad
 
 
