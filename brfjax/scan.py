@@ -1306,6 +1306,50 @@ def _segment_backward(spec, params, kernels_t, readout_kernel, count_cotangent, 
     return carry, (g_inputs, g_bias)
 
 
+def _reverse_segments(backward, carry, per_step, starts, num_steps: int, segment: int):
+    """`_over_segments` in reverse for the layer's backward ``backward(carry, (per-step
+    inputs, start)) -> (carry, (∂L/∂x_t, ∂L/∂b))``, ``per_step = (inputs, currents, ...)``.
+
+    When the inputs' cotangent has the currents' shape (a layer as wide as its inputs,
+    e.g. every deeper layer of a stack of equal sizes), each segment's cotangent is written
+    over that segment's saved currents, which its backward has read: the cotangent needs
+    no ``(T, B, H)`` array of its own beside the currents (XLA updates the buffer in
+    place). The same computation as `_over_segments`; only where the cotangent is stored
+    differs. Returns the same as `_over_segments`."""
+    inputs, currents, *others = per_step
+    count = num_steps // segment
+    if inputs.shape[-1] != currents.shape[-1]:
+        return _over_segments(backward, carry, per_step, starts, num_steps, segment, reverse=True)
+    full, rest = _split_segments((inputs, *others), num_steps, segment)
+    full_starts, rest_start = starts
+
+    def run(carry, buffer, begin, size, step_inputs, start):
+        segment_currents = jax.lax.dynamic_slice_in_dim(buffer, begin, size)
+        carry, (g_inputs, g_bias) = backward(
+            carry, ((step_inputs[0], segment_currents, *step_inputs[1:]), start)
+        )
+        return carry, jax.lax.dynamic_update_slice_in_dim(buffer, g_inputs, begin, 0), g_bias
+
+    buffer, g_bias_rest = currents, None
+    if rest is not None:  # the shorter last segment first
+        begin = count * segment
+        carry, buffer, g_bias_rest = run(carry, buffer, begin, num_steps - begin, rest, rest_start)
+
+    if not count:  # a sequence shorter than one segment: the rest alone, no full segment
+        empty = jax.tree_util.tree_map(lambda a: a[None][:0], g_bias_rest)
+        return carry, buffer, (empty, g_bias_rest)
+
+    def body(state, segment_inputs):
+        index, step_inputs, start = segment_inputs
+        carry, buffer, g_bias = run(*state, index * segment, segment, step_inputs, start)
+        return (carry, buffer), g_bias
+
+    (carry, buffer), g_bias_full = jax.lax.scan(
+        body, (carry, buffer), (jnp.arange(count), full, full_starts), reverse=True
+    )
+    return carry, buffer, (g_bias_full, g_bias_rest)
+
+
 @jax.custom_jvp
 def _first_order_only(tree):
     """``tree`` unchanged; differentiating it raises: the hand-written backward is the
@@ -1373,8 +1417,8 @@ def _manual_backward(spec, segment, keep_trajectory, spike_inputs, head, residua
         cotangent.spike_counts,
     )
     per_step = (inputs, currents, cotangent.spikes, g_drive, cotangent.trajectory)
-    carry, g_inputs, (g_bias_full, g_bias_rest) = _over_segments(
-        backward, carry, per_step, starts, currents.shape[0], segment, reverse=True
+    carry, g_inputs, (g_bias_full, g_bias_rest) = _reverse_segments(
+        backward, carry, per_step, starts, currents.shape[0], segment
     )
     neuron_carry, g_z0, g_current0, grads, _ = carry
     g_coefficients, g_kernel, g_recurrent, g_readout_kernel = grads

@@ -123,6 +123,10 @@ STACK_CASES = [
     *[(neuron, (6, 5, 4), "manual", {}) for neuron in ("brf", "vrf", "bhrf", "alif")],
     *[(neuron, (6, 5), "recompute", {}) for neuron in ("brf", "vrf", "bhrf", "alif")],
     ("brf", (6, 5), "manual", {"return_trajectory": True}),
+    # layers as wide as their inputs: each segment's input cotangent is written over its
+    # saved currents, with a shorter last segment, and with one segment longer than T
+    ("brf", (4, 4), "manual", {"use_bias": True}),
+    ("brf", (4, 4), "manual", {"recompute_segment": 30, "use_bias": True}),
     ("brf", (6, 5), "manual", {"recurrent": False, "use_bias": True}),
     ("brf", (6, 5), "manual", {"mask_prob": 0.3}),
     (PATH, (6, 5), "manual", {}),  # no hand-written reverse step: jax.vjp of its step
