@@ -249,14 +249,25 @@ def summed_loss(
 
     Returns:
       float32 scalar L; NaN when a label lies outside ``0..C-1`` (such a label is never
-      scored as a class; the loaders refuse files that hold one).
+      scored as a class; the loaders refuse files that hold one); 0 when every weight
+      is 0 (a batch of padding only adds nothing).
 
     Raises:
-      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]),
+        or no sample (B = 0), whose mean is undefined.
     """
     loss = weighted_nll_sum(readouts, targets, weights, time_major)
-    total = readouts.shape[1 if time_major else 0] if weights is None else jnp.sum(weights)
-    return loss / total
+    batch = readouts.shape[1 if time_major else 0]
+    if batch == 0:
+        raise ValueError(
+            f"readouts of shape {tuple(readouts.shape)} hold no sample (B=0): the loss is a "
+            "mean over the batch; pass at least one sample"
+        )
+    if weights is None:
+        return loss / batch
+    total = jnp.sum(weights)
+    # all padding: Σ w·NLL is 0, and so is the loss (a safe divisor keeps its gradient 0)
+    return loss / jnp.where(total > 0, total, 1.0)
 
 
 def predictions(readouts: jax.Array, objective: str, time_major: bool = True) -> jax.Array:

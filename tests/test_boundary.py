@@ -148,6 +148,13 @@ def test_metrics_check_the_shapes_of_readouts_and_targets():
         metrics.summed_loss(READOUTS, jnp.zeros((3, 5), jnp.int32))
     with pytest.raises(ValueError, match="integer class labels"):
         metrics.summed_loss(READOUTS, jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"no sample \(B=0\)"):
+        metrics.summed_loss(READOUTS[:, :0], jnp.zeros(0, jnp.int32))
+    # a batch of padding only: loss 0 and gradient 0, not NaN
+    value, grad = jax.value_and_grad(metrics.summed_loss)(
+        READOUTS, jnp.array([0, 1, 2]), jnp.zeros(3)
+    )
+    assert float(value) == 0.0 and not np.any(grad)
     # statistics of no samples: one error, not a division by zero
     sums = metrics.BatchSums(0.0, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="empty set: num_samples=0; every count"):
