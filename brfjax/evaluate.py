@@ -12,6 +12,7 @@ the same for every batch size, device count and processor.
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 import sys
 from collections.abc import Sequence
@@ -61,12 +62,23 @@ def evaluate_dataset(
       ``total`` and ``num_samples`` (docs/reference/metrics.md).
 
     Raises:
-      ValueError: no sample to evaluate (no data, or ``max_batches`` 0).
+      ValueError: no sample to evaluate (no data), or ``batch_size`` or ``max_batches``
+        not a positive integer or None.
     """
+    for name, value in (("batch_size", batch_size), ("max_batches", max_batches)):
+        if value is not None and (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, numbers.Integral)
+            or value < 1
+        ):
+            raise ValueError(
+                f"{name} must be a positive integer or None (all), got {value!r}; a negative "
+                "or zero count would drop or merge batches"
+            )
     parallel = parallel or DataParallel()
     eval_step = eval_step or make_eval_step(model, task.objective, parallel)
     variables = parallel.replicate(variables)
-    slices = batch_slices(len(data.targets), batch_size or len(data.targets), max_batches)
+    slices = batch_slices(len(data.targets), batch_size or max(len(data.targets), 1), max_batches)
     if not slices:
         raise ValueError(
             f"nothing to evaluate: {len(data.targets)} samples and max_batches={max_batches!r}; "

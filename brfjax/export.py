@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import numbers
 import os
 import sys
 import tempfile
@@ -160,8 +161,8 @@ def export_network(
       ``program.metadata`` is its record (``docs/how-to/export.md``).
 
     Raises:
-      ValueError: an unknown platform or task, a non-positive size, sizes other than
-        the task's, a ``permutation`` that is not one of ``0..T-1``, or a permuted task
+      ValueError: an unknown platform or task, a size that is not a positive integer,
+        sizes or a class count other than the task's, a ``permutation`` that is not one of ``0..T-1``, or a permuted task
         without ``permutation`` (or a task that is not permuted with one).
     """
     unknown = [p for p in platforms if p not in PLATFORMS]
@@ -169,13 +170,16 @@ def export_network(
         raise ValueError(
             f"platforms must be a non-empty subset of {PLATFORMS}, got {list(platforms)}"
         )
-    for name, value in (
-        ("num_steps", num_steps),
-        ("input_size", input_size),
-        ("batch_size", batch_size),
-    ):
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+    num_steps, input_size, batch_size = (
+        _size_argument(name, value)
+        for name, value in (
+            ("num_steps", num_steps),
+            ("input_size", input_size),
+            ("batch_size", batch_size),
+        )
+    )
+    if num_steps is None or input_size is None:
+        raise ValueError("num_steps and input_size must be positive integers, got None")
     spec = task if isinstance(task, tasks.TaskSpec) or task is None else tasks.get_task(task)
     if spec is not None:
         if (num_steps, input_size) != (spec.num_steps, spec.input_size):
@@ -191,6 +195,12 @@ def export_network(
             )
         if not spec.permuted and permutation is not None:
             raise ValueError(f"task {spec.name} is not permuted; pass permutation=None")
+        if model.readout.features != spec.num_classes:
+            raise ValueError(
+                f"task {spec.name} has {spec.num_classes} classes but the network "
+                f"{model.readout.features} readout neurons; export it with its own task "
+                "(or task=None)"
+            )
     order = None if permutation is None else _check_permutation(permutation, num_steps)
     network = models.with_products(model, "portable").clone(
         backward="autodiff", return_trajectory=False
@@ -214,6 +224,18 @@ def export_network(
     )
     metadata = _contract(model, num_steps, input_size, batch_size, platforms, order, spec)
     return Program(exported, metadata)
+
+
+def _size_argument(name: str, value):
+    """``value`` as a Python int (NumPy integers too), None unchanged.
+
+    Raises:
+      ValueError: anything but a positive integer or None (a bool, a float)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _contract(model, num_steps, input_size, batch_size, platforms, order, spec) -> dict:

@@ -312,8 +312,10 @@ def reverse_mode_only():
       Nothing; wraps the code of a layer's or network's ``__call__``.
 
     Raises:
-      ValueError: forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``,
-        ``jax.linearize``) reached a ``jax.custom_vjp`` function inside.
+      ValueError: forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) reached a
+        ``jax.custom_vjp`` function inside while ``__call__`` ran (not for a
+        ``jax.jit``-compiled call, which JAX differentiates after tracing it, nor for the
+        function ``jax.linearize`` returns: JAX's own ``TypeError`` then).
     """
     try:
         yield

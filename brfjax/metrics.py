@@ -120,11 +120,21 @@ def check_shapes(readouts: jax.Array, targets: jax.Array, time_major: bool = Tru
 
 
 def _as_time_major(
-    readouts: jax.Array, targets: jax.Array, time_major: bool
+    readouts: jax.Array, targets: jax.Array, time_major: bool, **per_sample
 ) -> tuple[jax.Array, jax.Array]:
     """``readouts (T', B, C)`` and ``targets (T', B)`` or ``(B,)`` from either layout,
-    after [`check_shapes`][brfjax.metrics.check_shapes] (a transpose moves values, so results stay bit for bit)."""
+    after [`check_shapes`][brfjax.metrics.check_shapes] (a transpose moves values, so results stay bit for bit),
+    and after checking that each array of ``per_sample`` (by name, None for absent) has
+    one value per sample, ``(B,)``: broadcasting another shape would weigh or count the
+    samples wrongly without an error."""
     check_shapes(readouts, targets, time_major)
+    batch = readouts.shape[1 if time_major else 0]
+    for name, values in per_sample.items():
+        if values is not None and tuple(jnp.shape(values)) != (batch,):
+            raise ValueError(
+                f"{name} of shape {tuple(jnp.shape(values))} do not fit readouts of shape "
+                f"{tuple(readouts.shape)}: expected one value per sample, ({batch},)"
+            )
     if time_major:
         return readouts, targets
     return jnp.swapaxes(readouts, 0, 1), (
@@ -178,7 +188,8 @@ def nll_per_sample_step(
       float32 ``(T', B)``, or ``(B, T')`` when not ``time_major``.
 
     Raises:
-      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]),
+        or ``weights`` not ``(B,)``.
     """
     nll = _nll(*_as_time_major(readouts, targets, time_major))
     return nll if time_major else jnp.swapaxes(nll, 0, 1)
@@ -216,9 +227,10 @@ def weighted_nll_sum(
       float32 scalar; NaN if a label is outside ``0..C-1``.
 
     Raises:
-      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]),
+        or ``weights`` not ``(B,)``.
     """
-    nll = _nll(*_as_time_major(readouts, targets, time_major))
+    nll = _nll(*_as_time_major(readouts, targets, time_major, weights=weights))
     if weights is None:
         return jnp.sum(nll)
     # a padding sample adds 0, also where its readouts are not finite (NaN * 0 is NaN)
@@ -254,7 +266,7 @@ def summed_loss(
 
     Raises:
       ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]),
-        or no sample (B = 0), whose mean is undefined.
+        ``weights`` not ``(B,)``, or no sample (B = 0), whose mean is undefined.
     """
     loss = weighted_nll_sum(readouts, targets, weights, time_major)
     batch = readouts.shape[1 if time_major else 0]
@@ -327,9 +339,10 @@ def correct_count(
       int32 scalar.
 
     Raises:
-      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]), an unknown objective.
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]),
+        ``weights`` not ``(B,)``, an unknown objective.
     """
-    readouts, targets = _as_time_major(readouts, targets, time_major)
+    readouts, targets = _as_time_major(readouts, targets, time_major, weights=weights)
     check_objective(objective)
     return _correct(readouts, targets, objective, weights)
 
@@ -402,9 +415,12 @@ def batch_sums(
       [`BatchSums`][brfjax.metrics.BatchSums] of this batch.
 
     Raises:
-      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]), an unknown objective.
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]),
+        ``weights`` or ``spike_counts`` not ``(B,)``, an unknown objective.
     """
-    readouts, targets = _as_time_major(readouts, targets, time_major)
+    readouts, targets = _as_time_major(
+        readouts, targets, time_major, weights=weights, spike_counts=spike_counts
+    )
     check_objective(objective)
     nll = _nll(readouts, targets)
     correct = _correct(readouts, targets, objective, weights)

@@ -359,18 +359,14 @@ def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.Seq
     names = ", ".join(repr(path) for path in sorted(set(files.values())))
     if found.num_classes > task.num_classes:
         raise DataUsageError(
-            f"{names} holds labels up to {found.num_classes - 1}; the network has "
-            f"{task.num_classes} classes (0..{task.num_classes - 1}): pass files of its classes"
-        )
-    if None not in (found.dt, task.dt) and found.dt != task.dt:
-        raise DataUsageError(
-            f"{names} holds events binned with dt = {found.dt:g} s; the network was trained on "
-            f"events binned with dt = {task.dt:g} s, so its steps would mean other times: pass "
-            f"files of dt {task.dt:g}, or train a new run on these"
+            f"{names} holds {found.num_classes} classes (its num_classes field, or its highest "
+            f"label + 1); the network has {task.num_classes} classes (0..{task.num_classes - 1}): "
+            "pass files of its classes"
         )
     # a test file alone may lack the highest classes: its labels only need to fit the
     # network; the options of the run (input scale, scored steps) are the task's own;
-    # dense inputs carry no dt (as the run's own binning is unknown for them)
+    # the kind of inputs and dt are compared after the shape
+    file_dt = found.dt
     found = dataclasses.replace(
         found,
         num_classes=task.num_classes,
@@ -392,6 +388,17 @@ def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.Seq
         raise DataUsageError(
             f"{names} holds {shape(found)}; the network was made for {shape(task)}: pass files "
             "of that shape, or train a new run on these"
+        )
+    if not sequences.same_dt(file_dt, task.dt):
+
+        def inputs(dt):
+            return "dense inputs" if dt is None else f"events binned with dt = {dt:g} s"
+
+        raise DataUsageError(
+            f"{names} holds {inputs(file_dt)}; the network was trained on {inputs(task.dt)}, "
+            "so its steps would mean other inputs or times: pass files "
+            + ("of dense inputs" if task.dt is None else f"of events with dt {task.dt:g}")
+            + ", or train a new run on these"
         )
     return files, described
 

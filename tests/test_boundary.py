@@ -80,6 +80,28 @@ def test_shapes_lengths_and_widths_are_checked_at_the_boundary(backward):
             jax.grad(lambda v, x=x: jnp.sum(net.apply(v, x).readouts))(variables)
 
 
+def test_parameters_of_the_other_recurrence_setting_are_named_as_such():
+    """A recurrent kernel's extra rows would otherwise read as a wider input (padding the
+    inputs to that width would then run recurrent weights as input weights)."""
+    x = np.ones((4, 2, 3), np.float32)
+    recurrent = models.build_network("brf", (5, 4), 2)
+    feed_forward = models.build_network("brf", (5, 4), 2, recurrent=False)
+    with_recurrence = jax.jit(recurrent.init)(jax.random.PRNGKey(0), x)
+    without = jax.jit(feed_forward.init)(jax.random.PRNGKey(0), x)
+    with pytest.raises(
+        ValueError, match=r"kernel \(8, 5\) has 5 rows more than the 3 features per "
+    ):
+        feed_forward.apply(with_recurrence, x)
+    with pytest.raises(
+        ValueError, match=r"kernel \(3, 5\) has no recurrent rows .* recurrent=False"
+    ):
+        recurrent.apply(without, x)
+    # a deeper layer's kernel: one error here, not Flax's parameter-shape error
+    mixed = {"params": {**with_recurrence["params"], "hidden_1": without["params"]["hidden_1"]}}
+    with pytest.raises(ValueError, match=r"hidden layer 1's kernel \(5, 4\) has no recurrent rows"):
+        recurrent.apply(mixed, x)
+
+
 def test_a_sequence_with_no_scored_step_is_refused():
     net, variables = network_and_variables("alif", sub_seq_length=10)
     with pytest.raises(
@@ -150,6 +172,17 @@ def test_metrics_check_the_shapes_of_readouts_and_targets():
         metrics.summed_loss(READOUTS, jnp.zeros(3))
     with pytest.raises(ValueError, match=r"no sample \(B=0\)"):
         metrics.summed_loss(READOUTS[:, :0], jnp.zeros(0, jnp.int32))
+    # weights and spike counts: one per sample, not broadcast
+    targets = jnp.array([0, 1, 2])
+    for weights in (jnp.ones(1), jnp.ones(()), jnp.ones((5, 3)), jnp.ones(5)):
+        with pytest.raises(
+            ValueError, match=r"weights of shape .* expected one value per sample, \(3,\)"
+        ):
+            metrics.summed_loss(READOUTS, targets, weights)
+        with pytest.raises(ValueError, match="weights of shape"):
+            metrics.correct_count(READOUTS, targets, "sequence", weights)
+    with pytest.raises(ValueError, match=r"spike_counts of shape \(2,\)"):
+        metrics.batch_sums(READOUTS, targets, jnp.ones(2), "sequence")
     # a batch of padding only: loss 0 and gradient 0, not NaN
     value, grad = jax.value_and_grad(metrics.summed_loss)(
         READOUTS, jnp.array([0, 1, 2]), jnp.zeros(3)

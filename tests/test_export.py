@@ -110,8 +110,18 @@ def test_export_of_a_fixed_batch_and_its_errors(tmp_path, capfd):
         program.call(x[:, :1])
     with pytest.raises(ValueError, match="platforms"):
         export.export_network(network, variables, 6, 4, platforms=("metal",))
-    with pytest.raises(ValueError, match="num_steps must be positive"):
-        export.export_network(network, variables, 0, 4)
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match=f"num_steps must be a positive integer, got {bad}"):
+            export.export_network(network, variables, bad, 4)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got True"):
+        export.export_network(network, variables, 6, 4, batch_size=True)
+    # NumPy integers (sizes read from an .npz) are sizes; the record holds Python ints
+    numpy_sized = export.export_network(network, variables, np.int64(6), np.int32(4), np.int64(2))
+    assert numpy_sized.metadata["input_shape"] == [6, 2, 4]
+    export.save_program(numpy_sized, str(tmp_path / "numpy_sized"))
+    # the task's class count too: a 3-class network is not an ECG (6-class) program
+    with pytest.raises(ValueError, match="task ecg has 6 classes but the network 3"):
+        export.export_network(network, variables, 1300, 4, task="ecg")
     with pytest.raises(TypeError, match="Program of export_network"):
         export.save_program(program.exported, str(tmp_path / "bare"), {})
     with pytest.raises(ValueError, match=r"not change them: \['label_last'\]"):

@@ -123,5 +123,16 @@ def test_a_batch_major_network_evaluates_to_the_same_numbers():
         for layout in (True, False)
     ]
     assert stats[0] == stats[1] and stats[0]["num_samples"] == 6
-    with pytest.raises(ValueError, match="nothing to evaluate: 6 samples and max_batches=0"):
-        evaluate.evaluate_dataset(*published.load("ecg_brf"), data, task, max_batches=0)
+    network, variables = published.load("ecg_brf")
+    for options, name in (
+        ({"max_batches": 0}, "max_batches"),
+        ({"max_batches": -1}, "max_batches"),  # would drop the last batch
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+    ):
+        with pytest.raises(ValueError, match=f"{name} must be a positive integer or None"):
+            evaluate.evaluate_dataset(network, variables, data, task, **options)
+    with pytest.raises(ValueError, match="nothing to evaluate: 0 samples"):
+        evaluate.evaluate_dataset(
+            network, variables, SequenceData(data.inputs[:0], data.targets[:0]), task
+        )

@@ -511,6 +511,21 @@ def test_event_sequences_with_a_validation_split_train_from_the_command_line(tmp
     )
     metadata = json.loads((run / "config.json").read_text())["task_spec"]
     assert metadata["dt"] == 0.001
+    # the same dt written as float32 (0.0010000000475): the same steps, accepted
+    as_float32 = tmp_path / "float32_dt.h5"
+    sequences.save_splits(
+        str(as_float32), {"test": events(8)}, num_units=6, dt=np.float32(0.001), num_steps=40
+    )
+    assert (
+        run_main(evaluate.main, ("--checkpoint", run, "--data", as_float32), capfd).returncode == 0
+    )
+    # dense inputs of the same shape are not the events the run was trained on
+    dense = tmp_path / "dense.npz"
+    sequences.save_splits(str(dense), {"test": (np.ones((8, 40, 6), np.float32), np.zeros(8, int))})
+    refused = run_main(evaluate.main, ("--checkpoint", run, "--data", dense), capfd)
+    assert refused.returncode == 2 and "holds dense inputs; the network was trained on events" in (
+        refused.stderr
+    )
 
     wide = tmp_path / "wide.npz"
     sequences.save(str(wide), inputs=np.zeros((4, 40, 7), np.float32), labels=np.zeros(4, int))

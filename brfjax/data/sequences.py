@@ -589,6 +589,29 @@ _AGREE = (
 )
 
 
+def same_dt(a: float | None, b: float | None) -> bool:
+    """Whether two step widths ``dt`` (seconds, or None for dense inputs) are the same
+    step: equal once rounded to float32, so a ``dt`` stored as float32 (0.01 is
+    0.0099999998) is the float64 one it was written from; binning allows for that
+    rounding ([`rounding_allowance`][brfjax.data.sequences.rounding_allowance]).
+
+    Args:
+      a, b: the widths in seconds, or None.
+
+    Returns:
+      True when both are None or both round to the same float32.
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.float32(a) == np.float32(b))
+
+
+def same_value(attribute: str, a, b) -> bool:
+    """``a == b`` for a [`SequenceShape`][brfjax.data.sequences.SequenceShape] attribute;
+    `same_dt` for ``"dt"``."""
+    return same_dt(a, b) if attribute == "dt" else a == b
+
+
 def _check_float32_range(inputs: np.ndarray, source: str, name: str) -> None:
     """The network computes in float32: a finite value beyond its range would become
     infinite there (float64 inputs above 3.4e38)."""
@@ -816,7 +839,7 @@ def _agree(found: list[_Found]) -> SequenceShape:
     first = found[0]
     for other in found[1:]:
         for attribute, what, fix in _AGREE:
-            if getattr(other, attribute) != getattr(first, attribute):
+            if not same_value(attribute, getattr(other, attribute), getattr(first, attribute)):
                 raise checks.fail(
                     other.view.source,
                     f"{other.field(attribute)} gives {what} {other.value(attribute)}, but "
