@@ -246,7 +246,9 @@ def _shape_differences(step_dir: str, template: Any) -> str:
 
     try:
         with _quiet_orbax():
-            stored = ocp.StandardCheckpointer().metadata(os.path.join(step_dir, "default"))
+            # an absolute path: Orbax reads no record from a relative one (item_metadata None)
+            path = os.path.abspath(os.path.join(step_dir, "default"))
+            stored = ocp.StandardCheckpointer().metadata(path)
         stored = _shapes_by_path(getattr(stored, "item_metadata", stored).tree)
     except Exception:  # no readable record
         return ""

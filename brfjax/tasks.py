@@ -325,8 +325,9 @@ def _check_scaled_range(task: TaskSpec, inputs: np.ndarray, split: str) -> None:
         raise DataUsageError(
             f"--input-scale {task.input_scale:g} turns the {split} inputs into infinities: "
             f"|x| up to {peak:.4g} times {task.input_scale:g} exceeds float32's range "
-            f"({limit:.4g}), in which the network computes; pass a --input-scale below "
-            f"{scaled_input_bound(1.0) / peak:.4g}"
+            f"({limit:.4g}), in which the network computes; train with a --input-scale below "
+            f"{scaled_input_bound(1.0) / peak:.4g}, or (evaluating a run, whose scale is "
+            f"fixed) pass inputs with |x| up to {scaled_input_bound(task.input_scale):.4g}"
         )
 
 

@@ -255,11 +255,13 @@ def _scored_loss_terms(model: models.RecurrentSNN, num_steps: int, tbptt_length:
     return len(tbptt_chunks(num_steps, tbptt_length, model.sub_seq_length))
 
 
-def _instability_cause(neuron: str, count: int) -> str:
-    """The parameter and the measure that left the neuron's stable region, in words."""
+def _instability_cause(neuron: str, count: int, layer_names: Sequence[str]) -> str:
+    """The parameter and the measure that left the neuron's stable region, in words; the
+    count is over all hidden layers (``layer_names``, ``hidden`` or ``hidden_0``, ...)."""
     if count == 0 or neurons.get_neuron(neuron).stability is None:
         return ""
-    return unstable_neurons(neuron, count) + "; "
+    layers = layer_names[0] if len(layer_names) == 1 else "{" + ",".join(layer_names) + "}"
+    return unstable_neurons(neuron, count, layer=layers) + "; "
 
 
 def epoch_batches(
@@ -365,7 +367,7 @@ def train_epoch(
         if np.any(health > 0) and (health[0] > 0 or math.isfinite(loss)):
             counts = "; ".join(f"{int(n)} {what}" for n, what in zip(health, HEALTH) if n > 0)
             problems = parameter_problems(state.params, config.neuron) if health[2] > 0 else []
-            cause = _instability_cause(config.neuron, int(health[0]))
+            cause = _instability_cause(config.neuron, int(health[0]), model.hidden_names)
             raise TrainingError(
                 f"unusable network in epoch {epoch_index + 1}, step {step + 1}: {cause}{counts}"
                 + (f" ({'; '.join(problems)})" if problems else "")

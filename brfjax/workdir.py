@@ -116,6 +116,20 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _differences(recorded, given, key: str) -> list[str]:
+    """``"key: recorded value recorded, given value given"`` for each differing field,
+    down into records (``task_spec.input_scale: 50 recorded, 40 given``): a cut record
+    would read the same on both sides."""
+    if isinstance(recorded, dict) and isinstance(given, dict):
+        return [
+            line
+            for name in sorted(set(recorded) | set(given))
+            if recorded.get(name) != given.get(name)
+            for line in _differences(recorded.get(name), given.get(name), f"{key}.{name}")
+        ]
+    return [f"{key}: {_short(recorded)} recorded, {_short(given)} given"]
+
+
 def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -> None:
     """Verify that the workdir is new or belongs to this very configuration; if
     ``write``, create it and record the configuration (docs/how-to/resume.md).
@@ -156,8 +170,7 @@ def check_workdir(workdir: str, config: tasks.TrainConfig, write: bool = True) -
                 )
             given = config.to_dict()
             differences = "; ".join(
-                f"{key}: {_short(existing[key])} recorded, {_short(given[key])} given"
-                for key in changed
+                line for key in changed for line in _differences(existing[key], given[key], key)
             )
             raise UsageError(
                 f"workdir {workdir!r} belongs to a different run (differs in {changed}: "

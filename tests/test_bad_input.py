@@ -14,7 +14,7 @@ import pytest
 from conftest import SHARED, checkpoint
 from in_process import run_main
 
-from brfjax import evaluate, export, models, tasks, train
+from brfjax import evaluate, export, models, tasks, train, workdir
 
 ECG_BRF = "ecg_brf"
 MAINS = {"train": train.main, "evaluate": evaluate.main, "export": export.main}
@@ -199,6 +199,19 @@ def test_train_bad_permutation_file(permutation, fragment, tmp_path, capfd):
     )
     assert_one_line_error(result, 2, fragment)
     assert not (tmp_path / "w").exists()
+
+
+def test_a_differing_record_names_the_fields_that_differ():
+    """A record (your own sequences' task) is compared field by field: cut to a few
+    characters, both sides would read the same."""
+    recorded = {"name": "sequences", "input_size": 3, "input_scale": 50.0, "dt": 0.01}
+    given = {**recorded, "input_scale": 40.0}
+    assert workdir._differences(recorded, given, "task_spec") == [
+        "task_spec.input_scale: 50.0 recorded, 40.0 given"
+    ]
+    assert workdir._differences(0.1, 0.05, "learning_rate") == [
+        "learning_rate: 0.1 recorded, 0.05 given"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -279,12 +280,15 @@ def test_a_config_json_that_does_not_fit_the_intact_checkpoints_moves_and_retrai
     (run / "config.json").write_text(json.dumps({**config, "hidden_sizes": [30]}))
     before = snapshot(run)
     params = "hidden/b_offset: saved (36,), expected (30,); hidden/kernel: saved (40, 36), expected"
-    for module, args, kind, arrays in (
-        ("evaluate", ("--checkpoint", run), "best", params),
-        ("export", ("--checkpoint", run, "-o", tmp_path / "o.bin"), "best", params),
+    relative = Path(os.path.relpath(run))  # Orbax reads its record from absolute paths only
+    for module, args, where, kind, arrays in (
+        ("evaluate", ("--checkpoint", run), run, "best", params),
+        ("evaluate", ("--checkpoint", relative), relative, "best", params),
+        ("export", ("--checkpoint", run, "-o", tmp_path / "o.bin"), run, "best", params),
         (
             "train",
             (*ECG, "--hidden-sizes", "30", "--workdir", run),
+            run,
             "latest",
             "state/opt_state/mu/",
         ),
@@ -292,7 +296,7 @@ def test_a_config_json_that_does_not_fit_the_intact_checkpoints_moves_and_retrai
         one_error_line(
             cli(capfd, module, *args),
             1,
-            f"checkpoint {run / 'checkpoints' / kind / '0'} is intact (its files match their "
+            f"checkpoint {where / 'checkpoints' / kind / '0'} is intact (its files match their "
             f"checksums) but does not fit the network that config.json describes ({arrays}",
             "put back the run's own config.json or start a new --workdir",
         )

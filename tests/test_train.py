@@ -325,6 +325,16 @@ def test_parameter_problems_name_the_parameter():
     assert interop.parameter_problems({"hidden": {"omega": np.array([5.0], np.float32)}}) == []
 
 
+def test_unstable_frequencies_of_a_stack_name_its_layers():
+    """The jitted step counts unstable neurons over all layers: the message names the
+    stack's parameters (hidden_0/omega, ...), not the one-layer network's hidden/omega."""
+    assert train._instability_cause("brf", 24, ("hidden_0", "hidden_1")).startswith(
+        "{hidden_0,hidden_1}/omega: 24 neurons with dt*|omega| >= 1"
+    )
+    assert train._instability_cause("brf", 3, ("hidden",)).startswith("hidden/omega: 3 neurons")
+    assert train._instability_cause("alif", 3, ("hidden",)) == ""  # no stability check
+
+
 def test_unstable_frequencies_stop_the_run_at_the_first_step_naming_omega(tmp_path):
     """BRF neurons with dt*|omega| >= 1 have no divergence boundary (NaN states that never
     spike, so the loss stays finite); the first update would turn every parameter NaN.
