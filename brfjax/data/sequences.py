@@ -606,9 +606,17 @@ def same_dt(a: float | None, b: float | None) -> bool:
     return bool(np.float32(a) == np.float32(b))
 
 
-def same_value(attribute: str, a, b) -> bool:
+def _same_value(attribute: str, a, b) -> bool:
     """``a == b`` for a [`SequenceShape`][brfjax.data.sequences.SequenceShape] attribute;
-    `same_dt` for ``"dt"``."""
+    `same_dt` for ``"dt"``.
+
+    Args:
+      attribute: the attribute's name.
+      a, b: its values in two splits.
+
+    Returns:
+      Whether the splits agree on it.
+    """
     return same_dt(a, b) if attribute == "dt" else a == b
 
 
@@ -839,7 +847,7 @@ def _agree(found: list[_Found]) -> SequenceShape:
     first = found[0]
     for other in found[1:]:
         for attribute, what, fix in _AGREE:
-            if not same_value(attribute, getattr(other, attribute), getattr(first, attribute)):
+            if not _same_value(attribute, getattr(other, attribute), getattr(first, attribute)):
                 raise checks.fail(
                     other.view.source,
                     f"{other.field(attribute)} gives {what} {other.value(attribute)}, but "
