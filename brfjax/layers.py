@@ -363,6 +363,61 @@ def _time_major(inputs, time_major: bool, what: str) -> jax.Array:
     return inputs if time_major else jnp.swapaxes(inputs, 0, 1)
 
 
+def check_kernel_rows(
+    layer: str, cell, kernel: tuple, width: int, inputs: str, layout: str | None = None
+) -> None:
+    """One error when ``layer``'s kernel ``(rows, H)`` does not have a row per input plus,
+    for a recurrent ``cell``, one per neuron. Parameters of the other recurrence setting
+    are named as such: their rows would otherwise read as inputs of another width.
+
+    Args:
+      layer: the layer in words, e.g. ``"hidden layer 1"``.
+      cell: its [`brfjax.cells.SpikingCell`][brfjax.cells.SpikingCell] (``features``, ``recurrent``).
+      kernel: the shape of the kernel in the parameters.
+      width: the inputs per step the layer is given.
+      inputs: those inputs in words, e.g. ``"3 features per step"``.
+      layout: for a layer that reads the caller's inputs (whose width may be what is
+        wrong), the expected layout and the shape given, appended to the message that
+        names the width the parameters expect; None for a deeper layer.
+
+    Raises:
+      ValueError: rows other than ``width`` (+ ``H`` when recurrent); the message names
+        the kernel, the rows expected and the fix.
+    """
+    recurrent_rows = cell.features if cell.recurrent else 0
+    rows = kernel[0]
+    if rows == width + recurrent_rows:
+        return
+    other = None
+    if cell.recurrent and rows == width:
+        other = (
+            f"has no recurrent rows beside the {inputs}: parameters of a feed-forward layer "
+            "(build it with recurrent=False)"
+        )
+        if layout is not None and width > cell.features:
+            other += f", or of a recurrent one for {width - cell.features} inputs per step"
+    elif not cell.recurrent and rows == width + cell.features:
+        other = (
+            f"has {cell.features} rows more than the {inputs}: parameters of a recurrent layer "
+            "(build it with recurrent=True, the default)"
+        )
+        if layout is not None:
+            other += f", or of a feed-forward one for {rows} inputs per step"
+    if other is not None:
+        raise ValueError(f"the parameters do not fit: {layer}'s kernel {kernel} {other}")
+    if layout is not None and rows > recurrent_rows:
+        raise ValueError(
+            f"inputs have {width} features per step but the parameters expect "
+            f"{rows - recurrent_rows} {layout}"
+        )
+    raise ValueError(
+        f"the parameters do not fit: {layer}'s kernel {kernel} should have "
+        f"{width + recurrent_rows} rows ({inputs}"
+        + (f" and {recurrent_rows} recurrent)" if recurrent_rows else ")")
+        + "; build it with the parameters' sizes and recurrent setting"
+    )
+
+
 def check_values(inputs, what: str = "inputs") -> None:
     """Refuse inputs the network cannot compute with.
 
@@ -475,11 +530,23 @@ class SpikingRNN(nn.Module):
           trajectory in the spikes' layout or None.
 
         Raises:
-          ValueError: inputs not a non-empty rank-3 array, an ``initial_state`` of another
+          ValueError: inputs not a non-empty rank-3 array, inputs or parameters that do not
+            fit ([`check_kernel_rows`][brfjax.layers.check_kernel_rows]), an ``initial_state`` of another
             structure or shape ([`checked_state`][brfjax.layers.checked_state]), or forward-mode differentiation
             ([`reverse_mode_only`][brfjax.layers.reverse_mode_only]).
         """
         inputs = _time_major(inputs, self.time_major, "inputs")
+        if not self.is_initializing() and self.has_variable("params", "kernel"):
+            width = inputs.shape[-1]
+            layout = "time-major (T, B, I)" if self.time_major else "batch-major (B, T, I)"
+            check_kernel_rows(
+                "the layer",
+                self.cell,
+                tuple(self.get_variable("params", "kernel").shape),
+                width,
+                f"{width} features per step",
+                f"(expected {layout}; got shape {tuple(jnp.shape(inputs))})",
+            )
         with reverse_mode_only():
             output = spiking_layer(
                 self.cell,
@@ -533,9 +600,18 @@ class LIReadoutRNN(nn.Module):
           The potentials of every step, float32 ``(T, B, C)`` (``(B, T, C)`` batch-major).
 
         Raises:
-          ValueError: spikes not a non-empty rank-3 array, or an unknown ``products``.
+          ValueError: spikes not a non-empty rank-3 array, spikes of another width than
+            the kernel's rows, or an unknown ``products``.
         """
         spikes = _time_major(spikes, self.time_major, "spikes")
+        if not self.is_initializing() and self.has_variable("params", "kernel"):
+            kernel = tuple(self.get_variable("params", "kernel").shape)
+            if kernel[0] != spikes.shape[-1]:
+                raise ValueError(
+                    f"spikes have {spikes.shape[-1]} neurons per step but the readout's kernel "
+                    f"{kernel} reads {kernel[0]}: pass the spikes of the layer it was "
+                    "trained on"
+                )
         with reverse_mode_only():
             potentials = readout_layer(self.readout, spikes, initial_potential)
         return _to_layout(potentials, self.time_major)

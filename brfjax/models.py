@@ -77,51 +77,6 @@ def _input_layout(time_major: bool) -> str:
     return "time-major (T, B, I)" if time_major else "batch-major (B, T, I)"
 
 
-def _check_kernel_rows(depth: int, cell, kernel: tuple, width: int, layout: str) -> None:
-    """One error when hidden layer ``depth``'s kernel ``(rows, H)`` does not have a row
-    per input (``width``: the network's features, or the previous layer's neurons) plus,
-    for a recurrent ``cell``, one per neuron; parameters of the other recurrence setting
-    are named as such (their rows would otherwise read as another input width)."""
-    recurrent_rows = cell.features if cell.recurrent else 0
-    rows = kernel[0]
-    if rows == width + recurrent_rows:
-        return
-    inputs = (
-        f"{width} features per step" if depth == 0 else f"hidden layer {depth - 1}'s {width} spikes"
-    )
-    other = None
-    if cell.recurrent and rows == width:
-        other = (
-            f"has no recurrent rows beside the {inputs}: parameters of a feed-forward layer "
-            "(build the network with recurrent=False)"
-        )
-        if depth == 0 and width > cell.features:
-            other += f", or of a recurrent one for {width - cell.features} features per step"
-    elif not cell.recurrent and rows == width + cell.features:
-        other = (
-            f"has {cell.features} rows more than the {inputs}: parameters of a recurrent layer "
-            "(build the network with recurrent=True, the default)"
-        )
-        if depth == 0:
-            other += f", or of a feed-forward one for {rows} features per step"
-    if other is not None:
-        raise ValueError(
-            f"the parameters do not fit this network: hidden layer {depth}'s kernel {kernel} "
-            f"{other}"
-        )
-    if depth == 0 and rows > recurrent_rows:
-        raise ValueError(
-            f"inputs have {width} features per step but the network's parameters expect "
-            f"{rows - recurrent_rows} {layout}"
-        )
-    raise ValueError(
-        f"the parameters do not fit this network: hidden layer {depth}'s kernel {kernel} "
-        f"should have {width + recurrent_rows} rows ({inputs}"
-        + (f" and {recurrent_rows} recurrent)" if recurrent_rows else ")")
-        + "; build the network with the parameters' sizes and recurrent setting"
-    )
-
-
 class RecurrentSNN(nn.Module):
     """Spiking layers, each fed ``[x_t, z_{t-1}]``, + non-recurrent LI readout.
 
@@ -256,8 +211,15 @@ class RecurrentSNN(nn.Module):
         for depth, (cell, kernel) in enumerate(zip(self.hidden_cells, kernels)):
             width = shape[2] if depth == 0 else self.hidden_cells[depth - 1].features
             if kernel is not None:
-                _check_kernel_rows(
-                    depth, cell, kernel, width, f"(expected {layout}; got shape {shape})"
+                layers.check_kernel_rows(
+                    f"hidden layer {depth}",
+                    cell,
+                    kernel,
+                    width,
+                    f"{width} features per step"
+                    if depth == 0
+                    else f"hidden layer {depth - 1}'s {width} spikes",
+                    f"(expected {layout}; got shape {shape})" if depth == 0 else None,
                 )
         inputs = jnp.asarray(inputs, jnp.float32)
         # the time loop runs over the leading axis: batch-major inputs are transposed once, here

@@ -69,7 +69,7 @@ def test_shapes_lengths_and_widths_are_checked_at_the_boundary(backward):
         (np.zeros((5, 3), np.float32), "time-major (T, B, I)"),
         (
             np.zeros((5, 2, 4), np.float32),
-            "4 features per step but the network's parameters expect 3",
+            "4 features per step but the parameters expect 3",
         ),
         (np.zeros((5, 2, 3), np.complex64), "real numbers"),
     ]
@@ -100,6 +100,20 @@ def test_parameters_of_the_other_recurrence_setting_are_named_as_such():
     mixed = {"params": {**with_recurrence["params"], "hidden_1": without["params"]["hidden_1"]}}
     with pytest.raises(ValueError, match=r"hidden layer 1's kernel \(5, 4\) has no recurrent rows"):
         recurrent.apply(mixed, x)
+    # the layers alone: one error, not Flax's parameter-shape error
+    layer = layers.SpikingRNN(recurrent.hidden_cells[0].clone(parent=None))
+    first = {"params": with_recurrence["params"]["hidden_0"]}
+    with pytest.raises(
+        ValueError, match=r"inputs have 2 features per step but the parameters expect 3"
+    ):
+        layer.apply(first, x[..., :2])
+    with pytest.raises(ValueError, match=r"the layer's kernel \(8, 5\) has 5 rows more"):
+        layers.SpikingRNN(feed_forward.hidden_cells[0].clone(parent=None)).apply(first, x)
+    readout = layers.LIReadoutRNN(recurrent.readout.clone(parent=None))
+    with pytest.raises(
+        ValueError, match=r"spikes have 5 neurons per step but the readout's kernel"
+    ):
+        readout.apply({"params": with_recurrence["params"]["readout"]}, np.ones((4, 2, 5)))
 
 
 def test_a_sequence_with_no_scored_step_is_refused():

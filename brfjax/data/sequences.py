@@ -596,7 +596,8 @@ def same_dt(a: float | None, b: float | None) -> bool:
     rounding ([`rounding_allowance`][brfjax.data.sequences.rounding_allowance]).
 
     Args:
-      a, b: the widths in seconds, or None.
+      a: one width in seconds, or None.
+      b: the other.
 
     Returns:
       True when both are None or both round to the same float32.
@@ -612,7 +613,8 @@ def _same_value(attribute: str, a, b) -> bool:
 
     Args:
       attribute: the attribute's name.
-      a, b: its values in two splits.
+      a: its value in one split.
+      b: its value in another.
 
     Returns:
       Whether the splits agree on it.
