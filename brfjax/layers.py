@@ -535,6 +535,7 @@ class SpikingRNN(nn.Module):
             structure or shape ([`checked_state`][brfjax.layers.checked_state]), or forward-mode differentiation
             ([`reverse_mode_only`][brfjax.layers.reverse_mode_only]).
         """
+        given = tuple(jnp.shape(inputs))
         inputs = _time_major(inputs, self.time_major, "inputs")
         if not self.is_initializing() and self.has_variable("params", "kernel"):
             width = inputs.shape[-1]
@@ -545,7 +546,7 @@ class SpikingRNN(nn.Module):
                 tuple(self.get_variable("params", "kernel").shape),
                 width,
                 f"{width} features per step",
-                f"(expected {layout}; got shape {tuple(jnp.shape(inputs))})",
+                f"(expected {layout}; got shape {given})",
             )
         with reverse_mode_only():
             output = spiking_layer(

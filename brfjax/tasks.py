@@ -390,16 +390,14 @@ def sequence_files(task: TaskSpec, files) -> tuple[dict[str, str], sequences.Seq
             f"{names} holds {shape(found)}; the network was made for {shape(task)}: pass files "
             "of that shape, or train a new run on these"
         )
-    if not sequences.same_dt(file_dt, task.dt):
-
-        def inputs(dt):
-            return "dense inputs" if dt is None else f"events binned with dt = {dt:g} s"
-
+    # a run that records no dt (dense inputs, or a workdir from before dt was recorded)
+    # reads events binned with their own dt, as it always did
+    if task.dt is not None and not sequences.same_dt(file_dt, task.dt):
+        held = "dense inputs" if file_dt is None else f"events binned with dt = {file_dt:g} s"
         raise DataUsageError(
-            f"{names} holds {inputs(file_dt)}; the network was trained on {inputs(task.dt)}, "
-            "so its steps would mean other inputs or times: pass files "
-            + ("of dense inputs" if task.dt is None else f"of events with dt {task.dt:g}")
-            + ", or train a new run on these"
+            f"{names} holds {held}; the network was trained on events binned with dt = "
+            f"{task.dt:g} s, so its steps would mean other inputs or times: pass files of "
+            f"events with dt {task.dt:g}, or train a new run on these"
         )
     return files, described
 
