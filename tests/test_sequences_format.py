@@ -560,3 +560,21 @@ def test_save_names_a_missing_folder_and_writes_a_readable_file(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "x.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_hdf5_attributes_are_scalar_fields_and_an_empty_split_group_is_refused(tmp_path):
+    """h5py users often write a scalar as an attribute: read as the field (it was ignored,
+    and the class count taken from the labels); a split group left empty is refused (it
+    was ignored, and the split drawn from elsewhere)."""
+    inputs, labels = np.ones((3, 4, 2), np.float32), np.array([0, 1, 2])
+    path = write(tmp_path / "attrs.h5", inputs=inputs, labels=labels)
+    with h5py.File(path, "a") as handle:
+        handle.attrs["num_classes"] = 5
+    assert sequences.describe({"train": path}).num_classes == 5
+    with h5py.File(path, "a") as handle:
+        handle.create_dataset("num_classes", data=5)
+    refused(path, "num_classes is both a dataset and an attribute")
+    split = write(tmp_path / "split.h5", **{"train/inputs": inputs, "train/labels": labels})
+    with h5py.File(split, "a") as handle:
+        handle.create_group("valid")
+    refused(split, r"its split group valid/ holds no arrays")

@@ -189,24 +189,53 @@ class _Npz:
 
 
 class _Hdf5:
-    """The datasets of an HDF5 file, by path."""
+    """The datasets of an HDF5 file, by path; a scalar field (`SHARED_FIELDS`, e.g.
+    ``num_classes``) may also be an attribute of the file or of a split's group (as
+    ``f.attrs["num_classes"] = 5`` writes it), read as that field."""
 
     def __init__(self, path: str):
         import h5py
 
         self.path = path
         self._h5py = h5py
-        datasets = {}
+        datasets, groups = {}, []
 
         def visit(name, node):
             if isinstance(node, h5py.Dataset):
                 datasets[_text(name)] = node
+            else:
+                groups.append(_text(name))
+
+        def attributes(prefix, node):
+            for key, value in node.attrs.items():
+                if _text(key) in SHARED_FIELDS:
+                    name = prefix + _text(key)
+                    if name in datasets:
+                        raise checks.fail(
+                            f"sequence file {path!r}",
+                            f"{name} is both a dataset and an attribute",
+                            "keep one of them",
+                        )
+                    datasets[name] = np.asarray(value)
 
         try:
             self._file = h5py.File(path, "r")
             self._file.visititems(visit)
+            attributes("", self._file)
+            for group in groups:
+                attributes(group + "/", self._file[group])
         except _HDF5_ERRORS as error:
             raise _unreadable(path, error) from None
+        empty = [
+            g for g in groups if g in SPLITS and not any(n.startswith(g + "/") for n in datasets)
+        ]
+        if empty:
+            raise checks.fail(
+                f"sequence file {path!r}",
+                f"its split group {empty[0]}/ holds no arrays (it would be ignored, and the "
+                "split taken from elsewhere)",
+                f"write the {empty[0]} sequences under {empty[0]}/, or delete the empty group",
+            )
         self._datasets = datasets
 
     def names(self) -> list[str]:
