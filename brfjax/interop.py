@@ -275,9 +275,17 @@ def variables_to_reference(variables: Mapping[str, Any], neuron: str) -> dict[st
       reference key -> float32 NumPy array in the PyTorch ``(out, in)`` layout.
 
     Raises:
-      CheckpointError: a required variable is missing, or the result does not form a
-        ``neuron`` network.
+      CheckpointError: variables of a stack (``hidden_0``, ...), a required variable is
+        missing, or the result does not form a ``neuron`` network.
     """
+    params = variables.get("params", {}) if hasattr(variables, "get") else {}
+    stacked = sorted(name for name in params if name.startswith("hidden_"))
+    if stacked:  # the reference layout is the paper's one-layer network
+        raise CheckpointError(
+            f"variables of a stack ({', '.join(stacked)}) have no reference state dict: the "
+            "format holds the paper's network of one hidden layer; keep a stack as the "
+            "training run's checkpoints or an exported program (python -m brfjax.export)"
+        )
     state_dict = {}
     for key, (collection, module, name, transposed) in key_map(neuron).items():
         try:

@@ -4,12 +4,13 @@ checkpoint that records what it is cannot be read as anything else."""
 import json
 import sys
 
+import jax
 import numpy as np
 import pytest
 from conftest import CHECKPOINTS, SHARED, checkpoint
 
 import brfjax
-from brfjax import convert, evaluate, export, interop, tasks
+from brfjax import convert, evaluate, export, interop, models, tasks
 
 ORIGINAL_PT = SHARED / "reference" / "original_pt"
 
@@ -410,3 +411,15 @@ def test_a_workdir_records_its_task_and_neuron_and_refuses_others(tmp_path, caps
         evaluate.main(["--neuron", "alif", "--checkpoint", str(workdir)])
     assert exit_info.value.code == 2
     assert "--neuron alif disagrees" in one_error_line(capsys)
+
+
+def test_a_stack_is_not_written_as_a_reference_state_dict(tmp_path):
+    """The reference format holds the paper's one-layer network: a stack gets one error
+    that says so and where a stack is kept, not a missing hidden/omega."""
+    x = np.ones((4, 2, 3), np.float32)
+    variables = jax.jit(models.build_network("brf", (5, 4), 2).init)(jax.random.PRNGKey(0), x)
+    with pytest.raises(
+        interop.CheckpointError, match=r"variables of a stack \(hidden_0, hidden_1\)"
+    ):
+        interop.save_reference(tmp_path / "stack.npz", variables, "brf")
+    assert not (tmp_path / "stack.npz").exists()
