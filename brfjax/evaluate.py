@@ -12,7 +12,6 @@ the same for every batch size, device count and processor.
 from __future__ import annotations
 
 import argparse
-import numbers
 import os
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from brfjax import published as published_models
 from brfjax.batches import device_batch
 from brfjax.data import DataUsageError, SequenceData, mnist
 from brfjax.data.pipeline import batch_slices
+from brfjax.errors import is_integer
 from brfjax.models import RecurrentSNN
 from brfjax.parallel import DataParallel
 from brfjax.steps import make_eval_step
@@ -66,11 +66,7 @@ def evaluate_dataset(
         not a positive integer or None.
     """
     for name, value in (("batch_size", batch_size), ("max_batches", max_batches)):
-        if value is not None and (
-            isinstance(value, (bool, np.bool_))
-            or not isinstance(value, numbers.Integral)
-            or value < 1
-        ):
+        if value is not None and not (is_integer(value) and value >= 1):
             raise ValueError(
                 f"{name} must be a positive integer or None (all), got {value!r}; a negative "
                 "or zero count would drop or merge batches"

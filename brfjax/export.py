@@ -34,7 +34,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import numbers
 import os
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import numpy as np
 
 from brfjax import __version__, checkpoint, cli, evaluate, interop, models, tasks, workdir
 from brfjax.data import DataUsageError, mnist
+from brfjax.errors import is_integer
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 METADATA_SUFFIX = ".json"
@@ -233,7 +233,7 @@ def _size_argument(name: str, value):
       ValueError: anything but a positive integer or None (a bool, a float)."""
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value <= 0:
+    if not is_integer(value) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 

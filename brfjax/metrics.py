@@ -188,8 +188,7 @@ def nll_per_sample_step(
       float32 ``(T', B)``, or ``(B, T')`` when not ``time_major``.
 
     Raises:
-      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]),
-        or ``weights`` not ``(B,)``.
+      ValueError: shapes that do not fit ([`check_shapes`][brfjax.metrics.check_shapes]).
     """
     nll = _nll(*_as_time_major(readouts, targets, time_major))
     return nll if time_major else jnp.swapaxes(nll, 0, 1)

@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from brfjax import cells, layers, scan
+from brfjax.errors import is_integer
 
 
 class NetworkState(NamedTuple):
@@ -379,9 +379,7 @@ class RecurrentSNN(nn.Module):
 
 def _python_int(value):
     """A NumPy integer as a Python int; anything else (bools too) unchanged."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        return int(value)
-    return value
+    return int(value) if is_integer(value) else value
 
 
 def build_network(
@@ -540,10 +538,7 @@ def hidden_sizes_of(hidden_size: Any) -> tuple[int, ...]:
         sizes = tuple(sizes)
     except TypeError:
         sizes = ()
-    if not sizes or any(
-        isinstance(size, (bool, np.bool_)) or not isinstance(size, numbers.Integral) or size <= 0
-        for size in sizes
-    ):
+    if not sizes or any(not is_integer(size) or size <= 0 for size in sizes):
         raise ValueError(
             f"hidden_size must be a positive integer or a non-empty sequence of them (one per "
             f"layer, e.g. (128, 128)), got {hidden_size!r}"

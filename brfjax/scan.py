@@ -1317,9 +1317,9 @@ def _reverse_segments(backward, carry, per_step, starts, num_steps: int, segment
     place). The same computation as `_over_segments`; only where the cotangent is stored
     differs. Returns the same as `_over_segments`."""
     inputs, currents, *others = per_step
-    count = num_steps // segment
     if inputs.shape[-1] != currents.shape[-1]:
         return _over_segments(backward, carry, per_step, starts, num_steps, segment, reverse=True)
+    count = num_steps // segment
     full, rest = _split_segments((inputs, *others), num_steps, segment)
     full_starts, rest_start = starts
 

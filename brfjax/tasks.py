@@ -20,6 +20,7 @@ import numpy as np
 
 from brfjax import cells, metrics, models, neurons, scan
 from brfjax.data import DataUsageError, SequenceData, ecg, mnist, sequences, shd
+from brfjax.errors import is_integer
 
 NEURON_NAMES = ("brf", "vrf", "bhrf", "alif")
 
@@ -127,7 +128,7 @@ def sequence_task(
     """
     if not (_is_finite_number(input_scale) and input_scale > 0):
         raise ValueError(f"input_scale must be a positive number, got {input_scale!r}")
-    if sub_seq_length is not None and not (_is_integer(sub_seq_length) and sub_seq_length >= 0):
+    if sub_seq_length is not None and not (is_integer(sub_seq_length) and sub_seq_length >= 0):
         raise ValueError(f"sub_seq_length must be an integer >= 0 or None, got {sub_seq_length!r}")
     closest = TASKS["ecg"] if shape.per_step else TASKS["shd"]
     return TaskSpec(
@@ -621,10 +622,6 @@ class ConfigError(ValueError):
         self.field, self.problem = field, problem
 
 
-def _is_integer(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _is_finite_number(value) -> bool:
     if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
         value, (bool, np.bool_)
@@ -663,7 +660,7 @@ def check_config(config: TrainConfig) -> None:
 
     def positive_integer(name, optional=False):
         value = getattr(config, name)
-        if not (optional and value is None) and not (_is_integer(value) and value > 0):
+        if not (optional and value is None) and not (is_integer(value) and value > 0):
             raise ConfigError(name, f"must be a positive integer, got {value!r}")
 
     def positive_number(name, optional=False):
@@ -717,7 +714,7 @@ def check_config(config: TrainConfig) -> None:
         if not isinstance(getattr(config, name), (bool, np.bool_)):
             raise ConfigError(name, f"must be True or False, got {getattr(config, name)!r}")
     low, high = SEED_RANGE
-    if not (_is_integer(config.seed) and low <= config.seed <= high):
+    if not (is_integer(config.seed) and low <= config.seed <= high):
         raise ConfigError(
             "seed", f"must be an integer in {low}..{high} (2**32 - 1), got {config.seed!r}"
         )
@@ -733,7 +730,7 @@ def check_config(config: TrainConfig) -> None:
     if sizes is not None and not (
         isinstance(sizes, (tuple, list))
         and sizes
-        and all(_is_integer(size) and size > 0 for size in sizes)
+        and all(is_integer(size) and size > 0 for size in sizes)
     ):
         raise ConfigError(
             "hidden_sizes",
